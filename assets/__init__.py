@@ -1,0 +1,29 @@
+"""Pipeline assets, one module per stage; thin wrappers over `coordinator_dagster`'s functions.
+
+feed_records → inputs → predictions → scores → snapshots → leaderboard, and snapshots →
+checkpoints. Every asset reads its inputs from the lake and writes its partitions there.
+"""
+
+from assets.checkpoints import build_checkpoints_asset, checkpoints
+from assets.feeds import feed_records
+from assets.inputs import inputs
+from assets.leaderboard import leaderboard
+from assets.predictions import predictions
+from assets.scores import scores
+from assets.snapshots import snapshots
+
+window_assets = [feed_records, inputs, predictions, scores, snapshots]
+default_assets = [*window_assets, leaderboard, checkpoints]
+
+__all__ = [
+    "build_checkpoints_asset",
+    "checkpoints",
+    "default_assets",
+    "feed_records",
+    "inputs",
+    "leaderboard",
+    "predictions",
+    "scores",
+    "snapshots",
+    "window_assets",
+]

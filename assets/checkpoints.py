@@ -1,0 +1,104 @@
+"""`checkpoints`: one emission checkpoint per checkpoint period."""
+
+import json
+
+import dagster as dg
+import polars as pl
+
+from assets.metadata import markdown_table
+from assets.snapshots import snapshots
+from coordinator_dagster import ranking
+from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
+from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS
+from resources import ContractResource, LakeResource
+
+
+def checkpoint_id(period_key: str) -> str:
+    return f"CKP-{period_key}"
+
+
+def current_status(events: pl.DataFrame, checkpoint: str) -> str | None:
+    mine = events.filter(pl.col("checkpoint_id") == checkpoint)
+    return mine.sort("event_at")["status"][-1] if mine.height else None
+
+
+def emission_table(entries: list[dict], emission: dict) -> str:
+    shares = {r["cruncher_index"]: r["reward_pct"] for r in emission["cruncher_rewards"]}
+    rows = pl.DataFrame(
+        [
+            {
+                "rank": e["rank"],
+                "model_id": e["model_id"],
+                "cruncher": e.get("cruncher"),
+                "cruncher_index": e.get("cruncher_index"),
+                "ranking_value": e.get("ranking_value"),
+                "reward_pct": shares.get(e.get("cruncher_index"), 0),
+                "share_percent": 100 * shares.get(e.get("cruncher_index"), 0) / FRAC64_MULTIPLIER,
+            }
+            for e in entries
+        ]
+    )
+    return markdown_table(rows, limit=50)
+
+
+def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="checkpoints",
+        partitions_def=partitions_def,
+        deps=[snapshots],
+        kinds={"polars", "parquet"},
+        group_name="pipeline",
+    )
+    def checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, contract: ContractResource) -> dg.MaterializeResult:
+        """One row per checkpoint period (grain: checkpoint_id): the period's snapshots
+        aggregated per model, ranked, and split into frac64 rewards by `build_emission`.
+
+        Built PENDING; once its status has moved on (SUBMITTED, CLAIMABLE, PAID, appended as
+        checkpoint events) the checkpoint is immutable and re-materializing it is refused.
+        """
+        crunch = contract.get()
+        store = lake.get(crunch)
+        key = context.partition_key
+        cid = checkpoint_id(key)
+        status = current_status(store.read_all("checkpoint_events"), cid)
+        if status not in (None, "PENDING"):
+            raise dg.Failure(
+                description=f"checkpoint {cid} is {status}: a checkpoint that has left PENDING is immutable "
+                "and is not rebuilt (its emission may already be on-chain)",
+                allow_retries=False,
+            )
+        window = context.partition_time_window
+        period = store.read_window("snapshots", window.start, window.end, column="period_start")
+        entries = ranking.checkpoint_entries(crunch, period, store.read("models"))
+        emission = crunch.build_emission(entries, crunch.crunch_pubkey, crunch.compute_provider, crunch.data_provider)
+        emission_json = emission.model_dump(mode="json")
+        row = pl.DataFrame(
+            {
+                "checkpoint_id": [cid],
+                "period_start": [window.start],
+                "period_end": [window.end],
+                "status": ["PENDING"],
+                "ranking_key": [entries[0]["ranking_key"] if entries else crunch.aggregation.value_field],
+                "model_count": [len(entries)],
+                "entries": [json.dumps(entries, sort_keys=True)],
+                "emission": [json.dumps(emission_json, sort_keys=True)],
+            }
+        )
+        store.write("checkpoints", row, key)
+        store.ensure_catalog()
+        total = sum(r["reward_pct"] for r in emission_json["cruncher_rewards"])
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": 1,
+                "checkpoint_id": cid,
+                "models_ranked": len(entries),
+                "snapshots_used": period.height,
+                "cruncher_reward_total": total,
+                "emission": dg.MetadataValue.md(emission_table(entries, emission_json) if entries else "_no scored models in this period_"),
+            }
+        )
+
+    return checkpoints
+
+
+checkpoints = build_checkpoints_asset(CHECKPOINT_PARTITIONS["weekly"])

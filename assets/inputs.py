@@ -1,0 +1,53 @@
+"""`inputs`: the model-facing window of data for every prediction round."""
+
+import datetime as dt
+
+import dagster as dg
+
+from assets.feeds import feed_records
+from assets.metadata import counts_by, table_metadata
+from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
+from coordinator_dagster.rounds import build_inputs
+from resources import ClockResource, ContractResource, FeedSource, LakeResource
+
+
+@dg.asset(
+    partitions_def=WINDOW_PARTITIONS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[feed_records],
+    kinds={"polars", "parquet"},
+    group_name="pipeline",
+)
+def inputs(
+    context: dg.AssetExecutionContext,
+    feed: FeedSource,
+    lake: LakeResource,
+    clock: ClockResource,
+    contract: ContractResource,
+) -> dg.MaterializeResult:
+    """One row per prediction round per scheduled scope (grain: scope_key × round_ts).
+
+    A pure function of `feed_records`: the newest `input_window_size` records closed by the round
+    time. Rounds in a feed gap, or not yet due, get no row. Status RECEIVED until the truth is
+    known, then RESOLVED (derived in the lake's `inputs` view).
+    """
+    crunch = contract.get()
+    store = lake.get(crunch)
+    window = context.partition_time_window
+    lookback = dt.timedelta(seconds=feed.step_seconds * (crunch.input_window_size + 1))
+    records = store.read_window("feed_records", window.start - lookback, window.end)
+    frame = build_inputs(
+        records,
+        crunch.scheduled_predictions,
+        window.start,
+        window.end,
+        clock.now(),
+        feed.step_seconds,
+        crunch.input_window_size,
+    )
+    keys = window_keys_between(window.start, window.end)
+    store.write_windows("inputs", frame, "round_ts", keys)
+    store.ensure_catalog()
+    return dg.MaterializeResult(
+        metadata=table_metadata(frame.drop("window_ts", "window_close"), partitions=len(keys), rounds_by_scope=counts_by(frame, "scope_key"))
+    )

@@ -1,0 +1,42 @@
+"""`leaderboard`: the current ranking over the contract's rolling windows."""
+
+import datetime as dt
+
+import dagster as dg
+
+from assets.metadata import markdown_table
+from assets.snapshots import snapshots
+from coordinator_dagster import ranking
+from coordinator_dagster.partitions import window_start
+from resources import ContractResource, LakeResource
+
+
+@dg.asset(deps=[snapshots], kinds={"polars", "parquet"}, group_name="pipeline")
+def leaderboard(context: dg.AssetExecutionContext, lake: LakeResource, contract: ContractResource) -> dg.MaterializeResult:
+    """One row per model (grain: model_id), ranked by the contract's ranking key.
+
+    Windows end at the newest snapshot, so only the last `max(window)` hours are read; the
+    same snapshots always give the same ranking (ties: see `coordinator_dagster.ranking`).
+    """
+    crunch = contract.get()
+    store = lake.get(crunch)
+    files = store.files("snapshots")
+    if files:
+        # Hive folders sort by time: the last file is the newest hour.
+        newest = files[-1].parent
+        newest_start = window_start(f"{newest.parent.name[5:]}-{newest.name[5:]}:00")
+        longest = dt.timedelta(hours=max(crunch.aggregation.windows.values()))
+        recent = store.read_window("snapshots", newest_start + dt.timedelta(hours=1) - longest, newest_start + dt.timedelta(hours=1))
+    else:
+        recent = store.read_paths("snapshots", [])
+    board = ranking.leaderboard(crunch, recent, store.read("models"))
+    store.write("leaderboard", board)
+    store.ensure_catalog()
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": board.height,
+            "as_of": str(board["as_of"][0]) if board.height else "no snapshots yet",
+            "leader": board["model_id"][0] if board.height else "none",
+            "preview": dg.MetadataValue.md(markdown_table(board)),
+        }
+    )

@@ -1,0 +1,108 @@
+"""`predictions`: every registered model's answer to every round's input."""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+
+from assets.inputs import inputs
+from assets.metadata import counts_by, table_metadata
+from coordinator_dagster import schemas
+from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between, window_start
+from coordinator_dagster.rounds import raw_input
+from coordinator_dagster.runner import InProcessRunner
+from resources import ClockResource, ContractResource, LakeResource, ModelRunnerResource
+
+
+def _predict(runner: InProcessRunner, todo: pl.DataFrame, predicted_at: dt.datetime) -> pl.DataFrame:
+    rows = []
+    for item in todo.sort("round_ts", "scope_key").iter_rows(named=True):
+        for outcome in runner.predict_round(raw_input(item), item["horizon_seconds"], item["step_seconds"]):
+            rows.append(
+                {
+                    "prediction_id": f"{item['input_id']}/{outcome.model_id}",
+                    "input_id": item["input_id"],
+                    "scope_key": item["scope_key"],
+                    "subject": item["subject"],
+                    "model_id": outcome.model_id,
+                    "round_ts": item["round_ts"],
+                    "resolvable_at": item["resolvable_at"],
+                    "status": outcome.status,
+                    "value": outcome.value,
+                    "output": outcome.output,
+                    "failed_reason": outcome.failed_reason,
+                    "latency_ms": outcome.latency_ms,
+                    "predicted_at": predicted_at,
+                }
+            )
+    return pl.DataFrame(rows, schema=schemas.PREDICTIONS) if rows else schemas.empty(schemas.PREDICTIONS)
+
+
+def _registry(runner: ModelRunnerResource, existing: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:
+    joined = dict(zip(existing["model_id"].to_list(), existing["joined_at"].to_list(), strict=True))
+    return pl.DataFrame(
+        [
+            {**spec.__dict__, "joined_at": joined.get(spec.model_id, now)}
+            for spec in runner.specs()
+        ],
+        schema=schemas.MODELS,
+    )
+
+
+@dg.asset(
+    partitions_def=WINDOW_PARTITIONS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[inputs],
+    kinds={"polars", "parquet"},
+    group_name="pipeline",
+)
+def predictions(
+    context: dg.AssetExecutionContext,
+    model_runner: ModelRunnerResource,
+    lake: LakeResource,
+    clock: ClockResource,
+    contract: ContractResource,
+) -> dg.MaterializeResult:
+    """One row per model per round input (grain: input_id × model_id).
+
+    Status as created: PENDING (valid answer), FAILED (raised or invalid output, with the reason)
+    or ABSENT (no answer in time); PENDING becomes SCORED once scored. Recorded predictions are
+    facts: re-materializing a window only adds the rounds it lacks, in time order, and never
+    rewrites an existing row.
+    """
+    crunch = contract.get()
+    store = lake.get(crunch)
+    window = context.partition_time_window
+    now = clock.now()
+    runner = model_runner.open(crunch.output_type)
+    written = []
+    try:
+        for key in window_keys_between(window.start, window.end):
+            # Held across read-predict-write, so two runs of one hour cannot predict a round twice.
+            with store.partition_lock("predictions", key):
+                existing = store.read("predictions", key)
+                round_inputs = store.read("inputs", key)
+                todo = round_inputs.join(existing.select("input_id").unique(), on="input_id", how="anti")
+                fresh = _predict(runner, todo, now)
+                if not fresh.is_empty():
+                    store.write("predictions", pl.concat([existing, fresh]).sort("round_ts", "scope_key", "model_id"), key)
+                elif not store.exists("predictions", key):
+                    store.write("predictions", existing, key)
+            written.append(fresh)
+            if not fresh.is_empty():
+                context.log.info(f"predictions {key}: {todo.height} new rounds, {fresh.height} predictions")
+        with store.partition_lock("models"):
+            store.write("models", _registry(model_runner, store.read("models"), now))
+    finally:
+        runner.close()
+    store.ensure_catalog()
+    new_rows = pl.concat(written) if written else schemas.empty(schemas.PREDICTIONS)
+    return dg.MaterializeResult(
+        metadata=table_metadata(
+            new_rows.drop("output"),
+            partitions=len(written),
+            new_predictions=new_rows.height,
+            new_by_status=counts_by(new_rows, "status"),
+            window_start=window_start(window_keys_between(window.start, window.end)[0]).isoformat(),
+        )
+    )

@@ -1,0 +1,64 @@
+"""`scores`: each resolved prediction scored against the ground truth from the feed."""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+
+from assets.feeds import feed_records
+from assets.metadata import counts_by, table_metadata
+from assets.predictions import predictions
+from coordinator_dagster import schemas
+from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between, window_start
+from coordinator_dagster.scoring import score_predictions
+from resources import ClockResource, ContractResource, FeedSource, LakeResource
+
+# The truth of the window's last rounds lies in the next hour's feed.
+_NEXT_HOUR = dg.TimeWindowPartitionMapping(start_offset=0, end_offset=1)
+
+
+@dg.asset(
+    partitions_def=WINDOW_PARTITIONS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[predictions, dg.AssetDep(feed_records, partition_mapping=_NEXT_HOUR)],
+    kinds={"polars", "parquet"},
+    group_name="pipeline",
+)
+def scores(
+    context: dg.AssetExecutionContext,
+    feed: FeedSource,
+    lake: LakeResource,
+    clock: ClockResource,
+    contract: ContractResource,
+) -> dg.MaterializeResult:
+    """One row per scored prediction (grain: prediction_id), a pure function of predictions,
+    inputs and feed records (and the clock, for closing predictions whose truth never came).
+
+    Recomputed whole on every materialization, so re-scoring history or auditing a score is a
+    re-materialization. A failed score carries its reason; it never stops the other rows.
+    """
+    crunch = contract.get()
+    store = lake.get(crunch)
+    window = context.partition_time_window
+    now = clock.now()
+    horizon = max((p.resolve_horizon_seconds for p in crunch.scheduled_predictions), default=0)
+    reach = dt.timedelta(seconds=horizon + feed.step_seconds)
+    frames = []
+    for key in window_keys_between(window.start, window.end):
+        start = window_start(key)
+        end = start + dt.timedelta(hours=1)
+        preds = store.read("predictions", key)
+        truth_feed = store.read_window("feed_records", start, end + reach)
+        frame = score_predictions(crunch, preds, store.read("inputs", key), truth_feed, now)
+        store.write("scores", frame, key)
+        frames.append(frame)
+    store.ensure_catalog()
+    out = pl.concat(frames) if frames else schemas.empty(schemas.SCORES)
+    return dg.MaterializeResult(
+        metadata=table_metadata(
+            out.drop("result"),
+            partitions=len(frames),
+            by_success=counts_by(out, "success"),
+            mean_score=float(out["value"].mean()) if out["value"].drop_nulls().len() else None,
+        )
+    )

@@ -1,0 +1,196 @@
+"""The competition contract: `CrunchContract`, its defaults, and how an operator replaces it.
+
+A contract is data (types, scopes, windows, metrics, addresses) plus four callables. Callables may
+be given as objects or dotted paths; both are resolved and their signatures checked when the
+contract is built, so a bad path or a wrong signature stops the node at start-up, not mid-round.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from coordinator_dagster.callables import resolve_dotted
+from coordinator_dagster.domain_types import (
+    FRAC64_MULTIPLIER,
+    Aggregation,
+    Candle,
+    CruncherReward,
+    EmissionCheckpoint,
+    InferenceOutput,
+    PredictionScope,
+    ProviderReward,
+    RawInput,
+    ScheduledPrediction,
+    ScoreResult,
+)
+from coordinator_dagster.emission import default_build_emission
+from coordinator_dagster.metrics import METRICS
+from coordinator_dagster.scoring import default_resolve_ground_truth, default_scoring_function
+from coordinator_dagster.snapshots import default_aggregate_snapshot
+
+__all__ = [
+    "FRAC64_MULTIPLIER",
+    "Aggregation",
+    "Candle",
+    "ContractError",
+    "CrunchContract",
+    "CruncherReward",
+    "EmissionCheckpoint",
+    "InferenceOutput",
+    "PredictionScope",
+    "ProviderReward",
+    "RawInput",
+    "ScheduledPrediction",
+    "ScoreResult",
+    "default_contract",
+    "load_contract",
+]
+
+CONFIG_ENV_VAR = "CRUNCH_CONFIG_MODULE"
+
+
+class ContractError(ValueError):
+    """The configured contract cannot be loaded or is inconsistent."""
+
+
+# Each callable must accept these positional arguments (extra optional parameters are fine).
+_CALLABLE_ARITY = {
+    "resolve_ground_truth": ("records", "input"),
+    "scoring_function": ("prediction", "ground_truth"),
+    "aggregate_snapshot": ("score_results",),
+    "build_emission": ("ranked_entries", "crunch_pubkey"),
+}
+
+
+def _default_schedule() -> list[ScheduledPrediction]:
+    return [
+        ScheduledPrediction(
+            scope_key="btc-60s",
+            scope=PredictionScope(subject="BTC", step_seconds=60, horizon_seconds=60),
+            prediction_interval_seconds=60,
+            resolve_horizon_seconds=60,
+        )
+    ]
+
+
+class CrunchContract(BaseModel):
+    """Everything that defines one competition (field names follow the reference engine)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    raw_input_type: type[BaseModel] = RawInput
+    output_type: type[BaseModel] = InferenceOutput
+    score_type: type[ScoreResult] = ScoreResult
+    scope: PredictionScope = Field(default_factory=PredictionScope)
+    aggregation: Aggregation = Field(default_factory=Aggregation)
+    scheduled_predictions: list[ScheduledPrediction] = Field(default_factory=_default_schedule)
+    metrics: list[str] = Field(
+        default_factory=lambda: ["ic", "ic_sharpe", "hit_rate", "max_drawdown", "model_correlation"]
+    )
+    ensembles: list[dict[str, Any]] = Field(default_factory=list)
+    crunch_pubkey: str = ""
+    compute_provider: str | None = None
+    data_provider: str | None = None
+
+    # Here-only settings (the reference engine has no equivalent or hard-codes them).
+    checkpoint_period: Literal["daily", "weekly"] = "weekly"
+    input_window_size: int = Field(default=60, gt=0, description="records handed to models per round")
+    max_ground_truth_staleness_fraction: float = Field(default=0.2, ge=0)
+    ground_truth_grace_seconds: int = Field(
+        default=3600, gt=0, description="after this long past its resolvable time an unresolved prediction is closed"
+    )
+
+    resolve_ground_truth: Callable[..., Any] = default_resolve_ground_truth
+    scoring_function: Callable[..., Any] = default_scoring_function
+    aggregate_snapshot: Callable[..., Any] = default_aggregate_snapshot
+    build_emission: Callable[..., Any] = default_build_emission
+
+    @field_validator("resolve_ground_truth", "scoring_function", "aggregate_snapshot", "build_emission", mode="before")
+    @classmethod
+    def _resolve_callable(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = resolve_dotted(value)
+            except ImportError as exc:
+                raise ValueError(f"{info.field_name}: {exc}") from exc
+        if not callable(value):
+            raise ValueError(f"{info.field_name}: {value!r} is not callable")
+        required = _CALLABLE_ARITY[info.field_name]
+        try:
+            inspect.signature(value).bind(*required)
+        except TypeError as exc:
+            raise ValueError(
+                f"{info.field_name}: {getattr(value, '__qualname__', value)!r} must accept "
+                f"({', '.join(required)}): {exc}"
+            ) from exc
+        except ValueError:
+            pass  # builtins without an inspectable signature: trust them
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, names: list[str]) -> list[str]:
+        unknown = [name for name in names if name not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; registered: {sorted(METRICS)}")
+        return names
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CrunchContract":
+        keys = [p.scope_key for p in self.scheduled_predictions]
+        if len(keys) != len(set(keys)):
+            raise ValueError(f"scheduled_predictions scope_key values must be unique, got {keys}")
+        key = self.aggregation.ranking_key
+        if key not in self.aggregation.windows and key not in self.metrics and key != self.aggregation.value_field:
+            raise ValueError(
+                f"aggregation.ranking_key {key!r} is neither a window {list(self.aggregation.windows)}, "
+                f"a configured metric {self.metrics}, nor the value field"
+            )
+        return self
+
+    @property
+    def subjects(self) -> list[str]:
+        return sorted({p.scope.subject for p in self.scheduled_predictions if p.active})
+
+
+def default_contract() -> CrunchContract:
+    """The embedded example competition: one-minute BTC and ETH direction rounds."""
+    return CrunchContract(
+        scheduled_predictions=[
+            ScheduledPrediction(
+                scope_key=f"{subject.lower()}-60s",
+                scope=PredictionScope(subject=subject, step_seconds=60, horizon_seconds=60),
+                prediction_interval_seconds=60,
+                resolve_horizon_seconds=60,
+            )
+            for subject in ("BTC", "ETH")
+        ],
+        crunch_pubkey="CoordinatorExampLeCrunchPubkey11111111111111",
+    )
+
+
+def load_contract(spec: str | None = None) -> CrunchContract:
+    """The contract named by `spec` or `$CRUNCH_CONFIG_MODULE` (`module:attr`), else the default.
+
+    `attr` may be a `CrunchContract` or a function returning one.
+    """
+    spec = spec if spec is not None else os.environ.get(CONFIG_ENV_VAR, "")
+    if not spec.strip():
+        return default_contract()
+    try:
+        target = resolve_dotted(spec.strip())
+    except ImportError as exc:
+        raise ContractError(f"{CONFIG_ENV_VAR}={spec!r}: {exc}") from exc
+    if callable(target) and not isinstance(target, CrunchContract):
+        try:
+            target = target()
+        except Exception as exc:
+            raise ContractError(f"{CONFIG_ENV_VAR}={spec!r}: building the contract raised {exc!r}") from exc
+    if not isinstance(target, CrunchContract):
+        raise ContractError(f"{CONFIG_ENV_VAR}={spec!r} is a {type(target).__name__}, not a CrunchContract")
+    return target

@@ -1,0 +1,118 @@
+"""The pydantic shapes a competition is made of: inputs, outputs, scores, scopes, emission.
+
+Only data shapes live here (no behaviour beyond validation); the contract that ties them together
+is `coordinator_dagster.contracts`. Names follow the reference engine so that operators'
+existing contract modules keep working.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# frac64: the on-chain reward unit; 1,000,000,000 is 100 %.
+FRAC64_MULTIPLIER = 1_000_000_000
+
+
+class Candle(BaseModel):
+    ts: dt.datetime
+    close: float
+
+
+class RawInput(BaseModel):
+    """What a model receives each round: the recent window of one subject's feed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    subject: str
+    round_ts: dt.datetime
+    step_seconds: int
+    horizon_seconds: int
+    candles: list[Candle]
+
+
+class InferenceOutput(BaseModel):
+    """What a model must answer: a finite `value`; extra keys are kept with the prediction."""
+
+    model_config = ConfigDict(extra="allow")
+
+    value: float
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("value must be a finite number (NaN and infinity are refused)")
+        return value
+
+
+class ScoreResult(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    value: float = 0.0
+    success: bool = True
+    failed_reason: str | None = None
+
+
+class PredictionScope(BaseModel):
+    subject: str = "BTC"
+    step_seconds: int = Field(default=60, gt=0)
+    horizon_seconds: int = Field(default=60, gt=0)
+
+
+class Aggregation(BaseModel):
+    """Leaderboard windows (name → hours), the score field they average, and the ranking."""
+
+    windows: dict[str, int] = Field(
+        default_factory=lambda: {"score_recent": 24, "score_steady": 72, "score_anchor": 168}
+    )
+    value_field: str = "value"
+    ranking_key: str = "score_recent"
+    ranking_direction: str = "desc"
+
+    @model_validator(mode="after")
+    def _check(self) -> "Aggregation":
+        if not self.windows:
+            raise ValueError("aggregation.windows needs at least one window")
+        if any(hours <= 0 for hours in self.windows.values()):
+            raise ValueError("aggregation window lengths must be positive hours")
+        if self.ranking_direction not in ("asc", "desc"):
+            raise ValueError("ranking_direction must be 'asc' or 'desc'")
+        return self
+
+
+class ScheduledPrediction(BaseModel):
+    scope_key: str
+    scope: PredictionScope
+    prediction_interval_seconds: int = Field(default=60, gt=0)
+    resolve_horizon_seconds: int = Field(default=60, gt=0)
+    active: bool = True
+
+
+class CruncherReward(BaseModel):
+    cruncher_index: int
+    reward_pct: int = Field(ge=0, le=FRAC64_MULTIPLIER)
+
+
+class ProviderReward(BaseModel):
+    provider: str
+    reward_pct: int = Field(ge=0, le=FRAC64_MULTIPLIER)
+
+
+class EmissionCheckpoint(BaseModel):
+    """The reward split submitted on-chain; every non-empty list sums to FRAC64_MULTIPLIER."""
+
+    crunch: str
+    cruncher_rewards: list[CruncherReward]
+    compute_provider_rewards: list[ProviderReward] = Field(default_factory=list)
+    data_provider_rewards: list[ProviderReward] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _sums(self) -> "EmissionCheckpoint":
+        for name in ("cruncher_rewards", "compute_provider_rewards", "data_provider_rewards"):
+            rewards = getattr(self, name)
+            if rewards and sum(r.reward_pct for r in rewards) != FRAC64_MULTIPLIER:
+                raise ValueError(f"{name} must sum to exactly {FRAC64_MULTIPLIER}")
+        return self

@@ -1,0 +1,309 @@
+"""The Parquet lake: where every table lives, atomic partition writes, reads, DuckDB views.
+
+Layout under `<home>/lake/<table>/`: hourly tables in hive folders
+(`date=2026-11-25/hour=10/data.parquet`, so a time filter prunes whole folders), period tables
+as `period=<key>/data.parquet`, single tables as `data.parquet`, and append-only event tables
+as one file per event. A write goes to a dot-named temporary file in the same folder and is
+renamed into place, so a reader sees the old or the new partition, never half of one.
+
+Nothing here holds a DuckDB file lock while it works: readers query Parquet through in-memory
+DuckDB connections. The catalog file (`coordinator.duckdb`) only stores the same views for
+operators' own DuckDB clients, and is refreshed opportunistically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from coordinator_dagster import schemas
+from coordinator_dagster.partitions import WINDOW_KEY_FORMAT, window_keys_between
+
+log = logging.getLogger(__name__)
+
+DATA_FILE = "data.parquet"
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    layout: str  # "window" (hourly), "period", "single" or "events"
+    schema: pl.Schema
+
+
+def lake_tables(window_names: Iterable[str]) -> dict[str, Table]:
+    tables = [
+        Table("feed_records", "window", schemas.FEED_RECORDS),
+        Table("inputs", "window", schemas.INPUTS),
+        Table("predictions", "window", schemas.PREDICTIONS),
+        Table("scores", "window", schemas.SCORES),
+        Table("snapshots", "window", schemas.SNAPSHOTS),
+        Table("leaderboard", "single", schemas.leaderboard_schema(window_names)),
+        Table("checkpoints", "period", schemas.CHECKPOINTS),
+        Table("checkpoint_events", "events", schemas.CHECKPOINT_EVENTS),
+        Table("models", "single", schemas.MODELS),
+    ]
+    return {t.name: t for t in tables}
+
+
+_DUCKDB_TYPES = {
+    pl.String: "VARCHAR",
+    pl.Float64: "DOUBLE",
+    pl.Int64: "BIGINT",
+    pl.Boolean: "BOOLEAN",
+}
+
+
+def _duckdb_type(dtype: pl.DataType) -> str:
+    if isinstance(dtype, pl.Datetime):
+        return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
+    if isinstance(dtype, pl.List):
+        return _duckdb_type(dtype.inner) + "[]"
+    return _DUCKDB_TYPES[dtype.base_type()]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Lake:
+    def __init__(self, home: str | os.PathLike[str], window_names: Iterable[str] = ("score_recent", "score_steady", "score_anchor")):
+        self.home = Path(home).expanduser().resolve()
+        self.root = self.home / "lake"
+        self.catalog_path = self.home / "coordinator.duckdb"
+        self.tables = lake_tables(window_names)
+
+    # ---- paths ---------------------------------------------------------------------------
+    def table(self, name: str) -> Table:
+        try:
+            return self.tables[name]
+        except KeyError:
+            raise KeyError(f"unknown lake table {name!r}; tables: {sorted(self.tables)}") from None
+
+    def table_dir(self, name: str) -> Path:
+        return self.root / self.table(name).name
+
+    def partition_path(self, name: str, key: str | None = None) -> Path:
+        table = self.table(name)
+        base = self.table_dir(name)
+        if table.layout == "window":
+            hour = dt.datetime.strptime(key or "", WINDOW_KEY_FORMAT)
+            return base / f"date={hour:%Y-%m-%d}" / f"hour={hour:%H}" / DATA_FILE
+        if table.layout == "period":
+            dt.datetime.strptime(key or "", "%Y-%m-%d")  # validates the key
+            return base / f"period={key}" / DATA_FILE
+        if table.layout == "single":
+            return base / DATA_FILE
+        raise ValueError(f"{name} is an event table; use append_event()")
+
+    def glob(self, name: str) -> str:
+        layout = self.table(name).layout
+        pattern = {"window": "*/*/*.parquet", "period": "*/*.parquet", "single": "*.parquet", "events": "*.parquet"}[layout]
+        return str(self.table_dir(name) / pattern)
+
+    def files(self, name: str) -> list[Path]:
+        return sorted(self.table_dir(name).glob(self.glob(name).split(f"{name}/", 1)[1]))
+
+    # ---- writes --------------------------------------------------------------------------
+    def _write_atomic(self, path: Path, frame: pl.DataFrame) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The temporary name starts with a dot and does not end in .parquet: no glob sees it.
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+        try:
+            frame.write_parquet(tmp, compression="zstd", statistics=True)
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def write(self, name: str, frame: pl.DataFrame, key: str | None = None) -> Path:
+        """Replace one partition (or a single table) with `frame`, conformed to the table schema."""
+        table = self.table(name)
+        frame = schemas.conform(frame, table.schema, name)
+        path = self.partition_path(name, key)
+        self._write_atomic(path, frame)
+        return path
+
+    def write_windows(self, name: str, frame: pl.DataFrame, column: str, keys: Iterable[str]) -> int:
+        """Write `frame` split into the hourly partitions `keys` by `column`; every key is
+        written, empty ones too, so re-materializing a window that lost rows replaces it."""
+        hour = pl.col(column).dt.truncate("1h").dt.strftime(WINDOW_KEY_FORMAT)
+        parts = {k[0]: p.drop("__key") for k, p in frame.with_columns(hour.alias("__key")).group_by("__key")}
+        keys = list(keys)
+        stray = sorted(set(parts) - set(keys))
+        if stray:
+            raise ValueError(f"{name}: rows outside the partitions being written: {stray[:3]}")
+        empty = frame.clear()
+        for key in keys:
+            self.write(name, parts.get(key, empty), key)
+        return len(keys)
+
+    def append_event(self, name: str, frame: pl.DataFrame) -> Path:
+        """Append one event file; events are never rewritten (the newest event is the state)."""
+        table = self.table(name)
+        if table.layout != "events":
+            raise ValueError(f"{name} is not an event table")
+        frame = schemas.conform(frame, table.schema, name)
+        stamp = time.time_ns()
+        path = self.table_dir(name) / f"{stamp:020d}-{uuid.uuid4().hex[:8]}.parquet"
+        self._write_atomic(path, frame)
+        return path
+
+    @contextlib.contextmanager
+    def partition_lock(self, name: str, key: str | None = None) -> Iterator[None]:
+        """Exclusive lock for a read-modify-write of one partition (e.g. appending live rounds).
+
+        An advisory file lock: it serializes writers of one partition on one machine; writers of
+        different partitions never wait on each other.
+        """
+        lock_dir = self.root / ".locks" / name
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        lock_path = lock_dir / f"{(key or 'all').replace(':', '')}.lock"
+        with open(lock_path, "a+") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    # ---- reads ---------------------------------------------------------------------------
+    def exists(self, name: str, key: str | None = None) -> bool:
+        return self.partition_path(name, key).exists()
+
+    def read_paths(self, name: str, paths: Iterable[Path]) -> pl.DataFrame:
+        schema = self.table(name).schema
+        present = [str(p) for p in paths if p.exists()]
+        if not present:
+            return schemas.empty(schema)
+        frame = pl.read_parquet(present)
+        return schemas.conform(frame, schema, name)
+
+    def read(self, name: str, key: str | None = None) -> pl.DataFrame:
+        """One partition (or the single table); an empty frame with the schema if absent."""
+        return self.read_paths(name, [self.partition_path(name, key)])
+
+    def read_window(self, name: str, start: dt.datetime, end: dt.datetime, column: str | None = None) -> pl.DataFrame:
+        """Rows of an hourly table from the hour partitions overlapping [start, end).
+
+        With `column`, rows are also filtered to `start <= column < end`.
+        """
+        paths = [self.partition_path(name, key) for key in window_keys_between(start, end)]
+        frame = self.read_paths(name, paths)
+        if column is not None:
+            frame = frame.filter((pl.col(column) >= start) & (pl.col(column) < end))
+        return frame
+
+    def read_all(self, name: str) -> pl.DataFrame:
+        return self.read_paths(name, self.files(name))
+
+    # ---- DuckDB ----------------------------------------------------------------------------
+    def _source_sql(self, name: str, absolute: bool = True) -> str:
+        table = self.table(name)
+        if not self.files(name):
+            columns = ", ".join(
+                f'CAST(NULL AS {_duckdb_type(dtype)}) AS "{col}"' for col, dtype in table.schema.items()
+            )
+            return f"SELECT {columns} WHERE false"
+        hive = "true" if table.layout in ("window", "period") else "false"
+        return f"SELECT * FROM read_parquet('{self.glob(name)}', hive_partitioning={hive}, union_by_name=true)"
+
+    def view_statements(self) -> list[str]:
+        """CREATE VIEW statements: `raw_<table>` over the files, and the public views.
+
+        Public views derive the mutable facts instead of storing them: a prediction is SCORED
+        once a score row exists, an input RESOLVED once its truth is known, a checkpoint's status
+        is its newest event.
+        """
+        statements = [f"CREATE OR REPLACE VIEW raw_{name} AS {self._source_sql(name)}" for name in self.tables]
+        passthrough = ["feed_records", "snapshots", "leaderboard", "models", "scores", "checkpoint_events"]
+        statements += [f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM raw_{name}" for name in passthrough]
+        statements.append(
+            """CREATE OR REPLACE VIEW predictions AS
+            SELECT p.* REPLACE (
+                CASE WHEN p.status = 'PENDING' AND s.prediction_id IS NOT NULL THEN 'SCORED' ELSE p.status END AS status,
+                COALESCE(p.failed_reason, s.failed_reason) AS failed_reason),
+                s.value AS score_value, s.success AS score_success
+            FROM raw_predictions p LEFT JOIN raw_scores s USING (prediction_id)"""
+        )
+        statements.append(
+            """CREATE OR REPLACE VIEW inputs AS
+            SELECT i.*, CASE WHEN r.input_id IS NULL THEN 'RECEIVED' ELSE 'RESOLVED' END AS status
+            FROM raw_inputs i LEFT JOIN (
+                SELECT DISTINCT input_id FROM raw_scores WHERE entry_price IS NOT NULL) r USING (input_id)"""
+        )
+        statements.append(
+            """CREATE OR REPLACE VIEW checkpoints AS
+            SELECT c.* REPLACE (COALESCE(e.status, c.status) AS status), e.tx_hash, e.event_at AS status_changed_at
+            FROM raw_checkpoints c LEFT JOIN (
+                SELECT * FROM raw_checkpoint_events
+                QUALIFY row_number() OVER (PARTITION BY checkpoint_id ORDER BY event_at DESC) = 1) e
+            USING (checkpoint_id)"""
+        )
+        return statements
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with every view; holds no lock on anything."""
+        con = duckdb.connect(":memory:")
+        con.execute("SET TimeZone = 'UTC'")
+        for statement in self.view_statements():
+            con.execute(statement)
+        return con
+
+    def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
+        con = self.connect()
+        try:
+            return con.execute(sql, params or []).pl()
+        finally:
+            con.close()
+
+    def refresh_catalog(self) -> bool:
+        """Rewrite the operator-facing catalog's views; False if someone holds the file.
+
+        Views over a glob stay valid as files come and go, so this only matters when a table
+        gains its first file; callers skip it otherwise (see `catalog_is_current`).
+        """
+        self.home.mkdir(parents=True, exist_ok=True)
+        state = {name: bool(self.files(name)) for name in self.tables}
+        with self.partition_lock("models", "catalog"):
+            try:
+                con = duckdb.connect(str(self.catalog_path))
+            except duckdb.Error as exc:  # an operator's client holds it: not our run's problem
+                log.warning("catalog %s not refreshed: %s", self.catalog_path, exc)
+                return False
+            try:
+                con.execute("SET TimeZone = 'UTC'")
+                for statement in self.view_statements():
+                    con.execute(statement)
+            finally:
+                con.close()
+            (self.home / "catalog.json").write_text(json.dumps(state, sort_keys=True))
+        return True
+
+    def catalog_is_current(self) -> bool:
+        try:
+            recorded = json.loads((self.home / "catalog.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return recorded == {name: bool(self.files(name)) for name in self.tables}
+
+    def ensure_catalog(self) -> None:
+        if not self.catalog_is_current():
+            self.refresh_catalog()

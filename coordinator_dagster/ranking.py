@@ -1,0 +1,129 @@
+"""Leaderboard and checkpoint ranking over snapshots.
+
+Ties are broken deterministically: by the ranking value in the configured direction (missing
+values last), then by more scored predictions, then by model_id ascending. Both the leaderboard
+and checkpoints use this one ordering, so a model's place never depends on row order in the lake.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from coordinator_dagster import schemas
+
+if TYPE_CHECKING:
+    from coordinator_dagster.contracts import CrunchContract
+
+
+def rank(frame: pl.DataFrame, value_column: str, direction: str, count_column: str) -> pl.DataFrame:
+    """`frame` sorted best first with a 1-based `rank` column prepended."""
+    ordered = frame.sort(
+        [value_column, count_column, "model_id"],
+        descending=[direction == "desc", True, False],
+        nulls_last=True,
+    )
+    return ordered.with_row_index("rank", offset=1).with_columns(pl.col("rank").cast(pl.Int64))
+
+
+def _metric_column(key: str) -> pl.Expr:
+    """A metric stored inside result_summary, as a float column."""
+    return (
+        pl.col("result_summary")
+        .str.json_path_match(f"$.{key}")
+        .cast(pl.Float64, strict=False)
+        .alias(key)
+    )
+
+
+def leaderboard(
+    contract: "CrunchContract", snapshots: pl.DataFrame, models: pl.DataFrame
+) -> pl.DataFrame:
+    """Per model, the mean snapshot value of each window ending at the newest snapshot.
+
+    Windows are anchored at the newest `period_end` in the data rather than the wall clock, so the
+    same snapshots always give the same leaderboard. A window's value is the mean of the snapshot
+    values whose period ends inside it. Ranking uses `aggregation.ranking_key`: a window name, or
+    a metric name (then the metric's mean over the first window).
+    """
+    agg = contract.aggregation
+    schema = schemas.leaderboard_schema(agg.windows)
+    if snapshots.is_empty():
+        return schemas.empty(schema)
+    as_of = snapshots["period_end"].max()
+    columns = []
+    for name, hours in agg.windows.items():
+        inside = pl.col("period_end") > as_of - dt.timedelta(hours=hours)
+        columns.append(pl.col("value").filter(inside).mean().alias(name))
+    first_hours = next(iter(agg.windows.values()))
+    first_window = pl.col("period_end") > as_of - dt.timedelta(hours=first_hours)
+    key = agg.ranking_key
+    ranking = (
+        pl.lit(None, dtype=pl.Float64)
+        if key in agg.windows
+        else _metric_column(key).filter(first_window).mean()
+    )
+    per_model = snapshots.group_by("model_id").agg(
+        *columns,
+        pl.col("scored_count").sum().alias("prediction_count"),
+        ranking.alias("ranking_value"),
+    )
+    if key in agg.windows:
+        per_model = per_model.with_columns(pl.col(key).alias("ranking_value"))
+    names = models.select("model_id", pl.col("name").alias("model_name"), "cruncher") if not models.is_empty() else None
+    if names is not None:
+        per_model = per_model.join(names, on="model_id", how="left")
+    else:
+        per_model = per_model.with_columns(
+            pl.lit(None, dtype=pl.String).alias("model_name"), pl.lit(None, dtype=pl.String).alias("cruncher")
+        )
+    ranked = rank(per_model, "ranking_value", agg.ranking_direction, "prediction_count").with_columns(
+        pl.lit(key).alias("ranking_key"), pl.lit(as_of).cast(schemas.UTC_TS).alias("as_of")
+    )
+    return schemas.conform(ranked.select(schema.names()), schema, "leaderboard")
+
+
+def checkpoint_entries(
+    contract: "CrunchContract", snapshots: pl.DataFrame, models: pl.DataFrame
+) -> list[dict[str, Any]]:
+    """Ranked entries of one checkpoint period: scored-count-weighted means per model.
+
+    The ranking metric is `aggregation.ranking_key` when it names a metric, and otherwise (a
+    leaderboard window name, which has no meaning inside one period) the value field itself.
+    Models without a single scored prediction in the period take no part.
+    """
+    agg = contract.aggregation
+    key = agg.ranking_key if agg.ranking_key not in agg.windows else agg.value_field
+    if snapshots.is_empty():
+        return []
+    frame = snapshots.filter(pl.col("scored_count") > 0)
+    if key != "value":
+        frame = frame.with_columns(_metric_column(key).alias("ranking_metric"))
+    else:
+        frame = frame.with_columns(pl.col("value").alias("ranking_metric"))
+    weight = pl.col("scored_count")
+    per_model = frame.group_by("model_id").agg(
+        ((pl.col("value") * weight).sum() / weight.filter(pl.col("value").is_not_null()).sum()).alias("value"),
+        ((pl.col("ranking_metric") * weight).sum() / weight.filter(pl.col("ranking_metric").is_not_null()).sum()).alias(
+            "ranking_value"
+        ),
+        pl.col("prediction_count").sum(),
+        pl.col("scored_count").sum(),
+        pl.len().alias("snapshot_count"),
+    )
+    if not models.is_empty():
+        per_model = per_model.join(
+            models.select("model_id", "name", "cruncher", "cruncher_index"), on="model_id", how="left"
+        )
+    else:
+        per_model = per_model.with_columns(
+            pl.lit(None, dtype=pl.String).alias("name"),
+            pl.lit(None, dtype=pl.String).alias("cruncher"),
+            pl.lit(None, dtype=pl.Int64).alias("cruncher_index"),
+        )
+    ranked = rank(per_model, "ranking_value", agg.ranking_direction, "scored_count")
+    entries = ranked.with_columns(pl.lit(key).alias("ranking_key")).to_dicts()
+    return json.loads(json.dumps(entries, default=str))

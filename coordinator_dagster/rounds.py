@@ -1,0 +1,98 @@
+"""Prediction rounds: when they fall, and the model-facing input of each round.
+
+A round of a scheduled prediction falls on every multiple of its interval (Unix time). Its
+input holds the newest `window_size` records that had closed by the round time (a candle with
+open time t closes at t + granularity), so models never see data from after the round.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+
+from coordinator_dagster import schemas
+from coordinator_dagster.domain_types import ScheduledPrediction
+
+
+def round_times(start: dt.datetime, end: dt.datetime, interval_seconds: int) -> list[dt.datetime]:
+    """Round times in [start, end): multiples of the interval since the Unix epoch."""
+    first = -(-int(start.timestamp()) // interval_seconds) * interval_seconds
+    last = int(end.timestamp())
+    return [dt.datetime.fromtimestamp(t, tz=dt.timezone.utc) for t in range(first, last, interval_seconds) if t < last]
+
+
+def input_id(scope_key: str, round_ts: dt.datetime) -> str:
+    return f"{scope_key}@{round_ts:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def build_inputs(
+    feed: pl.DataFrame,
+    schedule: list[ScheduledPrediction],
+    start: dt.datetime,
+    end: dt.datetime,
+    now: dt.datetime,
+    granularity_seconds: int,
+    window_size: int,
+) -> pl.DataFrame:
+    """One row per (scheduled prediction, round) in [start, min(end, now)] whose data is present.
+
+    A round is present when the record that closes exactly at the round time exists; a round
+    inside a feed gap gets no input (and so no predictions) rather than a stale window.
+    """
+    step = dt.timedelta(seconds=granularity_seconds)
+    rows = []
+    for scheduled in schedule:
+        if not scheduled.active:
+            continue
+        subject = scheduled.scope.subject
+        records = (
+            feed.filter(pl.col("subject") == subject)
+            .sort("ts_event")
+            .unique("ts_event", keep="last", maintain_order=True)
+            .with_columns(pl.coalesce("close", "price").alias("px"))
+        )
+        ts = records["ts_event"].dt.replace_time_zone(None).to_numpy()
+        closes = records["px"].to_numpy()
+        # Rounds up to `now` inclusive: the round at `now` is due as soon as its data is in.
+        upper = min(end, now + dt.timedelta(microseconds=1))
+        for round_ts in round_times(start, upper, scheduled.prediction_interval_seconds):
+            newest_open = np.datetime64((round_ts - step).replace(tzinfo=None), "us")
+            last = int(np.searchsorted(ts, newest_open, side="right")) - 1
+            if last < 0 or ts[last] != newest_open:
+                continue
+            first = max(0, last - window_size + 1)
+            rows.append(
+                {
+                    "input_id": input_id(scheduled.scope_key, round_ts),
+                    "scope_key": scheduled.scope_key,
+                    "subject": subject,
+                    "round_ts": round_ts,
+                    "resolvable_at": round_ts + dt.timedelta(seconds=scheduled.resolve_horizon_seconds),
+                    "step_seconds": scheduled.scope.step_seconds,
+                    "horizon_seconds": scheduled.scope.horizon_seconds,
+                    "window_ts": records["ts_event"][first : last + 1].to_list(),
+                    "window_close": closes[first : last + 1].tolist(),
+                    "record_count": last - first + 1,
+                    "last_record_ts": records["ts_event"][last],
+                }
+            )
+    if not rows:
+        return schemas.empty(schemas.INPUTS)
+    frame = pl.DataFrame(rows, schema=schemas.INPUTS)
+    return schemas.conform(frame, schemas.INPUTS, "inputs").sort("round_ts", "scope_key")
+
+
+def raw_input(row: dict) -> dict:
+    """The JSON-able payload models receive for one input row (shape of `RawInput`)."""
+    return {
+        "subject": row["subject"],
+        "round_ts": row["round_ts"].isoformat(),
+        "step_seconds": row["step_seconds"],
+        "horizon_seconds": row["horizon_seconds"],
+        "candles": [
+            {"ts": ts.isoformat(), "close": close}
+            for ts, close in zip(row["window_ts"], row["window_close"], strict=True)
+        ],
+    }

@@ -1,0 +1,170 @@
+"""One schema per lake table: column names, order and polars dtypes.
+
+Every write goes through `conform()`, so a frame with a missing column, an extra column or a
+column of the wrong type is caught before it reaches the lake (nothing is written by position).
+Table semantics live with the assets; this module only fixes shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import polars as pl
+
+UTC_TS = pl.Datetime("us", "UTC")
+
+
+class SchemaError(ValueError):
+    """A frame that cannot be conformed to its table's schema."""
+
+
+FEED_RECORDS = pl.Schema(
+    {
+        "source": pl.String,
+        "subject": pl.String,
+        "kind": pl.String,  # "candle" or "tick"
+        "granularity": pl.String,
+        "ts_event": UTC_TS,  # candle: open time; tick: event time
+        "open": pl.Float64,
+        "high": pl.Float64,
+        "low": pl.Float64,
+        "close": pl.Float64,  # ticks carry their price here too, so truth reads one column
+        "volume": pl.Float64,
+        "price": pl.Float64,
+    }
+)
+
+INPUTS = pl.Schema(
+    {
+        "input_id": pl.String,
+        "scope_key": pl.String,
+        "subject": pl.String,
+        "round_ts": UTC_TS,
+        "resolvable_at": UTC_TS,
+        "step_seconds": pl.Int64,
+        "horizon_seconds": pl.Int64,
+        "window_ts": pl.List(UTC_TS),
+        "window_close": pl.List(pl.Float64),
+        "record_count": pl.Int64,
+        "last_record_ts": UTC_TS,
+    }
+)
+
+PREDICTIONS = pl.Schema(
+    {
+        "prediction_id": pl.String,
+        "input_id": pl.String,
+        "scope_key": pl.String,
+        "subject": pl.String,
+        "model_id": pl.String,
+        "round_ts": UTC_TS,
+        "resolvable_at": UTC_TS,
+        "status": pl.String,  # as created: PENDING, FAILED or ABSENT (SCORED is derived, see lake views)
+        "value": pl.Float64,
+        "output": pl.String,  # the validated output as JSON, extra keys kept
+        "failed_reason": pl.String,
+        "latency_ms": pl.Float64,
+        "predicted_at": UTC_TS,
+    }
+)
+
+SCORES = pl.Schema(
+    {
+        "prediction_id": pl.String,
+        "input_id": pl.String,
+        "scope_key": pl.String,
+        "subject": pl.String,
+        "model_id": pl.String,
+        "round_ts": UTC_TS,
+        "resolvable_at": UTC_TS,
+        "prediction_value": pl.Float64,
+        "entry_price": pl.Float64,
+        "resolved_price": pl.Float64,
+        "profit": pl.Float64,
+        "direction_up": pl.Boolean,
+        "value": pl.Float64,
+        "success": pl.Boolean,
+        "failed_reason": pl.String,
+        "result": pl.String,  # the full ScoreResult as JSON (custom score types add fields)
+    }
+)
+
+SNAPSHOTS = pl.Schema(
+    {
+        "model_id": pl.String,
+        "period_start": UTC_TS,
+        "period_end": UTC_TS,
+        "prediction_count": pl.Int64,
+        "scored_count": pl.Int64,
+        "failed_count": pl.Int64,
+        "value": pl.Float64,
+        "result_summary": pl.String,  # JSON: aggregated score fields and metrics
+    }
+)
+
+CHECKPOINTS = pl.Schema(
+    {
+        "checkpoint_id": pl.String,
+        "period_start": UTC_TS,
+        "period_end": UTC_TS,
+        "status": pl.String,  # status when built (PENDING); later changes are checkpoint_events
+        "ranking_key": pl.String,
+        "model_count": pl.Int64,
+        "entries": pl.String,  # JSON list of ranked entries
+        "emission": pl.String,  # JSON EmissionCheckpoint
+    }
+)
+
+CHECKPOINT_EVENTS = pl.Schema(
+    {
+        "checkpoint_id": pl.String,
+        "event_at": UTC_TS,
+        "status": pl.String,
+        "tx_hash": pl.String,
+        "caller": pl.String,
+    }
+)
+
+MODELS = pl.Schema(
+    {
+        "model_id": pl.String,
+        "name": pl.String,
+        "cruncher": pl.String,
+        "cruncher_index": pl.Int64,
+        "entrypoint": pl.String,
+        "joined_at": UTC_TS,
+    }
+)
+
+
+def leaderboard_schema(window_names: Iterable[str]) -> pl.Schema:
+    """The leaderboard's columns depend on the contract's aggregation windows."""
+    columns: dict[str, pl.DataType] = {
+        "rank": pl.Int64,
+        "model_id": pl.String,
+        "model_name": pl.String,
+        "cruncher": pl.String,
+        "ranking_key": pl.String,
+        "ranking_value": pl.Float64,
+    }
+    for name in window_names:
+        columns[name] = pl.Float64
+    columns["prediction_count"] = pl.Int64
+    columns["as_of"] = UTC_TS
+    return pl.Schema(columns)
+
+
+def conform(frame: pl.DataFrame, schema: pl.Schema, table: str) -> pl.DataFrame:
+    """Select `schema`'s columns in order and cast to its dtypes; refuse missing or extra columns."""
+    missing = [name for name in schema.names() if name not in frame.columns]
+    extra = [name for name in frame.columns if name not in schema]
+    if missing or extra:
+        raise SchemaError(f"{table}: missing columns {missing}, unexpected columns {extra}")
+    try:
+        return frame.select(pl.col(name).cast(dtype, strict=True) for name, dtype in schema.items())
+    except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError) as exc:
+        raise SchemaError(f"{table}: cannot cast to the table schema: {exc}") from exc
+
+
+def empty(schema: pl.Schema) -> pl.DataFrame:
+    return pl.DataFrame(schema=schema)

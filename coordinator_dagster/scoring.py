@@ -1,0 +1,271 @@
+"""Ground truth and scoring over whole partitions.
+
+The defaults run as polars expressions over every prediction of a window at once. Custom contract
+callables run vectorized when they declare a frame twin (`callables.vectorized`), otherwise row by
+row; a row that raises fails only its own score, with the reason, never the rest of the partition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from coordinator_dagster import schemas
+from coordinator_dagster.callables import vectorized, vectorized_twin
+from coordinator_dagster.domain_types import ScoreResult
+
+if TYPE_CHECKING:
+    from coordinator_dagster.contracts import CrunchContract
+
+TRUTH_COLUMNS = ["entry_price", "resolved_price", "profit", "direction_up"]
+_TRUTH_SCHEMA = {
+    "input_id": pl.String,
+    "entry_price": pl.Float64,
+    "resolved_price": pl.Float64,
+    "profit": pl.Float64,
+    "direction_up": pl.Boolean,
+    "truth_state": pl.String,  # resolved | pending | stale | failed
+    "truth_reason": pl.String,
+}
+
+
+def _truth_frame(
+    feed: pl.DataFrame, inputs: pl.DataFrame, staleness_fraction: float
+) -> pl.DataFrame:
+    """Default ground truth for every input at once (the reference rule, see DOMAIN.md).
+
+    Entry = first record in [round_ts, resolvable_at], resolved = last record in that window;
+    no record or a zero entry price → pending; newest record older than
+    `staleness_fraction × horizon` before resolvable_at → stale (scoring waits).
+    """
+    if inputs.is_empty():
+        return pl.DataFrame(schema=_TRUTH_SCHEMA)
+    prices = (
+        feed.select(
+            "subject", "ts_event", pl.coalesce("close", "price").alias("px")
+        )
+        .drop_nulls("px")
+        .sort("ts_event")
+    )
+    left = inputs.select("input_id", "subject", "round_ts", "resolvable_at").sort("round_ts")
+    entry = left.join_asof(
+        prices.rename({"ts_event": "entry_ts", "px": "entry_price"}),
+        left_on="round_ts",
+        right_on="entry_ts",
+        by="subject",
+        strategy="forward",
+        check_sortedness=False,  # sorted above; polars cannot verify it within `by` groups
+    ).sort("resolvable_at")
+    both = entry.join_asof(
+        prices.rename({"ts_event": "resolved_ts", "px": "resolved_price"}),
+        left_on="resolvable_at",
+        right_on="resolved_ts",
+        by="subject",
+        strategy="backward",
+        check_sortedness=False,
+    )
+    horizon_us = (pl.col("resolvable_at") - pl.col("round_ts")).dt.total_microseconds()
+    has_window = (
+        pl.col("entry_ts").is_not_null()
+        & (pl.col("entry_ts") <= pl.col("resolvable_at"))
+        & pl.col("resolved_ts").is_not_null()
+        & (pl.col("resolved_ts") >= pl.col("round_ts"))
+        & (pl.col("entry_price") != 0)
+    )
+    stale = (
+        pl.col("resolvable_at") - pl.col("resolved_ts")
+    ).dt.total_microseconds() > horizon_us * staleness_fraction
+    state = (
+        pl.when(~has_window)
+        .then(pl.lit("pending"))
+        .when(stale)
+        .then(pl.lit("stale"))
+        .otherwise(pl.lit("resolved"))
+    )
+    resolved = state == "resolved"
+    return both.select(
+        "input_id",
+        pl.when(resolved).then(pl.col("entry_price")).alias("entry_price"),
+        pl.when(resolved).then(pl.col("resolved_price")).alias("resolved_price"),
+        pl.when(resolved)
+        .then((pl.col("resolved_price") - pl.col("entry_price")) / pl.col("entry_price").abs())
+        .alias("profit"),
+        pl.when(resolved).then(pl.col("resolved_price") > pl.col("entry_price")).alias("direction_up"),
+        state.alias("truth_state"),
+        pl.lit(None, dtype=pl.String).alias("truth_reason"),
+    ).cast(_TRUTH_SCHEMA)
+
+
+@vectorized(_truth_frame)
+def default_resolve_ground_truth(records: list[dict[str, Any]], input: dict[str, Any]) -> dict[str, Any] | None:
+    """Row-wise form of the default truth: `records` are the subject's feed records with
+    ts_event in [round_ts, resolvable_at], oldest first. None means "not resolvable yet"."""
+    prices = [r["close"] if r.get("close") is not None else r.get("price") for r in records]
+    prices = [p for p in prices if p is not None]
+    if not prices or prices[0] == 0:
+        return None
+    newest = records[-1]["ts_event"]
+    horizon = (input["resolvable_at"] - input["round_ts"]).total_seconds()
+    lag = (input["resolvable_at"] - newest).total_seconds()
+    if lag > horizon * input.get("max_ground_truth_staleness_fraction", 0.2):
+        return None
+    entry, resolved = prices[0], prices[-1]
+    return {
+        "entry_price": entry,
+        "resolved_price": resolved,
+        "profit": (resolved - entry) / abs(entry),
+        "direction_up": resolved > entry,
+    }
+
+
+def _directional_return_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.select(
+        (pl.col("prediction_value").sign() * pl.col("profit")).alias("value"),
+        pl.lit(True).alias("success"),
+        pl.lit(None, dtype=pl.String).alias("failed_reason"),
+    )
+
+
+@vectorized(_directional_return_frame)
+def default_scoring_function(prediction: dict[str, Any], ground_truth: dict[str, Any]) -> ScoreResult:
+    """Directional return: sign(prediction) × realised return.
+
+    A model earns the move it called and loses the move it called wrong; the size of its number
+    does not matter, so no model gains by inflating its outputs. 0 abstains.
+    """
+    predicted = float(prediction["value"])
+    sign = (predicted > 0) - (predicted < 0)
+    return ScoreResult(value=sign * float(ground_truth["profit"]))
+
+
+def _row_truth(
+    fn: Callable[..., Any], feed: pl.DataFrame, inputs: pl.DataFrame, staleness_fraction: float
+) -> pl.DataFrame:
+    rows = []
+    by_subject = {key[0]: part.sort("ts_event") for key, part in feed.group_by("subject")}
+    for item in inputs.iter_rows(named=True):
+        records = by_subject.get(item["subject"])
+        window = (
+            []
+            if records is None
+            else records.filter(
+                pl.col("ts_event").is_between(item["round_ts"], item["resolvable_at"])
+            ).to_dicts()
+        )
+        row = {"input_id": item["input_id"], "truth_state": "pending", "truth_reason": None}
+        try:
+            truth = fn(window, {**item, "max_ground_truth_staleness_fraction": staleness_fraction})
+            if truth is not None:
+                row.update({k: truth.get(k) for k in TRUTH_COLUMNS}, truth_state="resolved")
+        except Exception as exc:  # a custom callable's bug fails its own input, not the window
+            row.update(truth_state="failed", truth_reason=f"resolve_ground_truth raised {exc!r}")
+        rows.append(row)
+    return pl.DataFrame(rows, schema=_TRUTH_SCHEMA, strict=False)
+
+
+def resolve_truth(contract: "CrunchContract", feed: pl.DataFrame, inputs: pl.DataFrame) -> pl.DataFrame:
+    """Ground truth per input: input_id, the truth columns, truth_state and truth_reason."""
+    fn = contract.resolve_ground_truth
+    fraction = contract.max_ground_truth_staleness_fraction
+    twin = vectorized_twin(fn)
+    if twin is not None:
+        return twin(feed, inputs, fraction)
+    return _row_truth(fn, feed, inputs, fraction)
+
+
+def _row_scores(contract: "CrunchContract", frame: pl.DataFrame) -> pl.DataFrame:
+    values, successes, reasons, results = [], [], [], []
+    for row in frame.iter_rows(named=True):
+        prediction = {"value": row["prediction_value"], **json.loads(row["output"] or "{}")}
+        truth = {k: row[k] for k in TRUTH_COLUMNS}
+        try:
+            raw = contract.scoring_function(prediction, truth)
+            result = contract.score_type.model_validate(
+                raw.model_dump() if hasattr(raw, "model_dump") else raw
+            )
+            if not math.isfinite(result.value):
+                raise ValueError(f"score value {result.value!r} is not finite")
+        except Exception as exc:  # one bad row fails alone; the partition is still scored
+            result = contract.score_type(value=0.0, success=False, failed_reason=f"scoring_function raised {exc!r}")
+        values.append(result.value if result.success else None)
+        successes.append(result.success)
+        reasons.append(result.failed_reason)
+        results.append(result.model_dump_json())
+    return pl.DataFrame(
+        {"value": values, "success": successes, "failed_reason": reasons, "result": results},
+        schema={"value": pl.Float64, "success": pl.Boolean, "failed_reason": pl.String, "result": pl.String},
+    )
+
+
+def _result_json(frame: pl.DataFrame) -> pl.Expr:
+    return pl.struct(
+        pl.col("value"), pl.col("success"), pl.col("failed_reason")
+    ).struct.json_encode().alias("result")
+
+
+def score_predictions(
+    contract: "CrunchContract",
+    predictions: pl.DataFrame,
+    inputs: pl.DataFrame,
+    feed: pl.DataFrame,
+    now: dt.datetime,
+) -> pl.DataFrame:
+    """Scores for the predictions that can be scored now, conformed to `schemas.SCORES`.
+
+    Only PENDING predictions are scored (FAILED and ABSENT are terminal). A prediction whose
+    truth is still unknown `ground_truth_grace_seconds` after its resolvable time is closed with
+    a failed score and the reason, instead of staying PENDING forever.
+    """
+    pending = predictions.filter(pl.col("status") == "PENDING")
+    if pending.is_empty():
+        return schemas.empty(schemas.SCORES)
+    wanted = inputs.join(pending.select("input_id").unique(), on="input_id", how="semi")
+    truth = resolve_truth(contract, feed, wanted)
+    # PENDING predictions carry no failure reason; the score's own reason replaces the column.
+    joined = pending.rename({"value": "prediction_value"}).drop("failed_reason").join(truth, on="input_id", how="left")
+
+    resolved = joined.filter(pl.col("truth_state") == "resolved")
+    twin = vectorized_twin(contract.scoring_function)
+    if resolved.is_empty():
+        scored = resolved.with_columns(
+            pl.lit(None, dtype=pl.Float64).alias("value"),
+            pl.lit(None, dtype=pl.Boolean).alias("success"),
+            pl.lit(None, dtype=pl.String).alias("failed_reason"),
+            pl.lit(None, dtype=pl.String).alias("result"),
+        )
+    elif twin is not None:
+        outcome = twin(resolved)
+        scored = pl.concat([resolved, outcome], how="horizontal").with_columns(_result_json(outcome))
+    else:
+        scored = pl.concat([resolved, _row_scores(contract, resolved)], how="horizontal")
+
+    grace = dt.timedelta(seconds=contract.ground_truth_grace_seconds)
+    overdue = joined.filter(
+        (pl.col("truth_state") != "resolved") & (pl.col("resolvable_at") + grace <= now)
+    ).with_columns(
+        pl.lit(None, dtype=pl.Float64).alias("value"),
+        pl.lit(False).alias("success"),
+        pl.when(pl.col("truth_state") == "failed")
+        .then(pl.col("truth_reason"))
+        .otherwise(
+            pl.format(
+                "ground truth unavailable ({}) {} s after the resolvable time",
+                pl.col("truth_state"),
+                pl.lit(contract.ground_truth_grace_seconds),
+            )
+        )
+        .alias("failed_reason"),
+    )
+    for column in TRUTH_COLUMNS:
+        overdue = overdue.with_columns(pl.lit(None).cast(schemas.SCORES[column]).alias(column))
+    overdue = overdue.with_columns(_result_json(overdue))
+
+    out = pl.concat([scored, overdue], how="diagonal_relaxed")
+    return schemas.conform(out.select(schemas.SCORES.names()), schemas.SCORES, "scores").sort(
+        "round_ts", "subject", "model_id"
+    )

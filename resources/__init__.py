@@ -1,0 +1,21 @@
+"""Dagster resources: the lake, the contract, feed sources, the model runner and the clock.
+
+Each external system sits behind an abstract resource with interchangeable implementations, so
+tests and the embedded default swap the live source for a synthetic one without touching assets.
+"""
+
+from resources.clock import ClockResource
+from resources.contract import ContractResource
+from resources.feeds import FeedSource, SyntheticFeed
+from resources.lake import LakeResource
+from resources.models import InProcessModelRunner, ModelRunnerResource
+
+__all__ = [
+    "ClockResource",
+    "ContractResource",
+    "FeedSource",
+    "InProcessModelRunner",
+    "LakeResource",
+    "ModelRunnerResource",
+    "SyntheticFeed",
+]

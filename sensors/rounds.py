@@ -1,0 +1,123 @@
+"""The predict and score sensors: they start work when the outside world is ready.
+
+Both keep a cursor (JSON, per scope: the newest round already requested), use deterministic run
+keys (`predict:<round>`, `score:<round>`) so a round is never requested twice, and say why when
+they skip. They read the lake only to check that the feed data a round needs has landed.
+"""
+
+import datetime as dt
+import json
+from collections.abc import Callable
+
+import dagster as dg
+import polars as pl
+
+from coordinator_dagster.contracts import CrunchContract
+from coordinator_dagster.lake import Lake
+from coordinator_dagster.partitions import window_key
+from resources import ClockResource, ContractResource, FeedSource, LakeResource
+from sensors.jobs import predict_job, score_job
+
+SENSOR_INTERVAL_SECONDS = 5  # the daemon loops every ~5 s; asking for less does nothing
+
+
+def _round_floor(now: dt.datetime, interval: int) -> dt.datetime:
+    epoch = int(now.timestamp())
+    return dt.datetime.fromtimestamp(epoch - epoch % interval, tz=dt.timezone.utc)
+
+
+def _stamp(ts: dt.datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def newest_record(lake: Lake, subject: str, at: dt.datetime) -> dt.datetime | None:
+    """Newest ts_event of `subject` in the hour partition holding `at` (None if none)."""
+    frame = lake.read("feed_records", window_key(at)).filter(pl.col("subject") == subject)
+    return frame["ts_event"].max() if frame.height else None
+
+
+def _load_cursor(raw: str | None) -> dict[str, str]:
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+
+
+def due_predict_rounds(contract: CrunchContract, lake: Lake, step_seconds: int, now: dt.datetime, cursor: dict[str, str]):
+    """(requests by round, new cursor, reasons for waiting)."""
+    requests: dict[dt.datetime, list[str]] = {}
+    waiting = []
+    new_cursor = dict(cursor)
+    for scheduled in contract.scheduled_predictions:
+        if not scheduled.active:
+            continue
+        due = _round_floor(now, scheduled.prediction_interval_seconds)
+        if cursor.get(scheduled.scope_key, "") >= _stamp(due):
+            continue
+        needed = due - dt.timedelta(seconds=step_seconds)  # open time of the candle closing at the round
+        newest = newest_record(lake, scheduled.scope.subject, needed)
+        if newest is None or newest < needed:
+            waiting.append(f"{scheduled.scope_key}: round {_stamp(due)} waits for {scheduled.scope.subject} data at {_stamp(needed)}")
+            continue
+        requests.setdefault(due, []).append(scheduled.scope_key)
+        new_cursor[scheduled.scope_key] = _stamp(due)
+    return requests, new_cursor, waiting
+
+
+def due_score_rounds(contract: CrunchContract, lake: Lake, step_seconds: int, now: dt.datetime, cursor: dict[str, str]):
+    requests: dict[dt.datetime, list[str]] = {}
+    waiting = []
+    new_cursor = dict(cursor)
+    for scheduled in contract.scheduled_predictions:
+        if not scheduled.active:
+            continue
+        horizon = dt.timedelta(seconds=scheduled.resolve_horizon_seconds)
+        # The newest round whose resolvable time's candle has closed.
+        due = _round_floor(now - horizon - dt.timedelta(seconds=step_seconds), scheduled.prediction_interval_seconds)
+        if cursor.get(scheduled.scope_key, "") >= _stamp(due):
+            continue
+        resolvable = due + horizon
+        newest = newest_record(lake, scheduled.scope.subject, resolvable)
+        if newest is None or newest < resolvable:
+            waiting.append(f"{scheduled.scope_key}: round {_stamp(due)} waits for truth data at {_stamp(resolvable)}")
+            continue
+        requests.setdefault(due, []).append(scheduled.scope_key)
+        new_cursor[scheduled.scope_key] = _stamp(due)
+    return requests, new_cursor, waiting
+
+
+def _sensor_body(kind: str, find: Callable):
+    def evaluate(context: dg.SensorEvaluationContext, lake: LakeResource, contract: ContractResource, feed: FeedSource, clock: ClockResource):
+        crunch = contract.get()
+        cursor = _load_cursor(context.cursor)
+        requests, new_cursor, waiting = find(crunch, lake.get(crunch), feed.step_seconds, clock.now(), cursor)
+        if not requests:
+            return dg.SkipReason("; ".join(waiting) or f"no new round to {kind} yet")
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    run_key=f"{kind}:{_stamp(round_ts)}",
+                    partition_key=window_key(round_ts),
+                    tags={"coordinator/round": _stamp(round_ts), "coordinator/scopes": ",".join(scopes)},
+                )
+                for round_ts, scopes in sorted(requests.items())
+            ],
+            cursor=json.dumps(new_cursor, sort_keys=True),
+        )
+
+    return evaluate
+
+
+@dg.sensor(job=predict_job, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
+def predict_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, contract: ContractResource, feed: FeedSource, clock: ClockResource):
+    """Requests the predict run of each due round once the candle closing at the round has landed."""
+    return _sensor_body("predict", due_predict_rounds)(context, lake, contract, feed, clock)
+
+
+@dg.sensor(job=score_job, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
+def score_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, contract: ContractResource, feed: FeedSource, clock: ClockResource):
+    """Requests scoring of a round's window once its horizon has passed and its truth has landed."""
+    return _sensor_body("score", due_score_rounds)(context, lake, contract, feed, clock)
+
+
+default_sensors = [predict_sensor, score_sensor]

@@ -39,14 +39,17 @@ def _predict(runner: InProcessRunner, todo: pl.DataFrame, predicted_at: dt.datet
 
 
 def _registry(runner: ModelRunnerResource, existing: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:
-    joined = dict(zip(existing["model_id"].to_list(), existing["joined_at"].to_list(), strict=True))
-    return pl.DataFrame(
-        [
-            {**spec.__dict__, "joined_at": joined.get(spec.model_id, now)}
-            for spec in runner.specs()
-        ],
-        schema=schemas.MODELS,
+    """The registered models, upserted: a model that leaves the manifest stays (inactive), so
+    checkpoints of periods it took part in still find its cruncher index."""
+    current = pl.DataFrame(
+        [{**spec.__dict__, "joined_at": now, "active": True} for spec in runner.specs()], schema=schemas.MODELS
     )
+    joined = existing.select("model_id", pl.col("joined_at").alias("first_joined"))
+    current = current.join(joined, on="model_id", how="left").with_columns(
+        pl.coalesce("first_joined", "joined_at").alias("joined_at")
+    ).drop("first_joined")
+    gone = existing.join(current.select("model_id"), on="model_id", how="anti").with_columns(pl.lit(False).alias("active"))
+    return pl.concat([current, gone]).sort("model_id")
 
 
 @dg.asset(

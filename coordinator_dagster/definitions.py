@@ -47,13 +47,14 @@ def build_defs(
     settings = settings or load_settings()
     contract = contract or load_contract()
     resources = {**default_resources(settings), **(resource_overrides or {})}
-    checkpoints = build_checkpoints_asset(CHECKPOINT_PARTITIONS[contract.checkpoint_period])
+    period_partitions = CHECKPOINT_PARTITIONS[contract.checkpoint_period]
+    checkpoints = build_checkpoints_asset(period_partitions)
     checkpoint_job = next(job for job in default_jobs if job.name == "checkpoint_job")
     return dg.Definitions(
         assets=[*window_assets, leaderboard, checkpoints],
         jobs=default_jobs,
         sensors=default_sensors,
-        schedules=[build_ingest_schedule(resources["feed"].granularity), build_checkpoint_schedule(checkpoint_job)],
+        schedules=[build_ingest_schedule(resources["feed"].granularity), build_checkpoint_schedule(checkpoint_job, period_partitions)],
         resources=resources,
         executor=dg.in_process_executor,
     )

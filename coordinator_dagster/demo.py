@@ -66,16 +66,20 @@ def run_demo(
     contract = contract or load_contract()
     end = start + dt.timedelta(days=days)
     # One hour past the window holds the truth of its last rounds; the grace period after it
-    # closes what stays unresolvable, so the demo's clock sits past both.
+    # closes what stays unresolvable; and the checkpoint period holding the window must have
+    # ended for its checkpoint to exist. The demo's clock sits past all three.
     truth_end = end + dt.timedelta(hours=1)
-    now = truth_end + dt.timedelta(seconds=contract.ground_truth_grace_seconds)
+    periods = CHECKPOINT_PARTITIONS[contract.checkpoint_period]
+    last_period = periods.time_window_for_partition_key(
+        periods.get_partition_key_for_timestamp((end - dt.timedelta(microseconds=1)).timestamp())
+    )
+    now = max(truth_end + dt.timedelta(seconds=contract.ground_truth_grace_seconds), last_period.end)
     settings = Settings(home=home, synthetic_seed=seed)
     defs = build_defs(settings=settings, contract=contract, resource_overrides={"clock": ClockResource(fixed_now=now.isoformat())})
     assets = list(defs.assets or [])
     resources = dict(defs.resources or {})
     instance = instance or dg.DagsterInstance.ephemeral()
 
-    periods = CHECKPOINT_PARTITIONS[contract.checkpoint_period]
     period_keys = [
         key
         for key in periods.get_partition_keys(current_time=now)

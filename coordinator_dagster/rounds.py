@@ -8,6 +8,7 @@ open time t closes at t + granularity), so models never see data from after the 
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import numpy as np
 import polars as pl
@@ -18,9 +19,9 @@ from coordinator_dagster.domain_types import ScheduledPrediction
 
 def round_times(start: dt.datetime, end: dt.datetime, interval_seconds: int) -> list[dt.datetime]:
     """Round times in [start, end): multiples of the interval since the Unix epoch."""
-    first = -(-int(start.timestamp()) // interval_seconds) * interval_seconds
-    last = int(end.timestamp())
-    return [dt.datetime.fromtimestamp(t, tz=dt.timezone.utc) for t in range(first, last, interval_seconds) if t < last]
+    first = math.ceil(start.timestamp() / interval_seconds) * interval_seconds
+    end_ts = end.timestamp()
+    return [dt.datetime.fromtimestamp(t, tz=dt.timezone.utc) for t in range(first, math.ceil(end_ts), interval_seconds) if t < end_ts]
 
 
 def input_id(scope_key: str, round_ts: dt.datetime) -> str:

@@ -133,6 +133,7 @@ MODELS = pl.Schema(
         "cruncher_index": pl.Int64,
         "entrypoint": pl.String,
         "joined_at": UTC_TS,
+        "active": pl.Boolean,  # false once removed from the manifest; kept for past checkpoints
     }
 )
 

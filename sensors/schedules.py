@@ -29,8 +29,30 @@ def build_ingest_schedule(granularity: str) -> dg.ScheduleDefinition:
     return ingest_schedule
 
 
-def build_checkpoint_schedule(checkpoint_job) -> dg.ScheduleDefinition:
-    """At the start of each period, build the checkpoint of the period that just ended."""
-    return dg.build_schedule_from_partitioned_job(
-        checkpoint_job, name="checkpoint_schedule", default_status=dg.DefaultScheduleStatus.RUNNING
+def build_checkpoint_schedule(checkpoint_job, partitions_def: dg.TimeWindowPartitionsDefinition) -> dg.ScheduleDefinition:
+    """Shortly after each period ends, build the checkpoint of the period that just ended.
+
+    Written out rather than `build_schedule_from_partitioned_job`, which calls an API that
+    Dagster 1.13 deprecates (and the test suite turns deprecations into errors).
+    """
+    # Five minutes past the boundary: the period's last snapshots have been scored by then.
+    minute, *rest = partitions_def.cron_schedule.split()
+    cron = " ".join(["5", *rest]) if minute == "0" else partitions_def.cron_schedule
+
+    @dg.schedule(
+        job=checkpoint_job,
+        cron_schedule=cron,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        name="checkpoint_schedule",
     )
+    def checkpoint_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        tick = context.scheduled_execution_time.astimezone(dt.timezone.utc)
+        # The period holding the moment just before its boundary is the one that just ended.
+        ended_at = tick - dt.timedelta(minutes=10)
+        if ended_at < partitions_def.start:
+            return dg.SkipReason("no checkpoint period has ended yet")
+        key = partitions_def.get_partition_key_for_timestamp(ended_at.timestamp())
+        return dg.RunRequest(run_key=f"checkpoint:{key}", partition_key=key)
+
+    return checkpoint_schedule

@@ -19,6 +19,7 @@ from resources import ClockResource, ContractResource, FeedSource, LakeResource
 from sensors.jobs import predict_job, score_job
 
 SENSOR_INTERVAL_SECONDS = 5  # the daemon loops every ~5 s; asking for less does nothing
+CLOSED_KEY = "closed-hour"  # score cursor entry: the newest hour given its final scoring pass
 
 
 def _round_floor(now: dt.datetime, interval: int) -> dt.datetime:
@@ -83,6 +84,14 @@ def due_score_rounds(contract: CrunchContract, lake: Lake, step_seconds: int, no
             continue
         requests.setdefault(due, []).append(scheduled.scope_key)
         new_cursor[scheduled.scope_key] = _stamp(due)
+    # Once an hour's grace period is over, score it one last time: predictions whose truth never
+    # came are closed with a reason instead of staying PENDING (their rounds got no score run).
+    longest = max((p.resolve_horizon_seconds for p in contract.scheduled_predictions), default=0)
+    settled = now - dt.timedelta(seconds=longest + step_seconds + contract.ground_truth_grace_seconds)
+    closable = settled.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
+    if cursor.get(CLOSED_KEY, "") < _stamp(closable):
+        requests.setdefault(closable, []).append(CLOSED_KEY)
+        new_cursor[CLOSED_KEY] = _stamp(closable)
     return requests, new_cursor, waiting
 
 
@@ -96,7 +105,7 @@ def _sensor_body(kind: str, find: Callable):
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(
-                    run_key=f"{kind}:{_stamp(round_ts)}",
+                    run_key=f"{'close' if scopes == [CLOSED_KEY] else kind}:{_stamp(round_ts)}",
                     partition_key=window_key(round_ts),
                     tags={"coordinator/round": _stamp(round_ts), "coordinator/scopes": ",".join(scopes)},
                 )

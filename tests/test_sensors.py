@@ -68,15 +68,27 @@ def test_score_sensor_waits_for_the_truth_then_requests_scoring(home):
     now = HOUR + dt.timedelta(minutes=20, seconds=5)
     ingest(at(home, now))
     result = evaluate(score_sensor, at(home, now))
-    [request] = result.run_requests
+    [request] = [r for r in result.run_requests if r.run_key.startswith("score:")]
     # Round 10:18 resolves at 10:19, whose candle closed at 10:20.
     assert request.run_key == "score:2026-11-20T10:18:00Z"
     assert request.partition_key == HOUR_KEY
     skipped = evaluate(score_sensor, at(home, now), cursor=result.cursor)
     assert isinstance(skipped, dg.SkipReason)
     fresh = pipeline_resources(home.parent / "empty", now)
-    waiting = evaluate(score_sensor, fresh)
+    closed_only = json.dumps({"closed-hour": json.loads(result.cursor)["closed-hour"]})
+    waiting = evaluate(score_sensor, fresh, cursor=closed_only)
     assert "waits for truth data" in waiting.skip_message
+
+
+def test_score_sensor_gives_each_hour_a_final_pass_after_the_grace_period(home):
+    # Grace 3600 s + horizon 60 s + candle 60 s: at 12:02:05 the 10:00 hour is settled.
+    now = HOUR + dt.timedelta(hours=2, minutes=2, seconds=5)
+    result = evaluate(score_sensor, at(home, now), cursor=json.dumps({"closed-hour": "2026-11-20T09:00:00Z"}))
+    closes = [r for r in result.run_requests if r.run_key.startswith("close:")]
+    assert [(r.run_key, r.partition_key) for r in closes] == [("close:2026-11-20T10:00:00Z", HOUR_KEY)]
+    assert json.loads(result.cursor)["closed-hour"] == "2026-11-20T10:00:00Z"
+    earlier = evaluate(score_sensor, at(home, now - dt.timedelta(minutes=5)), cursor=result.cursor)
+    assert isinstance(earlier, dg.SkipReason)
 
 
 def test_sensor_requests_launch_runs_that_predict_and_score(home):
@@ -87,7 +99,7 @@ def test_sensor_requests_launch_runs_that_predict_and_score(home):
     ingest(resources)
     defs = build_defs(settings=Settings(home=home), resource_overrides=resources)
     for sensor, job in ((predict_sensor, "predict_job"), (score_sensor, "score_job")):
-        [request] = evaluate(sensor, resources).run_requests
+        [request] = [r for r in evaluate(sensor, resources).run_requests if not r.run_key.startswith("close:")]
         assert defs.resolve_job_def(job).execute_in_process(partition_key=request.partition_key, tags=request.tags).success
     from coordinator_dagster.lake import Lake
 

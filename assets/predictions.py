@@ -8,7 +8,7 @@ import polars as pl
 from assets.inputs import inputs
 from assets.metadata import counts_by, table_metadata
 from coordinator_dagster import schemas
-from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between, window_start
+from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
 from coordinator_dagster.rounds import raw_input
 from coordinator_dagster.runner import InProcessRunner
 from resources import ClockResource, ContractResource, LakeResource, ModelRunnerResource
@@ -106,6 +106,5 @@ def predictions(
             partitions=len(written),
             new_predictions=new_rows.height,
             new_by_status=counts_by(new_rows, "status"),
-            window_start=window_start(window_keys_between(window.start, window.end)[0]).isoformat(),
         )
     )

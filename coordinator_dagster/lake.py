@@ -19,6 +19,7 @@ import fcntl
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -118,7 +119,14 @@ class Lake:
         return str(self.table_dir(name) / pattern)
 
     def files(self, name: str) -> list[Path]:
-        return sorted(self.table_dir(name).glob(self.glob(name).split(f"{name}/", 1)[1]))
+        return sorted(self.table_dir(name).glob(self._pattern(name)))
+
+    def has_files(self, name: str) -> bool:
+        """Cheaper than `files()`: stops at the first file."""
+        return next(self.table_dir(name).glob(self._pattern(name)), None) is not None
+
+    def _pattern(self, name: str) -> str:
+        return self.glob(name).split(f"{name}/", 1)[1]
 
     # ---- writes --------------------------------------------------------------------------
     def _write_atomic(self, path: Path, frame: pl.DataFrame) -> None:
@@ -217,13 +225,15 @@ class Lake:
     # ---- DuckDB ----------------------------------------------------------------------------
     def _source_sql(self, name: str, absolute: bool = True) -> str:
         table = self.table(name)
-        if not self.files(name):
+        if not self.has_files(name):
             columns = ", ".join(
                 f'CAST(NULL AS {_duckdb_type(dtype)}) AS "{col}"' for col, dtype in table.schema.items()
             )
             return f"SELECT {columns} WHERE false"
         hive = "true" if table.layout in ("window", "period") else "false"
-        return f"SELECT * FROM read_parquet('{self.glob(name)}', hive_partitioning={hive}, union_by_name=true)"
+        # No union_by_name: every file of a table is written with the table's schema, and
+        # without it binding a view reads one file footer instead of all of them.
+        return f"SELECT * FROM read_parquet('{self.glob(name)}', hive_partitioning={hive})"
 
     def view_statements(self) -> list[str]:
         """CREATE VIEW statements: `raw_<table>` over the files, and the public views.
@@ -241,7 +251,8 @@ class Lake:
                 CASE WHEN p.status = 'PENDING' AND s.prediction_id IS NOT NULL THEN 'SCORED' ELSE p.status END AS status,
                 COALESCE(p.failed_reason, s.failed_reason) AS failed_reason),
                 s.value AS score_value, s.success AS score_success
-            FROM raw_predictions p LEFT JOIN raw_scores s USING (prediction_id)"""
+            FROM raw_predictions p LEFT JOIN raw_scores s
+                ON s.prediction_id = p.prediction_id AND s.round_ts = p.round_ts"""
         )
         statements.append(
             """CREATE OR REPLACE VIEW inputs AS
@@ -266,6 +277,9 @@ class Lake:
         for statement in self.view_statements():
             con.execute(statement)
         return con
+
+    def reader(self) -> "LakeReader":
+        return LakeReader(self)
 
     def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
         con = self.connect()
@@ -307,3 +321,69 @@ class Lake:
     def ensure_catalog(self) -> None:
         if not self.catalog_is_current():
             self.refresh_catalog()
+
+
+# Errors that say something about the query, not about a file changing under it.
+_DETERMINISTIC = (duckdb.BinderException, duckdb.ParserException, duckdb.CatalogException, duckdb.ConversionException)
+READ_ATTEMPTS = 5
+
+
+def fetch_with_retry(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> tuple[list[str], list[tuple]]:
+    """Run a read query and fetch it all, retrying when a partition was replaced mid-query.
+
+    A partition swapped by rename while DuckDB scans it can make the scan read the new file's
+    bytes at the old file's offsets; DuckDB then fails the query (it does not return mixed
+    rows). Such a read is simply run again; the rename is atomic, so the retry sees one version.
+    """
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            cursor = con.execute(sql, params or [])
+            return [d[0] for d in cursor.description], cursor.fetchall()
+        except _DETERMINISTIC:
+            raise
+        except duckdb.Error:
+            if attempt == READ_ATTEMPTS - 1:
+                raise
+            time.sleep(0.002 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+class LakeReader:
+    """One shared in-memory DuckDB for a long-lived reader (the API), handing out cursors.
+
+    Opening a connection and binding a dozen views costs tens of milliseconds; a cursor on a
+    shared connection costs microseconds. Views
+    over a table that had no files are typed stubs, so the views are rebuilt once such a table
+    gains its first file. Nothing here locks the lake: writers never wait for readers.
+    """
+
+    def __init__(self, lake: Lake):
+        self.lake = lake
+        self._lock = threading.Lock()
+        self._con = duckdb.connect(":memory:")
+        self._con.execute("SET TimeZone = 'UTC'")
+        # Partitions are replaced by rename, possibly several times within the file system's
+        # timestamp granularity. DuckDB's file caches key on path and modification time, so a
+        # cached block or footer could belong to a file that was replaced: keep them off.
+        self._con.execute("SET enable_external_file_cache = false")
+        self._con.execute("SET parquet_metadata_cache = false")
+        self._empty: set[str] = set()
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        empty = {name for name in self.lake.tables if not self.lake.has_files(name)}
+        for statement in self.lake.view_statements():
+            self._con.execute(statement)
+        self._empty = empty
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        if any(self.lake.has_files(name) for name in self._empty):
+            with self._lock:
+                if any(self.lake.has_files(name) for name in self._empty):
+                    self._rebuild()
+        cursor = self._con.cursor()
+        cursor.execute("SET TimeZone = 'UTC'")
+        return cursor
+
+    def close(self) -> None:
+        self._con.close()

@@ -1,0 +1,26 @@
+"""`GET /reports/leaderboard`: the current ranking, as the `leaderboard` asset last built it."""
+
+from fastapi import APIRouter
+
+from api import sql
+from api.deps import DbDep
+from api.schemas import LeaderboardEntry
+
+router = APIRouter(prefix="/reports/leaderboard", tags=["leaderboard"])
+
+# Every other column of the leaderboard is an aggregation window. The windows are read from the
+# data, not the contract, so the answer matches the leaderboard as it was built even while a
+# changed contract has not rebuilt it yet.
+_FIXED = frozenset(LeaderboardEntry.model_fields) - {"windows"}
+
+
+@router.get("", response_model=list[LeaderboardEntry], summary="Models ranked by the contract's ranking key")
+def get_leaderboard(db: DbDep) -> list[LeaderboardEntry]:
+    found = sql.rows(db, "SELECT * FROM leaderboard ORDER BY rank, model_id")
+    return [
+        LeaderboardEntry(
+            **{name: row[name] for name in _FIXED},
+            windows={name: value for name, value in row.items() if name not in _FIXED},
+        )
+        for row in found
+    ]

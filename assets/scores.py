@@ -3,13 +3,10 @@
 import datetime as dt
 
 import dagster as dg
-import polars as pl
-
 from assets.feeds import feed_records
 from assets.metadata import counts_by, table_metadata
 from assets.predictions import predictions
-from coordinator_dagster import schemas
-from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between, window_start
+from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
 from coordinator_dagster.scoring import score_predictions
 from resources import ClockResource, ContractResource, FeedSource, LakeResource
 
@@ -43,21 +40,18 @@ def scores(
     now = clock.now()
     horizon = max((p.resolve_horizon_seconds for p in crunch.scheduled_predictions), default=0)
     reach = dt.timedelta(seconds=horizon + feed.step_seconds)
-    frames = []
-    for key in window_keys_between(window.start, window.end):
-        start = window_start(key)
-        end = start + dt.timedelta(hours=1)
-        preds = store.read("predictions", key)
-        truth_feed = store.read_window("feed_records", start, end + reach)
-        frame = score_predictions(crunch, preds, store.read("inputs", key), truth_feed, now)
-        store.write("scores", frame, key)
-        frames.append(frame)
+    keys = window_keys_between(window.start, window.end)
+    # The whole range in one pass (a backfill of a week is one vectorized scoring, not 168).
+    preds = store.read_window("predictions", window.start, window.end)
+    inputs = store.read_window("inputs", window.start, window.end)
+    truth_feed = store.read_window("feed_records", window.start, window.end + reach)
+    out = score_predictions(crunch, preds, inputs, truth_feed, now)
+    store.write_windows("scores", out, "round_ts", keys)
     store.ensure_catalog()
-    out = pl.concat(frames) if frames else schemas.empty(schemas.SCORES)
     return dg.MaterializeResult(
         metadata=table_metadata(
             out.drop("result"),
-            partitions=len(frames),
+            partitions=len(keys),
             by_success=counts_by(out, "success"),
             mean_score=float(out["value"].mean()) if out["value"].drop_nulls().len() else None,
         )

@@ -1,14 +1,11 @@
 """`snapshots`: one summary per model per hourly window."""
 
-import datetime as dt
 
 import dagster as dg
-import polars as pl
 
 from assets.metadata import table_metadata
 from assets.scores import scores
-from coordinator_dagster import schemas
-from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between, window_start
+from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
 from coordinator_dagster.snapshots import build_snapshots
 from resources import ContractResource, LakeResource
 
@@ -26,12 +23,14 @@ def snapshots(context: dg.AssetExecutionContext, lake: LakeResource, contract: C
     crunch = contract.get()
     store = lake.get(crunch)
     window = context.partition_time_window
-    frames = []
-    for key in window_keys_between(window.start, window.end):
-        start = window_start(key)
-        frame = build_snapshots(crunch, store.read("predictions", key), store.read("scores", key), start, start + dt.timedelta(hours=1))
-        store.write("snapshots", frame, key)
-        frames.append(frame)
+    keys = window_keys_between(window.start, window.end)
+    out = build_snapshots(
+        crunch,
+        store.read_window("predictions", window.start, window.end),
+        store.read_window("scores", window.start, window.end),
+        window.start,
+        window.end,
+    )
+    store.write_windows("snapshots", out, "period_start", keys)
     store.ensure_catalog()
-    out = pl.concat(frames) if frames else schemas.empty(schemas.SNAPSHOTS)
-    return dg.MaterializeResult(metadata=table_metadata(out, partitions=len(frames)))
+    return dg.MaterializeResult(metadata=table_metadata(out, partitions=len(keys)))

@@ -64,6 +64,29 @@ def _catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify_proof(args: argparse.Namespace) -> int:
+    import json
+
+    from coordinator_dagster.merkle import verify_proof
+
+    source = "stdin" if args.path == "-" else args.path
+    try:
+        text = sys.stdin.read() if args.path == "-" else Path(args.path).read_text(encoding="utf-8")
+        document = json.loads(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"coordinator verify-proof: cannot read {source}: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, RecursionError) as exc:
+        print(f"coordinator verify-proof: {source} is not JSON: {exc}", file=sys.stderr)
+        return 2
+    # An API answer wraps the proof under "proof"; a bare proof has no such key.
+    if isinstance(document, dict) and isinstance(document.get("proof"), dict):
+        document = document["proof"]
+    ok, reason = verify_proof(document, expected_root=args.root)
+    print(f"valid: {reason}" if ok else f"INVALID: {reason}")
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coordinator", description="Crunch coordinator node on Dagster")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     catalog = commands.add_parser("catalog", help="rewrite the DuckDB catalog file's views")
     catalog.set_defaults(func=_catalog)
+
+    verify = commands.add_parser("verify-proof", help="check a snapshot's Merkle proof offline (exit 0 valid, 1 invalid, 2 unreadable)")
+    verify.add_argument("path", metavar="PATH", help="proof JSON file, or - for stdin (a bare proof or an API answer with a \"proof\" key)")
+    verify.add_argument("--root", metavar="HEX", help="the published checkpoint root the proof must lead to")
+    verify.set_defaults(func=_verify_proof)
     return parser
 
 

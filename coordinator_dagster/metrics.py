@@ -14,7 +14,10 @@ import numpy as np
 import polars as pl
 
 Metric = Callable[[pl.DataFrame, pl.DataFrame], float | None]
+# A vectorized metric takes every model's scored rows of a window and returns model_id → value.
+FrameMetric = Callable[[pl.DataFrame], pl.DataFrame]
 METRICS: dict[str, Metric] = {}
+FRAME_METRICS: dict[str, FrameMetric] = {}
 
 # IC Sharpe splits the window into this many consecutive chunks (by round time).
 IC_SHARPE_CHUNKS = 6
@@ -53,7 +56,9 @@ def information_coefficient(rows: pl.DataFrame, _all: pl.DataFrame) -> float | N
 @register_metric("ic_sharpe")
 def ic_sharpe(rows: pl.DataFrame, _all: pl.DataFrame) -> float | None:
     ordered = rows.sort("round_ts")
-    chunks = np.array_split(np.arange(ordered.height), IC_SHARPE_CHUNKS)
+    # Row i of n falls in chunk floor(i × chunks / n): consecutive, sizes differing by at most one.
+    chunk_of = np.arange(ordered.height) * IC_SHARPE_CHUNKS // max(ordered.height, 1)
+    chunks = [np.flatnonzero(chunk_of == c) for c in range(IC_SHARPE_CHUNKS)]
     ics = [
         ic
         for idx in chunks
@@ -122,8 +127,160 @@ def model_correlation(rows: pl.DataFrame, all_rows: pl.DataFrame) -> float | Non
     return float(np.mean(correlations)) if correlations else None
 
 
+def _rank_corr(a: str, b: str) -> pl.Expr:
+    """Spearman (average ranks, precomputed by `_with_ranks`) of a and b within a group; None
+    when a side is constant or the group has fewer than three rows. For use in group_by().agg()."""
+    ra, rb = pl.col(f"__rank_{a}"), pl.col(f"__rank_{b}")
+    return pl.when((pl.len() >= 3) & (ra.std() > 0) & (rb.std() > 0)).then(pl.corr(ra, rb)).otherwise(None)
+
+
+def _with_ranks(rows: pl.DataFrame, over: list[str]) -> pl.DataFrame:
+    return rows.with_columns(
+        pl.col("prediction_value").rank("average").over(over).alias("__rank_prediction_value"),
+        pl.col("profit").rank("average").over(over).alias("__rank_profit"),
+    )
+
+
+def _frame_ic(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    return _with_ranks(rows, by).group_by(by).agg(_rank_corr("prediction_value", "profit").alias("ic"))
+
+
+def _frame_ic_sharpe(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    chunked = rows.sort(*by, "round_ts", maintain_order=True).with_columns(
+        (pl.int_range(pl.len()).over(by) * IC_SHARPE_CHUNKS // pl.len().over(by)).alias("__chunk")
+    )
+    ics = (
+        _with_ranks(chunked, [*by, "__chunk"])
+        .group_by(*by, "__chunk")
+        .agg(_rank_corr("prediction_value", "profit").alias("ic"))
+        .drop_nulls("ic")
+        # group_by returns groups in any order; summing floats in a fixed order keeps re-runs
+        # byte-identical.
+        .sort(*by, "__chunk")
+    )
+    std = pl.col("ic").std(ddof=0)
+    return ics.group_by(by, maintain_order=True).agg(
+        pl.when((pl.len() >= 2) & (std > 0)).then(pl.col("ic").mean() / std).otherwise(None).alias("ic_sharpe")
+    )
+
+
+def _frame_simple(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    sign = pl.col("prediction_value").sign()
+    values = pl.col("value").drop_nulls()
+    downside = values.filter(values < 0)
+    return rows.group_by(by).agg(
+        (sign == pl.col("profit").sign()).mean().alias("hit_rate"),
+        (sign * pl.col("profit")).mean().alias("mean_return"),
+        pl.when((values.len() >= 2) & (downside.len() > 0))
+        .then(values.mean() / (downside.pow(2).mean()).sqrt())
+        .otherwise(None)
+        .alias("sortino_ratio"),
+    )
+
+
+def _frame_max_drawdown(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    curve = rows.sort(*by, "round_ts", "subject").with_columns(
+        pl.col("value").fill_null(0.0).cum_sum().over(by).alias("__curve")
+    )
+    peak = pl.max_horizontal(pl.col("__curve").cum_max().over(by), pl.lit(0.0))
+    return curve.with_columns((pl.col("__curve") - peak).alias("__dd")).group_by(by).agg(pl.col("__dd").min().alias("max_drawdown"))
+
+
+def _frame_turnover(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    diffs = rows.sort(*by, "subject", "round_ts").with_columns(
+        pl.col("prediction_value").diff().abs().over(*by, "subject").alias("__turn")
+    )
+    return diffs.group_by(by).agg(pl.col("__turn").mean().alias("turnover"))
+
+
+def _correlation_means(group: pl.DataFrame) -> pl.DataFrame:
+    """Mean Spearman correlation of each model against every other model of one window.
+
+    When every model answered every input (the normal case) one rank-correlation matrix gives
+    all pairs at once; otherwise each pair is computed on the inputs both answered."""
+    models = sorted(group["model_id"].unique().to_list())
+    schema = {"model_id": pl.String, "model_correlation": pl.Float64}
+    if len(models) < 2:
+        return pl.DataFrame({"model_id": models, "model_correlation": [None] * len(models)}, schema=schema)
+    matrix = group.pivot(on="model_id", index="input_id", values="prediction_value", aggregate_function="first").select(models)
+    if matrix.null_count().sum_horizontal()[0] == 0 and matrix.height >= 3:
+        ranks = matrix.select(pl.all().rank("average")).to_numpy().astype(float)
+        constant = ranks.std(axis=0) == 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = np.corrcoef(ranks, rowvar=False)
+        corr[:, constant] = np.nan
+        corr[constant, :] = np.nan
+        np.fill_diagonal(corr, np.nan)
+        means = [None if np.all(np.isnan(row)) else float(np.nanmean(row)) for row in corr]
+    else:
+        means = [model_correlation(group.filter(pl.col("model_id") == m), group) for m in models]
+    return pl.DataFrame({"model_id": models, "model_correlation": means}, schema=schema)
+
+
+def _frame_model_correlation(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    periods = [k for k in by if k != "model_id"]
+    if not periods:
+        return _correlation_means(rows)
+    parts = [
+        _correlation_means(group).with_columns(*[pl.lit(v).alias(k) for k, v in zip(periods, key, strict=True)])
+        for key, group in rows.group_by(periods, maintain_order=True)
+    ]
+    return pl.concat(parts).cast({k: rows.schema[k] for k in periods})
+
+
+for _name in ("hit_rate", "mean_return", "sortino_ratio"):
+    FRAME_METRICS[_name] = _frame_simple
+FRAME_METRICS["ic"] = _frame_ic
+FRAME_METRICS["ic_sharpe"] = _frame_ic_sharpe
+FRAME_METRICS["max_drawdown"] = _frame_max_drawdown
+FRAME_METRICS["turnover"] = _frame_turnover
+FRAME_METRICS["model_correlation"] = _frame_model_correlation
+
+
 def compute_metrics(names: list[str], rows: pl.DataFrame, all_rows: pl.DataFrame) -> dict[str, float | None]:
+    """One model's metrics, row-wise (the reference form; custom metrics use it)."""
     unknown = [name for name in names if name not in METRICS]
     if unknown:
         raise KeyError(f"unknown metrics {unknown}; registered: {sorted(METRICS)}")
     return {name: METRICS[name](rows, all_rows) for name in names}
+
+
+def compute_metrics_frame(names: list[str], rows: pl.DataFrame, keys: pl.DataFrame, by: list[str] | None = None) -> pl.DataFrame:
+    """Metrics for every group of `keys` (columns `by`, default just model_id): `by` plus one
+    Float64 column per metric name.
+
+    Built-in metrics run vectorized over all groups at once. A registered metric without a frame
+    form, or a built-in name re-registered with a custom function, runs per group with the
+    group's rows and all rows of its window (same non-model keys), so custom behaviour is never
+    silently shadowed.
+    """
+    by = by or ["model_id"]
+    unknown = [name for name in names if name not in METRICS]
+    if unknown:
+        raise KeyError(f"unknown metrics {unknown}; registered: {sorted(METRICS)}")
+    out = keys.select(by)
+    done: set[int] = set()
+    window_keys = [k for k in by if k != "model_id"]
+    for name in names:
+        frame_fn = FRAME_METRICS.get(name)
+        if frame_fn is not None and METRICS[name] is _BUILTIN_ROW_METRICS.get(name):
+            if id(frame_fn) in done or rows.is_empty():
+                continue
+            computed = frame_fn(rows, by)
+            keep = [c for c in computed.columns if c in names and c not in out.columns]
+            out = out.join(computed.select(*by, *keep), on=by, how="left")
+            done.add(id(frame_fn))
+        else:
+            values = []
+            for key in out.iter_rows(named=True):
+                window = rows.filter(*[pl.col(k) == key[k] for k in window_keys]) if window_keys else rows
+                values.append(METRICS[name](window.filter(pl.col("model_id") == key["model_id"]), window))
+            out = out.with_columns(pl.Series(name, values, dtype=pl.Float64))
+    for name in names:
+        if name not in out.columns:
+            out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias(name))
+    # Non-finite results (e.g. a zero-variance division) are reported as missing, never as NaN.
+    return out.select(*by, *[pl.col(n).cast(pl.Float64).fill_nan(None) for n in names])
+
+
+_BUILTIN_ROW_METRICS = dict(METRICS)

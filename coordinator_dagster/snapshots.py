@@ -14,16 +14,14 @@ import polars as pl
 
 from coordinator_dagster import schemas
 from coordinator_dagster.callables import vectorized, vectorized_twin
-from coordinator_dagster.metrics import compute_metrics
+from coordinator_dagster.metrics import compute_metrics_frame
 
 if TYPE_CHECKING:
     from coordinator_dagster.contracts import CrunchContract
 
 
-def _mean_value_frame(scores: pl.DataFrame) -> pl.DataFrame:
-    return scores.group_by("model_id").agg(
-        pl.col("value").filter(pl.col("success")).mean().alias("value")
-    )
+def _mean_value_frame(scores: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    return scores.group_by(by).agg(pl.col("value").filter(pl.col("success")).mean().alias("value"))
 
 
 @vectorized(_mean_value_frame)
@@ -42,16 +40,17 @@ def default_aggregate_snapshot(score_results: list[dict[str, Any]]) -> dict[str,
     return summary
 
 
-def _aggregate(contract: "CrunchContract", scores: pl.DataFrame) -> dict[str, dict[str, Any]]:
+def _aggregate(contract: "CrunchContract", scores: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """The contract's aggregation per group, as a frame with `by` and the summary fields."""
     fn = contract.aggregate_snapshot
     twin = vectorized_twin(fn)
     if twin is not None:
-        return {row["model_id"]: {k: v for k, v in row.items() if k != "model_id"} for row in twin(scores).to_dicts()}
-    out: dict[str, dict[str, Any]] = {}
-    for (model_id,), rows in scores.group_by("model_id"):
-        results = [json.loads(r) for r in rows["result"].to_list()]
-        out[model_id] = fn(results)
-    return out
+        return twin(scores, by)
+    rows = []
+    for key, part in scores.group_by(by, maintain_order=True):
+        summary = fn([json.loads(r) for r in part["result"].to_list()])
+        rows.append({**dict(zip(by, key, strict=True)), **summary})
+    return pl.DataFrame(rows, infer_schema_length=None).cast({k: scores.schema[k] for k in by})
 
 
 def build_snapshots(
@@ -61,33 +60,44 @@ def build_snapshots(
     period_start: dt.datetime,
     period_end: dt.datetime,
 ) -> pl.DataFrame:
-    """One row per model with a prediction whose round falls in [period_start, period_end)."""
+    """One row per model per hour of [period_start, period_end) in which it has a prediction.
+
+    All hours are computed at once (a backfill range is one pass, not one pass per hour).
+    """
+    hour = pl.col("round_ts").dt.truncate("1h").alias("period_start")
     in_window = (pl.col("round_ts") >= period_start) & (pl.col("round_ts") < period_end)
-    predictions = predictions.filter(in_window)
-    scores = scores.filter(in_window)
+    predictions = predictions.filter(in_window).with_columns(hour)
+    scores = scores.filter(in_window).with_columns(hour)
     if predictions.is_empty():
         return schemas.empty(schemas.SNAPSHOTS)
-    aggregated = _aggregate(contract, scores) if not scores.is_empty() else {}
-    value_field = contract.aggregation.value_field
+    by = ["period_start", "model_id"]
     ok = scores.filter(pl.col("success"))
-    rows = []
-    for (model_id,), mine in predictions.group_by("model_id", maintain_order=True):
-        model_scores = scores.filter(pl.col("model_id") == model_id)
-        model_ok = ok.filter(pl.col("model_id") == model_id)
-        summary = dict(aggregated.get(model_id, {}))
-        summary.update(compute_metrics(contract.metrics, model_ok, ok))
-        failed_predictions = mine.filter(pl.col("status") != "PENDING").height
-        rows.append(
-            {
-                "model_id": model_id,
-                "period_start": period_start,
-                "period_end": period_end,
-                "prediction_count": mine.height,
-                "scored_count": model_ok.height,
-                "failed_count": failed_predictions + model_scores.height - model_ok.height,
-                "value": summary.get(value_field),
-                "result_summary": json.dumps(summary, sort_keys=True, default=str),
-            }
-        )
-    frame = pl.DataFrame(rows, schema=schemas.SNAPSHOTS)
-    return schemas.conform(frame, schemas.SNAPSHOTS, "snapshots").sort("model_id")
+    counts = predictions.group_by(by).agg(
+        pl.len().alias("prediction_count"), (pl.col("status") != "PENDING").sum().alias("failed_predictions")
+    ).join(
+        scores.group_by(by).agg(pl.col("success").sum().alias("scored_count"), (~pl.col("success")).sum().alias("failed_scores")),
+        on=by,
+        how="left",
+    )
+    keys = counts.select(by).sort(by)
+    metrics = compute_metrics_frame(contract.metrics, ok, keys, by)
+    if scores.is_empty():
+        aggregated = keys
+    else:
+        aggregated = _aggregate(contract, scores, by)
+        # Metrics win over aggregated fields of the same name.
+        aggregated = aggregated.select(*by, *[c for c in aggregated.columns if c not in by and c not in contract.metrics])
+    summaries = metrics.join(aggregated, on=by, how="left")
+    value_field = contract.aggregation.value_field
+    if value_field not in summaries.columns:
+        summaries = summaries.with_columns(pl.lit(None, dtype=pl.Float64).alias(value_field))
+    fields = sorted(c for c in summaries.columns if c not in by)
+    out = counts.join(summaries, on=by, how="left").with_columns(
+        (pl.col("period_start") + dt.timedelta(hours=1)).alias("period_end"),
+        pl.col("scored_count").fill_null(0),
+        (pl.col("failed_predictions") + pl.col("failed_scores").fill_null(0)).alias("failed_count"),
+        pl.col(value_field).cast(pl.Float64).alias("value"),
+        pl.struct(fields).struct.json_encode().alias("result_summary"),
+    )
+    frame = schemas.conform(out.select(schemas.SNAPSHOTS.names()), schemas.SNAPSHOTS, "snapshots")
+    return frame.sort("period_start", "model_id")

@@ -1,0 +1,112 @@
+"""Metrics: hand-computed cases, and the vectorized forms agree with the row-wise reference forms."""
+
+import datetime as dt
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from coordinator_dagster import metrics
+from coordinator_dagster.metrics import METRICS, compute_metrics_frame, register_metric, spearman
+
+T0 = dt.datetime(2026, 11, 20, 10, tzinfo=dt.timezone.utc)
+
+
+def rows(model_id, predictions, profits, values=None, subject="BTC"):
+    n = len(predictions)
+    return pl.DataFrame(
+        {
+            "model_id": [model_id] * n,
+            "input_id": [f"{subject}@{i}" for i in range(n)],
+            "round_ts": [T0 + dt.timedelta(minutes=i) for i in range(n)],
+            "subject": [subject] * n,
+            "prediction_value": [float(p) for p in predictions],
+            "profit": [float(p) for p in profits],
+            "value": [float(v) for v in (values if values is not None else np.sign(predictions) * np.array(profits))],
+        }
+    )
+
+
+def pearson(x, y):
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def test_spearman_averages_ties():
+    # ranks of [1, 2, 2, 3] are [1, 2.5, 2.5, 4]
+    assert spearman(np.array([1, 2, 2, 3]), np.array([1, 3, 2, 4])) == pytest.approx(pearson([1, 2.5, 2.5, 4], [1, 3, 2, 4]))
+    assert spearman(np.array([1, 1, 1]), np.array([1, 2, 3])) is None  # constant side
+    assert spearman(np.array([1, 2]), np.array([1, 2])) is None  # too few points
+
+
+def test_hand_computed_cases():
+    frame = rows("m", [1, -1, 2, -0.5], [0.1, 0.3, 0.2, 0.1], values=[0.1, -0.3, 0.2, -0.1])
+    assert METRICS["hit_rate"](frame, frame) == pytest.approx(0.5)
+    assert METRICS["mean_return"](frame, frame) == pytest.approx((0.1 - 0.3 + 0.2 - 0.1) / 4)
+    # cumulative score 0.1, -0.2, 0.0, -0.1 under a peak of 0.1 → worst fall 0.3
+    assert METRICS["max_drawdown"](frame, frame) == pytest.approx(-0.3)
+    # turnover: |−1−1| + |2+1| + |−0.5−2| over three steps
+    assert METRICS["turnover"](frame, frame) == pytest.approx((2 + 3 + 2.5) / 3)
+    sortino = rows("m", [1, 1, 1, 1], [0, 0, 0, 0], values=[0.2, -0.1, 0.3, -0.2])
+    assert METRICS["sortino_ratio"](sortino, sortino) == pytest.approx(0.05 / math.sqrt(0.025))
+
+
+def test_model_correlation_is_the_mean_over_other_models():
+    a = rows("a", [1, 2, 3, 4], [0, 0, 0, 0])
+    b = rows("b", [4, 3, 2, 1], [0, 0, 0, 0])
+    c = rows("c", [1, 3, 2, 4], [0, 0, 0, 0])
+    everything = pl.concat([a, b, c])
+    expected = (-1.0 + spearman(np.array([1, 2, 3, 4]), np.array([1, 3, 2, 4]))) / 2
+    assert METRICS["model_correlation"](a, everything) == pytest.approx(expected)
+
+
+def random_window(seed, models=5, n=120, missing=False):
+    rng = np.random.default_rng(seed)
+    profits = rng.normal(0, 0.001, n).round(5)  # rounding creates ties
+    frames = []
+    for m in range(models):
+        preds = (profits * rng.normal(0.2 * m, 1, n) + rng.normal(0, 0.001, n)).round(5)
+        frame = rows(f"m{m}", preds, profits)
+        if missing and m == 0:
+            frame = frame.head(n - 10)
+        frames.append(frame)
+    return pl.concat(frames)
+
+
+@pytest.mark.parametrize("missing", [False, True])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_vectorized_metrics_match_the_row_wise_forms(seed, missing):
+    window = random_window(seed, missing=missing)
+    names = ["ic", "ic_sharpe", "hit_rate", "mean_return", "max_drawdown", "sortino_ratio", "turnover", "model_correlation"]
+    models = sorted(window["model_id"].unique().to_list())
+    frame = compute_metrics_frame(names, window, pl.DataFrame({"model_id": models}))
+    for row in frame.iter_rows(named=True):
+        mine = window.filter(pl.col("model_id") == row["model_id"])
+        for name in names:
+            expected = METRICS[name](mine, window)
+            if expected is None:
+                assert row[name] is None, name
+            else:
+                assert row[name] == pytest.approx(expected, rel=1e-9, abs=1e-12), name
+
+
+def test_custom_metrics_register_and_run_per_model(monkeypatch):
+    monkeypatch.setitem(METRICS, "best_call", lambda model_rows, _all: float(model_rows["value"].max()))
+    window = random_window(4, models=3)
+    frame = compute_metrics_frame(["best_call", "hit_rate"], window, pl.DataFrame({"model_id": ["m0", "m1", "m2"]}))
+    for row in frame.iter_rows(named=True):
+        assert row["best_call"] == window.filter(pl.col("model_id") == row["model_id"])["value"].max()
+
+
+def test_overriding_a_builtin_metric_takes_effect(monkeypatch):
+    monkeypatch.setitem(METRICS, "hit_rate", lambda model_rows, _all: 42.0)
+    frame = compute_metrics_frame(["hit_rate"], random_window(5, models=2), pl.DataFrame({"model_id": ["m0", "m1"]}))
+    assert frame["hit_rate"].to_list() == [42.0, 42.0]
+
+
+def test_register_metric_decorator_and_unknown_names(monkeypatch):
+    monkeypatch.setattr(metrics, "METRICS", dict(METRICS))
+    register_metric("always_one")(lambda model_rows, _all: 1.0)
+    assert "always_one" in metrics.METRICS
+    with pytest.raises(KeyError, match="unknown metrics"):
+        compute_metrics_frame(["nope"], random_window(6, models=1), pl.DataFrame({"model_id": ["m0"]}))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -82,6 +82,7 @@ class CheckpointSummary(ApiModel):
     ranking_key: str | None
     model_count: int
     tx_hash: str | None
+    merkle_root: str | None = Field(default=None, description="Merkle root over the period's snapshots")
 
 
 class CruncherReward(ApiModel):
@@ -103,3 +104,22 @@ class Emission(ApiModel):
     cruncher_rewards: list[CruncherReward]
     compute_provider_rewards: list[ProviderReward]
     data_provider_rewards: list[ProviderReward]
+
+
+class MerkleCycle(ApiModel):
+    period_start: str
+    root: str
+    chained_root: str
+    model_ids: list[str]
+
+
+class MerkleTree(ApiModel):
+    checkpoint_id: str
+    merkle_root: str
+    cycles: list[MerkleCycle]
+
+
+class MerkleProofAnswer(ApiModel):
+    checkpoint_id: str
+    merkle_root: str
+    proof: dict[str, Any] = Field(description="coordinator-merkle-v1 proof; check it with `coordinator verify-proof`")

@@ -9,6 +9,7 @@ from assets.metadata import markdown_table
 from assets.snapshots import snapshots
 from coordinator_dagster import ranking
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
+from coordinator_dagster.merkle import build_checkpoint_tree
 from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS
 from resources import ContractResource, LakeResource
 
@@ -70,6 +71,7 @@ def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.Asset
         window = context.partition_time_window
         period = store.read_window("snapshots", window.start, window.end, column="period_start")
         entries = ranking.checkpoint_entries(crunch, period, store.read("models"))
+        tree = build_checkpoint_tree(period.to_dicts())
         emission = crunch.build_emission(entries, crunch.crunch_pubkey, crunch.compute_provider, crunch.data_provider)
         emission_json = emission.model_dump(mode="json")
         row = pl.DataFrame(
@@ -82,6 +84,7 @@ def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.Asset
                 "model_count": [len(entries)],
                 "entries": [json.dumps(entries, sort_keys=True)],
                 "emission": [json.dumps(emission_json, sort_keys=True)],
+                "merkle_root": [tree.checkpoint_root],
             }
         )
         store.write("checkpoints", row, key)
@@ -94,6 +97,7 @@ def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.Asset
                 "models_ranked": len(entries),
                 "snapshots_used": period.height,
                 "cruncher_reward_total": total,
+                "merkle_root": tree.checkpoint_root or "no snapshots",
                 "emission": dg.MetadataValue.md(emission_table(entries, emission_json) if entries else "_no scored models in this period_"),
             }
         )

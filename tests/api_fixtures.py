@@ -150,6 +150,7 @@ def checkpoint_frame(period_key: str, model_count: int) -> pl.DataFrame:
             "model_count": [len(entries)],
             "entries": [json.dumps(entries, sort_keys=True)],
             "emission": [json.dumps(emission.model_dump(mode="json"), sort_keys=True)],
+            "merkle_root": [None],
         }
     )
 

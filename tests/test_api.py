@@ -324,6 +324,8 @@ def test_openapi_documents_every_route(client: httpx.Client) -> None:
         "/reports/predictions",
         "/reports/checkpoints",
         "/reports/checkpoints/{checkpoint_id}/emission",
+        "/reports/merkle/checkpoints/{checkpoint_id}",
+        "/reports/merkle/proof",
     }
     parameters = {p["name"] for p in paths["/reports/predictions"]["get"]["parameters"]}
     assert parameters == {"model_id", "subject", "scope_key", "status", "start", "end", "limit", "offset"}

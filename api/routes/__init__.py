@@ -4,6 +4,6 @@ A new report is a new module here with its own `APIRouter` (prefix, tags, `respo
 every route), added to `ROUTERS`.
 """
 
-from api.routes import checkpoints, health, leaderboard, predictions
+from api.routes import checkpoints, health, leaderboard, merkle, predictions
 
-ROUTERS = (health.router, leaderboard.router, predictions.router, checkpoints.router)
+ROUTERS = (health.router, leaderboard.router, predictions.router, checkpoints.router, merkle.router)

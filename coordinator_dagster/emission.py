@@ -6,6 +6,7 @@ FRAC64_MULTIPLIER; the rounding remainder goes to rank 1, as in the reference en
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -61,6 +62,69 @@ def default_build_emission(
 ) -> EmissionCheckpoint:
     """The reference engine's tiered emission over entries already sorted best first."""
     shares = tier_shares(len(ranked_entries))
+    return EmissionCheckpoint(
+        crunch=crunch_pubkey,
+        cruncher_rewards=[
+            CruncherReward(cruncher_index=cruncher_index_of(entry, i), reward_pct=share)
+            for i, (entry, share) in enumerate(zip(ranked_entries, shares, strict=True))
+        ],
+        compute_provider_rewards=provider_rewards(compute_provider),
+        data_provider_rewards=provider_rewards(data_provider),
+    )
+
+
+# Contribution-weighted emission (the reference engine's option).
+COMPOSITE_WEIGHTS = {"rank": 0.5, "contribution": 0.3, "diversity": 0.2}
+FLOOR_SHARE = 0.01
+
+
+def _min_max(values: list[float | None]) -> list[float]:
+    """Min-max normalised to [0, 1]; a constant component gives every entry 1 (equal shares);
+    a missing value counts as the component's minimum."""
+    present = [v for v in values if v is not None and math.isfinite(v)]
+    if not present:
+        return [1.0] * len(values)
+    low, high = min(present), max(present)
+    if high == low:
+        return [1.0] * len(values)
+    return [0.0 if v is None or not math.isfinite(v) else (v - low) / (high - low) for v in values]
+
+
+def to_frac64(shares: Sequence[float]) -> list[int]:
+    """Float shares (any positive scale) → frac64 integers summing to exactly FRAC64_MULTIPLIER;
+    each is floored and the remainder goes to the first (rank 1)."""
+    total = sum(shares)
+    out = [int(FRAC64_MULTIPLIER * s // total) for s in shares]
+    out[0] += FRAC64_MULTIPLIER - sum(out)
+    return out
+
+
+def contribution_weights(ranked_entries: Sequence[Mapping[str, Any]]) -> list[float]:
+    """composite = 0.5·norm(1/rank) + 0.3·norm(contribution) + 0.2·norm(1 − model_correlation),
+    then a floor of 1 % per entry and renormalisation."""
+    inverse_rank = [1.0 / float(e.get("rank") or i + 1) for i, e in enumerate(ranked_entries)]
+    contribution = [e.get("contribution") for e in ranked_entries]
+    diversity = [None if e.get("model_correlation") is None else 1.0 - float(e["model_correlation"]) for e in ranked_entries]
+    parts = {
+        "rank": _min_max(inverse_rank),
+        "contribution": _min_max(contribution),
+        "diversity": _min_max(diversity),
+    }
+    composite = [sum(COMPOSITE_WEIGHTS[k] * parts[k][i] for k in parts) for i in range(len(ranked_entries))]
+    total = sum(composite)
+    shares = [c / total for c in composite] if total > 0 else [1.0 / len(composite)] * len(composite)
+    floored = [max(s, FLOOR_SHARE) for s in shares]
+    return [s / sum(floored) for s in floored]
+
+
+def contribution_weighted_emission(
+    ranked_entries: Sequence[Mapping[str, Any]],
+    crunch_pubkey: str,
+    compute_provider: str | None = None,
+    data_provider: str | None = None,
+) -> EmissionCheckpoint:
+    """Rewards by rank, ensemble contribution and diversity (set `build_emission` to this)."""
+    shares = to_frac64(contribution_weights(ranked_entries)) if ranked_entries else []
     return EmissionCheckpoint(
         crunch=crunch_pubkey,
         cruncher_rewards=[

@@ -104,12 +104,18 @@ def checkpoint_entries(
         frame = frame.with_columns(_metric_column(key).alias("ranking_metric"))
     else:
         frame = frame.with_columns(pl.col("value").alias("ranking_metric"))
-    weight = pl.col("scored_count")
-    per_model = frame.group_by("model_id").agg(
-        ((pl.col("value") * weight).sum() / weight.filter(pl.col("value").is_not_null()).sum()).alias("value"),
-        ((pl.col("ranking_metric") * weight).sum() / weight.filter(pl.col("ranking_metric").is_not_null()).sum()).alias(
-            "ranking_value"
-        ),
+    metric_names = [m for m in contract.metrics if m not in ("value", "ranking_metric")]
+    frame = frame.with_columns(*[_metric_column(m) for m in metric_names]).sort("period_start", "model_id")
+
+    def weighted(column: str) -> pl.Expr:
+        weight = pl.col("scored_count").filter(pl.col(column).is_not_null())
+        # A model without any value of this column gets null, not 0/0 = NaN (not valid JSON).
+        return ((pl.col(column) * pl.col("scored_count")).sum() / weight.sum()).fill_nan(None)
+
+    per_model = frame.group_by("model_id", maintain_order=True).agg(
+        weighted("value").alias("value"),
+        weighted("ranking_metric").alias("ranking_value"),
+        *[weighted(m).alias(m) for m in metric_names],
         pl.col("prediction_count").sum(),
         pl.col("scored_count").sum(),
         pl.len().alias("snapshot_count"),

@@ -135,6 +135,8 @@ def test_checkpoint_emission_sums_and_uses_registered_indices(pipeline):
     assert sum(r["reward_pct"] for r in emission["cruncher_rewards"]) == FRAC64_MULTIPLIER
     registry = dict(lake.read("models").select("model_id", "cruncher_index").iter_rows())
     assert [r["cruncher_index"] for r in emission["cruncher_rewards"]] == [registry[e["model_id"]] for e in entries]
+    # Entries carry the period's scored-count-weighted metrics (contribution-weighted emission uses them).
+    assert all(isinstance(e["model_correlation"], float) and e["scored_count"] == 120 for e in entries)
     board = lake.read("leaderboard")
     # One window of data: the checkpoint's order is the leaderboard's.
     assert [e["model_id"] for e in entries] == board["model_id"].to_list()

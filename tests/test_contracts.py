@@ -121,3 +121,10 @@ def test_unknown_metric_and_duplicate_scope_are_refused():
     scheduled = CrunchContract().scheduled_predictions[0]
     with pytest.raises(ValueError, match="unique"):
         CrunchContract(scheduled_predictions=[scheduled, scheduled])
+
+
+def test_contribution_weighted_emission_is_available_by_path():
+    from coordinator_dagster.emission import contribution_weighted_emission
+
+    contract = CrunchContract(build_emission="coordinator_dagster.emission:contribution_weighted_emission")
+    assert contract.build_emission is contribution_weighted_emission

@@ -68,3 +68,72 @@ def test_no_entries_give_an_empty_split():
 def test_a_split_that_does_not_sum_is_invalid():
     with pytest.raises(ValueError, match="sum to exactly"):
         EmissionCheckpoint(crunch="x", cruncher_rewards=[{"cruncher_index": 0, "reward_pct": 999_999_999}])
+
+
+# ---- contribution-weighted emission and properties of both strategies ---------------------------
+
+import numpy as np  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from coordinator_dagster.emission import contribution_weighted_emission, contribution_weights, to_frac64  # noqa: E402
+
+
+def test_contribution_weighted_hand_computed():
+    ranked = [
+        {"model_id": "a", "cruncher_index": 7, "rank": 1, "contribution": 0.0, "model_correlation": 0.5},
+        {"model_id": "b", "cruncher_index": 3, "rank": 2, "contribution": 1.0, "model_correlation": 0.9},
+    ]
+    # norm(1/rank) = [1, 0]; norm(contribution) = [0, 1]; norm(1 − corr) = [1, 0]
+    # composite = [0.5 + 0 + 0.2, 0 + 0.3 + 0] = [0.7, 0.3] → shares 70 % / 30 %
+    assert contribution_weights(ranked) == pytest.approx([0.7, 0.3])
+    emission = contribution_weighted_emission(ranked, "pk")
+    assert [(r.cruncher_index, r.reward_pct) for r in emission.cruncher_rewards] == [(7, 700_000_000), (3, 300_000_000)]
+
+
+def test_contribution_weighted_floor_and_constant_components():
+    ranked = [{"model_id": f"m{i}", "cruncher_index": i, "rank": i + 1, "contribution": 0.5, "model_correlation": 0.2} for i in range(3)]
+    # contribution and diversity constant → equal; 1/rank normalised [1, 0.25, 0] → composite
+    # [1, 0.625, 0.5] before normalisation; the last entry stays above the 1 % floor.
+    weights = contribution_weights(ranked)
+    assert weights == pytest.approx([1 / 2.125, 0.625 / 2.125, 0.5 / 2.125])
+    # A component at its minimum everywhere but one entry: the floor lifts the others to 1 %.
+    skewed = [{"model_id": "top", "cruncher_index": 0, "rank": 1, "contribution": 1.0, "model_correlation": 0.0}]
+    skewed += [{"model_id": f"m{i}", "cruncher_index": i, "rank": 50, "contribution": 0.0, "model_correlation": 1.0} for i in range(1, 4)]
+    floored = contribution_weights(skewed)
+    assert min(floored) == pytest.approx(0.01 / (1 + 0.03))
+    assert sum(floored) == pytest.approx(1.0)
+
+
+def test_to_frac64_gives_the_rounding_remainder_to_rank_one():
+    assert to_frac64([1, 1, 1]) == [333_333_334, 333_333_333, 333_333_333]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=10_000),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+    missing=st.floats(min_value=0, max_value=1),
+    constant=st.booleans(),
+)
+def test_every_ranking_of_1_to_10000_models_sums_exactly(n, seed, missing, constant):
+    # Hypothesis lists top out below 10,000 elements: it draws the size and a seed, numpy the values.
+    rng = np.random.default_rng(seed)
+    contribution = np.full(n, 0.3) if constant else rng.normal(0, 1, n)
+    correlation = rng.uniform(-1, 1, n)
+    gaps = rng.random(n) < missing
+    ranked = [
+        {
+            "model_id": f"m{i}",
+            "cruncher_index": int(i * 7 + 1),
+            "rank": i + 1,
+            "contribution": None if gaps[i] else float(contribution[i]),
+            "model_correlation": float(correlation[i]),
+        }
+        for i in range(n)
+    ]
+    for build in (default_build_emission, contribution_weighted_emission):
+        rewards = [r.reward_pct for r in build(ranked, "pk").cruncher_rewards]
+        assert sum(rewards) == FRAC64_MULTIPLIER
+        assert len(rewards) == n
+        assert all(r >= 0 for r in rewards)

@@ -5,9 +5,10 @@ import json
 import dagster as dg
 import polars as pl
 
-from assets.metadata import markdown_table
+from assets.metadata import check_result, markdown_table
 from assets.snapshots import snapshots
 from coordinator_dagster import ranking
+from coordinator_dagster.checks import emission_exact
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
 from coordinator_dagster.merkle import build_checkpoint_tree
 from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS
@@ -49,6 +50,10 @@ def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.Asset
         deps=[snapshots],
         kinds={"polars", "parquet"},
         group_name="pipeline",
+        check_specs=[
+            dg.AssetCheckSpec(name, asset="checkpoints", blocking=True)
+            for name in ("rewards_sum_exactly", "no_negative_share", "every_ranked_model_rewarded")
+        ],
     )
     def checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, contract: ContractResource) -> dg.MaterializeResult:
         """One row per checkpoint period (grain: checkpoint_id): the period's snapshots
@@ -91,6 +96,7 @@ def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.Asset
         store.ensure_catalog()
         total = sum(r["reward_pct"] for r in emission_json["cruncher_rewards"])
         return dg.MaterializeResult(
+            check_results=[check_result(o) for o in emission_exact(emission_json, entries)],
             metadata={
                 "dagster/row_count": 1,
                 "checkpoint_id": cid,

@@ -6,6 +6,8 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from coordinator_dagster.checks import CheckOutcome
+
 
 def _cell(value: Any) -> str:
     if value is None:
@@ -45,3 +47,12 @@ def counts_by(frame: pl.DataFrame, column: str) -> dict[str, int]:
     if frame.is_empty():
         return {}
     return {str(k): int(v) for k, v in frame.group_by(column).len().sort(column).iter_rows()}
+
+
+def check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=outcome.name,
+        passed=outcome.passed,
+        description=outcome.description,
+        metadata={k: v if isinstance(v, int | float | str) else str(v) for k, v in outcome.metadata.items()},
+    )

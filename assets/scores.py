@@ -4,8 +4,9 @@ import datetime as dt
 
 import dagster as dg
 from assets.feeds import feed_records
-from assets.metadata import counts_by, table_metadata
+from assets.metadata import check_result, counts_by, table_metadata
 from assets.predictions import predictions
+from coordinator_dagster.checks import no_prediction_left_behind, scores_unique
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
 from coordinator_dagster.scoring import score_predictions
 from resources import ClockResource, ContractResource, FeedSource, LakeResource
@@ -20,6 +21,10 @@ _NEXT_HOUR = dg.TimeWindowPartitionMapping(start_offset=0, end_offset=1)
     deps=[predictions, dg.AssetDep(feed_records, partition_mapping=_NEXT_HOUR)],
     kinds={"polars", "parquet"},
     group_name="pipeline",
+    check_specs=[
+        dg.AssetCheckSpec("scores_unique_per_prediction", asset="scores", blocking=True),
+        dg.AssetCheckSpec("pending_predictions_resolved_or_closed", asset="scores", blocking=True),
+    ],
 )
 def scores(
     context: dg.AssetExecutionContext,
@@ -48,7 +53,9 @@ def scores(
     out = score_predictions(crunch, preds, inputs, truth_feed, now)
     store.write_windows("scores", out, "round_ts", keys)
     store.ensure_catalog()
+    outcomes = [scores_unique(out), no_prediction_left_behind(preds, out, now, crunch.ground_truth_grace_seconds)]
     return dg.MaterializeResult(
+        check_results=[check_result(o) for o in outcomes],
         metadata=table_metadata(
             out.drop("result"),
             partitions=len(keys),

@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api.routes import ROUTERS
 from api.settings import ApiSettings
+from coordinator_dagster.contracts import load_contract
 from coordinator_dagster.lake import Lake
 
 
@@ -31,9 +32,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         description="Read-only reports of a Crunch coordinator node, served from its Parquet lake.",
     )
     app.state.settings = settings
-    # The lake's default window names only shape empty stub views; the leaderboard's windows
-    # are read from its file (see api.routes.leaderboard).
-    app.state.lake = Lake(settings.home)
+    # The contract fixes the scoring version the views show and the leaderboard's windows.
+    app.state.lake = Lake.for_contract(settings.home, load_contract())
     app.state.reader = app.state.lake.reader()
     if settings.cors_origins:
         app.add_middleware(

@@ -56,7 +56,7 @@ def _catalog(args: argparse.Namespace) -> int:
     from coordinator_dagster.contracts import load_contract
     from coordinator_dagster.lake import Lake
 
-    lake = Lake(load_settings().home, window_names=load_contract().aggregation.windows)
+    lake = Lake.for_contract(load_settings().home, load_contract())
     if not lake.refresh_catalog():
         print(f"{lake.catalog_path} is held by another process; close it and retry", file=sys.stderr)
         return 1

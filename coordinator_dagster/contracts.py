@@ -101,6 +101,11 @@ class CrunchContract(BaseModel):
     checkpoint_period: Literal["daily", "weekly"] = "weekly"
     input_window_size: int = Field(default=60, gt=0, description="records handed to models per round")
     max_ground_truth_staleness_fraction: float = Field(default=0.2, ge=0)
+    scoring_version: str = Field(
+        default="v1",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="recorded in every score and snapshot; a new version re-scores into its own folders",
+    )
     ground_truth_grace_seconds: int = Field(
         default=3600, gt=0, description="after this long past its resolvable time an unresolved prediction is closed"
     )

@@ -111,7 +111,7 @@ def run_demo(
     if report:
         report(progress_bar(len(steps), len(steps), "done") + "\n")
 
-    lake = Lake(home, window_names=contract.aggregation.windows)
+    lake = Lake.for_contract(home, contract)
     return DemoResult(
         leaderboard=lake.read("leaderboard"),
         checkpoints=lake.read_paths("checkpoints", [lake.partition_path("checkpoints", k) for k in period_keys]),

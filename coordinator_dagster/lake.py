@@ -19,18 +19,24 @@ import fcntl
 import json
 import logging
 import os
+import re
+import shutil
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import polars as pl
 
 from coordinator_dagster import schemas
 from coordinator_dagster.partitions import WINDOW_KEY_FORMAT, window_keys_between
+
+if TYPE_CHECKING:
+    from coordinator_dagster.contracts import CrunchContract
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +48,13 @@ class Table:
     name: str
     layout: str  # "window" (hourly), "period", "single" or "events"
     schema: pl.Schema
+    # Versioned tables keep one folder per scoring version (`version=<v>/...`), so re-scoring with
+    # a new version leaves the old one queryable until the operator prunes it.
+    versioned: bool = False
+
+
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+DEFAULT_SCORING_VERSION = "v1"
 
 
 def lake_tables(window_names: Iterable[str]) -> dict[str, Table]:
@@ -49,8 +62,8 @@ def lake_tables(window_names: Iterable[str]) -> dict[str, Table]:
         Table("feed_records", "window", schemas.FEED_RECORDS),
         Table("inputs", "window", schemas.INPUTS),
         Table("predictions", "window", schemas.PREDICTIONS),
-        Table("scores", "window", schemas.SCORES),
-        Table("snapshots", "window", schemas.SNAPSHOTS),
+        Table("scores", "window", schemas.SCORES, versioned=True),
+        Table("snapshots", "window", schemas.SNAPSHOTS, versioned=True),
         Table("leaderboard", "single", schemas.leaderboard_schema(window_names)),
         Table("checkpoints", "period", schemas.CHECKPOINTS),
         Table("checkpoint_events", "events", schemas.CHECKPOINT_EVENTS),
@@ -84,11 +97,28 @@ def _fsync_dir(path: Path) -> None:
 
 
 class Lake:
-    def __init__(self, home: str | os.PathLike[str], window_names: Iterable[str] = ("score_recent", "score_steady", "score_anchor")):
+    def __init__(
+        self,
+        home: str | os.PathLike[str],
+        window_names: Iterable[str] = ("score_recent", "score_steady", "score_anchor"),
+        scoring_version: str = DEFAULT_SCORING_VERSION,
+    ):
+        if not VERSION_PATTERN.match(scoring_version):
+            raise ValueError(f"scoring version {scoring_version!r} must be letters, digits, '_', '.' or '-' (at most 64)")
         self.home = Path(home).expanduser().resolve()
         self.root = self.home / "lake"
         self.catalog_path = self.home / "coordinator.duckdb"
-        self.tables = lake_tables(window_names)
+        self.window_names = tuple(window_names)
+        self.scoring_version = scoring_version
+        self.tables = lake_tables(self.window_names)
+
+    @classmethod
+    def for_contract(cls, home: str | os.PathLike[str], contract: "CrunchContract") -> "Lake":
+        return cls(home, window_names=contract.aggregation.windows, scoring_version=contract.scoring_version)
+
+    def with_version(self, scoring_version: str) -> "Lake":
+        """The same lake, reading and writing another scoring version's scores and snapshots."""
+        return Lake(self.home, self.window_names, scoring_version)
 
     # ---- paths ---------------------------------------------------------------------------
     def table(self, name: str) -> Table:
@@ -98,7 +128,27 @@ class Lake:
             raise KeyError(f"unknown lake table {name!r}; tables: {sorted(self.tables)}") from None
 
     def table_dir(self, name: str) -> Path:
-        return self.root / self.table(name).name
+        """Where the table's files are: for versioned tables, the current version's folder."""
+        table = self.table(name)
+        base = self.root / table.name
+        return base / f"version={self.scoring_version}" if table.versioned else base
+
+    def versions(self, name: str) -> list[str]:
+        """Scoring versions present for a versioned table."""
+        base = self.root / self.table(name).name
+        return sorted(p.name.split("=", 1)[1] for p in base.glob("version=*") if p.is_dir())
+
+    def prune_version(self, scoring_version: str) -> list[Path]:
+        """Delete another scoring version's scores and snapshots; the current one is refused."""
+        if scoring_version == self.scoring_version:
+            raise ValueError(f"{scoring_version} is the current scoring version; switch the contract first")
+        removed = []
+        for table in self.tables.values():
+            folder = self.root / table.name / f"version={scoring_version}"
+            if table.versioned and folder.is_dir():
+                shutil.rmtree(folder)
+                removed.append(folder)
+        return removed
 
     def partition_path(self, name: str, key: str | None = None) -> Path:
         table = self.table(name)
@@ -114,9 +164,7 @@ class Lake:
         raise ValueError(f"{name} is an event table; use append_event()")
 
     def glob(self, name: str) -> str:
-        layout = self.table(name).layout
-        pattern = {"window": "*/*/*.parquet", "period": "*/*.parquet", "single": "*.parquet", "events": "*.parquet"}[layout]
-        return str(self.table_dir(name) / pattern)
+        return str(self.table_dir(name) / self._pattern(name))
 
     def files(self, name: str) -> list[Path]:
         return sorted(self.table_dir(name).glob(self._pattern(name)))
@@ -126,7 +174,8 @@ class Lake:
         return next(self.table_dir(name).glob(self._pattern(name)), None) is not None
 
     def _pattern(self, name: str) -> str:
-        return self.glob(name).split(f"{name}/", 1)[1]
+        """File pattern below the table's folder, by layout."""
+        return {"window": "*/*/*.parquet", "period": "*/*.parquet", "single": "*.parquet", "events": "*.parquet"}[self.table(name).layout]
 
     # ---- writes --------------------------------------------------------------------------
     def _write_atomic(self, path: Path, frame: pl.DataFrame) -> None:
@@ -243,6 +292,16 @@ class Lake:
         is its newest event.
         """
         statements = [f"CREATE OR REPLACE VIEW raw_{name} AS {self._source_sql(name)}" for name in self.tables]
+        # Every scoring version side by side (hive column `version`), for comparisons and audits.
+        for name, table in self.tables.items():
+            if table.versioned:
+                pattern = str(self.root / name / "version=*" / self._pattern(name))
+                source = (
+                    f"SELECT * FROM read_parquet('{pattern}', hive_partitioning=true)"
+                    if any(self.root.joinpath(name).glob(f"version=*/{self._pattern(name)}"))
+                    else self._source_sql(name)
+                )
+                statements.append(f"CREATE OR REPLACE VIEW {name}_all_versions AS {source}")
         passthrough = ["feed_records", "snapshots", "leaderboard", "models", "scores", "checkpoint_events"]
         statements += [f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM raw_{name}" for name in passthrough]
         statements.append(

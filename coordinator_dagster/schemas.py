@@ -86,6 +86,7 @@ SCORES = pl.Schema(
         "success": pl.Boolean,
         "failed_reason": pl.String,
         "result": pl.String,  # the full ScoreResult as JSON (custom score types add fields)
+        "scoring_version": pl.String,
     }
 )
 
@@ -99,6 +100,7 @@ SNAPSHOTS = pl.Schema(
         "failed_count": pl.Int64,
         "value": pl.Float64,
         "result_summary": pl.String,  # JSON: aggregated score fields and metrics
+        "scoring_version": pl.String,
     }
 )
 

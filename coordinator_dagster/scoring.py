@@ -265,7 +265,9 @@ def score_predictions(
         overdue = overdue.with_columns(pl.lit(None).cast(schemas.SCORES[column]).alias(column))
     overdue = overdue.with_columns(_result_json(overdue))
 
-    out = pl.concat([scored, overdue], how="diagonal_relaxed")
+    out = pl.concat([scored, overdue], how="diagonal_relaxed").with_columns(
+        pl.lit(contract.scoring_version).alias("scoring_version")
+    )
     return schemas.conform(out.select(schemas.SCORES.names()), schemas.SCORES, "scores").sort(
         "round_ts", "subject", "model_id"
     )

@@ -98,6 +98,7 @@ def build_snapshots(
         (pl.col("failed_predictions") + pl.col("failed_scores").fill_null(0)).alias("failed_count"),
         pl.col(value_field).cast(pl.Float64).alias("value"),
         pl.struct(fields).struct.json_encode().alias("result_summary"),
+        pl.lit(contract.scoring_version).alias("scoring_version"),
     )
     frame = schemas.conform(out.select(schemas.SNAPSHOTS.names()), schemas.SNAPSHOTS, "snapshots")
     return frame.sort("period_start", "model_id")

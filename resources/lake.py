@@ -10,4 +10,4 @@ class LakeResource(dg.ConfigurableResource):
     home: str
 
     def get(self, contract: CrunchContract) -> Lake:
-        return Lake(self.home, window_names=contract.aggregation.windows)
+        return Lake.for_contract(self.home, contract)

@@ -106,6 +106,7 @@ def build_scores(predictions: pl.DataFrame, scored_before: dt.datetime) -> pl.Da
         pl.lit(True).alias("success"),
         pl.lit(None, dtype=pl.String).alias("failed_reason"),
         pl.lit("{}").alias("result"),
+        pl.lit("v1").alias("scoring_version"),
     )
 
 

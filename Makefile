@@ -1,0 +1,52 @@
+# coordinator-dagster: every target installs what it needs first (scripts/bootstrap.sh, a no-op
+# once .venv matches uv.lock). Needs python3.11, git, make and the package registry.
+#
+#   make run      Dagster UI http://127.0.0.1:3000 + report API http://127.0.0.1:8000 (Ctrl-C stops)
+#   make test     the test suite            (make test PYTEST_ARGS="-k lake -x")
+#   make demo     a 2-day simulated competition in one process (make demo DEMO_ARGS="--days 1")
+#   make bench    times `coordinator demo`  (make bench BENCH_ARGS="--runs 5")
+#   make stop     stop a `make run` started elsewhere
+#   make install  only install (.tools/uv, .venv)
+#   make clean    remove .venv and .tools  (the lake stays; make clean-data removes .coordinator)
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.PHONY: help install run stop test demo bench clean clean-data
+
+VENV := .venv
+PYTEST_ARGS ?=
+DEMO_ARGS ?=
+BENCH_ARGS ?=
+# Every command runs through the launcher so that SIGINT/SIGTERM work even when make itself was
+# started with them ignored (background jobs, some CI runners); --no-setsid keeps Ctrl-C reaching it.
+LAUNCH := python3 scripts/launch.py --no-setsid
+
+help:
+	@sed -n '4,11s/^# \{0,1\}//p' Makefile
+
+install:
+	@scripts/bootstrap.sh
+
+run:
+	@$(LAUNCH) scripts/run.sh
+
+stop:
+	@scripts/stop.sh
+
+# pytest exit 5 means it collected no tests: a failure here, never a silent pass.
+test: install
+	@$(LAUNCH) $(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: FAILED: pytest collected no tests (exit 5)" >&2; fi; \
+	exit $$rc
+
+demo: install
+	@$(LAUNCH) $(VENV)/bin/coordinator demo $(DEMO_ARGS)
+
+bench: install
+	@$(LAUNCH) $(VENV)/bin/python benchmarks/demo_benchmark.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .tools
+
+clean-data:
+	rm -rf .coordinator

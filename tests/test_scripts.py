@@ -1,0 +1,180 @@
+"""The operator scripts: scripts/launch.py, scripts/run.sh (start/stop logic with stand-in commands),
+the dagster.yaml template, and `make test`'s handling of pytest's "no tests collected"."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH = ROOT / "scripts" / "launch.py"
+RUN_SH = ROOT / "scripts" / "run.sh"
+
+PROBE = "import os, signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, os.getsid(0) == os.getpid(), os.getpgid(0) == os.getpid())"
+
+
+def _ignore_int_term() -> None:
+    # What a background job inherits in some sandboxes and CI runners.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _run(args: list[str]) -> str:
+    return subprocess.run(args, preexec_fn=_ignore_int_term, capture_output=True, text=True, timeout=30, check=True).stdout.split()
+
+
+def test_launch_resets_ignored_signals_and_starts_a_session():
+    assert _run([sys.executable, "-c", PROBE]) == ["False", "False", "False", "False"]
+    assert _run([sys.executable, str(LAUNCH), sys.executable, "-c", PROBE]) == ["True", "True", "True", "True"]
+
+
+def test_launch_no_setsid_keeps_the_callers_group(tmp_path):
+    pidfile = tmp_path / "pid"
+    out = _run([sys.executable, str(LAUNCH), "--no-setsid", "--pidfile", str(pidfile), sys.executable, "-c", PROBE + "; print(os.getpid())"])
+    assert out[:4] == ["True", "True", "False", "False"]
+    assert pidfile.read_text().strip() == out[4]  # the pid survives exec
+
+
+def test_launch_reports_a_missing_command():
+    result = subprocess.run([sys.executable, str(LAUNCH), "no-such-command-xyz"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 127
+    assert "cannot run 'no-such-command-xyz'" in result.stderr
+
+
+def test_dagster_yaml_template_selects_the_default_run_coordinator(tmp_path):
+    import dagster as dg
+    from dagster._core.run_coordinator import DefaultRunCoordinator
+
+    (tmp_path / "dagster.yaml").write_text((ROOT / "scripts" / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert isinstance(instance.run_coordinator, DefaultRunCoordinator)
+        assert instance.get_settings("telemetry") == {"enabled": False}
+
+
+# ---- run.sh with stand-in commands ----------------------------------------------------------
+
+FAKE = textwrap.dedent(
+    """
+    import os, subprocess, sys, time
+    # A child in the same process group, like dagster dev's webserver/daemon or a run worker.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    with open(sys.argv[1], "w") as fh:
+        fh.write(f"{os.getpid()} {child.pid}")
+    time.sleep(float(sys.argv[2]))
+    sys.exit(int(sys.argv[3]))
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def _start_run_sh(tmp_path: Path, dagster_seconds: float, dagster_exit: int):
+    fake = tmp_path / "fake.py"
+    fake.write_text(FAKE)
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "RUN_SKIP_BOOTSTRAP": "1",
+        "COORDINATOR_HOME": str(home),
+        "DAGSTER_PORT": str(_free_port()),
+        "API_PORT": str(_free_port()),
+        "RUN_API_CMD": f"{sys.executable} {fake} {tmp_path / 'api.pids'} 600 0",
+        "RUN_DAGSTER_CMD": f"{sys.executable} {fake} {tmp_path / 'dagster.pids'} {dagster_seconds} {dagster_exit}",
+    }
+    env.pop("DAGSTER_HOME", None)
+    proc = subprocess.Popen(
+        [sys.executable, str(LAUNCH), "bash", str(RUN_SH)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    pidfiles = [tmp_path / "api.pids", tmp_path / "dagster.pids"]
+    assert _wait_for(lambda: all(p.exists() and p.read_text() for p in pidfiles), 30), "stand-ins did not start"
+    pids = [int(pid) for p in pidfiles for pid in p.read_text().split()]
+    return proc, home, pids
+
+
+def _stop(proc: subprocess.Popen, pids: list[int]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def test_run_sh_stops_everything_on_sigterm(tmp_path):
+    proc, home, pids = _start_run_sh(tmp_path, dagster_seconds=600, dagster_exit=0)
+    try:
+        assert all(_alive(pid) for pid in pids)
+        assert (home / "run" / "api.pid").exists() and (home / "run" / "dagster.pid").exists()
+        generated = (home / "dagster_home" / "dagster.yaml").read_text()
+        assert "class: DefaultRunCoordinator" in generated
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out
+        assert "stopped" in out
+        assert _wait_for(lambda: not any(_alive(pid) for pid in pids), 10), f"left running: {[p for p in pids if _alive(p)]}"
+        assert not (home / "run" / "api.pid").exists()
+    finally:
+        _stop(proc, pids)
+
+
+def test_run_sh_stops_the_api_when_dagster_dev_exits(tmp_path):
+    proc, _, pids = _start_run_sh(tmp_path, dagster_seconds=1, dagster_exit=3)
+    try:
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 3, out
+        assert "dagster dev exited (status 3)" in out
+        assert _wait_for(lambda: not any(_alive(pid) for pid in pids), 10), f"left running: {[p for p in pids if _alive(p)]}"
+    finally:
+        _stop(proc, pids)
+
+
+def test_run_sh_refuses_a_busy_port(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        env = {**os.environ, "RUN_SKIP_BOOTSTRAP": "1", "COORDINATOR_HOME": str(tmp_path), "DAGSTER_PORT": str(busy.getsockname()[1])}
+        result = subprocess.run(["bash", str(RUN_SH)], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "already in use" in result.stderr
+
+
+@pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "python").exists(), reason="needs the bootstrapped .venv")
+def test_make_test_fails_when_pytest_collects_nothing():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "PYTEST_"))}
+    # -o install: never re-sync the .venv this very test session runs in.
+    result = subprocess.run(
+        ["make", "-s", "-o", "install", "test", "PYTEST_ARGS=-p no:cacheprovider tests/test_scripts.py -k no_such_test_xyz"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0
+    assert "pytest collected no tests (exit 5)" in result.stderr

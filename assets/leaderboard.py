@@ -8,11 +8,13 @@ from assets.metadata import markdown_table
 from assets.snapshots import snapshots
 from coordinator_dagster import ranking
 from coordinator_dagster.partitions import window_start
-from resources import ContractResource, LakeResource
+from resources import ClockResource, ContractResource, LakeResource
 
 
 @dg.asset(deps=[snapshots], kinds={"polars", "parquet"}, group_name="pipeline")
-def leaderboard(context: dg.AssetExecutionContext, lake: LakeResource, contract: ContractResource) -> dg.MaterializeResult:
+def leaderboard(
+    context: dg.AssetExecutionContext, lake: LakeResource, contract: ContractResource, clock: ClockResource
+) -> dg.MaterializeResult:
     """One row per model (grain: model_id), ranked by the contract's ranking key.
 
     Windows end at the newest snapshot, so only the last `max(window)` hours are read; the
@@ -29,7 +31,7 @@ def leaderboard(context: dg.AssetExecutionContext, lake: LakeResource, contract:
         recent = store.read_window("snapshots", newest_start + dt.timedelta(hours=1) - longest, newest_start + dt.timedelta(hours=1))
     else:
         recent = store.read_paths("snapshots", [])
-    board = ranking.leaderboard(crunch, recent, store.read("models"))
+    board = ranking.leaderboard(crunch, recent, store.read("models"), clock.now())
     store.write("leaderboard", board)
     store.ensure_catalog()
     return dg.MaterializeResult(

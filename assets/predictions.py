@@ -9,7 +9,7 @@ from assets.inputs import inputs
 from assets.metadata import counts_by, table_metadata
 from coordinator_dagster import schemas
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
-from coordinator_dagster.rounds import raw_input
+from coordinator_dagster.rounds import LIVE_ROUND_TAG, raw_input, split_missed
 from coordinator_dagster.runner import InProcessRunner
 from resources import ClockResource, ContractResource, LakeResource, ModelRunnerResource
 
@@ -36,6 +36,25 @@ def _predict(runner: InProcessRunner, todo: pl.DataFrame, predicted_at: dt.datet
                 }
             )
     return pl.DataFrame(rows, schema=schemas.PREDICTIONS) if rows else schemas.empty(schemas.PREDICTIONS)
+
+
+def _missed(todo: pl.DataFrame, model_ids: list[str], now: dt.datetime) -> pl.DataFrame:
+    """ABSENT rows, with the reason, for rounds the node did not predict in their time."""
+    if todo.is_empty():
+        return schemas.empty(schemas.PREDICTIONS)
+    models = pl.DataFrame({"model_id": model_ids})
+    rows = todo.join(models, how="cross").with_columns(
+        (pl.col("input_id") + "/" + pl.col("model_id")).alias("prediction_id"),
+        pl.lit("ABSENT").alias("status"),
+        pl.lit(None, dtype=pl.Float64).alias("value"),
+        pl.lit(None, dtype=pl.String).alias("output"),
+        pl.format("round missed: the node was not predicting at {} (recorded at {})", pl.col("round_ts"), pl.lit(now)).alias(
+            "failed_reason"
+        ),
+        pl.lit(None, dtype=pl.Float64).alias("latency_ms"),
+        pl.lit(now).alias("predicted_at"),
+    )
+    return schemas.conform(rows.select(schemas.PREDICTIONS.names()), schemas.PREDICTIONS, "predictions")
 
 
 def _registry(runner: ModelRunnerResource, existing: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:
@@ -71,13 +90,19 @@ def predictions(
     Status as created: PENDING (valid answer), FAILED (raised or invalid output, with the reason)
     or ABSENT (no answer in time); PENDING becomes SCORED once scored. Recorded predictions are
     facts: re-materializing a window only adds the rounds it lacks, in time order, and never
-    rewrites an existing row.
+    rewrites an existing row. In a live run (tagged with its round by the predict sensor) a round
+    more than one interval older than the live round is recorded ABSENT as missed rather than
+    predicted late; a replay (no tag) predicts every round.
     """
     crunch = contract.get()
     store = lake.get(crunch)
     window = context.partition_time_window
     now = clock.now()
     runner = model_runner.open(crunch.output_type)
+    model_ids = [spec.model_id for spec in runner.specs]
+    intervals = {p.scope_key: p.prediction_interval_seconds for p in crunch.scheduled_predictions}
+    tag = context.run.tags.get(LIVE_ROUND_TAG)
+    live_round = dt.datetime.fromisoformat(tag.replace("Z", "+00:00")) if tag else None
     written = []
     try:
         for key in window_keys_between(window.start, window.end):
@@ -86,7 +111,11 @@ def predictions(
                 existing = store.read("predictions", key)
                 round_inputs = store.read("inputs", key)
                 todo = round_inputs.join(existing.select("input_id").unique(), on="input_id", how="anti")
-                fresh = _predict(runner, todo, now)
+                missed = schemas.empty(schemas.PREDICTIONS)
+                if live_round is not None:
+                    todo, late = split_missed(todo, live_round, intervals)
+                    missed = _missed(late, model_ids, now)
+                fresh = pl.concat([missed, _predict(runner, todo, now)])
                 if not fresh.is_empty():
                     store.write("predictions", pl.concat([existing, fresh]).sort("round_ts", "scope_key", "model_id"), key)
                 elif not store.exists("predictions", key):

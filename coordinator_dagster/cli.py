@@ -29,7 +29,12 @@ def _positive(text: str) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import warnings
+
     import dagster as dg
+
+    # backfill_policy is labelled beta in Dagster 1.13; the label is noise on a demo's terminal.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
     from coordinator_dagster.demo import format_result, print_progress, run_demo
 

@@ -105,6 +105,8 @@ def run_demo(
             partition_key=partition if isinstance(partition, str) else None,
             tags=partition if isinstance(partition, dict) else None,
             raise_on_error=True,
+            # Dagster's per-step DEBUG lines would drown the progress bar; failures still show.
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
         if not result.success:
             raise RuntimeError(f"demo step {label!r} failed")

@@ -40,12 +40,13 @@ def _metric_column(key: str) -> pl.Expr:
 
 
 def leaderboard(
-    contract: "CrunchContract", snapshots: pl.DataFrame, models: pl.DataFrame
+    contract: "CrunchContract", snapshots: pl.DataFrame, models: pl.DataFrame, now: dt.datetime | None = None
 ) -> pl.DataFrame:
     """Per model, the mean snapshot value of each window ending at the newest snapshot.
 
-    Windows are anchored at the newest `period_end` in the data rather than the wall clock, so the
-    same snapshots always give the same leaderboard. A window's value is the mean of the snapshot
+    Windows are anchored at the newest `period_end` in the data (capped at `now`: the hour in
+    progress ends in the future) rather than the wall clock, so the same snapshots always give the
+    same leaderboard once their hours are over. A window's value is the mean of the snapshot
     values whose period ends inside it. Ranking uses `aggregation.ranking_key`: a window name, or
     a metric name (then the metric's mean over the first window).
     """
@@ -54,6 +55,8 @@ def leaderboard(
     if snapshots.is_empty():
         return schemas.empty(schema)
     as_of = snapshots["period_end"].max()
+    if now is not None and now < as_of:
+        as_of = now
     columns = []
     for name, hours in agg.windows.items():
         inside = pl.col("period_end") > as_of - dt.timedelta(hours=hours)

@@ -17,6 +17,23 @@ from coordinator_dagster import schemas
 from coordinator_dagster.domain_types import ScheduledPrediction
 
 
+# Run tag set by the predict sensor on live runs: the round the run was requested for.
+LIVE_ROUND_TAG = "coordinator/round"
+
+
+def split_missed(todo: pl.DataFrame, live_round: dt.datetime, intervals: dict[str, int]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(rounds to ask the models, rounds missed) for a live run requested for `live_round`.
+
+    A round more than one interval older than the live round was not predicted in its time (the
+    node was down, or started mid-hour). Asking models now would hand them a stale round as if
+    it were live, so it is recorded as missed instead; replays (no live round) predict everything.
+    """
+    interval = pl.col("scope_key").replace_strict(intervals, default=0, return_dtype=pl.Int64)
+    cutoff = pl.lit(live_round) - pl.duration(seconds=interval)
+    missed = pl.col("round_ts") < cutoff
+    return todo.filter(~missed), todo.filter(missed)
+
+
 def round_times(start: dt.datetime, end: dt.datetime, interval_seconds: int) -> list[dt.datetime]:
     """Round times in [start, end): multiples of the interval since the Unix epoch."""
     first = math.ceil(start.timestamp() / interval_seconds) * interval_seconds

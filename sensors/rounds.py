@@ -15,10 +15,13 @@ import polars as pl
 from coordinator_dagster.contracts import CrunchContract
 from coordinator_dagster.lake import Lake
 from coordinator_dagster.partitions import window_key
+from coordinator_dagster.rounds import LIVE_ROUND_TAG
 from resources import ClockResource, ContractResource, FeedSource, LakeResource
 from sensors.jobs import predict_job, score_job
 
-SENSOR_INTERVAL_SECONDS = 5  # the daemon loops every ~5 s; asking for less does nothing
+# The sensor daemon loops every ~5 s; asking for 5 s makes its "too soon" check skip every
+# other loop (ticks 10 s apart, measured), so ask for less and let the loop set the pace.
+SENSOR_INTERVAL_SECONDS = 1
 CLOSED_KEY = "closed-hour"  # score cursor entry: the newest hour given its final scoring pass
 
 
@@ -107,7 +110,7 @@ def _sensor_body(kind: str, find: Callable):
                 dg.RunRequest(
                     run_key=f"{'close' if scopes == [CLOSED_KEY] else kind}:{_stamp(round_ts)}",
                     partition_key=window_key(round_ts),
-                    tags={"coordinator/round": _stamp(round_ts), "coordinator/scopes": ",".join(scopes)},
+                    tags={LIVE_ROUND_TAG: _stamp(round_ts), "coordinator/scopes": ",".join(scopes)},
                 )
                 for round_ts, scopes in sorted(requests.items())
             ],

@@ -93,21 +93,31 @@ def test_score_sensor_gives_each_hour_a_final_pass_after_the_grace_period(home):
 
 def test_sensor_requests_launch_runs_that_predict_and_score(home):
     """The requests the sensors emit, executed as the daemon would, fill the lake."""
-    now = HOUR + dt.timedelta(minutes=20, seconds=5)
-    resources = at(home, now)
-    dg.materialize(default_assets, selection=["feed_records"], resources=resources, partition_key="2026-11-20-09:00")
-    ingest(resources)
-    defs = build_defs(settings=Settings(home=home), resource_overrides=resources)
-    for sensor, job in ((predict_sensor, "predict_job"), (score_sensor, "score_job")):
-        [request] = [r for r in evaluate(sensor, resources).run_requests if not r.run_key.startswith("close:")]
-        assert defs.resolve_job_def(job).execute_in_process(partition_key=request.partition_key, tags=request.tags).success
     from coordinator_dagster.lake import Lake
 
+    cursors = {}
+    first = HOUR + dt.timedelta(minutes=20, seconds=5)
+    dg.materialize(default_assets, selection=["feed_records"], resources=at(home, first), partition_key="2026-11-20-09:00")
+    for now in (first, first + dt.timedelta(minutes=2)):  # the node runs from 10:20 to 10:22
+        resources = at(home, now)
+        ingest(resources)
+        defs = build_defs(settings=Settings(home=home), resource_overrides=resources)
+        for sensor, job in ((predict_sensor, "predict_job"), (score_sensor, "score_job")):
+            result = evaluate(sensor, resources, cursor=cursors.get(job))
+            cursors[job] = result.cursor
+            for request in [r for r in result.run_requests if not r.run_key.startswith("close:")]:
+                run = defs.resolve_job_def(job).execute_in_process(partition_key=request.partition_key, tags=request.tags)
+                assert run.success
+
     lake = Lake(home)
-    predictions = lake.query("SELECT status, count(*) AS n FROM predictions GROUP BY ALL")
-    counts = dict(predictions.iter_rows())
-    assert counts.get("SCORED", 0) > 0
-    assert sum(counts.values()) == 21 * 2 * 3  # rounds 10:00 … 10:20, two subjects, three models
+    counts = dict(lake.query("SELECT status, count(*) AS n FROM predictions GROUP BY ALL").iter_rows())
+    # Rounds 10:00 … 10:22 for two subjects and three models. The node started at 10:20: rounds
+    # more than one interval before its first live round (10:00 … 10:18) were missed and are
+    # recorded so (ABSENT), not predicted late. 10:19 and 10:20 are scored by 10:22; 10:21 (one
+    # interval before the 10:22 live round, so still asked) and 10:22 wait for their truth.
+    assert counts == {"ABSENT": 19 * 2 * 3, "SCORED": 2 * 2 * 3, "PENDING": 2 * 2 * 3}
+    reasons = lake.query("SELECT DISTINCT failed_reason FROM predictions WHERE status = 'ABSENT'")["failed_reason"]
+    assert all(r.startswith("round missed: the node was not predicting at 2026-11-20 10:") for r in reasons)
     assert lake.read("leaderboard").height == 3
 
 

@@ -58,10 +58,7 @@ def _api(args: argparse.Namespace) -> int:
 
 
 def _catalog(args: argparse.Namespace) -> int:
-    from coordinator_dagster.contracts import load_contract
-    from coordinator_dagster.lake import Lake
-
-    lake = Lake.for_contract(load_settings().home, load_contract())
+    _, lake = _lake()
     if not lake.refresh_catalog():
         print(f"{lake.catalog_path} is held by another process; close it and retry", file=sys.stderr)
         return 1
@@ -92,6 +89,59 @@ def _verify_proof(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _lake():
+    from coordinator_dagster.contracts import load_contract
+    from coordinator_dagster.lake import Lake
+
+    contract = load_contract()
+    return contract, Lake.for_contract(load_settings().home, contract)
+
+
+def _versions(args: argparse.Namespace) -> int:
+    _, lake = _lake()
+    for table in ("scores", "snapshots"):
+        for version in lake.versions(table):
+            files = lake.with_version(version).files(table)
+            marker = " (current)" if version == lake.scoring_version else ""
+            print(f"{table:<10} {version}{marker}: {len(files)} hour partitions")
+    return 0
+
+
+def _compare_versions(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from coordinator_dagster.ranking import compare_versions
+
+    contract, lake = _lake()
+    start, end = args.start, args.end + dt.timedelta(days=1)
+    frames = []
+    for version in (args.a, args.b):
+        if version not in lake.versions("snapshots"):
+            print(f"no snapshots of scoring version {version!r}; versions: {lake.versions('snapshots')}", file=sys.stderr)
+            return 2
+        frames.append(lake.with_version(version).read_window("snapshots", start, end, column="period_start"))
+    table = compare_versions(contract, frames[0], frames[1], lake.read("models"), labels=(args.a, args.b))
+    print(f"leaderboards of scoring versions {args.a} and {args.b}, snapshots {start:%Y-%m-%d} → {end:%Y-%m-%d}")
+    with pl.Config(tbl_rows=200, tbl_hide_dataframe_shape=True, tbl_width_chars=160):
+        print(table)
+    return 0
+
+
+def _prune_version(args: argparse.Namespace) -> int:
+    _, lake = _lake()
+    try:
+        removed = lake.prune_version(args.version)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if not removed:
+        print(f"no data of scoring version {args.version!r}", file=sys.stderr)
+        return 1
+    for folder in removed:
+        print(f"removed {folder}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coordinator", description="Crunch coordinator node on Dagster")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -110,6 +160,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     catalog = commands.add_parser("catalog", help="rewrite the DuckDB catalog file's views")
     catalog.set_defaults(func=_catalog)
+
+    versions = commands.add_parser("versions", help="list the scoring versions in the lake")
+    versions.set_defaults(func=_versions)
+
+    compare = commands.add_parser("compare-versions", help="two scoring versions' leaderboards over the same days")
+    compare.add_argument("a", help="scoring version, e.g. v1")
+    compare.add_argument("b", help="scoring version, e.g. v2")
+    compare.add_argument("--start", type=_date, required=True, help="first day (UTC)")
+    compare.add_argument("--end", type=_date, required=True, help="last day (UTC), included")
+    compare.set_defaults(func=_compare_versions)
+
+    prune = commands.add_parser("prune-version", help="delete an old scoring version's scores and snapshots")
+    prune.add_argument("version")
+    prune.set_defaults(func=_prune_version)
 
     verify = commands.add_parser("verify-proof", help="check a snapshot's Merkle proof offline (exit 0 valid, 1 invalid, 2 unreadable)")
     verify.add_argument("path", metavar="PATH", help="proof JSON file, or - for stdin (a bare proof or an API answer with a \"proof\" key)")

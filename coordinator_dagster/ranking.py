@@ -136,3 +136,21 @@ def checkpoint_entries(
     ranked = rank(per_model, "ranking_value", agg.ranking_direction, "scored_count")
     entries = ranked.with_columns(pl.lit(key).alias("ranking_key")).to_dicts()
     return json.loads(json.dumps(entries, default=str))
+
+
+def compare_versions(
+    contract: "CrunchContract",
+    snapshots_a: pl.DataFrame,
+    snapshots_b: pl.DataFrame,
+    models: pl.DataFrame,
+    labels: tuple[str, str] = ("a", "b"),
+) -> pl.DataFrame:
+    """Two scoring versions' leaderboards over the same snapshots' range, side by side:
+    per model each version's rank and ranking value, and how many places the model moved."""
+    boards = []
+    for label, snapshots in zip(labels, (snapshots_a, snapshots_b), strict=True):
+        board = leaderboard(contract, snapshots, models)
+        boards.append(board.select("model_id", pl.col("rank").alias(f"rank_{label}"), pl.col("ranking_value").alias(f"value_{label}")))
+    joined = boards[0].join(boards[1], on="model_id", how="full", coalesce=True)
+    a, b = labels
+    return joined.with_columns((pl.col(f"rank_{a}") - pl.col(f"rank_{b}")).alias("places_gained")).sort(f"rank_{b}", "model_id", nulls_last=True)

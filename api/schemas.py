@@ -49,7 +49,8 @@ class Health(ApiModel):
 
 
 class LeaderboardEntry(ApiModel):
-    rank: int
+    rank: int | None = Field(description="1 = best; null for ensembles, which are not ranked")
+    is_ensemble: bool = False
     model_id: str
     model_name: str | None
     cruncher: str | None

@@ -7,7 +7,7 @@ import dagster as dg
 from assets.metadata import markdown_table
 from assets.snapshots import snapshots
 from coordinator_dagster import ranking
-from coordinator_dagster.partitions import window_start
+from coordinator_dagster.partitions import window_key, window_start
 from resources import ClockResource, ContractResource, LakeResource
 
 
@@ -15,7 +15,9 @@ from resources import ClockResource, ContractResource, LakeResource
 def leaderboard(
     context: dg.AssetExecutionContext, lake: LakeResource, contract: ContractResource, clock: ClockResource
 ) -> dg.MaterializeResult:
-    """One row per model (grain: model_id), ranked by the contract's ranking key.
+    """One row per model (grain: model_id), ranked by the contract's ranking key; ensembles are
+    listed unranked. Each build is also kept in `leaderboard_history` under its as_of hour, so a
+    model's standing over time stays queryable.
 
     Windows end at the newest snapshot, so only the last `max(window)` hours are read; the
     same snapshots always give the same ranking (ties: see `coordinator_dagster.ranking`).
@@ -33,6 +35,11 @@ def leaderboard(
         recent = store.read_paths("snapshots", [])
     board = ranking.leaderboard(crunch, recent, store.read("models"), clock.now())
     store.write("leaderboard", board)
+    if board.height:
+        as_of = board["as_of"][0]
+        # An as_of on the hour closes the previous hour's ranking; keep it in that hour.
+        key = window_key(as_of - dt.timedelta(microseconds=1))
+        store.write("leaderboard_history", board, key)
     store.ensure_catalog()
     return dg.MaterializeResult(
         metadata={

@@ -3,11 +3,13 @@
 import datetime as dt
 
 import dagster as dg
+import polars as pl
 from assets.feeds import feed_records
 from assets.metadata import check_result, counts_by, table_metadata
 from assets.predictions import predictions
 from coordinator_dagster.checks import no_prediction_left_behind, scores_unique
-from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
+from coordinator_dagster.ensembles import build_ensembles
+from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between, window_start
 from coordinator_dagster.scoring import score_predictions
 from resources import ClockResource, ContractResource, FeedSource, LakeResource
 
@@ -38,6 +40,8 @@ def scores(
 
     Recomputed whole on every materialization, so re-scoring history or auditing a score is a
     re-materialization. A failed score carries its reason; it never stops the other rows.
+    With ensembles in the contract, their predictions are built here too (from the scores of
+    the hours before each window, read from the lake) and scored like any model's.
     """
     crunch = contract.get()
     store = lake.get(crunch)
@@ -51,6 +55,14 @@ def scores(
     inputs = store.read_window("inputs", window.start, window.end)
     truth_feed = store.read_window("feed_records", window.start, window.end + reach)
     out = score_predictions(crunch, preds, inputs, truth_feed, now)
+    if crunch.ensembles:
+        # Ensemble weights come from the scores before each hour: earlier hours from the lake,
+        # hours of this range from this run's real-model scores.
+        lookback = dt.timedelta(hours=max(e.lookback_hours for e in crunch.ensembles))
+        history = pl.concat([store.read_window("scores", window.start - lookback, window.start, column="round_ts"), out])
+        ensemble = build_ensembles(crunch, preds, history, [window_start(k) for k in keys])
+        store.write_windows("ensemble_predictions", ensemble, "round_ts", keys)
+        out = pl.concat([out, score_predictions(crunch, ensemble, inputs, truth_feed, now)])
     store.write_windows("scores", out, "round_ts", keys)
     store.ensure_catalog()
     outcomes = [scores_unique(out), no_prediction_left_behind(preds, out, now, crunch.ground_truth_grace_seconds)]

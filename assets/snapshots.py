@@ -30,6 +30,7 @@ def snapshots(context: dg.AssetExecutionContext, lake: LakeResource, contract: C
         store.read_window("scores", window.start, window.end),
         window.start,
         window.end,
+        store.read_window("ensemble_predictions", window.start, window.end),
     )
     store.write_windows("snapshots", out, "period_start", keys)
     store.ensure_catalog()

@@ -21,6 +21,7 @@ from coordinator_dagster.domain_types import (
     Candle,
     CruncherReward,
     EmissionCheckpoint,
+    EnsembleConfig,
     InferenceOutput,
     PredictionScope,
     ProviderReward,
@@ -29,7 +30,7 @@ from coordinator_dagster.domain_types import (
     ScoreResult,
 )
 from coordinator_dagster.emission import default_build_emission
-from coordinator_dagster.metrics import METRICS
+from coordinator_dagster.metrics import ENSEMBLE_METRICS, METRICS
 from coordinator_dagster.scoring import default_resolve_ground_truth, default_scoring_function
 from coordinator_dagster.snapshots import default_aggregate_snapshot
 
@@ -41,6 +42,7 @@ __all__ = [
     "CrunchContract",
     "CruncherReward",
     "EmissionCheckpoint",
+    "EnsembleConfig",
     "InferenceOutput",
     "PredictionScope",
     "ProviderReward",
@@ -92,7 +94,7 @@ class CrunchContract(BaseModel):
     metrics: list[str] = Field(
         default_factory=lambda: ["ic", "ic_sharpe", "hit_rate", "max_drawdown", "model_correlation"]
     )
-    ensembles: list[dict[str, Any]] = Field(default_factory=list)
+    ensembles: list[EnsembleConfig] = Field(default_factory=list)
     crunch_pubkey: str = ""
     compute_provider: str | None = None
     data_provider: str | None = None
@@ -147,6 +149,14 @@ class CrunchContract(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "CrunchContract":
+        names = [e.name for e in self.ensembles]
+        if len(names) != len(set(names)):
+            raise ValueError(f"ensemble names must be unique, got {names}")
+        for ensemble in self.ensembles:
+            if ensemble.min_metric and ensemble.min_metric.metric not in self.metrics and ensemble.min_metric.metric != "value":
+                raise ValueError(f"ensemble {ensemble.name}: min_metric {ensemble.min_metric.metric!r} is not a configured metric")
+        if any(m in ENSEMBLE_METRICS for m in self.metrics) and not self.ensembles:
+            raise ValueError(f"metrics {[m for m in self.metrics if m in ENSEMBLE_METRICS]} need at least one ensemble")
         keys = [p.scope_key for p in self.scheduled_predictions]
         if len(keys) != len(set(keys)):
             raise ValueError(f"scheduled_predictions scope_key values must be unique, got {keys}")

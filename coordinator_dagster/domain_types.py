@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -89,6 +90,31 @@ class ScheduledPrediction(BaseModel):
     prediction_interval_seconds: int = Field(default=60, gt=0)
     resolve_horizon_seconds: int = Field(default=60, gt=0)
     active: bool = True
+
+
+class MetricFilter(BaseModel):
+    metric: str
+    min_value: float
+
+
+class EnsembleConfig(BaseModel):
+    """A virtual meta-model `__ensemble_<name>__` combining the real models' predictions.
+
+    Members are chosen, and weighted, from the `lookback_hours` of history before each window
+    (never from the window itself): `min_metric` drops models whose mean metric is below the
+    threshold, `top_n` keeps the best by the contract's ranking. `inverse_variance` weights a
+    member by 1 / variance of its scores; `equal_weight` weights all members the same.
+    """
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,40}$")
+    strategy: Literal["inverse_variance", "equal_weight"] = "inverse_variance"
+    top_n: int | None = Field(default=None, gt=0)
+    min_metric: MetricFilter | None = None
+    lookback_hours: int = Field(default=24, gt=0)
+
+    @property
+    def model_id(self) -> str:
+        return f"__ensemble_{self.name}__"
 
 
 class CruncherReward(BaseModel):

@@ -62,9 +62,12 @@ def lake_tables(window_names: Iterable[str]) -> dict[str, Table]:
         Table("feed_records", "window", schemas.FEED_RECORDS),
         Table("inputs", "window", schemas.INPUTS),
         Table("predictions", "window", schemas.PREDICTIONS),
+        Table("ensemble_predictions", "window", schemas.PREDICTIONS, versioned=True),
         Table("scores", "window", schemas.SCORES, versioned=True),
         Table("snapshots", "window", schemas.SNAPSHOTS, versioned=True),
         Table("leaderboard", "single", schemas.leaderboard_schema(window_names)),
+        # The leaderboard as of each hour (the newest build of that hour), for per-model history.
+        Table("leaderboard_history", "window", schemas.leaderboard_schema(window_names)),
         Table("checkpoints", "period", schemas.CHECKPOINTS),
         Table("checkpoint_events", "events", schemas.CHECKPOINT_EVENTS),
         Table("models", "single", schemas.MODELS),
@@ -302,7 +305,7 @@ class Lake:
                     else self._source_sql(name)
                 )
                 statements.append(f"CREATE OR REPLACE VIEW {name}_all_versions AS {source}")
-        passthrough = ["feed_records", "snapshots", "leaderboard", "models", "scores", "checkpoint_events"]
+        passthrough = ["feed_records", "snapshots", "leaderboard", "leaderboard_history", "models", "scores", "checkpoint_events", "ensemble_predictions"]
         statements += [f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM raw_{name}" for name in passthrough]
         statements.append(
             """CREATE OR REPLACE VIEW predictions AS

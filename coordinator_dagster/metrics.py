@@ -237,6 +237,86 @@ FRAME_METRICS["turnover"] = _frame_turnover
 FRAME_METRICS["model_correlation"] = _frame_model_correlation
 
 
+# ---- ensemble-aware metrics ---------------------------------------------------------------------
+# They read two extra columns that `ensembles.with_ensemble_columns` adds to the scored rows:
+# `ensemble_value` (the contract's first ensemble's prediction for the input) and `loo_value`
+# (that ensemble without this model; null when the model is not a member).
+ENSEMBLE_METRICS = frozenset({"fnc", "contribution", "ensemble_correlation"})
+
+
+def _has_ensemble(rows: pl.DataFrame) -> bool:
+    return "ensemble_value" in rows.columns
+
+
+@register_metric("ensemble_correlation")
+def ensemble_correlation(rows: pl.DataFrame, _all: pl.DataFrame) -> float | None:
+    """Spearman correlation of the model's predictions with the ensemble's."""
+    if not _has_ensemble(rows):
+        return None
+    paired = rows.drop_nulls("ensemble_value")
+    return spearman(paired["prediction_value"].to_numpy(), paired["ensemble_value"].to_numpy())
+
+
+@register_metric("fnc")
+def fnc(rows: pl.DataFrame, _all: pl.DataFrame) -> float | None:
+    """Ensemble-neutral correlation: Pearson correlation with the realised return of the part of
+    the model's predictions that the ensemble's predictions do not explain (p − β·e, β = cov/var)."""
+    if not _has_ensemble(rows):
+        return None
+    paired = rows.drop_nulls("ensemble_value")
+    if paired.height < 3:
+        return None
+    p, e, y = (paired[c].to_numpy() for c in ("prediction_value", "ensemble_value", "profit"))
+    if e.var() == 0:
+        return None
+    residual = p - (np.mean((p - p.mean()) * (e - e.mean())) / e.var()) * e
+    if residual.std() == 0 or y.std() == 0:
+        return None
+    return _finite(float(np.corrcoef(residual, y)[0, 1]))
+
+
+@register_metric("contribution")
+def contribution(rows: pl.DataFrame, _all: pl.DataFrame) -> float | None:
+    """Leave-one-out: the ensemble's mean directional return minus that of the ensemble without
+    this model, over the inputs where the model was a member."""
+    if not _has_ensemble(rows):
+        return None
+    member = rows.drop_nulls(["loo_value", "ensemble_value"])
+    if member.is_empty():
+        return None
+    y = member["profit"].to_numpy()
+    return _finite(float((np.sign(member["ensemble_value"].to_numpy()) * y).mean() - (np.sign(member["loo_value"].to_numpy()) * y).mean()))
+
+
+def _frame_ensemble(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    if not _has_ensemble(rows):
+        return rows.group_by(by).agg(*[pl.lit(None, dtype=pl.Float64).alias(n) for n in ENSEMBLE_METRICS])
+    paired = rows.filter(pl.col("ensemble_value").is_not_null()).with_columns(
+        pl.col("prediction_value").rank("average").over(by).alias("__rank_prediction_value"),
+        pl.col("ensemble_value").rank("average").over(by).alias("__rank_ensemble_value"),
+    )
+    p, e, y = pl.col("prediction_value"), pl.col("ensemble_value"), pl.col("profit")
+    e_var = e.var(ddof=0)
+    beta = ((p - p.mean()) * (e - e.mean())).mean() / e_var
+    residual = p - beta * e
+    fnc_expr = (
+        pl.when((pl.len() >= 3) & (e_var > 0) & (residual.std() > 0) & (y.std() > 0)).then(pl.corr(residual, y)).otherwise(None)
+    )
+    neutral = paired.group_by(by).agg(
+        _rank_corr("prediction_value", "ensemble_value").alias("ensemble_correlation"),
+        fnc_expr.alias("fnc"),
+    )
+    member = rows.filter(pl.col("loo_value").is_not_null() & pl.col("ensemble_value").is_not_null())
+    loo = member.group_by(by).agg(
+        ((e.sign() * y).mean() - (pl.col("loo_value").sign() * y).mean()).alias("contribution")
+    )
+    return neutral.join(loo, on=by, how="full", coalesce=True)
+
+
+for _name in ENSEMBLE_METRICS:
+    FRAME_METRICS[_name] = _frame_ensemble
+
+
 def compute_metrics(names: list[str], rows: pl.DataFrame, all_rows: pl.DataFrame) -> dict[str, float | None]:
     """One model's metrics, row-wise (the reference form; custom metrics use it)."""
     unknown = [name for name in names if name not in METRICS]

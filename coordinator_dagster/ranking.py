@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from coordinator_dagster import schemas
+from coordinator_dagster.ensembles import is_ensemble
 
 if TYPE_CHECKING:
     from coordinator_dagster.contracts import CrunchContract
@@ -76,6 +77,7 @@ def leaderboard(
     )
     if key in agg.windows:
         per_model = per_model.with_columns(pl.col(key).alias("ranking_value"))
+    per_model = per_model.with_columns(is_ensemble(pl.col("model_id")).alias("is_ensemble"))
     names = models.select("model_id", pl.col("name").alias("model_name"), "cruncher") if not models.is_empty() else None
     if names is not None:
         per_model = per_model.join(names, on="model_id", how="left")
@@ -83,7 +85,10 @@ def leaderboard(
         per_model = per_model.with_columns(
             pl.lit(None, dtype=pl.String).alias("model_name"), pl.lit(None, dtype=pl.String).alias("cruncher")
         )
-    ranked = rank(per_model, "ranking_value", agg.ranking_direction, "prediction_count").with_columns(
+    # Real models are ranked among themselves; ensembles are listed after them, unranked.
+    real = rank(per_model.filter(~pl.col("is_ensemble")), "ranking_value", agg.ranking_direction, "prediction_count")
+    virtual = per_model.filter(pl.col("is_ensemble")).sort("model_id").with_columns(pl.lit(None, dtype=pl.Int64).alias("rank"))
+    ranked = pl.concat([real, virtual.select(real.columns)]).with_columns(
         pl.lit(key).alias("ranking_key"), pl.lit(as_of).cast(schemas.UTC_TS).alias("as_of")
     )
     return schemas.conform(ranked.select(schema.names()), schema, "leaderboard")
@@ -102,7 +107,8 @@ def checkpoint_entries(
     key = agg.ranking_key if agg.ranking_key not in agg.windows else agg.value_field
     if snapshots.is_empty():
         return []
-    frame = snapshots.filter(pl.col("scored_count") > 0)
+    # Ensembles are virtual: they have no cruncher and take no reward.
+    frame = snapshots.filter((pl.col("scored_count") > 0) & ~is_ensemble(pl.col("model_id")))
     if key != "value":
         frame = frame.with_columns(_metric_column(key).alias("ranking_metric"))
     else:

@@ -150,6 +150,7 @@ def leaderboard_schema(window_names: Iterable[str]) -> pl.Schema:
         "cruncher": pl.String,
         "ranking_key": pl.String,
         "ranking_value": pl.Float64,
+        "is_ensemble": pl.Boolean,  # virtual models rank apart (rank null) and are hidden by default
     }
     for name in window_names:
         columns[name] = pl.Float64

@@ -14,7 +14,8 @@ import polars as pl
 
 from coordinator_dagster import schemas
 from coordinator_dagster.callables import vectorized, vectorized_twin
-from coordinator_dagster.metrics import compute_metrics_frame
+from coordinator_dagster.ensembles import is_ensemble, with_ensemble_columns
+from coordinator_dagster.metrics import ENSEMBLE_METRICS, compute_metrics_frame
 
 if TYPE_CHECKING:
     from coordinator_dagster.contracts import CrunchContract
@@ -53,17 +54,37 @@ def _aggregate(contract: "CrunchContract", scores: pl.DataFrame, by: list[str]) 
     return pl.DataFrame(rows, infer_schema_length=None).cast({k: scores.schema[k] for k in by})
 
 
+def _metrics(contract: "CrunchContract", ok: pl.DataFrame, keys: pl.DataFrame, by: list[str], ensemble_predictions: pl.DataFrame) -> pl.DataFrame:
+    """Metrics of real models and of ensembles, computed apart: an ensemble is not one of the
+    "other models" a real model is compared with, and ensemble metrics do not apply to ensembles."""
+    real_keys = keys.filter(~is_ensemble(pl.col("model_id")))
+    real_ok = ok.filter(~is_ensemble(pl.col("model_id")))
+    if contract.ensembles:
+        real_ok = with_ensemble_columns(real_ok, ensemble_predictions, contract.ensembles[0])
+    frames = [compute_metrics_frame(contract.metrics, real_ok, real_keys, by)]
+    ensemble_keys = keys.filter(is_ensemble(pl.col("model_id")))
+    if not ensemble_keys.is_empty():
+        plain = [m for m in contract.metrics if m not in ENSEMBLE_METRICS]
+        own = compute_metrics_frame(plain, ok.filter(is_ensemble(pl.col("model_id"))), ensemble_keys, by)
+        frames.append(own.with_columns(*[pl.lit(None, dtype=pl.Float64).alias(m) for m in contract.metrics if m in ENSEMBLE_METRICS]).select(frames[0].columns))
+    return pl.concat(frames)
+
+
 def build_snapshots(
     contract: "CrunchContract",
     predictions: pl.DataFrame,
     scores: pl.DataFrame,
     period_start: dt.datetime,
     period_end: dt.datetime,
+    ensemble_predictions: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """One row per model per hour of [period_start, period_end) in which it has a prediction.
+    """One row per model (ensembles included) per hour of [period_start, period_end) in which it
+    has a prediction.
 
     All hours are computed at once (a backfill range is one pass, not one pass per hour).
     """
+    ensemble_predictions = ensemble_predictions if ensemble_predictions is not None else schemas.empty(schemas.PREDICTIONS)
+    predictions = pl.concat([predictions, ensemble_predictions])
     hour = pl.col("round_ts").dt.truncate("1h").alias("period_start")
     in_window = (pl.col("round_ts") >= period_start) & (pl.col("round_ts") < period_end)
     predictions = predictions.filter(in_window).with_columns(hour)
@@ -80,7 +101,7 @@ def build_snapshots(
         how="left",
     )
     keys = counts.select(by).sort(by)
-    metrics = compute_metrics_frame(contract.metrics, ok, keys, by)
+    metrics = _metrics(contract, ok, keys, by, ensemble_predictions)
     if scores.is_empty():
         aggregated = keys
     else:

@@ -124,6 +124,7 @@ def leaderboard_frame(version: int = 0) -> pl.DataFrame:
                 "cruncher": cruncher,
                 "ranking_key": "score_recent",
                 "ranking_value": recent,
+                "is_ensemble": False,
                 "score_recent": recent,
                 "score_steady": recent / 2,
                 "score_anchor": None if rank == 3 else recent / 4,
@@ -131,6 +132,8 @@ def leaderboard_frame(version: int = 0) -> pl.DataFrame:
                 "as_of": as_of,
             }
         )
+    # A virtual ensemble model: unranked, hidden from the leaderboard unless asked for.
+    rows.append({**rows[0], "rank": None, "model_id": "__ensemble_main__", "model_name": None, "cruncher": None, "is_ensemble": True})
     return pl.DataFrame(rows)
 
 

@@ -107,6 +107,15 @@ def test_leaderboard_is_ranked_and_groups_windows(client: httpx.Client) -> None:
     assert first["prediction_count"] == 100
     assert first["as_of"] == "2026-11-21T00:00:00Z"
     assert not {"score_recent", "score_steady", "score_anchor"} & set(first)
+    assert not any(e["is_ensemble"] for e in entries)
+
+
+def test_ensembles_are_listed_only_when_asked_for(client: httpx.Client) -> None:
+    entries = client.get("/reports/leaderboard", params={"include_ensembles": "true"}).json()
+    assert [e["model_id"] for e in entries][-1] == "__ensemble_main__"
+    assert entries[-1]["rank"] is None and entries[-1]["is_ensemble"] is True
+    assert [e["rank"] for e in entries[:-1]] == [1, 2, 3]
+    assert client.get("/reports/leaderboard", params={"include_ensembles": "maybe"}).status_code == 422
 
 
 def test_an_empty_lake_answers_empty_not_errors(tmp_path) -> None:

@@ -169,3 +169,10 @@ def test_a_backfill_range_is_one_run_and_matches_single_partitions(tmp_path):
     for key in (PREV_KEY, HOUR_KEY, NEXT_KEY):
         assert Lake(tmp_path / "ranged").read("feed_records", key).equals(Lake(tmp_path / "single").read("feed_records", key))
 
+
+
+def test_leaderboard_history_keeps_each_hours_ranking(pipeline):
+    _, _, lake, _ = pipeline
+    history = lake.read("leaderboard_history", HOUR_KEY)
+    assert history.equals(lake.read("leaderboard"))
+    assert lake.query("SELECT count(DISTINCT as_of) AS n FROM leaderboard_history")["n"][0] == 1

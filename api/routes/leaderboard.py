@@ -1,6 +1,8 @@
 """`GET /reports/leaderboard`: the current ranking, as the `leaderboard` asset last built it."""
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from api import sql
 from api.deps import DbDep
@@ -15,8 +17,12 @@ _FIXED = frozenset(LeaderboardEntry.model_fields) - {"windows"}
 
 
 @router.get("", response_model=list[LeaderboardEntry], summary="Models ranked by the contract's ranking key")
-def get_leaderboard(db: DbDep) -> list[LeaderboardEntry]:
-    found = sql.rows(db, "SELECT * FROM leaderboard ORDER BY rank, model_id")
+def get_leaderboard(
+    db: DbDep,
+    include_ensembles: Annotated[bool, Query(description="also list the virtual ensemble models (unranked)")] = False,
+) -> list[LeaderboardEntry]:
+    where = "" if include_ensembles else " WHERE NOT coalesce(is_ensemble, false)"
+    found = sql.rows(db, f"SELECT * FROM leaderboard{where} ORDER BY rank NULLS LAST, model_id")
     return [
         LeaderboardEntry(
             **{name: row[name] for name in _FIXED},

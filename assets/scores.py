@@ -72,6 +72,7 @@ def scores(
             out.drop("result"),
             partitions=len(keys),
             by_success=counts_by(out, "success"),
+            scoring_version=crunch.scoring_version,
             mean_score=float(out["value"].mean()) if out["value"].drop_nulls().len() else None,
         )
     )

@@ -34,4 +34,4 @@ def snapshots(context: dg.AssetExecutionContext, lake: LakeResource, contract: C
     )
     store.write_windows("snapshots", out, "period_start", keys)
     store.ensure_catalog()
-    return dg.MaterializeResult(metadata=table_metadata(out, partitions=len(keys)))
+    return dg.MaterializeResult(metadata=table_metadata(out, partitions=len(keys), scoring_version=crunch.scoring_version))

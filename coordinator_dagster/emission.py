@@ -61,7 +61,17 @@ def default_build_emission(
     data_provider: str | None = None,
 ) -> EmissionCheckpoint:
     """The reference engine's tiered emission over entries already sorted best first."""
-    shares = tier_shares(len(ranked_entries))
+    return emission_from_shares(ranked_entries, tier_shares(len(ranked_entries)), crunch_pubkey, compute_provider, data_provider)
+
+
+def emission_from_shares(
+    ranked_entries: Sequence[Mapping[str, Any]],
+    shares: Sequence[int],
+    crunch_pubkey: str,
+    compute_provider: str | None,
+    data_provider: str | None,
+) -> EmissionCheckpoint:
+    """An EmissionCheckpoint giving each ranked entry's cruncher its frac64 share."""
     return EmissionCheckpoint(
         crunch=crunch_pubkey,
         cruncher_rewards=[
@@ -125,12 +135,4 @@ def contribution_weighted_emission(
 ) -> EmissionCheckpoint:
     """Rewards by rank, ensemble contribution and diversity (set `build_emission` to this)."""
     shares = to_frac64(contribution_weights(ranked_entries)) if ranked_entries else []
-    return EmissionCheckpoint(
-        crunch=crunch_pubkey,
-        cruncher_rewards=[
-            CruncherReward(cruncher_index=cruncher_index_of(entry, i), reward_pct=share)
-            for i, (entry, share) in enumerate(zip(ranked_entries, shares, strict=True))
-        ],
-        compute_provider_rewards=provider_rewards(compute_provider),
-        data_provider_rewards=provider_rewards(data_provider),
-    )
+    return emission_from_shares(ranked_entries, shares, crunch_pubkey, compute_provider, data_provider)

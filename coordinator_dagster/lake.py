@@ -358,7 +358,7 @@ class Lake:
         """
         self.home.mkdir(parents=True, exist_ok=True)
         state = {name: bool(self.files(name)) for name in self.tables}
-        with self.partition_lock("models", "catalog"):
+        with self.partition_lock("catalog"):
             try:
                 con = duckdb.connect(str(self.catalog_path))
             except duckdb.Error as exc:  # an operator's client holds it: not our run's problem

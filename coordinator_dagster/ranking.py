@@ -109,7 +109,7 @@ def checkpoint_entries(
         return []
     # Ensembles are virtual: they have no cruncher and take no reward.
     frame = snapshots.filter((pl.col("scored_count") > 0) & ~is_ensemble(pl.col("model_id")))
-    if key != "value":
+    if key != agg.value_field:
         frame = frame.with_columns(_metric_column(key).alias("ranking_metric"))
     else:
         frame = frame.with_columns(pl.col("value").alias("ranking_metric"))

@@ -40,7 +40,7 @@ def member_weights(config: EnsembleConfig, contract: "CrunchContract", history: 
     no defined weight and are left out); `equal_weight` gives every member the same weight.
     """
     ok = history.filter(pl.col("success") & pl.col("model_id").is_in(candidates) & ~is_ensemble(pl.col("model_id")))
-    stats = ok.group_by("model_id").agg(
+    stats = ok.group_by("model_id", maintain_order=True).agg(
         pl.col("value").mean().alias("mean"), pl.col("value").var(ddof=1).alias("var"), pl.len().alias("n")
     )
     needs_history = config.strategy == "inverse_variance" or config.top_n or config.min_metric
@@ -140,7 +140,7 @@ def with_ensemble_columns(rows: pl.DataFrame, ensemble_predictions: pl.DataFrame
         schema={"input_id": pl.String, "model_id": pl.String, "weight": pl.Float64},
     )
     member_rows = rows.join(weight_rows, on=["input_id", "model_id"], how="inner")
-    sums = member_rows.group_by("input_id").agg(
+    sums = member_rows.group_by("input_id", maintain_order=True).agg(
         (pl.col("prediction_value") * pl.col("weight")).sum().alias("__sum"), pl.col("weight").sum().alias("__w")
     )
     out = (

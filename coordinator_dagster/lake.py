@@ -253,7 +253,9 @@ class Lake:
         present = [str(p) for p in paths if p.exists()]
         if not present:
             return schemas.empty(schema)
-        frame = pl.read_parquet(present)
+        # One contiguous chunk: polars' grouped float aggregations over many chunks can sum in a
+        # different order from run to run, and re-scoring must give byte-identical partitions.
+        frame = pl.read_parquet(present).rechunk()
         return schemas.conform(frame, schema, name)
 
     def read(self, name: str, key: str | None = None) -> pl.DataFrame:

@@ -142,7 +142,7 @@ def _with_ranks(rows: pl.DataFrame, over: list[str]) -> pl.DataFrame:
 
 
 def _frame_ic(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
-    return _with_ranks(rows, by).group_by(by).agg(_rank_corr("prediction_value", "profit").alias("ic"))
+    return _with_ranks(rows, by).group_by(by, maintain_order=True).agg(_rank_corr("prediction_value", "profit").alias("ic"))
 
 
 def _frame_ic_sharpe(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
@@ -151,7 +151,7 @@ def _frame_ic_sharpe(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     )
     ics = (
         _with_ranks(chunked, [*by, "__chunk"])
-        .group_by(*by, "__chunk")
+        .group_by(*by, "__chunk", maintain_order=True)
         .agg(_rank_corr("prediction_value", "profit").alias("ic"))
         .drop_nulls("ic")
         # group_by returns groups in any order; summing floats in a fixed order keeps re-runs
@@ -168,7 +168,7 @@ def _frame_simple(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     sign = pl.col("prediction_value").sign()
     values = pl.col("value").drop_nulls()
     downside = values.filter(values < 0)
-    return rows.group_by(by).agg(
+    return rows.group_by(by, maintain_order=True).agg(
         (sign == pl.col("profit").sign()).mean().alias("hit_rate"),
         (sign * pl.col("profit")).mean().alias("mean_return"),
         pl.when((values.len() >= 2) & (downside.len() > 0))
@@ -183,14 +183,14 @@ def _frame_max_drawdown(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
         pl.col("value").fill_null(0.0).cum_sum().over(by).alias("__curve")
     )
     peak = pl.max_horizontal(pl.col("__curve").cum_max().over(by), pl.lit(0.0))
-    return curve.with_columns((pl.col("__curve") - peak).alias("__dd")).group_by(by).agg(pl.col("__dd").min().alias("max_drawdown"))
+    return curve.with_columns((pl.col("__curve") - peak).alias("__dd")).group_by(by, maintain_order=True).agg(pl.col("__dd").min().alias("max_drawdown"))
 
 
 def _frame_turnover(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     diffs = rows.sort(*by, "subject", "round_ts").with_columns(
         pl.col("prediction_value").diff().abs().over(*by, "subject").alias("__turn")
     )
-    return diffs.group_by(by).agg(pl.col("__turn").mean().alias("turnover"))
+    return diffs.group_by(by, maintain_order=True).agg(pl.col("__turn").mean().alias("turnover"))
 
 
 def _correlation_means(group: pl.DataFrame) -> pl.DataFrame:
@@ -290,7 +290,7 @@ def contribution(rows: pl.DataFrame, _all: pl.DataFrame) -> float | None:
 
 def _frame_ensemble(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     if not _has_ensemble(rows):
-        return rows.group_by(by).agg(*[pl.lit(None, dtype=pl.Float64).alias(n) for n in ENSEMBLE_METRICS])
+        return rows.group_by(by, maintain_order=True).agg(*[pl.lit(None, dtype=pl.Float64).alias(n) for n in ENSEMBLE_METRICS])
     paired = rows.filter(pl.col("ensemble_value").is_not_null()).with_columns(
         pl.col("prediction_value").rank("average").over(by).alias("__rank_prediction_value"),
         pl.col("ensemble_value").rank("average").over(by).alias("__rank_ensemble_value"),
@@ -302,12 +302,12 @@ def _frame_ensemble(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     fnc_expr = (
         pl.when((pl.len() >= 3) & (e_var > 0) & (residual.std() > 0) & (y.std() > 0)).then(pl.corr(residual, y)).otherwise(None)
     )
-    neutral = paired.group_by(by).agg(
+    neutral = paired.group_by(by, maintain_order=True).agg(
         _rank_corr("prediction_value", "ensemble_value").alias("ensemble_correlation"),
         fnc_expr.alias("fnc"),
     )
     member = rows.filter(pl.col("loo_value").is_not_null() & pl.col("ensemble_value").is_not_null())
-    loo = member.group_by(by).agg(
+    loo = member.group_by(by, maintain_order=True).agg(
         ((e.sign() * y).mean() - (pl.col("loo_value").sign() * y).mean()).alias("contribution")
     )
     return neutral.join(loo, on=by, how="full", coalesce=True)

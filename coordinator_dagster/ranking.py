@@ -70,7 +70,7 @@ def leaderboard(
         if key in agg.windows
         else _metric_column(key).filter(first_window).mean()
     )
-    per_model = snapshots.group_by("model_id").agg(
+    per_model = snapshots.group_by("model_id", maintain_order=True).agg(
         *columns,
         pl.col("scored_count").sum().alias("prediction_count"),
         ranking.alias("ranking_value"),

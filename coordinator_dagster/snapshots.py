@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 
 
 def _mean_value_frame(scores: pl.DataFrame, by: list[str]) -> pl.DataFrame:
-    return scores.group_by(by).agg(pl.col("value").filter(pl.col("success")).mean().alias("value"))
+    # maintain_order=True everywhere in the engine: without it polars' grouped means over the
+    # same rows differed in the last bits from run to run (measured), breaking byte-identical
+    # re-scoring.
+    return scores.group_by(by, maintain_order=True).agg(pl.col("value").filter(pl.col("success")).mean().alias("value"))
 
 
 @vectorized(_mean_value_frame)
@@ -93,10 +96,10 @@ def build_snapshots(
         return schemas.empty(schemas.SNAPSHOTS)
     by = ["period_start", "model_id"]
     ok = scores.filter(pl.col("success"))
-    counts = predictions.group_by(by).agg(
+    counts = predictions.group_by(by, maintain_order=True).agg(
         pl.len().alias("prediction_count"), (pl.col("status") != "PENDING").sum().alias("failed_predictions")
     ).join(
-        scores.group_by(by).agg(pl.col("success").sum().alias("scored_count"), (~pl.col("success")).sum().alias("failed_scores")),
+        scores.group_by(by, maintain_order=True).agg(pl.col("success").sum().alias("scored_count"), (~pl.col("success")).sum().alias("failed_scores")),
         on=by,
         how="left",
     )

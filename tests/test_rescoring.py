@@ -14,20 +14,27 @@ from coordinator_dagster.contracts import CrunchContract, ScoreResult, default_c
 from coordinator_dagster.lake import Lake
 from coordinator_dagster.ranking import compare_versions
 from resources import ContractResource
-from tests.conftest import HOUR, pipeline_resources
+from tests.conftest import pipeline_resources
 
-RANGE = {"dagster/asset_partition_range_start": "2026-11-20-09:00", "dagster/asset_partition_range_end": "2026-11-20-12:00"}
-NOW = HOUR + dt.timedelta(hours=5)
+# A whole week of hourly partitions (plus the hour after it, for the last rounds' truth).
+RANGE = {"dagster/asset_partition_range_start": "2026-11-15-00:00", "dagster/asset_partition_range_end": "2026-11-22-00:00"}
+WEEK_HOURS = 7 * 24 + 1
+NOW = dt.datetime(2026, 11, 22, 3, tzinfo=dt.timezone.utc)
+
+
+def btc_contract() -> CrunchContract:
+    """BTC rounds only: a week of them keeps the suite quick while covering 169 partitions."""
+    return default_contract().model_copy(update={"scheduled_predictions": default_contract().scheduled_predictions[:1]})
 
 
 def v2_contract() -> CrunchContract:
-    """Test contract: version v2 scores the square root of the return's size, with its sign."""
+    """Version v2 scores the square root of the return's size, with its sign."""
 
     def rooted(prediction, ground_truth):
         sign = (prediction["value"] > 0) - (prediction["value"] < 0)
         return ScoreResult(value=sign * abs(ground_truth["profit"]) ** 0.5)
 
-    return default_contract().model_copy(update={"scoring_version": "v2", "scoring_function": rooted})
+    return btc_contract().model_copy(update={"scoring_version": "v2", "scoring_function": rooted})
 
 
 def digests(lake: Lake, table: str) -> dict[str, str]:
@@ -37,17 +44,17 @@ def digests(lake: Lake, table: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
     home = tmp_path_factory.mktemp("rescore") / "home"
-    resources = pipeline_resources(home, NOW)
+    resources = pipeline_resources(home, NOW, contract=ContractResource(spec="tests.test_rescoring:btc_contract"))
     dg.materialize(default_assets, selection=["feed_records"], resources=resources, tags=RANGE)
     dg.materialize(default_assets, selection=["inputs", "predictions", "scores", "snapshots"], resources=resources, tags=RANGE)
     return home, resources
 
 
-def test_re_scoring_a_range_twice_gives_byte_identical_partitions(scored):
+def test_re_scoring_a_week_twice_gives_byte_identical_partitions(scored):
     home, resources = scored
     lake = Lake(home)
     before = {t: digests(lake, t) for t in ("scores", "snapshots")}
-    assert len(before["scores"]) == 4
+    assert len(before["scores"]) == WEEK_HOURS
     dg.materialize(default_assets, selection=["scores", "snapshots"], resources=resources, tags=RANGE)
     assert {t: digests(lake, t) for t in ("scores", "snapshots")} == before
     assert set(lake.read_all("scores")["scoring_version"]) == {"v1"}
@@ -56,20 +63,23 @@ def test_re_scoring_a_range_twice_gives_byte_identical_partitions(scored):
 def test_a_new_scoring_version_keeps_the_old_one_queryable(scored, tmp_path):
     home, resources = scored
     v2 = {**resources, "contract": ContractResource(spec="tests.test_rescoring:v2_contract")}
-    result = dg.materialize(default_assets, selection=["scores", "snapshots"], resources=v2, tags=RANGE)
+    # Re-score one day of the week with v2 (the row-wise v2 function is the slow path).
+    day = {"dagster/asset_partition_range_start": "2026-11-20-00:00", "dagster/asset_partition_range_end": "2026-11-20-23:00"}
+    result = dg.materialize(default_assets, selection=["scores", "snapshots"], resources=v2, tags=day)
     assert result.success
     v1_lake, v2_lake = Lake(home), Lake(home, scoring_version="v2")
     assert v1_lake.versions("scores") == ["v1", "v2"]
-    v1_scores, v2_scores = v1_lake.read_all("scores"), v2_lake.read_all("scores")
+    start, end = dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc), dt.datetime(2026, 11, 21, tzinfo=dt.timezone.utc)
+    v1_scores, v2_scores = v1_lake.read_window("scores", start, end), v2_lake.read_all("scores")
     assert v1_scores.height == v2_scores.height > 0
     assert set(v2_scores["scoring_version"]) == {"v2"}
     assert not v1_scores["value"].equals(v2_scores["value"])
     # Both versions through DuckDB: the current one in `scores`, every one in `scores_all_versions`.
-    by_version = dict(v1_lake.query("SELECT version, count(*) FROM scores_all_versions GROUP BY ALL").iter_rows())
+    by_version = dict(v1_lake.query("SELECT version, count(*) FROM scores_all_versions WHERE date = '2026-11-20' GROUP BY ALL").iter_rows())
     assert by_version == {"v1": v1_scores.height, "v2": v2_scores.height}
     assert v2_lake.query("SELECT DISTINCT scoring_version FROM scores")["scoring_version"].to_list() == ["v2"]
 
-    table = compare_versions(default_contract(), v1_lake.read_all("snapshots"), v2_lake.read_all("snapshots"), v1_lake.read("models"), ("v1", "v2"))
+    table = compare_versions(btc_contract(), v1_lake.read_window("snapshots", start, end), v2_lake.read_all("snapshots"), v1_lake.read("models"), ("v1", "v2"))
     assert table.columns == ["model_id", "rank_v1", "value_v1", "rank_v2", "value_v2", "places_gained"]
     assert sorted(table["rank_v2"].to_list()) == [1, 2, 3]
 
@@ -79,12 +89,12 @@ def test_a_new_scoring_version_keeps_the_old_one_queryable(scored, tmp_path):
     assert shown.returncode == 0, shown.stderr
     assert "rank_v1" in shown.stdout and "places_gained" in shown.stdout
     listed = subprocess.run([*cli, "versions"], env=env, capture_output=True, text=True, timeout=60)
-    assert "scores     v1 (current): 4 hour partitions" in listed.stdout and "v2" in listed.stdout
+    assert f"scores     v1 (current): {WEEK_HOURS} hour partitions" in listed.stdout and "v2" in listed.stdout
     refused = subprocess.run([*cli, "prune-version", "v1"], env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "current scoring version" in refused.stderr
     pruned = subprocess.run([*cli, "prune-version", "v2"], env=env, capture_output=True, text=True, timeout=60)
     assert pruned.returncode == 0, pruned.stderr
-    assert v1_lake.versions("scores") == ["v1"] and v1_lake.read_all("scores").height == v1_scores.height
+    assert v1_lake.versions("scores") == ["v1"] and v1_lake.read_window("scores", start, end).height == v1_scores.height
 
 
 def test_bad_scoring_versions_are_refused():

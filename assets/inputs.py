@@ -5,7 +5,8 @@ import datetime as dt
 import dagster as dg
 
 from assets.feeds import feed_records
-from assets.metadata import counts_by, table_metadata
+from assets.metadata import check_result, counts_by, table_metadata
+from coordinator_dagster.feed_checks import INPUTS_FINITE, INPUTS_UNIQUE, inputs_outcomes
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
 from coordinator_dagster.rounds import build_inputs
 from resources import ClockResource, ContractResource, FeedSource, LakeResource
@@ -17,6 +18,7 @@ from resources import ClockResource, ContractResource, FeedSource, LakeResource
     deps=[feed_records],
     kinds={"polars", "parquet"},
     group_name="pipeline",
+    check_specs=[dg.AssetCheckSpec(name, asset="inputs", blocking=True) for name in (INPUTS_UNIQUE, INPUTS_FINITE)],
 )
 def inputs(
     context: dg.AssetExecutionContext,
@@ -49,5 +51,6 @@ def inputs(
     store.write_windows("inputs", frame, "round_ts", keys)
     store.ensure_catalog()
     return dg.MaterializeResult(
+        check_results=[check_result(o) for o in inputs_outcomes(frame)],
         metadata=table_metadata(frame.drop("window_ts", "window_close"), partitions=len(keys), rounds_by_scope=counts_by(frame, "scope_key"))
     )

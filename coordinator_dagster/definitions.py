@@ -16,23 +16,55 @@ from assets.leaderboard import leaderboard
 from coordinator_dagster.contracts import CrunchContract, load_contract
 from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS
 from coordinator_dagster.settings import Settings, load_settings
-from resources import ClockResource, ContractResource, InProcessModelRunner, LakeResource, SyntheticFeed
+from resources import ClockResource, ContractResource, FeedSource, InProcessModelRunner, LakeResource, SyntheticFeed
+from resources.feeds import CcxtFeed, PythFeed
 from sensors import default_jobs, default_sensors
 from sensors.schedules import build_checkpoint_schedule, build_ingest_schedule
 
 
+def feed_resource(settings: Settings) -> FeedSource:
+    """The feed FEED_SOURCE names; a kind or granularity it cannot serve is a start-up error."""
+    common: dict[str, Any] = {
+        "subjects": settings.feed_subjects,
+        "kind": settings.feed_kind,
+        "granularity": settings.feed_granularity,
+        "max_gap_steps": settings.feed_max_gap_steps,
+        "frozen_records": settings.feed_frozen_records,
+        "freshness_seconds": settings.feed_freshness_seconds,
+    }
+    network = {
+        "timeout_seconds": settings.feed_timeout_seconds,
+        "max_retries": settings.feed_max_retries,
+        "backoff_seconds": settings.feed_backoff_seconds,
+    }
+    if settings.feed_source == "ccxt":
+        feed: FeedSource = CcxtFeed(
+            **common,
+            **network,
+            exchange=settings.feed_exchange,
+            quote=settings.feed_quote,
+            symbols=settings.feed_symbols,
+            base_url=settings.feed_base_url,
+        )
+    elif settings.feed_source == "pyth":
+        feed = PythFeed(
+            **common,
+            **network,
+            base_url=settings.pyth_hermes_url,
+            feed_ids=settings.pyth_feed_ids,
+            api_key=dg.EnvVar("PYTH_API_KEY") if settings.pyth_api_key_set else "",
+        )
+    else:
+        feed = SyntheticFeed(**common, seed=settings.synthetic_seed)
+    feed.check_config()
+    return feed
+
+
 def default_resources(settings: Settings) -> dict[str, Any]:
-    if settings.feed_source != "synthetic":
-        raise ValueError(f"FEED_SOURCE={settings.feed_source!r} is not available; supported: synthetic")
     return {
         "lake": LakeResource(home=str(settings.home)),
         "contract": ContractResource(),
-        "feed": SyntheticFeed(
-            subjects=settings.feed_subjects,
-            kind=settings.feed_kind,
-            granularity=settings.feed_granularity,
-            seed=settings.synthetic_seed,
-        ),
+        "feed": feed_resource(settings),
         "model_runner": InProcessModelRunner(manifest=settings.models_manifest, timeout_seconds=settings.model_timeout_seconds),
         "clock": ClockResource(),
     }

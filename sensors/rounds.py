@@ -12,7 +12,9 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
+from coordinator_dagster import feed_checks
 from coordinator_dagster.contracts import CrunchContract
+from coordinator_dagster.feed_checks import FeedCheckConfig
 from coordinator_dagster.lake import Lake
 from coordinator_dagster.partitions import window_key
 from coordinator_dagster.rounds import LIVE_ROUND_TAG
@@ -68,7 +70,32 @@ def due_predict_rounds(contract: CrunchContract, lake: Lake, step_seconds: int, 
     return requests, new_cursor, waiting
 
 
-def due_score_rounds(contract: CrunchContract, lake: Lake, step_seconds: int, now: dt.datetime, cursor: dict[str, str]):
+def failed_feed_checks(
+    lake: Lake,
+    subjects: list[str],
+    start: dt.datetime,
+    end: dt.datetime,
+    step_seconds: int,
+    config: FeedCheckConfig,
+    rules: tuple[str, ...] = feed_checks.LAKE_RULES,
+) -> list[str]:
+    """Names of the blocking feed checks the stored records of [start, end) fail, with details.
+
+    Re-evaluated on the lake rather than read from the instance's check history: a range run
+    reports one evaluation for many hours, and the lake is what scoring will read, so a window
+    becomes scorable exactly when its data is fixed (re-materialized), whoever fixed it.
+    """
+    lookback = dt.timedelta(seconds=step_seconds * config.frozen_records)
+    records = lake.read_window("feed_records", start - lookback, end).filter(pl.col("subject").is_in(subjects))
+    failures = feed_checks.lake_failures(records, subjects, start, end, step_seconds, config, rules)
+    return [f"{o.name} ({o.metadata.get('examples') or o.description})" for o in failures]
+
+
+def due_score_rounds(
+    contract: CrunchContract, lake: Lake, step_seconds: int, now: dt.datetime, cursor: dict[str, str], config: FeedCheckConfig | None = None
+):
+    config = config or FeedCheckConfig()
+    subjects = sorted({p.scope.subject for p in contract.scheduled_predictions if p.active})
     requests: dict[dt.datetime, list[str]] = {}
     waiting = []
     new_cursor = dict(cursor)
@@ -85,6 +112,13 @@ def due_score_rounds(contract: CrunchContract, lake: Lake, step_seconds: int, no
         if newest is None or newest < resolvable:
             waiting.append(f"{scheduled.scope_key}: round {_stamp(due)} waits for truth data at {_stamp(resolvable)}")
             continue
+        # A score run scores the whole window, every subject: any subject's failure holds it.
+        hour = due.replace(minute=0, second=0, microsecond=0)
+        step = dt.timedelta(seconds=step_seconds)
+        failed = failed_feed_checks(lake, subjects, hour, resolvable + step, step_seconds, config)
+        if failed:
+            waiting.append(f"{scheduled.scope_key}: round {_stamp(due)} waits: feed check failed: {'; '.join(failed)}")
+            continue
         requests.setdefault(due, []).append(scheduled.scope_key)
         new_cursor[scheduled.scope_key] = _stamp(due)
     # Once an hour's grace period is over, score it one last time: predictions whose truth never
@@ -93,8 +127,14 @@ def due_score_rounds(contract: CrunchContract, lake: Lake, step_seconds: int, no
     settled = now - dt.timedelta(seconds=longest + step_seconds + contract.ground_truth_grace_seconds)
     closable = settled.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
     if cursor.get(CLOSED_KEY, "") < _stamp(closable):
-        requests.setdefault(closable, []).append(CLOSED_KEY)
-        new_cursor[CLOSED_KEY] = _stamp(closable)
+        # Not gaps: this pass exists to close, with a reason, predictions whose truth never came.
+        no_gap_rules = tuple(r for r in feed_checks.LAKE_RULES if r != feed_checks.NO_GAPS)
+        failed = failed_feed_checks(lake, subjects, closable, closable + dt.timedelta(hours=1), step_seconds, config, no_gap_rules)
+        if failed:
+            waiting.append(f"closing hour {_stamp(closable)} waits: feed check failed: {'; '.join(failed)}")
+        else:
+            requests.setdefault(closable, []).append(CLOSED_KEY)
+            new_cursor[CLOSED_KEY] = _stamp(closable)
     return requests, new_cursor, waiting
 
 
@@ -102,9 +142,12 @@ def _sensor_body(kind: str, find: Callable):
     def evaluate(context: dg.SensorEvaluationContext, lake: LakeResource, contract: ContractResource, feed: FeedSource, clock: ClockResource):
         crunch = contract.get()
         cursor = _load_cursor(context.cursor)
-        requests, new_cursor, waiting = find(crunch, lake.get(crunch), feed.step_seconds, clock.now(), cursor)
+        extra = {"config": feed.check_settings()} if find is due_score_rounds else {}
+        requests, new_cursor, waiting = find(crunch, lake.get(crunch), feed.step_seconds, clock.now(), cursor, **extra)
         if not requests:
             return dg.SkipReason("; ".join(waiting) or f"no new round to {kind} yet")
+        if waiting:
+            context.log.info("; ".join(waiting))
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(

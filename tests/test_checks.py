@@ -49,7 +49,12 @@ def test_asset_checks_are_emitted_with_the_data(home):
     dg.materialize(default_assets, selection=["feed_records"], resources=resources, tags=tags)
     result = dg.materialize(default_assets, selection=["inputs", "predictions", "scores", "snapshots"], resources=resources, partition_key=HOUR_KEY)
     evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert evaluations == {"scores_unique_per_prediction": True, "pending_predictions_resolved_or_closed": True}
+    assert evaluations == {
+        "inputs_unique_per_round": True,
+        "inputs_window_prices_positive": True,
+        "scores_unique_per_prediction": True,
+        "pending_predictions_resolved_or_closed": True,
+    }
     checkpoint = dg.materialize(default_assets, selection=["checkpoints"], resources=resources, partition_key="2026-11-15")
     assert {e.check_name: e.passed for e in checkpoint.get_asset_check_evaluations()} == {
         "rewards_sum_exactly": True, "no_negative_share": True, "every_ranked_model_rewarded": True

@@ -1,0 +1,87 @@
+"""PythFeed against a loopback Hermes-shaped server: timestamped history for backfills, the
+latest price for live steps, the API key as a Bearer token, retries and refusals."""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from assets import default_assets
+from coordinator_dagster.definitions import feed_resource
+from coordinator_dagster.lake import Lake
+from coordinator_dagster.settings import load_settings
+from resources.feeds import PYTH_FEED_IDS, FeedUnavailableError, PythFeed, UnsupportedFeedError
+from tests.conftest import pipeline_resources
+from tests.hermes_server import HermesServer
+
+UTC = dt.timezone.utc
+HOUR = dt.datetime(2026, 11, 20, 10, tzinfo=UTC)
+NOW = HOUR + dt.timedelta(minutes=30, seconds=20)
+
+
+@pytest.fixture
+def hermes():
+    with HermesServer(now=int(NOW.timestamp())) as server:
+        yield server
+
+
+def pyth(hermes, **kw) -> PythFeed:
+    return PythFeed(base_url=hermes.base_url, backoff_seconds=0.01, timeout_seconds=2, **kw)
+
+
+def test_history_is_one_tick_per_step_with_price_times_ten_to_expo(hermes):
+    frame = pyth(hermes).fetch(HOUR, HOUR + dt.timedelta(minutes=10), now=HOUR + dt.timedelta(days=1))
+    assert frame.height == 20 and set(frame["source"]) == {"pyth"} and set(frame["kind"]) == {"tick"}
+    btc = frame.filter(pl.col("subject") == "BTC").sort("ts_event")
+    first = int(HOUR.timestamp())
+    assert btc["price"][0] == HermesServer.price(PYTH_FEED_IDS["BTC"], first) / 1e8
+    assert btc["close"].to_list() == btc["price"].to_list()
+    assert all(path.startswith("/v2/updates/price/17") for path, _ in hermes.requests)
+
+
+def test_live_steps_use_the_latest_price_and_the_api_key(hermes):
+    hermes.now = int((HOUR + dt.timedelta(minutes=29, seconds=1)).timestamp())
+    frame = pyth(hermes, api_key="secret").fetch(HOUR + dt.timedelta(minutes=25), HOUR + dt.timedelta(minutes=30), now=NOW)
+    assert frame.height == 10
+    paths = [p for p, _ in hermes.requests]
+    assert paths[0] == "/v2/updates/price/latest"
+    assert f"/v2/updates/price/{int((HOUR + dt.timedelta(minutes=29)).timestamp())}" not in paths  # covered by latest
+    assert {auth for _, auth in hermes.requests} == {"Bearer secret"}
+
+
+def test_retries_on_429_and_5xx_then_fails_clearly(hermes):
+    hermes.faults.extend([429, 503])
+    assert pyth(hermes).fetch(HOUR, HOUR + dt.timedelta(minutes=1), now=NOW).height == 2
+    hermes.faults.extend([500] * 5)
+    with pytest.raises(FeedUnavailableError, match="failed after 3 attempts"):
+        pyth(hermes, max_retries=2).fetch(HOUR, HOUR + dt.timedelta(minutes=1), now=NOW)
+
+
+def test_missing_updates_leave_a_gap_the_check_records(hermes, tmp_path):
+    hermes.missing.add(int((HOUR + dt.timedelta(minutes=3)).timestamp()))
+    resources = pipeline_resources(tmp_path, NOW, feed=pyth(hermes))
+    result = dg.materialize(default_assets, selection=["feed_records"], resources=resources, partition_key="2026-11-20-10:00", raise_on_error=False)
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not checks["feed_no_gaps"].passed and checks["feed_no_gaps"].metadata["missing_records"].value == 2  # BTC and ETH
+    assert checks["feed_fresh"].passed
+    assert Lake(tmp_path).read("feed_records", "2026-11-20-10:00").height == 2 * 30 - 2
+
+
+def test_candles_and_unknown_subjects_are_refused():
+    with pytest.raises(UnsupportedFeedError, match="FEED_KIND=tick"):
+        PythFeed(kind="candle").check_config()
+    with pytest.raises(UnsupportedFeedError, match="PYTH_FEED_IDS"):
+        PythFeed(subjects=["SOL"]).check_config()
+    sol = "ef0d8b6fda2ceba41da15d4095d1da392a0d2f8ed0c6c7bc0f4cfac8c280b56d"
+    settings = load_settings({"FEED_SOURCE": "pyth", "FEED_KIND": "tick", "FEED_SUBJECTS": "BTC,SOL", "PYTH_FEED_IDS": f"SOL=0x{sol}"})
+    built = feed_resource(settings)
+    assert isinstance(built, PythFeed) and built.feed_id("SOL") == sol and built.api_key == ""
+
+
+def test_api_key_reaches_the_resource_as_an_env_var_at_launch(monkeypatch):
+    monkeypatch.setenv("PYTH_API_KEY", "hunter2-secret")
+    settings = load_settings({"FEED_SOURCE": "pyth", "FEED_KIND": "tick", "PYTH_API_KEY": "hunter2-secret"})
+    assert "hunter2" not in settings.model_dump_json()
+    built = feed_resource(settings)
+    assert isinstance(built.api_key, dg.EnvVar) and built.api_key.env_var_name == "PYTH_API_KEY"

@@ -7,6 +7,7 @@ with their route; SQL building lives in `api.sql`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -104,3 +105,25 @@ def get_time_range(
 
 
 TimeRangeDep = Annotated[TimeRange, Depends(get_time_range)]
+
+
+@contextlib.contextmanager
+def get_db_cursor(request: Request) -> Iterator[duckdb.DuckDBPyConnection]:
+    """`get_db` for code that needs a fresh cursor mid-request (after a write)."""
+    cursor = request.app.state.reader.cursor()
+    try:
+        yield cursor
+    finally:
+        cursor.close()
+
+
+def _reject_unknown_query(request: Request) -> None:
+    """Write routes take no query parameters besides the key: a typo must not pass silently."""
+    unknown = sorted(set(request.query_params) - {"api_key"})
+    if unknown:
+        raise RequestValidationError(
+            [{"type": "extra_forbidden", "loc": ("query", name), "msg": f"unknown query parameter {name!r}", "input": request.query_params[name]} for name in unknown]
+        )
+
+
+NoExtraQuery = Annotated[None, Depends(_reject_unknown_query)]

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import polars as pl
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from coordinator_dagster import schemas
 from coordinator_dagster.emission import default_build_emission
@@ -205,7 +205,7 @@ def rewrite_window(seeded: SeededLake, key: str) -> None:
 
 
 @contextlib.contextmanager
-def serve(app: FastAPI, timeout: float = 10.0) -> Iterator[str]:
+def serve(app: FastAPI, timeout: float = 10.0, health_path: str = "/healthz") -> Iterator[str]:
     """Run `app` under a real uvicorn server on 127.0.0.1 in a thread; yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -220,15 +220,97 @@ def serve(app: FastAPI, timeout: float = 10.0) -> Iterator[str]:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200:
+                if httpx.get(f"{base_url}{health_path}", timeout=1.0).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError(f"uvicorn did not answer /healthz at {base_url} within {timeout} s")
+                raise RuntimeError(f"uvicorn did not answer {health_path} at {base_url} within {timeout} s")
             time.sleep(0.05)
         yield base_url
     finally:
         server.should_exit = True
         thread.join(timeout)
         sock.close()
+
+
+def seed_extras(lake: Lake, start: dt.datetime = SEED_START, hours: int = 3) -> None:
+    """Feed records, the model registry, snapshots (with diversity metrics) and an ensemble's
+    leaderboard history, for the report routes beyond predictions and checkpoints."""
+    keys = window_keys_between(start, start + dt.timedelta(hours=hours))
+    feed = [
+        {
+            "source": "binance", "subject": subject, "kind": "candle", "granularity": "1m",
+            "ts_event": start + dt.timedelta(minutes=m), "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 10.0, "price": None,
+        }
+        for subject in ("BTC", "ETH")
+        for m in range(hours * 60 if subject == "BTC" else 60)
+    ]
+    lake.write_windows("feed_records", pl.DataFrame(feed, schema=schemas.FEED_RECORDS), "ts_event", keys)
+    lake.write(
+        "models",
+        pl.DataFrame(
+            [
+                {"model_id": model_id, "name": name, "cruncher": cruncher, "cruncher_index": index, "entrypoint": f"models/{model_id}.py", "joined_at": start, "active": model_id != "m-gamma"}
+                for model_id, name, cruncher, index in MODELS
+            ],
+            schema=schemas.MODELS,
+        ),
+    )
+    snapshots = [
+        {
+            "model_id": model_id, "period_start": start + dt.timedelta(hours=h), "period_end": start + dt.timedelta(hours=h + 1),
+            "prediction_count": 8, "scored_count": 6, "failed_count": 2, "value": 0.1 * (m + 1),
+            "result_summary": json.dumps({"value": 0.1 * (m + 1), "model_correlation": (0.95, 0.6, 0.1)[m], "ic": float("nan") if h == 0 else 0.2}),
+            "scoring_version": "v1",
+        }
+        for h in range(hours)
+        for m, (model_id, *_) in enumerate(MODELS)
+    ]
+    lake.write_windows("snapshots", pl.DataFrame(snapshots, schema=schemas.SNAPSHOTS), "period_start", keys)
+    board = leaderboard_frame()
+    for h, key in enumerate(keys):
+        lake.write("leaderboard_history", board.with_columns(pl.lit(start + dt.timedelta(hours=h, minutes=30)).cast(schemas.UTC_TS).alias("as_of")), key)
+
+
+def new_dagster_state() -> dict:
+    return {"backfills": [], "queries": [], "new_status": "REQUESTED"}
+
+
+def fake_dagster(state: dict) -> FastAPI:
+    """A stand-in for the Dagster webserver's GraphQL endpoint: every query is validated against
+    dagster-graphql's real schema; backfills live in `state` (see `new_dagster_state`)."""
+    from dagster_graphql.schema import create_schema
+    from graphql import parse, validate
+
+    schema = create_schema().graphql_schema
+    app = FastAPI()
+
+    @app.post("/graphql")
+    async def graphql(request: Request) -> dict:
+        body = await request.json()
+        errors = validate(schema, parse(body["query"]))
+        if errors:
+            return {"errors": [{"message": str(e)} for e in errors]}
+        variables = body.get("variables") or {}
+        state["queries"].append(body["query"])
+        if "launchPartitionBackfill" in body["query"]:
+            params = variables["params"]
+            backfill = {
+                "id": f"bf{len(state['backfills']) + 1}", "status": state["new_status"], "numPartitions": len(params["partitionNames"]),
+                "timestamp": 1_764_000_000.0, "endTimestamp": None, "title": params["title"], "partitionNames": params["partitionNames"],
+                "assetSelection": params["assetSelection"], "partitionStatusCounts": [{"runStatus": "QUEUED", "count": 1}],
+            }
+            state["backfills"].insert(0, backfill)
+            return {"data": {"launchPartitionBackfill": {"__typename": "LaunchBackfillSuccess", "backfillId": backfill["id"]}}}
+        if "partitionBackfillsOrError" in body["query"]:
+            found = [b for b in state["backfills"] if variables.get("status") in (None, b["status"])][: variables.get("limit") or 100]
+            return {"data": {"partitionBackfillsOrError": {"__typename": "PartitionBackfills", "results": found}}}
+        found = [b for b in state["backfills"] if b["id"] == variables["id"]]
+        if not found:
+            return {"data": {"partitionBackfillOrError": {"__typename": "BackfillNotFoundError", "message": "not found"}}}
+        return {"data": {"partitionBackfillOrError": {"__typename": "PartitionBackfill", **found[0]}}}
+
+    return app
+
+

@@ -335,6 +335,28 @@ def test_openapi_documents_every_route(client: httpx.Client) -> None:
         "/reports/checkpoints/{checkpoint_id}/emission",
         "/reports/merkle/checkpoints/{checkpoint_id}",
         "/reports/merkle/proof",
+        # issue 6: the rest of the reference engine's routes and the checkpoint lifecycle
+        "/info",
+        "/reports/models",
+        "/reports/models/global",
+        "/reports/models/params",
+        "/reports/models/{model_id}/diversity",
+        "/reports/diversity",
+        "/reports/feeds",
+        "/reports/snapshots",
+        "/reports/ensemble/history",
+        "/reports/checkpoints/rewards",
+        "/reports/checkpoints/{checkpoint_id}",
+        "/reports/checkpoints/{checkpoint_id}/confirm",
+        "/reports/checkpoints/{checkpoint_id}/status",
+        "/reports/checkpoints/{checkpoint_id}/emission/cli-format",
+        "/reports/emissions/latest",
+        "/data/backfill/{table}",
+        "/data/backfill/{table}/{partition_key}",
+        "/reports/backfill",
+        "/reports/backfill/feeds",
+        "/reports/backfill/jobs",
+        "/reports/backfill/jobs/{backfill_id}",
     }
     parameters = {p["name"] for p in paths["/reports/predictions"]["get"]["parameters"]}
     assert parameters == {"model_id", "subject", "scope_key", "status", "start", "end", "limit", "offset"}

@@ -1,9 +1,28 @@
-"""The report API's routers, one module per report; `ROUTERS` is what the app mounts.
+"""The report API's routers, one module per report; `ROUTES` is what the app mounts, each with
+its auth tier (see `api.auth`).
 
 A new report is a new module here with its own `APIRouter` (prefix, tags, `response_model` on
-every route), added to `ROUTERS`.
+every route), added to `ROUTES`. Admin routes take `AdminCaller` themselves (they record who
+called); the tiers here guard whole routers.
 """
 
-from api.routes import checkpoints, health, leaderboard, merkle, predictions
+from api.routes import backfill, checkpoints, data, feeds, health, info, leaderboard, merkle, models, predictions, snapshots
 
-ROUTERS = (health.router, leaderboard.router, predictions.router, checkpoints.router, merkle.router)
+# (router, tier): "public", or "read" (needs the key when API_READ_AUTH=true).
+ROUTES = (
+    (health.router, "public"),
+    (info.router, "public"),
+    (leaderboard.router, "public"),
+    (models.router, "public"),
+    (models.diversity_router, "public"),
+    (feeds.router, "public"),
+    (predictions.router, "read"),
+    (snapshots.router, "read"),
+    (snapshots.ensemble_router, "public"),
+    (checkpoints.router, "public"),
+    (checkpoints.emissions_router, "public"),
+    (merkle.router, "public"),
+    (data.router, "read"),
+    (backfill.router, "public"),  # admin: every route takes AdminCaller itself
+)
+ROUTERS = tuple(router for router, _ in ROUTES)

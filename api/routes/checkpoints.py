@@ -1,22 +1,52 @@
-"""`GET /reports/checkpoints` and `GET /reports/checkpoints/{checkpoint_id}/emission`.
+"""Checkpoints: the list, one checkpoint with its event history, its emission (stored and in the
+on-chain tool's format), rewards per cruncher, and the lifecycle writes.
 
 A checkpoint's status is derived by the lake view from its newest event; the emission is the
 EmissionCheckpoint stored when the checkpoint was built (frac64 shares, each list summing to
-1,000,000,000).
+1,000,000,000). The writes (`confirm`, `status`) never modify a stored row: each accepted change
+appends one `checkpoint_events` row with its time and caller, under the lake's partition lock of
+that checkpoint, so two concurrent confirms cannot both append.
 """
 
-import json
-from typing import Annotated
+from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Path, Query
+import datetime as dt
+import json
+from typing import Annotated, Any
+
+import duckdb
+import polars as pl
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from api import sql
-from api.deps import DbDep
-from api.schemas import CheckpointStatus, CheckpointSummary, Emission
+from api.auth import AdminCaller
+from api.deps import DbDep, LakeDep, NoExtraQuery, get_db_cursor
+from api.schemas import (
+    CheckpointDetail,
+    CheckpointEvent,
+    CheckpointReward,
+    CheckpointStatus,
+    CheckpointSummary,
+    CliReward,
+    ConfirmRequest,
+    Emission,
+    EmissionCliFormat,
+    StatusRequest,
+)
+from api.solana import signature_error
+from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
 
 router = APIRouter(prefix="/reports/checkpoints", tags=["checkpoints"])
+emissions_router = APIRouter(prefix="/reports/emissions", tags=["checkpoints"])
 
 _COLUMNS = ", ".join(f'"{name}"' for name in CheckpointSummary.model_fields)
+ORDER = [CheckpointStatus.PENDING, CheckpointStatus.SUBMITTED, CheckpointStatus.CLAIMABLE, CheckpointStatus.PAID]
+CheckpointId = Annotated[str, Path(min_length=1, max_length=64, description="CKP-<period start>, e.g. CKP-2026-11-15")]
+_404 = {404: {"description": "no checkpoint with this id"}}
+
+
+def _not_found(checkpoint_id: str) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"no checkpoint {checkpoint_id!r}; GET /reports/checkpoints lists them")
 
 
 @router.get("", response_model=list[CheckpointSummary], summary="Checkpoints, newest period first")
@@ -31,22 +61,217 @@ def list_checkpoints(
     return [CheckpointSummary(**row) for row in found]
 
 
-@router.get(
-    "/{checkpoint_id}/emission",
-    response_model=Emission,
-    summary="A checkpoint's reward split",
-    responses={404: {"description": "no checkpoint with this id"}},
-)
-def get_emission(
+def _rewards(row: dict[str, Any]) -> list[CheckpointReward]:
+    emission = json.loads(row["emission"])
+    by_index = {e.get("cruncher_index"): e for e in json.loads(row["entries"] or "[]")}
+    return [
+        CheckpointReward(
+            checkpoint_id=row["checkpoint_id"],
+            period_start=row["period_start"],
+            period_end=row["period_end"],
+            status=row["status"],
+            rank=by_index.get(r["cruncher_index"], {}).get("rank"),
+            model_id=by_index.get(r["cruncher_index"], {}).get("model_id"),
+            cruncher=by_index.get(r["cruncher_index"], {}).get("cruncher"),
+            cruncher_index=r["cruncher_index"],
+            reward_pct=r["reward_pct"],
+        )
+        for r in emission.get("cruncher_rewards", [])
+    ]
+
+
+@router.get("/rewards", response_model=list[CheckpointReward], summary="Rewards per cruncher over checkpoints, newest first")
+def list_rewards(
     db: DbDep,
-    checkpoint_id: Annotated[str, Path(description="CKP-<period start>, e.g. CKP-2026-11-15")],
-) -> Emission:
+    status: Annotated[CheckpointStatus | None, Query(description="only checkpoints in this status")] = None,
+    model_id: Annotated[str | None, Query(max_length=200, description="only this model's rewards")] = None,
+    cruncher_index: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="only this cruncher")] = None,
+) -> list[CheckpointReward]:
+    where = sql.Where().equals("status", status.value if status else None)
     found = sql.rows(
         db,
-        "SELECT checkpoint_id, status, emission FROM checkpoints WHERE checkpoint_id = ? ORDER BY period_start DESC LIMIT 1",
+        f"SELECT checkpoint_id, period_start, period_end, status, entries, emission FROM checkpoints{where.sql} "
+        "ORDER BY period_start DESC, checkpoint_id DESC",
+        where.params,
+    )
+    rewards = [r for row in found for r in _rewards(row)]
+    return [
+        r
+        for r in rewards
+        if (model_id is None or r.model_id == model_id) and (cruncher_index is None or r.cruncher_index == cruncher_index)
+    ]
+
+
+def _checkpoint_row(db: duckdb.DuckDBPyConnection, checkpoint_id: str) -> dict[str, Any]:
+    found = sql.rows(db, "SELECT * FROM checkpoints WHERE checkpoint_id = ? ORDER BY period_start DESC LIMIT 1", [checkpoint_id])
+    if not found:
+        raise _not_found(checkpoint_id)
+    return found[0]
+
+
+def _history(db: duckdb.DuckDBPyConnection, checkpoint_id: str) -> list[CheckpointEvent]:
+    found = sql.rows(
+        db,
+        "SELECT event_at, status, tx_hash, caller FROM checkpoint_events WHERE checkpoint_id = ? ORDER BY event_at",
         [checkpoint_id],
     )
-    if not found:
-        raise HTTPException(status_code=404, detail=f"no checkpoint {checkpoint_id!r}; GET /reports/checkpoints lists them")
+    return [CheckpointEvent(**row) for row in found]
+
+
+def _detail(db: duckdb.DuckDBPyConnection, checkpoint_id: str) -> CheckpointDetail:
+    row = _checkpoint_row(db, checkpoint_id)
+    return CheckpointDetail(
+        **{name: row[name] for name in CheckpointSummary.model_fields},
+        status_changed_at=row["status_changed_at"],
+        entries=json.loads(row["entries"] or "[]"),
+        history=_history(db, checkpoint_id),
+    )
+
+
+@router.get("/{checkpoint_id}", response_model=CheckpointDetail, summary="One checkpoint with its status history", responses=_404)
+def get_checkpoint(db: DbDep, checkpoint_id: CheckpointId) -> CheckpointDetail:
+    return _detail(db, checkpoint_id)
+
+
+def _emission(db: duckdb.DuckDBPyConnection, checkpoint_id: str | None) -> Emission:
+    if checkpoint_id is None:
+        found = sql.rows(db, "SELECT checkpoint_id, status, emission FROM checkpoints ORDER BY period_start DESC, checkpoint_id DESC LIMIT 1")
+        if not found:
+            raise HTTPException(status_code=404, detail="no checkpoint has been built yet")
+    else:
+        found = sql.rows(
+            db,
+            "SELECT checkpoint_id, status, emission FROM checkpoints WHERE checkpoint_id = ? ORDER BY period_start DESC LIMIT 1",
+            [checkpoint_id],
+        )
+        if not found:
+            raise _not_found(checkpoint_id)
     row = found[0]
     return Emission.model_validate({**json.loads(row["emission"]), "checkpoint_id": row["checkpoint_id"], "status": row["status"]})
+
+
+@router.get("/{checkpoint_id}/emission", response_model=Emission, summary="A checkpoint's reward split", responses=_404)
+def get_emission(db: DbDep, checkpoint_id: CheckpointId) -> Emission:
+    return _emission(db, checkpoint_id)
+
+
+@router.get(
+    "/{checkpoint_id}/emission/cli-format",
+    response_model=EmissionCliFormat,
+    summary="A checkpoint's reward split as the on-chain submission tool takes it",
+    responses=_404,
+)
+def get_emission_cli_format(db: DbDep, checkpoint_id: CheckpointId) -> EmissionCliFormat:
+    emission = _emission(db, checkpoint_id)
+    prizes = [
+        CliReward(cruncher_index=r.cruncher_index, reward_pct=r.reward_pct, percent=100 * r.reward_pct / FRAC64_MULTIPLIER)
+        for r in emission.cruncher_rewards
+    ]
+    return EmissionCliFormat(
+        checkpoint_id=emission.checkpoint_id,
+        status=emission.status,
+        crunch=emission.crunch,
+        prizes=prizes,
+        compute_provider_rewards=emission.compute_provider_rewards,
+        data_provider_rewards=emission.data_provider_rewards,
+        total_reward_pct=sum(p.reward_pct for p in prizes),
+    )
+
+
+@emissions_router.get("/latest", response_model=Emission, summary="The newest checkpoint's reward split", responses={404: {"description": "no checkpoint yet"}})
+def get_latest_emission(db: DbDep) -> Emission:
+    return _emission(db, None)
+
+
+# ---- lifecycle writes -------------------------------------------------------------------------
+
+_WRITE_RESPONSES = {
+    401: {"description": "the admin API key is missing or wrong"},
+    404: {"description": "no checkpoint with this id"},
+    409: {"description": "the change conflicts with the checkpoint's current state"},
+    413: {"description": "request body too large"},
+}
+
+
+def _append(lake, checkpoint_id: str, status: CheckpointStatus, tx_hash: str | None, caller: str, last_at: dt.datetime | None) -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    # The newest event is the state: keep event times strictly increasing even if the clock is not.
+    if last_at is not None and now <= last_at:
+        now = last_at + dt.timedelta(microseconds=1)
+    lake.append_event(
+        "checkpoint_events",
+        pl.DataFrame(
+            {"checkpoint_id": [checkpoint_id], "event_at": [now], "status": [status.value], "tx_hash": [tx_hash], "caller": [caller]},
+            schema={"checkpoint_id": pl.String, "event_at": pl.Datetime("us", "UTC"), "status": pl.String, "tx_hash": pl.String, "caller": pl.String},
+        ),
+    )
+
+
+def _state(db: duckdb.DuckDBPyConnection, checkpoint_id: str) -> tuple[CheckpointStatus, str | None, dt.datetime | None]:
+    row = _checkpoint_row(db, checkpoint_id)
+    history = _history(db, checkpoint_id)
+    last_at = history[-1].event_at if history else None
+    tx_hash = next((e.tx_hash for e in reversed(history) if e.tx_hash), None)
+    return CheckpointStatus(row["status"]), tx_hash, last_at
+
+
+@router.post(
+    "/{checkpoint_id}/confirm",
+    response_model=CheckpointDetail,
+    summary="Record the on-chain transaction of a checkpoint: PENDING → SUBMITTED (admin)",
+    responses=_WRITE_RESPONSES,
+)
+def confirm(
+    request: Request, lake: LakeDep, caller: AdminCaller, _: NoExtraQuery, checkpoint_id: CheckpointId, body: ConfirmRequest
+) -> CheckpointDetail:
+    problem = signature_error(body.tx_hash)
+    if problem:
+        raise HTTPException(
+            status_code=422,
+            detail=[{"type": "value_error", "loc": ["body", "tx_hash"], "msg": f"tx_hash is not a Solana transaction signature: {problem}", "input": body.tx_hash}],
+        )
+    with lake.partition_lock("checkpoint_events", checkpoint_id):
+        with get_db_cursor(request) as db:
+            status, tx_hash, last_at = _state(db, checkpoint_id)
+        if tx_hash == body.tx_hash:
+            pass  # the same confirmation again: nothing to record
+        elif tx_hash is not None:
+            raise HTTPException(status_code=409, detail=f"{checkpoint_id} is already confirmed with another transaction {tx_hash}")
+        elif status is CheckpointStatus.PENDING:
+            _append(lake, checkpoint_id, CheckpointStatus.SUBMITTED, body.tx_hash, caller, last_at)
+        elif status is CheckpointStatus.SUBMITTED:
+            # Marked SUBMITTED by a status change without a hash: record the hash it was sent with.
+            _append(lake, checkpoint_id, CheckpointStatus.SUBMITTED, body.tx_hash, caller, last_at)
+        else:
+            raise HTTPException(status_code=409, detail=f"{checkpoint_id} is {status.value}: only a PENDING checkpoint can be confirmed")
+        # A fresh cursor: the first event of a lake turns the events view from a stub into files.
+        with get_db_cursor(request) as db:
+            return _detail(db, checkpoint_id)
+
+
+@router.patch(
+    "/{checkpoint_id}/status",
+    response_model=CheckpointDetail,
+    summary="Move a checkpoint one step forward: PENDING → SUBMITTED → CLAIMABLE → PAID (admin)",
+    responses=_WRITE_RESPONSES,
+)
+def set_status(
+    request: Request, lake: LakeDep, caller: AdminCaller, _: NoExtraQuery, checkpoint_id: CheckpointId, body: StatusRequest
+) -> CheckpointDetail:
+    with lake.partition_lock("checkpoint_events", checkpoint_id):
+        with get_db_cursor(request) as db:
+            status, tx_hash, last_at = _state(db, checkpoint_id)
+        current, wanted = ORDER.index(status), ORDER.index(body.status)
+        if wanted == current:
+            pass  # already there: idempotent, nothing appended
+        elif wanted < current:
+            raise HTTPException(status_code=409, detail=f"{checkpoint_id} is {status.value}: status only moves forward, not back to {body.status.value}")
+        elif wanted > current + 1:
+            raise HTTPException(
+                status_code=409,
+                detail=f"{checkpoint_id} is {status.value}: the next status is {ORDER[current + 1].value}, {body.status.value} would skip it",
+            )
+        else:
+            _append(lake, checkpoint_id, body.status, tx_hash, caller, last_at)
+        with get_db_cursor(request) as db:
+            return _detail(db, checkpoint_id)

@@ -1,0 +1,177 @@
+"""A cache of rendered GET answers that is invalidated by the lake itself, not by a timer.
+
+Each cached answer is stored with the identity (inode, size, mtime, ctime) of every file of the
+lake tables it was computed from, taken before the answer was computed. A request is served from
+the cache only if those identities are unchanged; a partition replaced by a run (a new inode
+through the atomic rename) or a new checkpoint event makes the next request compute afresh. So a
+cached answer is never older than the files, and the hot reports (leaderboard, emission, the
+first predictions page) skip routing, DuckDB and JSON rendering while nothing changes.
+
+Only 200 answers are cached, only for the routes listed in `CACHED`, and a route of the read
+tier is not cached at all when the read tier needs a key (the key check stays in the app).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from coordinator_dagster.lake import Lake
+
+# path pattern -> (tables it reads, tier)
+CACHED: list[tuple[re.Pattern[str], tuple[str, ...], str]] = [
+    (re.compile(r"^/reports/leaderboard$"), ("leaderboard",), "public"),
+    (re.compile(r"^/reports/checkpoints(/[^/]+(/emission(/cli-format)?)?)?$"), ("checkpoints", "checkpoint_events"), "public"),
+    (re.compile(r"^/reports/emissions/latest$"), ("checkpoints", "checkpoint_events"), "public"),
+    (re.compile(r"^/reports/predictions$"), ("predictions", "scores"), "read"),
+]
+MAX_ENTRIES = 512
+# Listing an hourly table's files costs ~0.6 ms per thousand-file table; under 50 concurrent
+# clients that listing, not the answer, becomes the limit. Hourly tables are written by pipeline
+# runs, so their identity is re-taken at most every IDENTITY_TTL seconds: a cached predictions
+# page can lag a partition rewrite by at most that long. Checkpoint tables (which the API itself
+# writes, and whose readers expect to see their own write) are always checked exactly.
+IDENTITY_TTL = 0.02
+
+
+def _stat(path: str) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def table_identity(lake: Lake, name: str) -> tuple:
+    """Identities of every file of a table, in a stable order; os.scandir, not glob (~5× cheaper)."""
+    base = str(lake.table_dir(name))
+    layout = lake.table(name).layout
+    found: list[tuple] = []
+    try:
+        if layout == "window":
+            for day in sorted(os.scandir(base), key=lambda e: e.name):
+                if day.name.startswith("date=") and day.is_dir():
+                    for hour in sorted(os.scandir(day.path), key=lambda e: e.name):
+                        if hour.name.startswith("hour="):
+                            found.append((hour.path, _stat(os.path.join(hour.path, "data.parquet"))))
+        elif layout == "period":
+            for period in sorted(os.scandir(base), key=lambda e: e.name):
+                if period.name.startswith("period="):
+                    found.append((period.path, _stat(os.path.join(period.path, "data.parquet"))))
+        elif layout == "single":
+            found.append((base, _stat(os.path.join(base, "data.parquet"))))
+        else:  # events: files are only ever added
+            names = sorted(e.name for e in os.scandir(base) if e.name.endswith(".parquet") and not e.name.startswith("."))
+            found.append((len(names), names[-1] if names else None))
+    except FileNotFoundError:
+        return ()
+    return tuple(found)
+
+
+class ResponseCache:
+    def __init__(self, app: ASGIApp, lake: Lake, read_key_required: bool):
+        self.app = app
+        self.lake = lake
+        self.read_key_required = read_key_required
+        self._entries: OrderedDict[tuple, tuple[tuple, Message, list[bytes]]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._memo: dict[str, tuple[float, tuple]] = {}
+        self._flights: dict[tuple, tuple[tuple, asyncio.Future]] = {}
+
+    def _identity(self, name: str) -> tuple:
+        if self.lake.table(name).layout != "window":
+            return table_identity(self.lake, name)
+        now = time.monotonic()
+        memo = self._memo.get(name)
+        if memo is not None and now - memo[0] < IDENTITY_TTL:
+            return memo[1]
+        identity = table_identity(self.lake, name)
+        self._memo[name] = (now, identity)
+        return identity
+
+    def _route(self, path: str) -> tuple[str, ...] | None:
+        for pattern, tables, tier in CACHED:
+            if pattern.match(path):
+                return None if tier == "read" and self.read_key_required else tables
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        tables = self._route(scope["path"])
+        if tables is None:
+            await self.app(scope, receive, send)
+            return
+        # The answer may depend on headers only through CORS, which sits outside this cache.
+        key = (scope["path"], scope.get("query_string", b""))
+        identity = tuple(self._identity(name) for name in tables)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and hit[0] == identity:
+                self._entries.move_to_end(key)
+        if hit is not None and hit[0] == identity:
+            await self._replay(hit, send)
+            return
+
+        # Single flight: requests that find the same identity while an answer for it is being
+        # computed wait for that answer instead of computing it again (a thundering herd after
+        # every rewrite would otherwise queue dozens of identical DuckDB queries).
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None or flight[0] != identity
+            if leader:
+                future: asyncio.Future = asyncio.get_running_loop().create_future()
+                self._flights[key] = (identity, future)
+            else:
+                future = flight[1]
+        if not leader:
+            done = await asyncio.shield(future)
+            if done is not None:
+                await self._replay(done, send)
+                return
+            await self.app(scope, receive, send)  # the leader's answer was not cacheable
+            return
+
+        start: Message | None = None
+        chunks: list[bytes] = []
+        stored: tuple | None = None
+
+        async def capture(message: Message) -> None:
+            nonlocal start, stored
+            if message["type"] == "http.response.start":
+                # A copy: middleware outside (CORS) adds per-request headers to the message in place.
+                start = {"type": message["type"], "status": message["status"], "headers": list(message.get("headers", []))}
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False) and start is not None and start["status"] == 200:
+                    stored = (identity, start, list(chunks))
+                    with self._lock:
+                        self._entries[key] = stored
+                        self._entries.move_to_end(key)
+                        while len(self._entries) > MAX_ENTRIES:
+                            self._entries.popitem(last=False)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            with self._lock:
+                if self._flights.get(key, (None, None))[1] is future:
+                    del self._flights[key]
+            if not future.done():
+                future.set_result(stored)
+
+    @staticmethod
+    async def _replay(entry: tuple, send: Send) -> None:
+        _, start, chunks = entry
+        await send({**start, "headers": list(start["headers"])})
+        for chunk in chunks[:-1]:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": chunks[-1] if chunks else b""})

@@ -1,0 +1,142 @@
+"""Models: the registered models, their all-time summary, the scheduled predictions per scope,
+and diversity (how much a model's predictions differ from the others').
+
+`/reports/models` reads the `models` table (the manifest as last synced); the summaries read the
+current scoring version's snapshots; `params` comes from the contract the API was started with.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import duckdb
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+
+from api import sql
+from api.deps import DbDep, TimeRangeDep
+from api.schemas import Diversity, ModelGlobal, ModelInfo, ScopeParams
+
+router = APIRouter(prefix="/reports/models", tags=["models"])
+diversity_router = APIRouter(prefix="/reports/diversity", tags=["models"])
+
+_LEADERBOARD_FIXED = {"rank", "model_id", "model_name", "cruncher", "ranking_key", "ranking_value", "is_ensemble", "prediction_count", "as_of", "date", "hour"}
+DIVERSITY_METRICS = ("model_correlation", "ensemble_correlation", "contribution", "fnc")
+
+
+@router.get("", response_model=list[ModelInfo], summary="Registered models")
+def list_models(
+    db: DbDep,
+    active: Annotated[bool | None, Query(description="only active (true) or retired (false) models")] = None,
+) -> list[ModelInfo]:
+    where = sql.Where().equals("active", active)
+    found = sql.rows(db, f"SELECT model_id, name, cruncher, cruncher_index, joined_at, active FROM models{where.sql} ORDER BY model_id", where.params)
+    return [ModelInfo(**row) for row in found]
+
+
+@router.get("/global", response_model=list[ModelGlobal], summary="Every model's all-time summary and current rank")
+def models_global(db: DbDep) -> list[ModelGlobal]:
+    totals = sql.rows(
+        db,
+        "SELECT model_id, count(*) AS snapshot_count, coalesce(sum(prediction_count), 0) AS prediction_count, "
+        "coalesce(sum(scored_count), 0) AS scored_count, coalesce(sum(failed_count), 0) AS failed_count, "
+        "avg(CASE WHEN isfinite(value) THEN value END) AS mean_value, min(period_start) AS first_period, max(period_start) AS last_period "
+        "FROM snapshots GROUP BY model_id",
+    )
+    board = {row["model_id"]: row for row in sql.rows(db, "SELECT * FROM leaderboard")}
+    names = {row["model_id"]: row for row in sql.rows(db, "SELECT model_id, name, cruncher FROM models")}
+    by_model: dict[str, dict[str, Any]] = {row["model_id"]: row for row in totals}
+    for model_id in set(board) | set(names):
+        by_model.setdefault(
+            model_id,
+            {"model_id": model_id, "snapshot_count": 0, "prediction_count": 0, "scored_count": 0, "failed_count": 0, "mean_value": None, "first_period": None, "last_period": None},
+        )
+    answer = []
+    for model_id, row in by_model.items():
+        entry, named = board.get(model_id, {}), names.get(model_id, {})
+        answer.append(
+            ModelGlobal(
+                **row,
+                model_name=entry.get("model_name") or named.get("name"),
+                cruncher=entry.get("cruncher") or named.get("cruncher"),
+                rank=entry.get("rank"),
+                ranking_value=entry.get("ranking_value"),
+                windows={k: v for k, v in entry.items() if k not in _LEADERBOARD_FIXED},
+            )
+        )
+    return sorted(answer, key=lambda m: (m.rank is None, m.rank or 0, m.model_id))
+
+
+@router.get("/params", response_model=list[ScopeParams], summary="Scheduled predictions per scope, from the contract")
+def model_params(request: Request) -> list[ScopeParams]:
+    return [
+        ScopeParams(
+            scope_key=p.scope_key,
+            subject=p.scope.subject,
+            step_seconds=p.scope.step_seconds,
+            horizon_seconds=p.scope.horizon_seconds,
+            prediction_interval_seconds=p.prediction_interval_seconds,
+            resolve_horizon_seconds=p.resolve_horizon_seconds,
+            active=p.active,
+        )
+        for p in request.app.state.contract.scheduled_predictions
+    ]
+
+
+def guidance(correlation: float | None) -> str:
+    if correlation is None:
+        return "not enough overlapping predictions with other models to measure diversity yet"
+    if correlation >= 0.9:
+        return "almost the same predictions as the other models: a near-duplicate adds little to the ensemble and earns less under contribution-weighted emission; try different features or horizons"
+    if correlation >= 0.5:
+        return "moderately correlated with the other models: there is room to add signal they do not have"
+    if correlation >= 0.0:
+        return "diverse: the model's predictions differ from the others', which helps the ensemble"
+    return "anti-correlated with the other models: diverse, but check that the sign of the predictions is intended"
+
+
+def _finite(value: Any) -> float | None:
+    return None if value is None or value != value or value in (float("inf"), float("-inf")) else float(value)
+
+
+def _diversity(db: duckdb.DuckDBPyConnection, period, model_id: str | None) -> list[Diversity]:
+    metrics = ", ".join(
+        f"avg(CASE WHEN isfinite(TRY_CAST(json_extract_string(result_summary, '$.{m}') AS DOUBLE)) "
+        f"THEN TRY_CAST(json_extract_string(result_summary, '$.{m}') AS DOUBLE) END) AS {m}"
+        for m in DIVERSITY_METRICS
+    )
+    where = sql.Where().equals("model_id", model_id).time_range(db, "snapshots", "period_start", period)
+    found = sql.rows(db, f"SELECT model_id, count(*) AS snapshot_count, {metrics} FROM snapshots{where.sql} GROUP BY model_id ORDER BY model_id", where.params)
+    return [
+        Diversity(
+            model_id=row["model_id"],
+            snapshot_count=row["snapshot_count"],
+            **{m: _finite(row[m]) for m in DIVERSITY_METRICS},
+            guidance=guidance(_finite(row["model_correlation"])),
+        )
+        for row in found
+    ]
+
+
+@router.get(
+    "/{model_id}/diversity",
+    response_model=Diversity,
+    summary="A model's diversity metrics with guidance",
+    responses={404: {"description": "no such model"}},
+)
+def model_diversity(
+    db: DbDep, period: TimeRangeDep, model_id: Annotated[str, Path(min_length=1, max_length=200)]
+) -> Diversity:
+    found = _diversity(db, period, model_id)
+    if found:
+        return found[0]
+    known = sql.scalar(db, "SELECT count(*) FROM models WHERE model_id = ?", [model_id]) or sql.scalar(
+        db, "SELECT count(*) FROM leaderboard WHERE model_id = ?", [model_id]
+    )
+    if not known:
+        raise HTTPException(status_code=404, detail=f"no model {model_id!r}; GET /reports/models lists them")
+    return Diversity(model_id=model_id, snapshot_count=0, model_correlation=None, ensemble_correlation=None, contribution=None, fnc=None, guidance=guidance(None))
+
+
+@diversity_router.get("", response_model=list[Diversity], summary="Every model's diversity metrics with guidance")
+def all_diversity(db: DbDep, period: TimeRangeDep) -> list[Diversity]:
+    return _diversity(db, period, None)

@@ -1,0 +1,263 @@
+"""Load benchmark of the report API: real uvicorn on loopback, ≥1,000,000 predictions, 50
+concurrent clients, with and without a concurrent rewrite ("backfill") of lake partitions.
+
+Usage: .venv/bin/python benchmarks/api_load_benchmark.py [--rows 1000000] [--clients 50] [--seconds 10]
+
+Seeds the lake through `Lake.write_windows` (50 models × 2 scopes × one-minute rounds, scores
+for every hour but the newest, a leaderboard and two checkpoints), starts
+`uvicorn --factory api.app:create_app` (one worker) in its own process, then for each route runs
+`--clients` keep-alive clients (threads in `--client-processes` processes) for `--seconds` and prints requests/s, p50, p99, max and errors:
+first without writes, then while another process rewrites prediction and score partitions and the
+leaderboard in a loop, as a backfill or re-scoring run does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import httpx
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from coordinator_dagster import schemas  # noqa: E402
+from coordinator_dagster.emission import default_build_emission  # noqa: E402
+from coordinator_dagster.lake import Lake  # noqa: E402
+from coordinator_dagster.partitions import WINDOW_KEY_FORMAT, window_keys_between  # noqa: E402
+
+UTC = dt.timezone.utc
+START = dt.datetime(2026, 11, 16, tzinfo=UTC)
+WINDOWS = ("score_recent", "score_steady", "score_anchor")
+SCOPES = (("btc-60s", "BTC"), ("eth-60s", "ETH"))
+
+
+def hour_frames(hour: dt.datetime, models: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    rounds = pl.datetime_range(hour, hour + dt.timedelta(minutes=59), "1m", time_zone="UTC", eager=True).alias("round_ts")
+    grid = (
+        pl.DataFrame(rounds)
+        .join(pl.DataFrame({"scope_key": [s for s, _ in SCOPES], "subject": [x for _, x in SCOPES]}), how="cross")
+        .join(pl.DataFrame({"model_id": [f"m-{i:03d}" for i in range(models)]}), how="cross")
+    )
+    ts = pl.col("round_ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    preds = grid.with_columns(
+        pl.concat_str([pl.col("scope_key"), pl.lit("@"), ts]).alias("input_id"),
+    ).with_columns(
+        pl.concat_str([pl.col("input_id"), pl.lit("/"), pl.col("model_id")]).alias("prediction_id"),
+        (pl.col("round_ts") + pl.duration(seconds=60)).alias("resolvable_at"),
+        pl.lit("PENDING").alias("status"),
+        ((pl.col("round_ts").dt.minute() + pl.col("model_id").str.slice(2).cast(pl.Int64)).sin() * 0.01).alias("value"),
+        pl.lit(None, dtype=pl.String).alias("output"),
+        pl.lit(None, dtype=pl.String).alias("failed_reason"),
+        pl.lit(3.0).alias("latency_ms"),
+        (pl.col("round_ts") + pl.duration(seconds=1)).alias("predicted_at"),
+    )
+    preds = schemas.conform(preds.select(schemas.PREDICTIONS.names()), schemas.PREDICTIONS, "predictions")
+    scores = preds.select(
+        "prediction_id", "input_id", "scope_key", "subject", "model_id", "round_ts", "resolvable_at",
+        pl.col("value").alias("prediction_value"), pl.lit(100.0).alias("entry_price"), pl.lit(101.0).alias("resolved_price"),
+        pl.lit(0.01).alias("profit"), pl.lit(True).alias("direction_up"), (pl.col("value") * 100).alias("value"),
+        pl.lit(True).alias("success"), pl.lit(None, dtype=pl.String).alias("failed_reason"), pl.lit("{}").alias("result"),
+        pl.lit("v1").alias("scoring_version"),
+    )
+    return preds, schemas.conform(scores, schemas.SCORES, "scores")
+
+
+def leaderboard(models: int, version: int = 0) -> pl.DataFrame:
+    rows = [
+        {
+            "rank": r + 1, "model_id": f"m-{r:03d}", "model_name": f"Model {r}", "cruncher": f"c{r}", "ranking_key": "score_recent",
+            "ranking_value": 1.0 - r / models + version * 1e-6, "is_ensemble": False, "score_recent": 1.0 - r / models,
+            "score_steady": 0.5, "score_anchor": 0.25, "prediction_count": 10_000 + version, "as_of": START,
+        }
+        for r in range(models)
+    ]
+    return schemas.conform(pl.DataFrame(rows), schemas.leaderboard_schema(WINDOWS), "leaderboard")
+
+
+def seed(home: Path, rows: int, models: int) -> tuple[Lake, list[str]]:
+    lake = Lake(home, window_names=WINDOWS)
+    per_hour = models * len(SCOPES) * 60
+    hours = -(-rows // per_hour)
+    keys = window_keys_between(START, START + dt.timedelta(hours=hours))
+    for i, key in enumerate(keys):
+        preds, scores = hour_frames(dt.datetime.strptime(key, WINDOW_KEY_FORMAT).replace(tzinfo=UTC), models)
+        lake.write("predictions", preds, key)
+        if i < len(keys) - 1:
+            lake.write("scores", scores, key)
+    lake.write("leaderboard", leaderboard(models))
+    for period in ("2026-11-08", "2026-11-15"):
+        entries = [{"rank": r + 1, "model_id": f"m-{r:03d}", "cruncher": f"c{r}", "cruncher_index": r, "ranking_value": 1.0 / (r + 1)} for r in range(models)]
+        emission = default_build_emission(entries, "CrunchPubkey1111", "ComputeProvider1", None)
+        start = dt.datetime.strptime(period, "%Y-%m-%d").replace(tzinfo=UTC)
+        lake.write(
+            "checkpoints",
+            pl.DataFrame({
+                "checkpoint_id": [f"CKP-{period}"], "period_start": [start], "period_end": [start + dt.timedelta(days=7)],
+                "status": ["PENDING"], "ranking_key": ["value"], "model_count": [models],
+                "entries": [json.dumps(entries)], "emission": [json.dumps(emission.model_dump(mode="json"))], "merkle_root": [None],
+            }),
+            period,
+        )
+    return lake, keys
+
+
+def rewrite_loop(home: str, keys: list[str], models: int, stop, counter, pause: float) -> None:
+    """Rewrite prediction and score partitions (the six newest hours, in turn) and the leaderboard,
+    `pause` seconds apart (0: as fast as the disk allows, a worst case for the API's caches)."""
+    lake = Lake(home, window_names=WINDOWS)
+    frames = {key: hour_frames(dt.datetime.strptime(key, WINDOW_KEY_FORMAT).replace(tzinfo=UTC), models) for key in keys[-6:]}
+    i = 0
+    while not stop.is_set():
+        key = keys[-1 - (i % 6)]
+        preds, scores = frames[key]
+        lake.write("predictions", preds, key)
+        if key != keys[-1]:
+            lake.write("scores", scores, key)
+        lake.write("leaderboard", leaderboard(models, i + 1))
+        i += 1
+        counter.value = i
+        if pause:
+            time.sleep(pause)
+
+
+def _client_process(port: int, target: str, threads: int, seconds: float, out) -> None:
+    """`threads` keep-alive HTTP/1.1 clients (stdlib http.client: far less client CPU per request
+    than httpx, so the figures measure the server) hammering `target` until the deadline."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def client() -> None:
+        mine, bad = [], 0
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                connection.request("GET", target)
+                response = connection.getresponse()
+                response.read()
+                bad += response.status != 200
+            except (OSError, http.client.HTTPException):
+                bad += 1
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            mine.append((time.perf_counter() - started) * 1000)
+        connection.close()
+        with lock:
+            latencies.extend(mine)
+            errors[0] += bad
+
+    workers = [threading.Thread(target=client) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    out.put((latencies, errors[0]))
+
+
+def hammer(port: int, path: str, params: dict, clients: int, seconds: float, processes: int) -> dict:
+    target = path + ("?" + urllib.parse.urlencode(params) if params else "")
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    shares = [clients // processes + (i < clients % processes) for i in range(processes)]
+    procs = [ctx.Process(target=_client_process, args=(port, target, n, seconds, out)) for n in shares if n]
+    began = time.perf_counter()
+    for proc in procs:
+        proc.start()
+    results = [out.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    elapsed = time.perf_counter() - began
+    latencies = sorted(x for lat, _ in results for x in lat)
+    errors = sum(e for _, e in results)
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]  # noqa: E731
+    # Throughput over the measuring window (process start-up excluded as well as we can).
+    return {"n": len(latencies), "rps": len(latencies) / min(elapsed, seconds), "p50": pick(0.5), "p99": pick(0.99), "max": latencies[-1], "errors": errors}
+
+
+def reset_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.setsid()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, default=Path(tempfile.gettempdir()) / "coordinator-api-load")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--models", type=int, default=50)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--port", type=int, default=18766)
+    parser.add_argument("--rewrite-pause", type=float, default=0.0, help="seconds between rewrites in the backfill loop")
+    parser.add_argument("--client-processes", type=int, default=2, help="client processes sharing the clients (threads)")
+    args = parser.parse_args()
+
+    shutil.rmtree(args.home, ignore_errors=True)
+    began = time.perf_counter()
+    lake, keys = seed(args.home, args.rows, args.models)
+    total = lake.query("SELECT count(*) AS n FROM raw_predictions")["n"][0]
+    print(f"lake {args.home}: {total:,} predictions in {len(keys)} hourly partitions, seeded in {time.perf_counter() - began:.1f} s")
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--port", str(args.port), "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT, env={**os.environ, "COORDINATOR_HOME": str(args.home)}, preexec_fn=reset_signals,
+    )
+    base = f"http://127.0.0.1:{args.port}"
+    routes = [
+        ("leaderboard", "/reports/leaderboard", {}),
+        ("predictions first page (limit=100)", "/reports/predictions", {"limit": 100}),
+        ("checkpoint emission", "/reports/checkpoints/CKP-2026-11-15/emission", {}),
+    ]
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(base + "/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        for _, path, params in routes:
+            for _ in range(3):
+                httpx.get(base + path, params=params, timeout=60).raise_for_status()
+        print(f"{args.clients} concurrent clients ({args.client_processes} processes of threads), {args.seconds:.0f} s per route, one uvicorn worker, {os.cpu_count()} cores")
+        for label, backfill in (("no writes", False), ("during a concurrent rewrite loop", True)):
+            # spawn, not fork: this process already runs DuckDB threads, which a fork can deadlock.
+            ctx = mp.get_context("spawn")
+            stop, counter = ctx.Event(), ctx.Value("l", 0)
+            writer = None
+            if backfill:
+                writer = ctx.Process(target=rewrite_loop, args=(str(args.home), keys, args.models, stop, counter, args.rewrite_pause), daemon=True)
+                writer.start()
+                time.sleep(1.0)
+            print(f"-- {label}")
+            for name, path, params in routes:
+                before = counter.value
+                r = hammer(args.port, path, params, args.clients, args.seconds, args.client_processes)
+                extra = f"  rewrite rounds meanwhile={counter.value - before} (each: predictions + scores partition + leaderboard)" if backfill else ""
+                print(f"{name:36s} {r['rps']:7.1f} req/s  p50={r['p50']:6.1f} ms  p99={r['p99']:6.1f} ms  max={r['max']:6.1f} ms  n={r['n']}  errors={r['errors']}{extra}")
+            if writer is not None:
+                stop.set()
+                writer.join(30)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)
+
+
+if __name__ == "__main__":
+    main()

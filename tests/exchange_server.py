@@ -15,8 +15,10 @@ import math
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from tests.loopback_server import LoopbackServer
 
 INTERVAL_MS = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000}
 
@@ -44,7 +46,7 @@ def _market(symbol: str, base: str, quote: str) -> dict:
     }
 
 
-class ExchangeServer:
+class ExchangeServer(LoopbackServer):
     """`with ExchangeServer() as server: ... server.base_url ...`"""
 
     def __init__(self, symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT"), timeout_delay: float = 1.5):
@@ -56,21 +58,7 @@ class ExchangeServer:
         self.trade_every_ms = 15_000  # one aggregate trade every 15 s, at the minute's close price
         self.requests: list[str] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def __enter__(self) -> "ExchangeServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._start_server()
 
     # ---- the data ----------------------------------------------------------------------
     def close_price(self, market_id: str, open_ms: int) -> float:

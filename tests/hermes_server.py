@@ -6,35 +6,22 @@ Prices are a deterministic function of (id, second); faults are queued per reque
 from __future__ import annotations
 
 import json
-import threading
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from tests.loopback_server import LoopbackServer
 
 EXPO = -8
 
 
-class HermesServer:
+class HermesServer(LoopbackServer):
     def __init__(self, now: int):
         self.now = now  # unix seconds the "latest" answer is published at
         self.faults: deque[int] = deque()
         self.missing: set[int] = set()  # publish times with no update (404)
         self.requests: list[tuple[str, str | None]] = []  # (path, Authorization header)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def __enter__(self) -> "HermesServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._start_server()
 
     @staticmethod
     def price(feed_id: str, publish_time: int) -> int:

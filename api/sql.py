@@ -66,3 +66,10 @@ def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = No
 def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
     _, found = fetch_with_retry(con, sql, params)
     return found[0][0] if found else None
+
+
+def page(con: duckdb.DuckDBPyConnection, columns: str, view: str, where: "Where", order: str, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
+    """(total, rows) of one page of `view` filtered by `where`: the count and the page query."""
+    total = scalar(con, f"SELECT count(*) FROM {view}{where.sql}", where.params) or 0
+    found = rows(con, f"SELECT {columns} FROM {view}{where.sql} ORDER BY {order} LIMIT ? OFFSET ?", [*where.params, limit, offset])
+    return total, found

@@ -37,12 +37,7 @@ def list_snapshots(
     model_id: Annotated[str | None, Query(max_length=200, description="only this model")] = None,
 ) -> Page[Snapshot]:
     where = sql.Where().equals("model_id", model_id).time_range(db, "snapshots", "period_start", period)
-    total = sql.scalar(db, f"SELECT count(*) FROM snapshots{where.sql}", where.params)
-    found = sql.rows(
-        db,
-        f"SELECT {_COLUMNS} FROM snapshots{where.sql} ORDER BY period_start DESC, model_id LIMIT ? OFFSET ?",
-        [*where.params, page.limit, page.offset],
-    )
+    total, found = sql.page(db, _COLUMNS, "snapshots", where, "period_start DESC, model_id", page.limit, page.offset)
     items = [Snapshot(**{**row, "result_summary": _summary(row["result_summary"])}) for row in found]
     return Page[Snapshot](items=items, limit=page.limit, offset=page.offset, total=total)
 
@@ -55,10 +50,7 @@ def ensemble_history(
     model_id: Annotated[str | None, Query(max_length=200, description="one ensemble, e.g. __ensemble_main__")] = None,
 ) -> Page[LeaderboardEntry]:
     where = sql.Where().add("coalesce(is_ensemble, false)").equals("model_id", model_id).time_range(db, "leaderboard_history", "as_of", period)
-    total = sql.scalar(db, f"SELECT count(*) FROM leaderboard_history{where.sql}", where.params)
-    found = sql.rows(
-        db, f"SELECT * FROM leaderboard_history{where.sql} ORDER BY as_of DESC, model_id LIMIT ? OFFSET ?", [*where.params, page.limit, page.offset]
-    )
+    total, found = sql.page(db, "*", "leaderboard_history", where, "as_of DESC, model_id", page.limit, page.offset)
     items = [
         LeaderboardEntry(
             **{name: row[name] for name in _FIXED},

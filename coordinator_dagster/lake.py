@@ -250,12 +250,21 @@ class Lake:
 
     def read_paths(self, name: str, paths: Iterable[Path]) -> pl.DataFrame:
         schema = self.table(name).schema
-        present = [str(p) for p in paths if p.exists()]
-        if not present:
+        frames = []
+        for path in paths:
+            # Each file is read through one open handle: given a path, polars opens it more than
+            # once, and a writer renaming a new version into place in between makes it mix the
+            # two files (a page-size error or a panic). An open handle keeps the old inode.
+            try:
+                with open(path, "rb") as handle:
+                    frames.append(pl.read_parquet(handle))
+            except FileNotFoundError:
+                continue
+        if not frames:
             return schemas.empty(schema)
         # One contiguous chunk: polars' grouped float aggregations over many chunks can sum in a
         # different order from run to run, and re-scoring must give byte-identical partitions.
-        frame = pl.read_parquet(present).rechunk()
+        frame = pl.concat(frames, how="vertical_relaxed").rechunk() if len(frames) > 1 else frames[0].rechunk()
         return schemas.conform(frame, schema, name)
 
     def read(self, name: str, key: str | None = None) -> pl.DataFrame:

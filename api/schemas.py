@@ -197,8 +197,12 @@ class ModelInfo(ApiModel):
     name: str | None
     cruncher: str | None
     cruncher_index: int | None
-    joined_at: dt.datetime | None
-    active: bool | None
+    joined_at: dt.datetime | None = Field(description="when the node first registered the model")
+    active: bool | None = Field(description="false once the model left the manifest")
+    status: str | None = Field(
+        default=None,
+        description="healthy, unhealthy (kept failing: resting, retried after a backoff) or removed, as of the last predict run",
+    )
 
 
 class ModelGlobal(ApiModel):

@@ -1,6 +1,7 @@
 """`predictions`: every registered model's answer to every round's input."""
 
 import datetime as dt
+import time
 
 import dagster as dg
 import polars as pl
@@ -10,11 +11,13 @@ from assets.metadata import counts_by, table_metadata
 from coordinator_dagster import schemas
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
 from coordinator_dagster.rounds import LIVE_ROUND_TAG, raw_input, split_missed
-from coordinator_dagster.runner import InProcessRunner
+from coordinator_dagster.lake import Lake
+from coordinator_dagster.runner import ModelSpec
 from resources import ClockResource, ContractResource, LakeResource, ModelRunnerResource
+from resources.models import RoundRunner
 
 
-def _predict(runner: InProcessRunner, todo: pl.DataFrame, predicted_at: dt.datetime) -> pl.DataFrame:
+def _predict(runner: RoundRunner, todo: pl.DataFrame, predicted_at: dt.datetime) -> pl.DataFrame:
     rows = []
     for item in todo.sort("round_ts", "scope_key").iter_rows(named=True):
         for outcome in runner.predict_round(raw_input(item), item["horizon_seconds"], item["step_seconds"]):
@@ -57,17 +60,43 @@ def _missed(todo: pl.DataFrame, model_ids: list[str], now: dt.datetime) -> pl.Da
     return schemas.conform(rows.select(schemas.PREDICTIONS.names()), schemas.PREDICTIONS, "predictions")
 
 
-def _registry(runner: ModelRunnerResource, existing: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:
-    """The registered models, upserted: a model that leaves the manifest stays (inactive), so
-    checkpoints of periods it took part in still find its cruncher index."""
+def _stored_models(store: Lake) -> pl.DataFrame:
+    """The registry as stored; a file from before the `status` column gets it (null)."""
+    try:
+        return store.read("models")
+    except schemas.SchemaError:
+        frame = pl.read_parquet(store.partition_path("models"))
+        missing = [pl.lit(None, dtype=dtype).alias(name) for name, dtype in schemas.MODELS.items() if name not in frame.columns]
+        return schemas.conform(frame.with_columns(missing), schemas.MODELS, "models")
+
+
+def registry(specs: list[ModelSpec], statuses: dict[str, str], existing: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:
+    """The registered models, upserted: a model keeps its first `joined_at`; a model that leaves
+    the manifest stays (inactive, status "removed"), so checkpoints of periods it took part in
+    still find its cruncher index; one that comes back is active again."""
     current = pl.DataFrame(
-        [{**spec.__dict__, "joined_at": now, "active": True} for spec in runner.specs()], schema=schemas.MODELS
+        [
+            {
+                "model_id": spec.model_id,
+                "name": spec.name,
+                "cruncher": spec.cruncher,
+                "cruncher_index": spec.cruncher_index,
+                "entrypoint": spec.entrypoint,
+                "joined_at": now,
+                "active": True,
+                "status": statuses.get(spec.model_id, "healthy"),
+            }
+            for spec in specs
+        ],
+        schema=schemas.MODELS,
     )
     joined = existing.select("model_id", pl.col("joined_at").alias("first_joined"))
     current = current.join(joined, on="model_id", how="left").with_columns(
         pl.coalesce("first_joined", "joined_at").alias("joined_at")
     ).drop("first_joined")
-    gone = existing.join(current.select("model_id"), on="model_id", how="anti").with_columns(pl.lit(False).alias("active"))
+    gone = existing.join(current.select("model_id"), on="model_id", how="anti").with_columns(
+        pl.lit(False).alias("active"), pl.lit("removed").alias("status")
+    )
     return pl.concat([current, gone]).sort("model_id")
 
 
@@ -98,12 +127,15 @@ def predictions(
     store = lake.get(crunch)
     window = context.partition_time_window
     now = clock.now()
-    runner = model_runner.open(crunch.output_type)
-    model_ids = [spec.model_id for spec in runner.specs]
     intervals = {p.scope_key: p.prediction_interval_seconds for p in crunch.scheduled_predictions}
     tag = context.run.tags.get(LIVE_ROUND_TAG)
     live_round = dt.datetime.fromisoformat(tag.replace("Z", "+00:00")) if tag else None
+    # A replay runs on models of its own (fresh state), so it never disturbs the live ones.
+    runner = model_runner.open(crunch.output_type, replay=live_round is None)
+    model_ids = [spec.model_id for spec in runner.specs]
     written = []
+    # Where a run's time goes (run metadata; the round latency benchmark reads it).
+    model_seconds = write_seconds = 0.0
     try:
         for key in window_keys_between(window.start, window.end):
             # Held across read-predict-write, so two runs of one hour cannot predict a round twice.
@@ -115,16 +147,20 @@ def predictions(
                 if live_round is not None:
                     todo, late = split_missed(todo, live_round, intervals)
                     missed = _missed(late, model_ids, now)
+                started = time.perf_counter()
                 fresh = pl.concat([missed, _predict(runner, todo, now)])
+                model_seconds += time.perf_counter() - started
+                started = time.perf_counter()
                 if not fresh.is_empty():
                     store.write("predictions", pl.concat([existing, fresh]).sort("round_ts", "scope_key", "model_id"), key)
                 elif not store.exists("predictions", key):
                     store.write("predictions", existing, key)
+                write_seconds += time.perf_counter() - started
             written.append(fresh)
             if not fresh.is_empty():
                 context.log.info(f"predictions {key}: {todo.height} new rounds, {fresh.height} predictions")
         with store.partition_lock("models"):
-            store.write("models", _registry(model_runner, store.read("models"), now))
+            store.write("models", registry(runner.specs, runner.statuses, _stored_models(store), now))
     finally:
         runner.close()
     store.ensure_catalog()
@@ -135,5 +171,7 @@ def predictions(
             partitions=len(written),
             new_predictions=new_rows.height,
             new_by_status=counts_by(new_rows, "status"),
+            model_seconds=round(model_seconds, 4),
+            write_seconds=round(write_seconds, 4),
         )
     )

@@ -9,6 +9,10 @@ import os
 import sys
 from pathlib import Path
 
+from coordinator_dagster.cli_feeds import register as register_feeds
+from coordinator_dagster.cli_models import register as register_models
+from coordinator_dagster.cli_operations import register as register_operations
+from coordinator_dagster.cli_workspace import register as register_workspace
 from coordinator_dagster.settings import load_settings
 
 DEFAULT_DEMO_START = "2026-11-20"
@@ -179,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("path", metavar="PATH", help="proof JSON file, or - for stdin (a bare proof or an API answer with a \"proof\" key)")
     verify.add_argument("--root", metavar="HEX", help="the published checkpoint root the proof must lead to")
     verify.set_defaults(func=_verify_proof)
+
+    # Command groups with modules of their own.
+    register_models(commands)
+    register_feeds(commands)
+    register_workspace(commands)
+    register_operations(commands)
     return parser
 
 

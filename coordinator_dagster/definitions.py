@@ -16,7 +16,7 @@ from assets.leaderboard import leaderboard
 from coordinator_dagster.contracts import CrunchContract, load_contract
 from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS
 from coordinator_dagster.settings import Settings, load_settings
-from resources import ClockResource, ContractResource, FeedSource, InProcessModelRunner, LakeResource, SyntheticFeed
+from resources import ClockResource, ContractResource, FeedSource, InProcessModelRunner, LakeResource, ModelRunnerResource, RemoteModelRunner, SyntheticFeed
 from resources.feeds import CcxtFeed, PythFeed
 from sensors import default_jobs, default_sensors
 from sensors.schedules import build_checkpoint_schedule, build_ingest_schedule
@@ -60,12 +60,20 @@ def feed_resource(settings: Settings) -> FeedSource:
     return feed
 
 
+def model_runner_resource(settings: Settings) -> ModelRunnerResource:
+    """The runner service at MODEL_RUNNER_URL (models in worker processes that outlast runs), or,
+    without one, the models in each run's own process."""
+    if settings.model_runner_url:
+        return RemoteModelRunner(url=settings.model_runner_url, timeout_seconds=settings.model_timeout_seconds)
+    return InProcessModelRunner(manifest=settings.models_manifest, timeout_seconds=settings.model_timeout_seconds)
+
+
 def default_resources(settings: Settings) -> dict[str, Any]:
     return {
         "lake": LakeResource(home=str(settings.home)),
         "contract": ContractResource(),
         "feed": feed_resource(settings),
-        "model_runner": InProcessModelRunner(manifest=settings.models_manifest, timeout_seconds=settings.model_timeout_seconds),
+        "model_runner": model_runner_resource(settings),
         "clock": ClockResource(),
     }
 
@@ -86,7 +94,7 @@ def build_defs(
         assets=[*window_assets, leaderboard, checkpoints],
         jobs=default_jobs,
         sensors=default_sensors,
-        schedules=[build_ingest_schedule(resources["feed"].granularity), build_checkpoint_schedule(checkpoint_job, period_partitions)],
+        schedules=[build_ingest_schedule(resources["feed"].granularity, live=settings.feed_live), build_checkpoint_schedule(checkpoint_job, period_partitions)],
         resources=resources,
         executor=dg.in_process_executor,
     )

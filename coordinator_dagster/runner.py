@@ -1,9 +1,12 @@
 """Running participant models for a round: registry entries, timeouts, output validation.
 
-This is the in-process runner: each model gets its own single-thread executor so its calls stay
-in order (models are stateful) and a model that hangs blocks only itself; its later rounds are
-ABSENT until the call returns. Python cannot kill a thread, so a model that never returns keeps
-its thread for the life of the process; isolating models in worker processes removes that limit.
+`validate_output` decides PENDING or FAILED for every runner. The out-of-process runner (one
+worker process per model, for a live node) is `model_service`; this module's runner is the
+in-process one, for tests and `coordinator demo`: each model gets its own single-thread executor
+so its calls stay in order (models are stateful) and a model that hangs blocks only itself; its
+later rounds are ABSENT until the call returns. Python cannot kill a thread, so a model that
+never returns keeps its thread for the life of the process; the worker processes of
+`model_service` remove that limit.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class ModelSpec:
     cruncher: str
     cruncher_index: int
     entrypoint: str  # "package.module:TrackerClass"
+    path: str = ""  # the model's folder, put first on its import path (empty: importable as is)
 
 
 EXAMPLE_MODELS = (
@@ -84,6 +88,8 @@ class InProcessRunner:
                 self._models[spec.model_id] = resolve_dotted(spec.entrypoint)()
             except Exception as exc:  # a model that cannot load fails its own predictions only
                 self._load_errors[spec.model_id] = f"model failed to load: {exc!r}"
+        # Health as the registry shows it: a model that could not load is unhealthy for the run.
+        self.statuses = {spec.model_id: "unhealthy" if spec.model_id in self._load_errors else "healthy" for spec in self.specs}
 
     def close(self) -> None:
         for executor in self._executors.values():

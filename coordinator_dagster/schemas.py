@@ -137,6 +137,7 @@ MODELS = pl.Schema(
         "entrypoint": pl.String,
         "joined_at": UTC_TS,
         "active": pl.Boolean,  # false once removed from the manifest; kept for past checkpoints
+        "status": pl.String,  # healthy / unhealthy as the runner reports it; "removed" once inactive
     }
 )
 

@@ -37,6 +37,7 @@ class Settings(BaseModel):
     feed_quote: str = "USDT"
     feed_symbols: dict[str, str] = Field(default_factory=dict)  # FEED_SYMBOLS="BTC=BTC/USDC,ETH=ETH/USDC"
     feed_base_url: str = ""  # FEED_BASE_URL: a mirror, proxy or loopback server for the ccxt exchange
+    feed_ws_url: str = ""  # FEED_WS_URL: replaces scheme and host of the exchange's WebSocket URLs (live listener)
     # Pyth Hermes (FEED_SOURCE=pyth); the API key is a secret: PYTH_API_KEY, passed as dg.EnvVar
     pyth_hermes_url: str = "https://hermes.pyth.network"
     pyth_feed_ids: dict[str, str] = Field(default_factory=dict)  # PYTH_FEED_IDS="SOL=<64 hex>"
@@ -49,8 +50,18 @@ class Settings(BaseModel):
     feed_max_gap_steps: int = Field(default=1, ge=1)
     feed_frozen_records: int = Field(default=30, ge=2)
     feed_freshness_seconds: int = Field(default=180, gt=0)
+    # Live streaming (`coordinator feeds listen`): with FEED_LIVE=1 the listener writes feed_records
+    # and the minute ingest schedule starts stopped.
+    feed_live: bool = False
     model_timeout_seconds: float = Field(default=5.0, gt=0)
     models_manifest: str = ""
+    # The model runner service (`coordinator models serve`); empty URL: models run in-process.
+    model_runner_url: str = ""
+    model_runner_host: str = "127.0.0.1"
+    model_runner_port: int = Field(default=8100, ge=0, le=65535)
+    model_memory_limit_mb: int = Field(default=1024, ge=0)  # per worker (RLIMIT_AS); 0 = no limit
+    model_unhealthy_after: int = Field(default=3, ge=1)  # consecutive timeouts/crashes
+    model_retry_seconds: float = Field(default=60.0, gt=0)  # first backoff of an unhealthy model
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
@@ -86,6 +97,7 @@ _ENV = {
     "feed_quote": "FEED_QUOTE",
     "feed_symbols": "FEED_SYMBOLS",
     "feed_base_url": "FEED_BASE_URL",
+    "feed_ws_url": "FEED_WS_URL",
     "pyth_hermes_url": "PYTH_HERMES_URL",
     "pyth_feed_ids": "PYTH_FEED_IDS",
     "feed_timeout_seconds": "FEED_TIMEOUT_SECONDS",
@@ -94,8 +106,15 @@ _ENV = {
     "feed_max_gap_steps": "FEED_MAX_GAP_STEPS",
     "feed_frozen_records": "FEED_FROZEN_RECORDS",
     "feed_freshness_seconds": "FEED_FRESHNESS_SECONDS",
+    "feed_live": "FEED_LIVE",
     "model_timeout_seconds": "MODEL_TIMEOUT_SECONDS",
     "models_manifest": "MODELS_MANIFEST",
+    "model_runner_url": "MODEL_RUNNER_URL",
+    "model_runner_host": "MODEL_RUNNER_HOST",
+    "model_runner_port": "MODEL_RUNNER_PORT",
+    "model_memory_limit_mb": "MODEL_MEMORY_LIMIT_MB",
+    "model_unhealthy_after": "MODEL_UNHEALTHY_AFTER",
+    "model_retry_seconds": "MODEL_RETRY_SECONDS",
     "api_host": "API_HOST",
     "api_port": "API_PORT",
 }

@@ -8,7 +8,7 @@ from resources.clock import ClockResource
 from resources.contract import ContractResource
 from resources.feeds import FeedSource, SyntheticFeed
 from resources.lake import LakeResource
-from resources.models import InProcessModelRunner, ModelRunnerResource
+from resources.models import InProcessModelRunner, ModelRunnerResource, RemoteModelRunner
 
 __all__ = [
     "ClockResource",
@@ -17,5 +17,6 @@ __all__ = [
     "InProcessModelRunner",
     "LakeResource",
     "ModelRunnerResource",
+    "RemoteModelRunner",
     "SyntheticFeed",
 ]

@@ -25,6 +25,14 @@ from sensors.jobs import predict_job, score_job
 # other loop (ticks 10 s apart, measured), so ask for less and let the loop set the pace.
 SENSOR_INTERVAL_SECONDS = 1
 CLOSED_KEY = "closed-hour"  # score cursor entry: the newest hour given its final scoring pass
+# A live run records the missed rounds of its own hour; a gap across an hour boundary (node down,
+# or a failed run at the end of an hour) is recorded by catch-up runs of the earlier hours, up to
+# this many hours back.
+CATCH_UP_HOURS = 24
+# The candle that makes round R due also resolves round R-1, so a predict run and a score run are
+# due together; launching both at once on a small machine slows the latency-critical one (two
+# processes importing Dagster). Scoring yields to the live round's prediction for this long.
+PREDICT_FIRST_SECONDS = 30
 
 
 def _round_floor(now: dt.datetime, interval: int) -> dt.datetime:
@@ -68,6 +76,68 @@ def due_predict_rounds(contract: CrunchContract, lake: Lake, step_seconds: int, 
         requests.setdefault(due, []).append(scheduled.scope_key)
         new_cursor[scheduled.scope_key] = _stamp(due)
     return requests, new_cursor, waiting
+
+
+def catch_up_hours(contract: CrunchContract, lake: Lake, cursor: dict[str, str], due_rounds: list[dt.datetime]) -> list[dt.datetime]:
+    """Hours before the newest due round's hour that may hold unrecorded rounds, at most
+    CATCH_UP_HOURS back: from the hour of the oldest scope whose previous round was not requested
+    or has no predictions (the node was down, or that run failed).
+
+    None on a first start (empty cursor): rounds from before the node existed are not late."""
+    if not due_rounds:
+        return []
+    newest = max(due_rounds)
+    newest_hour = newest.replace(minute=0, second=0, microsecond=0)
+    gaps = []
+    for scheduled in contract.scheduled_predictions:
+        stamp = cursor.get(scheduled.scope_key)
+        if not scheduled.active or not stamp:
+            continue
+        last = dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+        if last >= newest_hour:
+            continue  # its earlier rounds are in the live hour: the live run records them
+        previous = _round_floor(newest, scheduled.prediction_interval_seconds) - dt.timedelta(seconds=scheduled.prediction_interval_seconds)
+        recorded = lake.read("predictions", window_key(last)).filter((pl.col("round_ts") == last) & (pl.col("scope_key") == scheduled.scope_key))
+        if last == previous and not recorded.is_empty():
+            continue  # no gap: the round before this one was requested and recorded
+        gaps.append(last)
+    if not gaps:
+        return []
+    hour = max(min(gaps).replace(minute=0, second=0, microsecond=0), newest_hour - dt.timedelta(hours=CATCH_UP_HOURS))
+    hours = []
+    while hour < newest_hour:
+        hours.append(hour)
+        hour += dt.timedelta(hours=1)
+    return hours
+
+
+def live_round_awaiting_predictions(contract: CrunchContract, lake: Lake, step_seconds: int, now: dt.datetime) -> list[str]:
+    """Scopes whose current round has its data but not yet its predictions (for at most
+    PREDICT_FIRST_SECONDS after the round): the score sensor waits for them."""
+    waiting = []
+    for scheduled in contract.scheduled_predictions:
+        if not scheduled.active:
+            continue
+        due = _round_floor(now, scheduled.prediction_interval_seconds)
+        if (now - due).total_seconds() > PREDICT_FIRST_SECONDS:
+            continue
+        needed = due - dt.timedelta(seconds=step_seconds)
+        newest = newest_record(lake, scheduled.scope.subject, needed)
+        if newest is None or newest < needed:
+            continue  # not due yet: nothing to wait for
+        predicted = lake.read("predictions", window_key(due)).filter(
+            (pl.col("round_ts") == due) & (pl.col("scope_key") == scheduled.scope_key)
+        )
+        if predicted.is_empty():
+            waiting.append(f"{scheduled.scope_key}: round {_stamp(due)}")
+    return waiting
+
+
+def _predicting_live(instance: dg.DagsterInstance) -> bool:
+    """Has a sensor-requested predict run been created in the last ten minutes?"""
+    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10)
+    records = instance.get_run_records(filters=dg.RunsFilter(job_name=predict_job.name, created_after=since), limit=1)
+    return bool(records)
 
 
 def failed_feed_checks(
@@ -142,23 +212,38 @@ def _sensor_body(kind: str, find: Callable):
     def evaluate(context: dg.SensorEvaluationContext, lake: LakeResource, contract: ContractResource, feed: FeedSource, clock: ClockResource):
         crunch = contract.get()
         cursor = _load_cursor(context.cursor)
+        if find is due_score_rounds and _predicting_live(context.instance):
+            first = live_round_awaiting_predictions(crunch, lake.get(crunch), feed.step_seconds, clock.now())
+            if first:
+                return dg.SkipReason(f"scoring waits for the live round's predictions first: {'; '.join(first)}")
         extra = {"config": feed.check_settings()} if find is due_score_rounds else {}
         requests, new_cursor, waiting = find(crunch, lake.get(crunch), feed.step_seconds, clock.now(), cursor, **extra)
         if not requests:
             return dg.SkipReason("; ".join(waiting) or f"no new round to {kind} yet")
         if waiting:
             context.log.info("; ".join(waiting))
-        return dg.SensorResult(
-            run_requests=[
+        run_requests = [
+            dg.RunRequest(
+                run_key=f"{'close' if scopes == [CLOSED_KEY] else kind}:{_stamp(round_ts)}",
+                partition_key=window_key(round_ts),
+                tags={LIVE_ROUND_TAG: _stamp(round_ts), "coordinator/scopes": ",".join(scopes)},
+            )
+            for round_ts, scopes in sorted(requests.items())
+        ]
+        if kind == "predict":
+            # Earlier hours' unrecorded rounds become ABSENT ("round missed") in these runs: tagged
+            # with the live round, the predictions asset records rounds older than it as missed.
+            # Requested after the live round's run, which goes first.
+            live = _stamp(max(requests))
+            run_requests += [
                 dg.RunRequest(
-                    run_key=f"{'close' if scopes == [CLOSED_KEY] else kind}:{_stamp(round_ts)}",
-                    partition_key=window_key(round_ts),
-                    tags={LIVE_ROUND_TAG: _stamp(round_ts), "coordinator/scopes": ",".join(scopes)},
+                    run_key=f"predict-catch-up:{_stamp(hour)}",
+                    partition_key=window_key(hour),
+                    tags={LIVE_ROUND_TAG: live, "coordinator/scopes": "catch-up"},
                 )
-                for round_ts, scopes in sorted(requests.items())
-            ],
-            cursor=json.dumps(new_cursor, sort_keys=True),
-        )
+                for hour in catch_up_hours(crunch, lake.get(crunch), cursor, list(requests))
+            ]
+        return dg.SensorResult(run_requests=run_requests, cursor=json.dumps(new_cursor, sort_keys=True))
 
     return evaluate
 

@@ -1,7 +1,8 @@
 """Models: the registered models, their all-time summary, the scheduled predictions per scope,
 and diversity (how much a model's predictions differ from the others').
 
-`/reports/models` reads the `models` table (the manifest as last synced); the summaries read the
+`/reports/models` reads the `models` table (the manifest as last synced, with each model's
+health as the runner last reported it); the summaries read the
 current scoring version's snapshots; `params` comes from the contract the API was started with.
 """
 
@@ -29,7 +30,7 @@ def list_models(
     active: Annotated[bool | None, Query(description="only active (true) or retired (false) models")] = None,
 ) -> list[ModelInfo]:
     where = sql.Where().equals("active", active)
-    found = sql.rows(db, f"SELECT model_id, name, cruncher, cruncher_index, joined_at, active FROM models{where.sql} ORDER BY model_id", where.params)
+    found = sql.rows(db, f"SELECT model_id, name, cruncher, cruncher_index, joined_at, active, status FROM models{where.sql} ORDER BY model_id", where.params)
     return [ModelInfo(**row) for row in found]
 
 

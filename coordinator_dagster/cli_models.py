@@ -1,0 +1,104 @@
+"""`coordinator models ...`: the isolated model runner service.
+
+    coordinator models serve [--host H] [--port P] [--manifest PATH] [--port-file F]
+    coordinator models list [--url URL]
+
+`serve` runs until SIGINT/SIGTERM; its defaults come from the node settings (MODEL_RUNNER_HOST,
+MODEL_RUNNER_PORT, MODELS_MANIFEST, MODEL_TIMEOUT_SECONDS, MODEL_MEMORY_LIMIT_MB, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from coordinator_dagster.contracts import load_contract
+    from coordinator_dagster.model_http import serve
+    from coordinator_dagster.model_manifest import ManifestError
+    from coordinator_dagster.model_service import ModelService, PoolSettings
+    from coordinator_dagster.settings import load_settings
+
+    settings = load_settings()
+    manifest = args.manifest if args.manifest is not None else settings.models_manifest
+    pool_settings = PoolSettings(
+        timeout_seconds=args.timeout if args.timeout is not None else settings.model_timeout_seconds,
+        memory_limit_mb=settings.model_memory_limit_mb,
+        unhealthy_after=settings.model_unhealthy_after,
+        retry_seconds=settings.model_retry_seconds,
+    )
+    logging.getLogger("coordinator.models").setLevel(logging.INFO)
+    try:
+        service = ModelService(manifest, pool_settings, load_contract().output_type)
+    except ManifestError as exc:
+        print(f"coordinator models serve: {exc}", file=sys.stderr)
+        return 2
+
+    def announce(message: str) -> None:
+        print(message, flush=True)
+
+    host = args.host or settings.model_runner_host
+    port = settings.model_runner_port if args.port is None else args.port
+    try:
+        serve(service, host, port, announce=_with_port_file(announce, args.port_file))
+    except OSError as exc:
+        service.close()
+        print(f"coordinator models serve: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _with_port_file(announce, port_file: str | None):
+    """Announce, and write the bound port to `port_file` once listening (for port 0)."""
+
+    def wrapped(message: str) -> None:
+        announce(message)
+        if port_file and message.startswith("model runner listening on "):
+            port = message.split("listening on ", 1)[1].split()[0].rsplit(":", 1)[1]
+            tmp = Path(port_file).with_suffix(".tmp")
+            tmp.write_text(port + "\n")
+            tmp.replace(port_file)
+
+    return wrapped
+
+
+def _list(args: argparse.Namespace) -> int:
+    import httpx
+
+    from coordinator_dagster.settings import load_settings
+
+    url = args.url or load_settings().model_runner_url
+    if not url:
+        print("coordinator models list: no runner URL (--url or MODEL_RUNNER_URL)", file=sys.stderr)
+        return 2
+    try:
+        response = httpx.get(url.rstrip("/") + "/models", timeout=10)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        print(f"coordinator models list: {url}: {exc}", file=sys.stderr)
+        return 1
+    body = response.json()
+    for model in body["models"]:
+        print(f"{model['model_id']:<24} {model['status']:<10} {model['cruncher']:<16} {model['name']}" + (f"  ({model['last_error']})" if model["last_error"] else ""))
+    if body.get("manifest_error"):
+        print(f"manifest error (the models above keep running): {body['manifest_error']}")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add this module's subcommands to the `coordinator` parser."""
+    models = commands.add_parser("models", help="the isolated model runner service")
+    sub = models.add_subparsers(dest="models_command", required=True)
+    serve = sub.add_parser("serve", help="run the model runner service (one worker process per model)")
+    serve.add_argument("--host", default=None, help="listen address (default MODEL_RUNNER_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default MODEL_RUNNER_PORT, 8100; 0 = any free port)")
+    serve.add_argument("--manifest", default=None, help="model manifest JSON (default MODELS_MANIFEST; empty = the example models)")
+    serve.add_argument("--timeout", type=float, default=None, help="per-model seconds per round (default MODEL_TIMEOUT_SECONDS, 5)")
+    serve.add_argument("--port-file", default=None, help="write the bound port to this file once listening")
+    serve.set_defaults(func=_serve)
+    listing = sub.add_parser("list", help="the runner's models and their health")
+    listing.add_argument("--url", default=None, help="runner URL (default MODEL_RUNNER_URL)")
+    listing.set_defaults(func=_list)

@@ -1,0 +1,103 @@
+"""`coordinator backup|restore`: node backup and restore (the logic is in `backup.py`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _homes(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    from coordinator_dagster.settings import load_settings
+
+    home = Path(args.home).expanduser() if args.home else load_settings().home
+    dagster_home = Path(args.dagster_home).expanduser() if args.dagster_home else None
+    return home, dagster_home
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from coordinator_dagster.backup import BackupError, backup, default_dagster_home
+
+    home, dagster_home = _homes(args)
+    dagster_home = dagster_home or default_dagster_home(home)
+    try:
+        result = backup(Path(args.archive), home, dagster_home)
+    except BackupError as exc:
+        print(f"coordinator backup: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"backed up {home}" + (f" and {dagster_home}" if dagster_home.is_dir() else " (no Dagster instance found)")
+        + f" to {result.archive}: {result.files} files ({result.sqlite_databases} SQLite databases), "
+        f"{_mb(result.bytes)} → {_mb(result.archive.stat().st_size)} in {result.seconds:.1f} s"
+    )
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    import os
+
+    from coordinator_dagster.backup import BackupError, restore
+
+    home, dagster_home = _homes(args)
+    if dagster_home is None and os.environ.get("DAGSTER_HOME", "").strip():
+        dagster_home = Path(os.environ["DAGSTER_HOME"]).expanduser()
+    try:
+        result = restore(Path(args.archive), home, dagster_home, force=args.force)
+    except BackupError as exc:
+        print(f"coordinator restore: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"restored {result.files} files ({_mb(result.bytes)}) into {result.home}"
+        + (f" and {result.dagster_home}" if result.dagster_home else "")
+        + f" in {result.seconds:.1f} s"
+    )
+    _rebuild_catalog(result.home)
+    return 0
+
+
+def _rebuild_catalog(home: Path) -> None:
+    # The DuckDB catalog holds views with absolute paths, so it is rebuilt rather than restored.
+    from coordinator_dagster.contracts import ContractError, load_contract
+    from coordinator_dagster.lake import Lake
+
+    try:
+        rebuilt = Lake.for_contract(home, load_contract()).refresh_catalog()
+    except (ContractError, ValueError) as exc:
+        print(f"note: the DuckDB catalog was not rebuilt ({exc}); run `coordinator catalog` with the node's settings")
+        return
+    if rebuilt:
+        print(f"catalog rebuilt: {home / 'coordinator.duckdb'}")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add this module's subcommands to the `coordinator` parser."""
+    backup = commands.add_parser(
+        "backup",
+        help="archive the lake and the Dagster instance (safe while the node runs)",
+        description="Write ARCHIVE (a .tar.gz) with the lake (COORDINATOR_HOME) and the Dagster instance "
+        "(DAGSTER_HOME, SQLite databases copied with SQLite's online backup) and a manifest of checksums. "
+        "The archive is replaced atomically.",
+    )
+    backup.add_argument("archive", help="the archive to write, e.g. backups/node-2026-11-25.tar.gz")
+    backup.add_argument("--home", help="COORDINATOR_HOME to back up (default: the node's)")
+    backup.add_argument("--dagster-home", help="DAGSTER_HOME to back up (default: $DAGSTER_HOME, else HOME/dagster_home)")
+    backup.set_defaults(func=_backup)
+
+    restore = commands.add_parser(
+        "restore",
+        help="restore a backup into empty homes (the node must be stopped)",
+        description="Verify ARCHIVE in full, then restore it into COORDINATOR_HOME and DAGSTER_HOME. Targets must be "
+        "empty or missing unless --force; a damaged archive changes nothing.",
+    )
+    restore.add_argument("archive", help="an archive written by `coordinator backup`")
+    restore.add_argument("--home", help="COORDINATOR_HOME to restore into (default: the node's)")
+    restore.add_argument(
+        "--dagster-home",
+        help="DAGSTER_HOME to restore into (default: $DAGSTER_HOME, else where the archive had it, HOME/dagster_home)",
+    )
+    restore.add_argument("--force", action="store_true", help="replace non-empty targets (their current content is deleted)")
+    restore.set_defaults(func=_restore)

@@ -1,0 +1,479 @@
+"""The model runner service's supervisor: worker processes, rounds, health, sessions.
+
+Each model runs in its own worker process (`model_worker`), kept alive across rounds so its state
+persists. A round fans one input out to every model at once and waits at most the per-model
+timeout. What each model's row becomes:
+
+    PENDING  a valid answer (checked with `runner.validate_output` against the contract's type)
+    FAILED   the model raised, its answer is invalid, not finite, or over the size cap
+    ABSENT   no answer in time (the worker is killed), the worker died, or the model is unhealthy
+
+A killed or dead worker is replaced at once, so the next round finds a fresh one (its state is
+lost: it starts over from the next round's input). `unhealthy_after` consecutive timeouts,
+crashes or load failures mark a model unhealthy: its rows are ABSENT with reason "unhealthy"
+and no worker is started for it until a backoff (doubling from `retry_seconds`, at most 15 min)
+has passed; one good answer makes it healthy again.
+
+A `ModelPool` is one set of workers. The service keeps one live pool, synced with the manifest
+at every round, and creates separate pools ("sessions") for replays, so a replay never touches
+the live models' state. The HTTP front end is `model_http`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from coordinator_dagster.model_manifest import ManifestError, load_manifest, manifest_entry
+from coordinator_dagster.model_worker import HEADER, ChannelClosed, recv_exact, send_frame
+from coordinator_dagster.runner import MAX_OUTPUT_BYTES, ModelSpec, Outcome, validate_output
+
+OUTPUT_TAIL_BYTES = 4096  # the last bytes a worker printed, kept for the reason when it dies
+STARTUP_TIMEOUT_SECONDS = 60.0  # a worker still loading its model after this is killed
+MAX_BACKOFF_SECONDS = 900.0
+LIVE = "live"
+WORKER_ENV = ("PATH", "HOME", "LANG", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    timeout_seconds: float = 5.0
+    memory_limit_mb: int = 1024
+    max_output_bytes: int = MAX_OUTPUT_BYTES
+    unhealthy_after: int = 3
+    retry_seconds: float = 60.0
+    python: str = sys.executable
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _exit_reason(returncode: int | None) -> str:
+    if returncode is None:
+        return "worker stopped answering"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"worker died ({name})"
+    return f"worker exited with code {returncode}"
+
+
+class Worker:
+    """One model's process and its channel. Not thread-safe: its slot calls it from one thread."""
+
+    def __init__(self, spec: ModelSpec, settings: PoolSettings):
+        self.spec = spec
+        self.settings = settings
+        self.seq = 0
+        self.ready = False
+        self.load_error: str | None = None
+        self.tail: deque[bytes] = deque()
+        self._tail_size = 0
+        self._tail_lock = threading.Lock()
+        parent, child = socket.socketpair()
+        self.sock = parent
+        # Model code is untrusted: it sees a minimal environment, not the node's (API keys).
+        env = {k: v for k, v in os.environ.items() if k in WORKER_ENV or k.startswith("LC_")}
+        env.update({"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"})
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        command = [
+            settings.python, "-m", "coordinator_dagster.model_worker",
+            "--fd", str(child.fileno()),
+            "--entrypoint", spec.entrypoint,
+            "--memory-mb", str(settings.memory_limit_mb),
+            "--max-output-bytes", str(settings.max_output_bytes),
+            "--parent", str(os.getpid()),
+        ]  # fmt: skip
+        if spec.path:
+            command += ["--path", spec.path]
+        try:
+            self.proc = subprocess.Popen(
+                command,
+                pass_fds=(child.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # its own group: killing it kills whatever it started
+            )
+        finally:
+            child.close()
+        self.started = time.monotonic()
+        self._drainer = threading.Thread(target=self._drain, name=f"drain-{spec.model_id}", daemon=True)
+        self._drainer.start()
+
+    def _drain(self) -> None:
+        """Read the worker's stdout/stderr as fast as it writes, keeping only the last bytes."""
+        stream = self.proc.stdout
+        assert stream is not None
+        while True:
+            chunk = stream.read1(65536)
+            if not chunk:
+                break
+            with self._tail_lock:
+                self.tail.append(chunk)
+                self._tail_size += len(chunk)
+                while self._tail_size - len(self.tail[0]) >= OUTPUT_TAIL_BYTES:
+                    self._tail_size -= len(self.tail.popleft())
+        stream.close()
+
+    def output_tail(self, limit: int = 400) -> str:
+        with self._tail_lock:
+            text = b"".join(self.tail)[-limit:].decode(errors="replace")
+        return " ".join(text.split())
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self.proc.kill()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.sock.close()
+        self._drainer.join(timeout=1)
+
+    def death_reason(self) -> str:
+        try:
+            code = self.proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            code = None
+        self._drainer.join(timeout=1)
+        tail = self.output_tail()
+        return _exit_reason(code) + (f"; last output: {tail}" if tail else "")
+
+    def _read(self, deadline: float, cap: int | None = None) -> dict[str, Any] | int:
+        """The next frame, or its size if it is over `cap` (its bytes are read and dropped)."""
+        (size,) = HEADER.unpack(recv_exact(self.sock, HEADER.size, deadline))
+        if cap is not None and size > cap:
+            recv_exact(self.sock, size, deadline, sink=True)
+            return size
+        return json.loads(recv_exact(self.sock, size, deadline))
+
+    def wait_ready(self, deadline: float) -> None:
+        """Raises TimeoutError, ChannelClosed, or RuntimeError (load failure)."""
+        if self.ready:
+            return
+        message = self._read(deadline, cap=1 << 20)
+        if isinstance(message, dict) and message.get("type") == "ready":
+            self.ready = True
+            return
+        if isinstance(message, dict) and message.get("type") == "load_error":
+            self.load_error = str(message.get("error"))
+            raise RuntimeError(f"model failed to load: {self.load_error}")
+        raise RuntimeError(f"protocol error: expected 'ready', got {str(message)[:200]}")
+
+    def predict(self, payload: dict[str, Any], horizon: int, step: int, deadline: float) -> dict[str, Any] | int:
+        self.seq += 1
+        self.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        try:
+            send_frame(self.sock, {"type": "predict", "seq": self.seq, "payload": payload, "horizon": horizon, "step": step})
+        except socket.timeout:
+            raise TimeoutError from None
+        except OSError:
+            raise ChannelClosed from None
+        # The frame cap leaves room for the envelope around a maximal answer.
+        message = self._read(deadline, cap=2 * self.settings.max_output_bytes + 1024)
+        if isinstance(message, dict) and message.get("seq") != self.seq:
+            raise RuntimeError(f"protocol error: answer for request {message.get('seq')}, expected {self.seq}")
+        return message
+
+
+@dataclass
+class Slot:
+    """A model in a pool: its spec, its current worker and its health."""
+
+    spec: ModelSpec
+    loaded_at: dt.datetime
+    worker: Worker | None = None
+    failures: int = 0  # consecutive timeouts, crashes and load failures
+    strikes: int = 0  # times marked unhealthy in a row: sets the backoff
+    unhealthy_until: float | None = None  # monotonic time of the next retry
+    last_error: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def status(self) -> str:
+        return "unhealthy" if self.unhealthy_until is not None else "healthy"
+
+
+class ModelPool:
+    """One worker per model. `predict` is serialized: models are stateful and answer in order."""
+
+    def __init__(self, specs: Sequence[ModelSpec], settings: PoolSettings, output_type: type[BaseModel], clock: Callable[[], float] = time.monotonic):
+        self.settings = settings
+        self.output_type = output_type
+        self.clock = clock
+        self.slots: dict[str, Slot] = {}
+        self._round_lock = threading.Lock()
+        self._threads = 8
+        self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="round")
+        self.last_used = time.monotonic()
+        self.sync(specs)
+
+    # ---- membership ---------------------------------------------------------------------------
+    def sync(self, specs: Sequence[ModelSpec]) -> None:
+        """Start added models, stop removed ones, restart those whose spec changed."""
+        wanted = {spec.model_id: spec for spec in specs}
+        for model_id in list(self.slots):
+            if model_id not in wanted or wanted[model_id] != self.slots[model_id].spec:
+                self._stop_slot(self.slots.pop(model_id))
+        for model_id, spec in wanted.items():
+            if model_id not in self.slots:
+                slot = Slot(spec, _utcnow())
+                slot.worker = Worker(spec, self.settings)
+                self.slots[model_id] = slot
+        # Keep the manifest's order: rows and the registry follow it.
+        self.slots = {model_id: self.slots[model_id] for model_id in wanted}
+        # One thread per model, so every model of a round runs at once.
+        if len(self.slots) > self._threads:
+            with self._round_lock:
+                self._threads = len(self.slots) + 8
+                old, self._executor = self._executor, ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="round")
+            old.shutdown(wait=False)
+
+    def _stop_slot(self, slot: Slot) -> None:
+        with slot.lock:
+            if slot.worker is not None:
+                slot.worker.kill()
+                slot.worker = None
+
+    def close(self) -> None:
+        for slot in self.slots.values():
+            self._stop_slot(slot)
+        self.slots = {}
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def specs(self) -> list[ModelSpec]:
+        return [slot.spec for slot in self.slots.values()]
+
+    def describe(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        rows = []
+        for slot in self.slots.values():
+            retry_in = None if slot.unhealthy_until is None else max(0.0, slot.unhealthy_until - now)
+            worker = slot.worker
+            rows.append(
+                {
+                    **manifest_entry(slot.spec),
+                    "status": slot.status,
+                    "loaded_at": slot.loaded_at.isoformat(),
+                    "consecutive_failures": slot.failures,
+                    "last_error": slot.last_error,
+                    "retry_in_seconds": retry_in,
+                    "pid": worker.proc.pid if worker is not None and worker.alive() else None,
+                }
+            )
+        return rows
+
+    # ---- rounds -------------------------------------------------------------------------------
+    def predict(self, payload: dict[str, Any], horizon: int, step: int) -> list[Outcome]:
+        """Every model's outcome for one input; never raises for a model's fault."""
+        with self._round_lock:
+            self.last_used = time.monotonic()
+            deadline = time.monotonic() + self.settings.timeout_seconds
+            slots = list(self.slots.values())
+            futures = [self._executor.submit(self._call, slot, payload, horizon, step, deadline) for slot in slots]
+            return [future.result() for future in futures]
+
+    def _fail(self, slot: Slot, reason: str) -> None:
+        """A timeout, crash or load failure: replace the worker, or rest the model if it keeps failing."""
+        if slot.worker is not None:
+            slot.worker.kill()
+            slot.worker = None
+        slot.failures += 1
+        slot.last_error = reason
+        if slot.failures >= self.settings.unhealthy_after:
+            slot.strikes += 1
+            backoff = min(self.settings.retry_seconds * 2 ** (slot.strikes - 1), MAX_BACKOFF_SECONDS)
+            slot.unhealthy_until = self.clock() + backoff
+        else:
+            slot.worker = Worker(slot.spec, self.settings)
+
+    def _succeed(self, slot: Slot) -> None:
+        slot.failures = 0
+        slot.strikes = 0
+        slot.unhealthy_until = None
+
+    def _call(self, slot: Slot, payload: dict[str, Any], horizon: int, step: int, deadline: float) -> Outcome:
+        mid = slot.spec.model_id
+        timeout = self.settings.timeout_seconds
+        with slot.lock:
+            if slot.unhealthy_until is not None:
+                if self.clock() < slot.unhealthy_until:
+                    return Outcome(mid, "ABSENT", None, None, f"unhealthy: {slot.failures} consecutive failures, last: {slot.last_error}"[:500], None)
+                # Backoff over: start a fresh worker now; it answers from the next round on.
+                slot.unhealthy_until = None
+                slot.failures = self.settings.unhealthy_after - 1  # one more failure rests it again
+                slot.worker = Worker(slot.spec, self.settings)
+                return Outcome(mid, "ABSENT", None, None, "unhealthy: retrying, worker restarted", None)
+            worker = slot.worker
+            if worker is None:
+                worker = slot.worker = Worker(slot.spec, self.settings)
+            try:
+                worker.wait_ready(deadline)
+            except TimeoutError:
+                if time.monotonic() - worker.started > STARTUP_TIMEOUT_SECONDS:
+                    self._fail(slot, f"model did not load within {STARTUP_TIMEOUT_SECONDS:g} s")
+                return Outcome(mid, "ABSENT", None, None, "worker starting: model still loading", None)
+            except ChannelClosed:
+                reason = worker.death_reason()
+                self._fail(slot, reason)
+                return Outcome(mid, "ABSENT", None, None, reason[:500], None)
+            except RuntimeError as exc:
+                self._fail(slot, str(exc))
+                return Outcome(mid, "FAILED", None, None, str(exc)[:500], None)
+            try:
+                message = worker.predict(payload, horizon, step, deadline)
+            except TimeoutError:
+                reason = f"no answer within {timeout:g} s (worker killed and restarted)"
+                self._fail(slot, reason)
+                return Outcome(mid, "ABSENT", None, None, reason, None)
+            except ChannelClosed:
+                reason = worker.death_reason()
+                self._fail(slot, reason)
+                return Outcome(mid, "ABSENT", None, None, reason[:500], None)
+            except (RuntimeError, ValueError) as exc:
+                self._fail(slot, str(exc))
+                return Outcome(mid, "FAILED", None, None, str(exc)[:500], None)
+            if isinstance(message, int):
+                # A frame over the cap did not come from the worker's own size check: the model
+                # wrote to the channel itself, so the channel cannot be trusted any more.
+                reason = f"oversized: answer frame of {message} bytes, over the {self.settings.max_output_bytes}-byte limit (worker restarted)"
+                self._fail(slot, reason)
+                return Outcome(mid, "FAILED", None, None, reason, None)
+            self._succeed(slot)
+            return self._outcome(mid, message)
+
+    def _outcome(self, mid: str, message: dict[str, Any]) -> Outcome:
+        cap = self.settings.max_output_bytes
+        latency = message.get("ms")
+        kind = message.get("type")
+        if kind == "error":
+            return Outcome(mid, "FAILED", None, None, str(message.get("error"))[:500], latency)
+        if kind == "oversized":
+            return Outcome(mid, "FAILED", None, None, f"oversized: answer of {message.get('bytes')} bytes, over the {cap}-byte limit", latency)
+        try:
+            raw = json.loads(message["answer"])
+            value, encoded = validate_output(raw, self.output_type)
+        except (KeyError, TypeError, ValueError) as exc:
+            return Outcome(mid, "FAILED", None, None, f"invalid output: {exc}"[:500], latency)
+        return Outcome(mid, "PENDING", value, encoded, None, latency)
+
+
+class ModelService:
+    """The live pool (synced with the manifest at each round) and the replay sessions."""
+
+    def __init__(self, manifest: str, settings: PoolSettings, output_type: type[BaseModel], session_idle_seconds: float = 900.0):
+        self.manifest = manifest
+        self.settings = settings
+        self.output_type = output_type
+        self.session_idle_seconds = session_idle_seconds
+        self.manifest_error: str | None = None
+        self._manifest_stamp: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+        self.live = ModelPool(self._read_manifest(initial=True), settings, output_type)
+        self.sessions: dict[str, ModelPool] = {}
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = Path(self.manifest).stat()
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
+    def _read_manifest(self, initial: bool = False) -> list[ModelSpec]:
+        self._manifest_stamp = self._stamp() if self.manifest else None
+        try:
+            specs = load_manifest(self.manifest)
+        except ManifestError as exc:
+            if initial:
+                raise
+            self.manifest_error = str(exc)
+            return self.live.specs()  # a broken edit keeps the models that were running
+        self.manifest_error = None
+        return specs
+
+    def refresh(self) -> None:
+        """Re-read the manifest if it changed since the last round (hot reload)."""
+        with self._lock:
+            if self.manifest and self._stamp() != self._manifest_stamp:
+                self.live.sync(self._read_manifest())
+            self._expire_sessions()
+
+    def _expire_sessions(self) -> None:
+        now = time.monotonic()
+        for sid, pool in list(self.sessions.items()):
+            if now - pool.last_used > self.session_idle_seconds:
+                self.sessions.pop(sid).close()
+
+    def pool(self, session: str) -> ModelPool:
+        if session == LIVE:
+            return self.live
+        with self._lock:
+            try:
+                return self.sessions[session]
+            except KeyError:
+                raise KeyError(f"no session {session!r} (expired or closed)") from None
+
+    def open_session(self) -> tuple[str, ModelPool]:
+        """A fresh pool with the manifest's current models, for a replay."""
+        self.refresh()
+        sid = uuid.uuid4().hex
+        pool = ModelPool(self.live.specs(), self.settings, self.output_type)
+        with self._lock:
+            self.sessions[sid] = pool
+        return sid, pool
+
+    def close_session(self, session: str) -> bool:
+        with self._lock:
+            pool = self.sessions.pop(session, None)
+        if pool is None:
+            return False
+        pool.close()
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            pools = [self.live, *self.sessions.values()]
+            self.sessions = {}
+        for pool in pools:
+            pool.close()
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    latency = outcome.latency_ms
+    return {
+        "model_id": outcome.model_id,
+        "status": outcome.status,
+        "value": outcome.value,
+        "output": outcome.output,
+        "failed_reason": outcome.failed_reason,
+        "latency_ms": latency if latency is None or math.isfinite(latency) else None,
+    }

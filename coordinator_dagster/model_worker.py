@@ -1,0 +1,157 @@
+"""One model's worker process, and the framing both ends of its channel use.
+
+    python -m coordinator_dagster.model_worker --fd N --entrypoint mod:Tracker [--path DIR]
+        [--memory-mb M] [--max-output-bytes B] [--parent PID]
+
+The supervisor (`model_service`) starts one worker per model and talks to it over a socket it
+hands down as file descriptor N, never over stdout: a model may print anything, forever, and
+that must not corrupt or block the protocol (the supervisor drains and caps stdout/stderr
+separately). Messages are frames: a 4-byte big-endian length, then that many bytes of JSON.
+
+    worker -> {"type": "ready"} | {"type": "load_error", "error": ...}     once, after loading
+    supervisor -> {"type": "predict", "seq": n, "payload": {...}, "horizon": h, "step": s}
+    worker -> {"type": "answer", "seq": n, "answer": "<json>", "ms": t}
+            | {"type": "error", "seq": n, "error": "..."}                  the model raised
+            | {"type": "oversized", "seq": n, "bytes": b}                  answer over the cap
+
+The address-space limit (RLIMIT_AS) is set before the model is imported, so a model that
+allocates without bound gets MemoryError (or dies) inside its own process only. This module
+imports only the standard library, so a worker starts in well under a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import struct
+import sys
+import time
+import traceback
+from typing import Any
+
+HEADER = struct.Struct(">I")
+
+
+class ChannelClosed(Exception):
+    """The other end closed the channel (for the supervisor: the worker died)."""
+
+
+def send_frame(sock: socket.socket, message: dict[str, Any]) -> None:
+    body = json.dumps(message, allow_nan=True, separators=(",", ":")).encode()
+    sock.sendall(HEADER.pack(len(body)) + body)
+
+
+def recv_exact(sock: socket.socket, size: int, deadline: float | None = None, sink: bool = False) -> bytes:
+    """`size` bytes (or, with `sink`, read and drop them); TimeoutError past `deadline`."""
+    chunks = []
+    left = size
+    while left:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(min(left, 1 << 20))
+        except socket.timeout:
+            raise TimeoutError from None
+        if not chunk:
+            raise ChannelClosed
+        left -= len(chunk)
+        if not sink:
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _answer_json(answer: Any) -> str:
+    if hasattr(answer, "model_dump"):  # a pydantic model: send its fields
+        answer = answer.model_dump()
+    return json.dumps(answer, allow_nan=True)
+
+
+def _limit_memory(megabytes: int) -> None:
+    if megabytes <= 0:
+        return
+    import resource
+
+    limit = megabytes * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this worker when the supervisor is gone, however it went: the worker is in a session
+    of its own, so the supervisor's process group does not include it, and a model stuck in a
+    loop never reads the closed channel. (Linux's PR_SET_PDEATHSIG fires when the *thread* that
+    started the worker ends, and the supervisor starts workers from short-lived threads.)"""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _load(entrypoint: str, path: str) -> Any:
+    if path:
+        sys.path.insert(0, path)
+    from coordinator_dagster.callables import resolve_dotted
+
+    target = resolve_dotted(entrypoint)
+    return target() if callable(target) else target
+
+
+def serve(sock: socket.socket, entrypoint: str, path: str, max_output_bytes: int) -> int:
+    try:
+        model = _load(entrypoint, path)
+    except BaseException as exc:  # noqa: BLE001 - whatever loading does, report it and stop
+        send_frame(sock, {"type": "load_error", "error": f"{type(exc).__name__}: {exc}"[:2000]})
+        return 3
+    send_frame(sock, {"type": "ready"})
+    while True:
+        try:
+            (size,) = HEADER.unpack(recv_exact(sock, HEADER.size))
+            request = json.loads(recv_exact(sock, size))
+        except ChannelClosed:
+            return 0
+        seq = request.get("seq")
+        started = time.perf_counter()
+        try:
+            payload = request["payload"]
+            model.tick(payload)
+            encoded = _answer_json(model.predict(payload["subject"], request["horizon"], request["step"]))
+        except Exception as exc:  # noqa: BLE001 - the model's fault, reported as FAILED
+            tail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            send_frame(sock, {"type": "error", "seq": seq, "error": f"model raised {tail}"[:1000]})
+            continue
+        elapsed = (time.perf_counter() - started) * 1000.0
+        if len(encoded) > max_output_bytes:
+            send_frame(sock, {"type": "oversized", "seq": seq, "bytes": len(encoded), "ms": elapsed})
+            continue
+        send_frame(sock, {"type": "answer", "seq": seq, "answer": encoded, "ms": elapsed})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="model_worker")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--entrypoint", required=True)
+    parser.add_argument("--path", default="")
+    parser.add_argument("--memory-mb", type=int, default=0)
+    parser.add_argument("--max-output-bytes", type=int, default=64 * 1024)
+    parser.add_argument("--parent", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.parent:
+        _die_with_parent(args.parent)
+    sock = socket.socket(fileno=args.fd)
+    _limit_memory(args.memory_mb)
+    try:
+        return serve(sock, args.entrypoint, args.path, args.max_output_bytes)
+    except (BrokenPipeError, ConnectionResetError):
+        return 0  # the supervisor went away
+
+
+if __name__ == "__main__":
+    sys.exit(main())

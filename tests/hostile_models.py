@@ -1,0 +1,132 @@
+"""Models that misbehave on purpose, for the runner service's tests (each one a tracker class).
+
+Each misbehaves only from the round whose payload asks for it (`payload["hostile"]` true) or
+always, as its docstring says, so a test can check that the next round works again.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from coordinator_dagster.tracker import TrackerBase
+
+
+class Counter(TrackerBase):
+    """Deterministic and stateful: answers how many rounds it has seen plus the last close."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rounds = 0
+
+    def tick(self, data: dict[str, Any]) -> None:
+        super().tick(data)
+        self.rounds += 1
+
+    def predict(self, subject: str, resolve_horizon_seconds: int, step_seconds: int) -> dict[str, Any]:
+        closes = self.closes(subject)
+        return {"value": self.rounds + (closes[-1] if closes else 0.0)}
+
+
+class _Hostile(Counter):
+    def predict(self, subject: str, resolve_horizon_seconds: int, step_seconds: int) -> Any:
+        if self.hostile:
+            return self.misbehave()
+        return super().predict(subject, resolve_horizon_seconds, step_seconds)
+
+    def tick(self, data: dict[str, Any]) -> None:
+        super().tick(data)
+        self.hostile = bool(data.get("hostile"))
+
+    def misbehave(self) -> Any:
+        raise NotImplementedError
+
+
+class Sleeper(_Hostile):
+    """Sleeps far past any timeout."""
+
+    def misbehave(self) -> Any:
+        time.sleep(3600)
+
+
+class Raiser(_Hostile):
+    def misbehave(self) -> Any:
+        raise ZeroDivisionError("hostile division")
+
+
+class Stringer(_Hostile):
+    def misbehave(self) -> Any:
+        return "up, definitely up"
+
+
+class NaNer(_Hostile):
+    def misbehave(self) -> Any:
+        return {"value": float("nan")}
+
+
+class Huge(_Hostile):
+    """A 50 MB answer."""
+
+    def misbehave(self) -> Any:
+        return {"value": 1.0, "blob": "x" * (50 * 1024 * 1024)}
+
+
+class Printer(_Hostile):
+    """Prints to stdout (and stderr) forever, never answering."""
+
+    def misbehave(self) -> Any:
+        line = "spam " * 200 + "\n"
+        while True:
+            sys.stdout.write(line)
+            sys.stderr.write(line)
+
+
+class Hog(_Hostile):
+    """Allocates memory until the OS (the worker's address-space limit) stops it."""
+
+    def misbehave(self) -> Any:
+        hoard = []
+        while True:
+            hoard.append(bytearray(16 * 1024 * 1024))
+
+
+class Exiter(_Hostile):
+    def misbehave(self) -> Any:
+        os._exit(7)
+
+
+class AlwaysExits(Counter):
+    """Dies on every call: the runner must mark it unhealthy rather than restart it forever."""
+
+    def predict(self, subject: str, resolve_horizon_seconds: int, step_seconds: int) -> Any:
+        os._exit(9)
+
+
+class BrokenImport:
+    """Fails while loading (its constructor raises)."""
+
+    def __init__(self) -> None:
+        raise ImportError("missing_dependency is not installed")
+
+
+class Forger(_Hostile):
+    """Writes a 50 MB frame straight onto the worker's channel, past the worker's own size check."""
+
+    def misbehave(self) -> Any:
+        import socket
+        import struct
+
+        fd = int(sys.argv[sys.argv.index("--fd") + 1])
+        channel = socket.socket(fileno=os.dup(fd))
+        size = 50 * 1024 * 1024
+        channel.sendall(struct.pack(">I", size) + b"x" * size)
+        time.sleep(3600)
+
+
+class EnvSnooper(Counter):
+    """Answers 1.0 if it can read a secret from the node's environment, else 0.0."""
+
+    def predict(self, subject: str, resolve_horizon_seconds: int, step_seconds: int) -> dict[str, Any]:
+        return {"value": 1.0 if os.environ.get("PYTH_API_KEY") else 0.0}

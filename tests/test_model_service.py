@@ -1,0 +1,280 @@
+"""The model runner service, run for real (`coordinator models serve` in a subprocess, each model
+in its own worker process), against hostile models, manifest edits and replays."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from coordinator_dagster.model_manifest import ManifestError, parse_manifest
+from tests.model_runner_process import entry, group_members, model_runner, payload, write_manifest
+
+H = "tests.hostile_models"
+MOMENTUM = "coordinator_dagster.example_models:MomentumTracker"
+
+HOSTILE = {
+    "sleeper": f"{H}:Sleeper",
+    "raiser": f"{H}:Raiser",
+    "stringer": f"{H}:Stringer",
+    "naner": f"{H}:NaNer",
+    "huge": f"{H}:Huge",
+    "forger": f"{H}:Forger",
+    "printer": f"{H}:Printer",
+    "hog": f"{H}:Hog",
+    "exiter": f"{H}:Exiter",
+}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_every_hostile_model_costs_only_its_own_prediction(tmp_path):
+    manifest = tmp_path / "models.json"
+    good = [entry("momentum", MOMENTUM, 0), entry("counter", f"{H}:Counter", 1)]
+    write_manifest(manifest, good + [entry(mid, ep, i + 2) for i, (mid, ep) in enumerate(HOSTILE.items())])
+    # 256 MB of address space: room for a 50 MB answer's encoding, a quick stop for the hog. The
+    # timeout leaves the hog time to fill it while the printer and the forger load the machine.
+    with model_runner(tmp_path, manifest, timeout=2.0, MODEL_MEMORY_LIMIT_MB="256", MODEL_UNHEALTHY_AFTER="3") as runner:
+        runner.warm_up()
+        pids = {mid: m["pid"] for mid, m in runner.models().items()}
+        assert all(pids.values()) and len(set(pids.values())) == len(pids)  # one process per model
+
+        started = time.monotonic()
+        [outcomes] = runner.predict(payload(hostile=True))
+        elapsed = time.monotonic() - started
+        # The round waits at most the timeout for everyone, however the models misbehave.
+        assert elapsed < 8, elapsed
+        assert {mid: o["status"] for mid, o in outcomes.items()} == {
+            "momentum": "PENDING",
+            "counter": "PENDING",
+            "sleeper": "ABSENT",
+            "raiser": "FAILED",
+            "stringer": "FAILED",
+            "naner": "FAILED",
+            "huge": "FAILED",
+            "forger": "FAILED",
+            "printer": "ABSENT",
+            "hog": "FAILED",
+            "exiter": "ABSENT",
+        }
+        reasons = {mid: o["failed_reason"] or "" for mid, o in outcomes.items()}
+        assert reasons["sleeper"] == "no answer within 2 s (worker killed and restarted)"
+        assert reasons["printer"] == "no answer within 2 s (worker killed and restarted)"
+        assert "ZeroDivisionError: hostile division" in reasons["raiser"]
+        assert "output must be a mapping with a 'value', got str" in reasons["stringer"]
+        assert "value must be a finite number" in reasons["naner"]
+        assert reasons["huge"].startswith("oversized: answer of 524") and "65536-byte limit" in reasons["huge"]
+        assert reasons["forger"].startswith("oversized: answer frame of 52428800 bytes")
+        assert "MemoryError" in reasons["hog"]
+        assert reasons["exiter"].startswith("worker exited with code 7")
+        for mid in ("raiser", "stringer", "naner", "huge", "hog"):
+            assert outcomes[mid]["value"] is None and outcomes[mid]["output"] is None
+        # Killed or dead workers are gone; the ones that only failed keep their process.
+        for mid in ("sleeper", "printer", "exiter", "forger"):
+            assert not _alive(pids[mid]), mid
+        after = runner.models()
+        for mid in ("momentum", "counter", "raiser", "stringer", "naner", "huge", "hog"):
+            assert after[mid]["pid"] == pids[mid], mid
+        for mid in ("sleeper", "printer", "exiter", "forger"):
+            assert after[mid]["pid"] not in (None, pids[mid]) and after[mid]["consecutive_failures"] == 1
+            assert after[mid]["status"] == "healthy"
+
+        # The next round works for everyone, on fresh workers where they were restarted.
+        time.sleep(0.5)
+        [nxt] = runner.predict(payload())
+        assert {mid: o["status"] for mid, o in nxt.items()} == dict.fromkeys(nxt, "PENDING"), nxt
+        # State persists in the workers that lived (3 rounds: warm-up, hostile, this one) and
+        # starts over in the restarted ones.
+        assert nxt["counter"]["value"] == 3 + 101.0
+        assert nxt["raiser"]["value"] == 3 + 101.0
+        assert nxt["sleeper"]["value"] == 1 + 101.0
+        assert runner.models()["sleeper"]["consecutive_failures"] == 0
+        worker_pids = [m["pid"] for m in runner.models().values()]
+    # Stopping the service stops every worker.
+    time.sleep(0.2)
+    assert not [pid for pid in worker_pids if _alive(pid)]
+
+
+def test_a_model_that_keeps_dying_is_marked_unhealthy_and_retried_after_a_backoff(tmp_path, capsys):
+    manifest = tmp_path / "models.json"
+    write_manifest(manifest, [entry("momentum", MOMENTUM, 0), entry("dier", f"{H}:AlwaysExits", 1), entry("broken", f"{H}:BrokenImport", 2)])
+    with model_runner(tmp_path, manifest, timeout=1.0, MODEL_UNHEALTHY_AFTER="2", MODEL_RETRY_SECONDS="4") as runner:
+        first, second = (runner.predict(payload())[0] for _ in range(2))
+        for outcomes in (first, second):
+            assert outcomes["momentum"]["status"] == "PENDING"
+            assert outcomes["dier"]["status"] == "ABSENT" and outcomes["dier"]["failed_reason"].startswith("worker exited with code 9")
+            assert outcomes["broken"]["status"] == "FAILED"
+            assert "model failed to load: ImportError: missing_dependency is not installed" in outcomes["broken"]["failed_reason"]
+        models = runner.models()
+        assert models["dier"]["status"] == "unhealthy" and models["dier"]["pid"] is None
+        assert models["broken"]["status"] == "unhealthy" and models["momentum"]["status"] == "healthy"
+        assert 0 < models["dier"]["retry_in_seconds"] <= 4
+        # Resting: no worker is started, the row says why.
+        [resting] = runner.predict(payload())
+        assert resting["dier"]["status"] == "ABSENT" and resting["dier"]["failed_reason"].startswith("unhealthy: 2 consecutive failures")
+        assert resting["momentum"]["status"] == "PENDING"
+        assert runner.models()["dier"]["pid"] is None
+        # After the backoff: one fresh worker; failing again rests it for twice as long.
+        time.sleep(max(0.0, runner.models()["dier"]["retry_in_seconds"]) + 0.2)
+        [retry] = runner.predict(payload())
+        assert retry["dier"]["failed_reason"] == "unhealthy: retrying, worker restarted"
+        time.sleep(0.5)
+        [again] = runner.predict(payload())
+        assert again["dier"]["status"] == "ABSENT" and again["dier"]["failed_reason"].startswith("worker exited with code 9")
+        models = runner.models()
+        assert models["dier"]["status"] == "unhealthy" and 4 < models["dier"]["retry_in_seconds"] <= 8
+        # The operator's view.
+        from coordinator_dagster.cli import main
+
+        assert main(["models", "list", "--url", runner.url]) == 0
+        listing = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}
+        assert listing == {"momentum": "healthy", "dier": "unhealthy", "broken": "unhealthy"}
+
+
+def test_manifest_edits_take_effect_at_the_next_round(tmp_path):
+    manifest = tmp_path / "models.json"
+    write_manifest(manifest, [entry("a", f"{H}:Counter", 0), entry("b", f"{H}:Counter", 1)])
+    with model_runner(tmp_path, manifest) as runner:
+        runner.warm_up()
+        [round2] = runner.predict(payload())
+        assert round2["a"]["value"] == 2 + 101.0
+        pid_a = runner.models()["a"]["pid"]
+
+        # Add c, remove b; a is unchanged and keeps its worker and state.
+        write_manifest(manifest, [entry("a", f"{H}:Counter", 0), entry("c", MOMENTUM, 2)])
+        [round3] = runner.predict(payload())
+        assert set(round3) == {"a", "c"}
+        assert round3["a"]["value"] == 3 + 101.0 and runner.models()["a"]["pid"] == pid_a
+        assert round3["c"]["status"] in ("PENDING", "ABSENT")  # ABSENT only while its worker loads
+        assert set(runner.models()) == {"a", "c"}
+
+        # A broken edit keeps the running models and says what is wrong.
+        manifest.write_text("[{not json")
+        time.sleep(0.01)
+        [round4] = runner.predict(payload())
+        assert set(round4) == {"a", "c"}
+        health = runner.get("/health")
+        assert "not valid JSON" in health["manifest_error"]
+
+        # A changed entrypoint restarts that model (fresh state).
+        write_manifest(manifest, [entry("a", f"{H}:Raiser", 0), entry("c", MOMENTUM, 2)])
+        runner.warm_up()
+        assert runner.models()["a"]["pid"] != pid_a and runner.get("/health")["manifest_error"] is None
+
+
+def test_a_replay_session_has_fresh_models_and_leaves_live_state_alone(tmp_path):
+    manifest = tmp_path / "models.json"
+    write_manifest(manifest, [entry("counter", f"{H}:Counter", 0), entry("momentum", MOMENTUM, 1)])
+    history = [payload(closes=tuple(100.0 + i + k for k in range(20))) for i in range(5)]
+    with model_runner(tmp_path, manifest) as runner:
+        runner.warm_up()
+        runner.predict(payload())
+
+        def replay() -> list[dict]:
+            created = httpx.post(runner.url + "/sessions", json={}, timeout=30)
+            assert created.status_code == 201
+            sid = created.json()["session"]
+            deadline = time.monotonic() + 30
+            while True:  # the first round may find the fresh workers still loading
+                [probe] = runner.predict(history[0], session=sid)
+                if all(o["status"] == "PENDING" for o in probe.values()) or time.monotonic() > deadline:
+                    break
+                httpx.delete(f"{runner.url}/sessions/{sid}", timeout=30)
+                sid = httpx.post(runner.url + "/sessions", json={}, timeout=30).json()["session"]
+            results = [probe, *runner.predict(*history[1:], session=sid)]
+            assert httpx.delete(f"{runner.url}/sessions/{sid}", timeout=30).status_code == 200
+            assert httpx.post(runner.url + "/predict", json={"session": sid, "inputs": []}, timeout=30).status_code == 404
+            return results
+
+        first, second = replay(), replay()
+        values = [[o[m]["value"] for m in ("counter", "momentum")] for o in first]
+        assert values == [[o[m]["value"] for m in ("counter", "momentum")] for o in second]
+        assert [v[0] for v in values] == [(i + 1) + (119.0 + i) for i in range(5)]  # fresh state: counts from 1
+        # The live models saw none of it: their third round is their third.
+        [live] = runner.predict(payload())
+        assert live["counter"]["value"] == 3 + 101.0
+        assert runner.get("/health")["sessions"] == 0
+
+
+def test_bad_requests_get_clear_errors_and_change_nothing(tmp_path):
+    manifest = tmp_path / "models.json"
+    write_manifest(manifest, [entry("counter", f"{H}:Counter", 0)])
+    with model_runner(tmp_path, manifest) as runner:
+        runner.warm_up()
+        cases = [
+            ("POST", "/predict", b"{not json", 400, "body is not JSON"),
+            ("POST", "/predict", b'{"inputs": "x"}', 400, "needs 'inputs'"),
+            ("POST", "/predict", b'{"inputs": [{"payload": {}}]}', 400, "inputs[0]"),
+            ("POST", "/predict", b'{"session": "nope", "inputs": []}', 404, "no session 'nope'"),
+            ("DELETE", "/sessions/nope", b"", 404, "no session"),
+            ("GET", "/nowhere", b"", 404, "no route"),
+        ]
+        for method, path, body, status, message in cases:
+            response = httpx.request(method, runner.url + path, content=body, timeout=30)
+            assert response.status_code == status, (path, response.text)
+            assert message in response.json()["error"]
+        [after] = runner.predict(payload())
+        assert after["counter"]["value"] == 2 + 101.0  # the bad requests reached no model
+
+
+def test_serve_refuses_a_bad_manifest_at_start(tmp_path):
+    import subprocess
+
+    from tests.model_runner_process import COORDINATOR
+
+    manifest = tmp_path / "models.json"
+    manifest.write_text('[{"model_id": "a", "name": "A", "cruncher": "c", "cruncher_index": -1, "entrypoint": "x:Y"}]')
+    result = subprocess.run([str(COORDINATOR), "models", "serve", "--port", "0", "--manifest", str(manifest)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "cruncher_index must be a non-negative integer" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"a": 1}', "expected a JSON list"),
+        ('[{"model_id": "a"}]', "missing keys ['name', 'cruncher', 'cruncher_index', 'entrypoint']"),
+        ('[{"model_id": "a b", "name": "A", "cruncher": "c", "cruncher_index": 0, "entrypoint": "m:T"}]', "model_id 'a b'"),
+        ('[{"model_id": "a", "name": "A", "cruncher": "c", "cruncher_index": 0, "entrypoint": "no-colon"}]', "is not 'module:attribute'"),
+        ('[{"model_id": "a", "name": "A", "cruncher": "c", "cruncher_index": 0, "entrypoint": "m:T", "extra": 1}]', "unknown keys ['extra']"),
+        ('[{"model_id": "a", "name": "A", "cruncher": "c", "cruncher_index": 0, "entrypoint": "m:T"},'
+         ' {"model_id": "a", "name": "B", "cruncher": "d", "cruncher_index": 1, "entrypoint": "m:T"}]', "duplicate model ids ['a']"),
+    ],
+)
+def test_manifest_errors_name_the_entry_and_the_problem(text, message):
+    with pytest.raises(ManifestError, match=None) as raised:
+        parse_manifest(text, "m.json")
+    assert message in str(raised.value) and "m.json" in str(raised.value)
+
+
+def test_models_do_not_see_the_nodes_secrets(tmp_path):
+    manifest = tmp_path / "models.json"
+    write_manifest(manifest, [entry("snoop", f"{H}:EnvSnooper", 0)])
+    with model_runner(tmp_path, manifest, PYTH_API_KEY="secret-key") as runner:
+        assert runner.warm_up()["snoop"]["value"] == 0.0
+
+
+def test_a_model_folder_is_importable_by_its_worker(tmp_path):
+    folder = tmp_path / "models" / "folder_model"
+    folder.mkdir(parents=True)
+    (folder / "folder_tracker.py").write_text(
+        "from coordinator_dagster.tracker import TrackerBase\n"
+        "class Tracker(TrackerBase):\n"
+        "    def predict(self, subject, horizon, step):\n"
+        "        return {'value': 42.0}\n"
+    )
+    manifest = tmp_path / "models.json"
+    write_manifest(manifest, [entry("folder", "folder_tracker:Tracker", 0, path="models/folder_model")])
+    with model_runner(tmp_path, manifest) as runner:
+        outcomes = runner.warm_up()
+        assert outcomes["folder"]["status"] == "PENDING" and outcomes["folder"]["value"] == 42.0
+        assert runner.models()["folder"]["path"] == str(folder.resolve())
+        pgid = runner.proc.pid
+    assert not group_members(pgid)

@@ -152,20 +152,20 @@ def _empty_rows() -> dict[str, list]:
 # ---- ccxt ------------------------------------------------------------------------------------
 
 
+def _rebase_urls(value: Any, base_url: str) -> Any:
+    """Every URL in a (nested) ccxt `urls` entry moved to `base_url`, each keeping its path."""
+    if isinstance(value, str):
+        parts = urlsplit(value)
+        return base_url.rstrip("/") + parts.path if parts.scheme else value
+    if isinstance(value, dict):
+        return {k: _rebase_urls(v, base_url) for k, v in value.items()}
+    return value
+
+
 def point_exchange_at(exchange: Any, base_url: str) -> None:
     """Rewrite every API URL of a ccxt exchange to `base_url`, keeping each URL's path (how the
     unmodified ccxt class talks to a mirror, a proxy or the tests' loopback server)."""
-    base = base_url.rstrip("/")
-
-    def rewrite(value: Any) -> Any:
-        if isinstance(value, str):
-            parts = urlsplit(value)
-            return base + parts.path if parts.scheme else value
-        if isinstance(value, dict):
-            return {k: rewrite(v) for k, v in value.items()}
-        return value
-
-    exchange.urls["api"] = rewrite(exchange.urls["api"])
+    exchange.urls["api"] = _rebase_urls(exchange.urls["api"], base_url)
 
 
 class CcxtFeed(FeedSource):
@@ -391,11 +391,21 @@ class PythFeed(FeedSource):
             if subject is None:
                 continue
             price = entry["price"]
-            expo = int(price["expo"])
-            # Dividing by an exact power of ten rounds once, so 6500012345678e-8 reads as 65000.12345678.
-            value = int(price["price"]) / 10**-expo if expo < 0 else float(int(price["price"]) * 10**expo)
-            out.append((subject, int(price["publish_time"]), value))
+            out.append((subject, int(price["publish_time"]), pyth_value(price["price"], price["expo"])))
         return out
+
+
+def pyth_value(price: object, expo: object) -> float:
+    """Hermes' integer price and exponent as a float (the batch and the streaming path share it)."""
+    mantissa, exponent = int(price), int(expo)
+    # Dividing by an exact power of ten rounds once, so 6500012345678e-8 reads as 65000.12345678.
+    return mantissa / 10**-exponent if exponent < 0 else float(mantissa * 10**exponent)
+
+
+def point_websockets_at(exchange: Any, ws_url: str) -> None:
+    """Rewrite the WebSocket URLs of a ccxt.pro exchange (`urls['api']['ws']`) to `ws_url`,
+    keeping each URL's path: how the live listener reaches a mirror or a loopback server."""
+    exchange.urls["api"]["ws"] = _rebase_urls(exchange.urls["api"]["ws"], ws_url)
 
 
 class _Transient(Exception):

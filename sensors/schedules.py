@@ -1,4 +1,5 @@
-"""Schedules: minute-by-minute ingestion of the live window, and checkpoints per period."""
+"""Schedules: minute-by-minute ingestion of the live window (unless a live listener writes it),
+and checkpoints per period."""
 
 import datetime as dt
 
@@ -9,14 +10,20 @@ from coordinator_dagster.partitions import window_key
 from sensors.jobs import ingest_job
 
 
-def build_ingest_schedule(granularity: str) -> dg.ScheduleDefinition:
+def build_ingest_schedule(granularity: str, live: bool = False) -> dg.ScheduleDefinition:
+    """The minute poll of the live window. With `live` (FEED_LIVE=1) `coordinator feeds listen`
+    writes feed_records as the data arrives, so the poll starts STOPPED: polling on top would
+    spend rate limit and launch a run a minute for nothing. An operator can still start it from
+    the UI (e.g. while the listener is down): a poll run rewrites the hour with the same closed
+    records the listener writes."""
     step = granularity_seconds(granularity)
+    status = dg.DefaultScheduleStatus.STOPPED if live else dg.DefaultScheduleStatus.RUNNING
 
     @dg.schedule(
         job=ingest_job,
         cron_schedule="* * * * *",
         execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING,
+        default_status=status,
         name="ingest_schedule",
     )
     def ingest_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:

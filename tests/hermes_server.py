@@ -1,11 +1,20 @@
 """A loopback Pyth Hermes-shaped HTTP server: `/v2/updates/price/latest` and
 `/v2/updates/price/{publish_time}` with `ids[]=` and `parsed=true`, answering in Hermes' JSON
 (`{"binary": ..., "parsed": [{"id", "price": {"price", "conf", "expo", "publish_time"}, ...}]}`).
-Prices are a deterministic function of (id, second); faults are queued per request."""
+Prices are a deterministic function of (id, second); faults are queued per request.
+
+`/v2/updates/price/stream` is Hermes' server-sent event stream: `text/event-stream` in chunked
+transfer encoding, one `data:{...}` event per price update (the same JSON as the REST answers).
+The test pushes events to every open stream with `publish` (`event(t)` builds the update of
+every subscribed id published at t; a str is sent as the event's data as is) and cuts every
+stream mid-response with `drop_streams` (no terminating chunk, as a network failure does).
+"""
 
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from collections import deque
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
@@ -21,7 +30,35 @@ class HermesServer(LoopbackServer):
         self.faults: deque[int] = deque()
         self.missing: set[int] = set()  # publish times with no update (404)
         self.requests: list[tuple[str, str | None]] = []  # (path, Authorization header)
+        self.streams: list[queue.Queue] = []  # one per open event stream
+        self.stream_ids: list[list[str]] = []  # ids[] of each stream request, in order
+        self._streams_changed = threading.Condition()
         self._start_server()
+
+    # ---- server-sent events ------------------------------------------------------------
+    def wait_streams(self, count: int, timeout: float = 20.0) -> None:
+        """Wait until `count` stream requests have arrived in total."""
+        with self._streams_changed:
+            if not self._streams_changed.wait_for(lambda: len(self.stream_ids) >= count, timeout):
+                raise TimeoutError(f"{len(self.stream_ids)} stream requests after {timeout} s, wanted {count}")
+
+    def event(self, publish_time: int, ids: list[str] | None = None) -> dict:
+        ids = ids if ids is not None else self.stream_ids[-1]
+        return {"binary": {"encoding": "hex", "data": ["00"]}, "parsed": [self.entry(i, publish_time) for i in ids]}
+
+    def publish(self, *events: dict | str) -> None:
+        for event in events:
+            data = event if isinstance(event, str) else json.dumps(event, separators=(",", ":"))
+            for stream in list(self.streams):
+                stream.put(data)
+
+    def drop_streams(self) -> None:
+        for stream in list(self.streams):
+            stream.put(None)
+
+    def __exit__(self, *exc) -> None:
+        self.drop_streams()
+        super().__exit__(*exc)
 
     @staticmethod
     def price(feed_id: str, publish_time: int) -> int:
@@ -49,9 +86,37 @@ class HermesServer(LoopbackServer):
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _stream(self, ids: list[str]) -> None:
+                events: queue.Queue = queue.Queue()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                server.streams.append(events)
+                with server._streams_changed:
+                    server.stream_ids.append([i.lower().removeprefix("0x") for i in ids])
+                    server._streams_changed.notify_all()
+                try:
+                    while True:
+                        data = events.get()
+                        if data is None:
+                            break  # dropped: the response ends without its last chunk
+                        payload = f"data:{data}\n\n".encode()
+                        self.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                finally:
+                    server.streams.remove(events)
+                    self.close_connection = True
+
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 server.requests.append((url.path, self.headers.get("Authorization")))
+                if url.path == "/v2/updates/price/stream":
+                    self._stream(parse_qs(url.query).get("ids[]", []))
+                    return
                 if server.faults:
                     status = server.faults.popleft()
                     self._send(status, {"message": f"injected {status}"})

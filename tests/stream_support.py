@@ -1,0 +1,78 @@
+"""Helpers shared by the live listener's tests: a listener on a temporary lake with an
+ephemeral Dagster instance, a slow writer (a disk that cannot keep up), and polling."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+
+import dagster as dg
+import polars as pl
+
+from coordinator_dagster.lake import Lake
+from coordinator_dagster.streaming.listener import Listener, ListenerConfig
+from coordinator_dagster.streaming.sources import StreamSource
+from coordinator_dagster.streaming.writer import LakeWriter
+from resources.feeds import FeedSource
+
+UTC = dt.timezone.utc
+
+
+def fast_config(**overrides) -> ListenerConfig:
+    """Short backoffs, no start-up backfill, gaps fetched as soon as their steps have closed."""
+    values = dict(backoff_initial=0.05, backoff_max=0.2, initial_backfill=dt.timedelta(0), gap_settle_seconds=0.0, flush_interval=0.05)
+    values.update(overrides)
+    return ListenerConfig(**values)
+
+
+class SlowWriter(LakeWriter):
+    """A LakeWriter on a disk that takes `delay` s per write, so the buffer has to fill up."""
+
+    def __init__(self, *args, delay: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.delay = delay
+
+    def write(self, records, *, via="stream"):
+        time.sleep(self.delay)
+        return super().write(records, via=via)
+
+
+def make_listener(
+    home, stream: StreamSource, gap_source: FeedSource | None, *, config: ListenerConfig | None = None, slow: float = 0.0
+) -> tuple[Listener, Lake, dg.DagsterInstance]:
+    lake = Lake(home)
+    instance = dg.DagsterInstance.ephemeral()
+    kwargs = dict(source=stream.source, kind=stream.kind, granularity=stream.granularity, instance=instance)
+    writer = SlowWriter(lake, delay=slow, **kwargs) if slow else LakeWriter(lake, **kwargs)
+    return Listener(stream, writer, gap_source, config or fast_config()), lake, instance
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def stored(lake: Lake) -> pl.DataFrame:
+    """Every feed record in the lake, read while the listener may be replacing partitions: each
+    file is opened once and read from that handle, so a rename in between cannot mix two files."""
+    frames = []
+    for path in lake.files("feed_records"):
+        with open(path, "rb") as handle:
+            frames.append(pl.read_parquet(handle))
+    if not frames:
+        return pl.DataFrame(schema=lake.table("feed_records").schema)
+    return pl.concat(frames).sort("subject", "ts_event")
+
+
+def ms(ts: dt.datetime) -> int:
+    return int(ts.timestamp() * 1000)
+
+
+def materializations(instance: dg.DagsterInstance) -> list[dg.AssetMaterialization]:
+    records = instance.fetch_materializations(dg.AssetKey("feed_records"), limit=1000).records
+    return [r.asset_materialization for r in records]

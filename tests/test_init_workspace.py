@@ -1,0 +1,198 @@
+"""`coordinator init-workspace`: each template pack generates a workspace whose own `make test`
+and `make demo` pass with its own contract and models; bad names and existing folders are refused
+with nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from api import settings as api_settings
+from coordinator_dagster import settings as node_settings
+from coordinator_dagster.cli import main
+from coordinator_dagster.contracts import CONFIG_ENV_VAR
+from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
+from coordinator_dagster.scaffold import available_packs, render, render_values
+
+# Variables that would point a workspace's commands at another lake, contract or instance.
+_NODE_VARS = ("COORDINATOR_HOME", "CRUNCH_CONFIG_MODULE", "MODELS_MANIFEST", "DAGSTER_HOME", "PYTHONPATH")
+
+
+def workspace_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _NODE_VARS and not k.startswith(("PYTEST_", "MAKE"))}
+    env.pop("MAKEFLAGS", None)
+    return env
+
+
+def make(workspace: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "--no-print-directory", *args],
+        cwd=workspace,
+        env=workspace_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def init(*args: str) -> int:
+    return main(["init-workspace", *args])
+
+
+def read_table(workspace: Path, table: str) -> pl.DataFrame:
+    files = sorted((workspace / ".coordinator" / "lake" / table).rglob("*.parquet"))
+    assert files, f"no {table} files in the workspace's lake"
+    return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+
+
+PACKS = {
+    # pack: (model ids in its manifest, scope keys of its rounds, predictions in one day)
+    "realtime": ({"trend"}, {"btc-60s", "eth-60s"}, 2 * 1440),
+    "tournament": ({"reversion"}, {"btc-1h", "eth-1h"}, 2 * 24),
+}
+
+
+@pytest.mark.parametrize("pack", sorted(PACKS))
+def test_a_generated_workspace_passes_its_tests_and_runs_its_demo(tmp_path, pack):
+    name = f"{pack}-cup"
+    assert init(name, "--template", pack, "--dir", str(tmp_path)) == 0
+    workspace = tmp_path / name
+    package = name.replace("-", "_")
+    for path in ("Makefile", ".env", "workspace.yaml", "README.md", "tests/test_contract.py",
+                 f"{package}/contract.py", f"{package}/models/example_model.py", f"{package}/models/manifest.json"):
+        assert (workspace / path).is_file(), path
+    manifest = json.loads((workspace / package / "models" / "manifest.json").read_text())
+    model_ids, scope_keys, predictions_per_day = PACKS[pack]
+    assert {entry["model_id"] for entry in manifest} == model_ids
+
+    tests = make(workspace, "test")
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert re.search(r"\d+ passed", tests.stdout) and "failed" not in tests.stdout
+
+    demo = make(workspace, "demo", "DEMO_ARGS=--days 1")
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert f"lake {workspace / '.coordinator'}" in demo.stdout
+    # The demo ran the workspace's own contract and models, into the workspace's own lake.
+    leaderboard = read_table(workspace, "leaderboard")
+    assert set(leaderboard["model_id"]) == model_ids
+    predictions = read_table(workspace, "predictions")
+    assert set(predictions["scope_key"]) == scope_keys
+    assert set(predictions["model_id"]) == model_ids
+    assert predictions.height == predictions_per_day
+    scores = read_table(workspace, "scores")
+    assert scores.filter(pl.col("success"))["value"].is_not_null().all()
+    checkpoints = read_table(workspace, "checkpoints")
+    assert checkpoints.height >= 1
+    for row in checkpoints.iter_rows(named=True):
+        emission = json.loads(row["emission"])
+        assert sum(r["reward_pct"] for r in emission["cruncher_rewards"]) == FRAC64_MULTIPLIER
+
+
+def test_the_workspace_code_location_loads_with_dagster(tmp_path):
+    assert init("loc-check", "--dir", str(tmp_path)) == 0
+    workspace = tmp_path / "loc-check"
+    result = make(workspace, "validate")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Validation successful for code location loc-check" in result.stdout + result.stderr
+    # Dagster's temporary instance went into the workspace's own data folder and was removed.
+    assert not list(workspace.rglob(".tmp_dagster_home_*"))
+
+
+def test_an_existing_folder_is_refused_and_left_untouched(tmp_path, capsys):
+    existing = tmp_path / "taken"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    assert init("taken", "--dir", str(tmp_path)) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert [p.name for p in existing.iterdir()] == ["notes.txt"]
+    assert (existing / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # no staging folder left behind
+
+    (tmp_path / "empty").mkdir()
+    assert init("empty", "--dir", str(tmp_path)) == 1
+    assert list((tmp_path / "empty").iterdir()) == []
+
+    (tmp_path / "a-file").write_text("x")
+    assert init("a-file", "--dir", str(tmp_path)) == 1
+    assert (tmp_path / "a-file").read_text() == "x"
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("", "empty"),
+        ("..", "not a valid workspace name"),
+        ("a/b", "not a valid workspace name"),
+        ("../escape", "not a valid workspace name"),
+        ("/abs", "not a valid workspace name"),
+        ("Upper", "not a valid workspace name"),
+        ("1st", "not a valid workspace name"),
+        ("-dash", "not a valid workspace name"),
+        ("has space", "not a valid workspace name"),
+        ("café", "not a valid workspace name"),
+        ("x" * 41, "at most 40"),
+        ("class", "Python keyword"),
+        ("import", "Python keyword"),
+        ("json", "shadow an installed module"),
+        ("polars", "shadow an installed module"),
+        ("assets", "the coordinator itself uses"),
+        ("coordinator-dagster", "the coordinator itself uses"),
+    ],
+)
+def test_bad_names_are_refused_with_nothing_written(tmp_path, capsys, name, reason):
+    assert init("--dir", str(tmp_path), "--", name) == 1
+    assert reason in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    assert not (tmp_path.parent / "escape").exists()
+
+
+def test_unknown_template_missing_parent_and_spaces_are_refused(tmp_path, capsys):
+    assert init("fine", "--template", "nope", "--dir", str(tmp_path)) == 1
+    assert "unknown template 'nope'" in capsys.readouterr().err
+    assert init("fine", "--dir", str(tmp_path / "missing")) == 1
+    assert "not an existing folder" in capsys.readouterr().err
+    spaced = tmp_path / "with space"
+    spaced.mkdir()
+    assert init("fine", "--dir", str(spaced)) == 1
+    assert "must not contain spaces" in capsys.readouterr().err
+    assert list(spaced.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["with space"]
+
+
+def test_list_templates_names_every_pack(capsys):
+    assert init("--list-templates") == 0
+    out = capsys.readouterr().out
+    assert {line.split()[0] for line in out.splitlines()} == {"realtime", "tournament"}
+
+
+def _documented_settings() -> set[str]:
+    names = set(node_settings._ENV.values()) | {"PYTH_API_KEY", CONFIG_ENV_VAR}
+    names |= {value for key, value in vars(api_settings).items() if key.endswith("_ENV") and isinstance(value, str)}
+    # Read by scripts/run.sh (make run).
+    names |= {"DAGSTER_HOME", "DAGSTER_HOST", "DAGSTER_PORT", "READY_TIMEOUT"}
+    return names
+
+
+@pytest.mark.parametrize("pack", [p.name for p in available_packs()])
+def test_every_pack_renders_completely_and_documents_every_setting(tmp_path, pack):
+    files = render(pack, render_values("some-cup", pack, tmp_path / "bin", tmp_path))
+    for path, text in files.items():
+        assert "{{" not in text and "}}" not in text, path
+    env = files[Path(".env")]
+    lines = [line for line in env.splitlines() if line and not line.startswith("#")]
+    names = [line.split("=", 1)[0] for line in lines]
+    assert len(names) == len(set(names)), "a setting appears twice in .env"
+    missing = _documented_settings() - set(names)
+    assert not missing, f".env lacks {sorted(missing)}"
+    # Every setting line has a comment right above it (or belongs to a commented group).
+    env_lines = env.splitlines()
+    for i, line in enumerate(env_lines):
+        if line and not line.startswith("#"):
+            above = [prev for prev in env_lines[:i][::-1] if prev][:1]
+            assert above and (above[0].startswith("#") or "=" in above[0]), line

@@ -34,7 +34,10 @@ stop:
 	@scripts/stop.sh
 
 # pytest exit 5 means it collected no tests: a failure here, never a silent pass.
+# install_browser.sh: Debian's chromium + chromedriver for tests/test_ui_browser.py (a no-op once
+# installed; apt-get as root, about 12 s on a machine without them).
 test: install
+	@scripts/install_browser.sh
 	@$(LAUNCH) $(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: FAILED: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$rc

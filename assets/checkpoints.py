@@ -5,11 +5,10 @@ import json
 import dagster as dg
 import polars as pl
 
-from assets.metadata import check_result, markdown_table
+from assets.metadata import check_result, emission_markdown, emission_shares
 from assets.snapshots import snapshots
 from coordinator_dagster import ranking
 from coordinator_dagster.checks import emission_exact
-from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
 from coordinator_dagster.merkle import build_checkpoint_tree
 from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS
 from resources import ContractResource, LakeResource
@@ -22,25 +21,6 @@ def checkpoint_id(period_key: str) -> str:
 def current_status(events: pl.DataFrame, checkpoint: str) -> str | None:
     mine = events.filter(pl.col("checkpoint_id") == checkpoint)
     return mine.sort("event_at")["status"][-1] if mine.height else None
-
-
-def emission_table(entries: list[dict], emission: dict) -> str:
-    shares = {r["cruncher_index"]: r["reward_pct"] for r in emission["cruncher_rewards"]}
-    rows = pl.DataFrame(
-        [
-            {
-                "rank": e["rank"],
-                "model_id": e["model_id"],
-                "cruncher": e.get("cruncher"),
-                "cruncher_index": e.get("cruncher_index"),
-                "ranking_value": e.get("ranking_value"),
-                "reward_pct": shares.get(e.get("cruncher_index"), 0),
-                "share_percent": 100 * shares.get(e.get("cruncher_index"), 0) / FRAC64_MULTIPLIER,
-            }
-            for e in entries
-        ]
-    )
-    return markdown_table(rows, limit=50)
 
 
 def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -104,7 +84,7 @@ def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.Asset
                 "snapshots_used": period.height,
                 "cruncher_reward_total": total,
                 "merkle_root": tree.checkpoint_root or "no snapshots",
-                "emission": dg.MetadataValue.md(emission_table(entries, emission_json) if entries else "_no scored models in this period_"),
+                "emission": dg.MetadataValue.md(emission_markdown(emission_shares(entries, emission_json))),
             }
         )
 

@@ -7,7 +7,7 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from assets.metadata import check_result, table_metadata
+from assets.metadata import check_result, price_charts, table_metadata
 from coordinator_dagster import feed_checks, schemas
 from coordinator_dagster.granularity import floor_time
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
@@ -93,5 +93,6 @@ def feed_records(
             source=feed.source_name,
             subjects=", ".join(feed.subjects),
             newest_record=str(frame["ts_event"].max()) if frame.height else "none",
+            prices=dg.MetadataValue.md(price_charts(frame)),
         ),
     )

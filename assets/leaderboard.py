@@ -4,7 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.metadata import markdown_table
+from assets.metadata import leaderboard_metadata
 from assets.snapshots import snapshots
 from coordinator_dagster import ranking
 from coordinator_dagster.partitions import window_key, window_start
@@ -41,11 +41,4 @@ def leaderboard(
         key = window_key(as_of - dt.timedelta(microseconds=1))
         store.write("leaderboard_history", board, key)
     store.ensure_catalog()
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": board.height,
-            "as_of": str(board["as_of"][0]) if board.height else "no snapshots yet",
-            "leader": board["model_id"][0] if board.height else "none",
-            "preview": dg.MetadataValue.md(markdown_table(board)),
-        }
-    )
+    return dg.MaterializeResult(metadata=leaderboard_metadata(board, list(crunch.aggregation.windows)))

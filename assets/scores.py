@@ -5,7 +5,7 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 from assets.feeds import feed_records
-from assets.metadata import check_result, counts_by, table_metadata
+from assets.metadata import check_result, counts_by, markdown_table, score_summary, table_metadata
 from assets.predictions import predictions
 from coordinator_dagster.checks import no_prediction_left_behind, scores_unique
 from coordinator_dagster.ensembles import build_ensembles
@@ -74,5 +74,7 @@ def scores(
             by_success=counts_by(out, "success"),
             scoring_version=crunch.scoring_version,
             mean_score=float(out["value"].mean()) if out["value"].drop_nulls().len() else None,
+            failed_scores=int((~out["success"]).sum()) if out.height else 0,
+            by_model=dg.MetadataValue.md(markdown_table(score_summary(out), limit=50)),
         )
     )

@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from assets.metadata import table_metadata
+from assets.metadata import markdown_table, snapshot_summary, table_metadata
 from assets.scores import scores
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
 from coordinator_dagster.snapshots import build_snapshots
@@ -34,4 +34,11 @@ def snapshots(context: dg.AssetExecutionContext, lake: LakeResource, contract: C
     )
     store.write_windows("snapshots", out, "period_start", keys)
     store.ensure_catalog()
-    return dg.MaterializeResult(metadata=table_metadata(out, partitions=len(keys), scoring_version=crunch.scoring_version))
+    return dg.MaterializeResult(
+        metadata=table_metadata(
+            out,
+            partitions=len(keys),
+            scoring_version=crunch.scoring_version,
+            by_model=dg.MetadataValue.md(markdown_table(snapshot_summary(out), limit=50)),
+        )
+    )

@@ -2,8 +2,16 @@
 # `make run`: the coordinator node on this machine.
 #
 #   - the report API (`coordinator api`), in the background, its log in $COORDINATOR_HOME/logs/api.log
+#   - the model runner (`coordinator models serve`: one worker process per model, kept alive
+#     across rounds), in the background, its log in $COORDINATOR_HOME/logs/models.log; the code
+#     location reaches it through MODEL_RUNNER_URL, which this script exports
+#   - the live feed listener (`coordinator feeds listen`: closed candles/ticks into the lake as they
+#     happen, reported to Dagster as runless events), in the background, its log in
+#     $COORDINATOR_HOME/logs/feeds.log; with FEED_LIVE=1 (the default here) the code location
+#     starts the minute ingest schedule stopped, so no polling run is needed
 #   - `dagster dev -w workspace.yaml` (webserver + daemon: sensors, schedules, backfills), in the
-#     foreground; Ctrl-C (or SIGTERM/SIGHUP to this script) stops both, as does dagster dev exiting.
+#     foreground; Ctrl-C (or SIGTERM/SIGHUP to this script) stops everything, as does dagster dev
+#     exiting.
 #
 # Each child is started through scripts/launch.py: default signal handling (a background child
 # of a script otherwise inherits SIGINT as ignored) and a process group of its own, so that
@@ -14,9 +22,13 @@
 #   DAGSTER_HOME       Dagster instance (SQLite)    default $COORDINATOR_HOME/dagster_home
 #   DAGSTER_HOST/PORT  UI address                   default 127.0.0.1:3000
 #   API_HOST/API_PORT  report API address           default 127.0.0.1:8000
+#   MODEL_RUNNER_HOST/PORT  model runner address    default 127.0.0.1:8100
+#   MODEL_RUNNER_URL   an external runner to use instead of starting one here
+#   FEED_LIVE          1: stream the feed with the listener (default); 0: poll every minute instead
+#   DAGSTER_WORKSPACE  the workspace.yaml to serve         default <checkout>/workspace.yaml
 #   READY_TIMEOUT      seconds to wait for "ready"  default 180
-# For tests of this script only: RUN_SKIP_BOOTSTRAP=1, RUN_API_CMD / RUN_DAGSTER_CMD replace the
-# two commands (whitespace-separated words).
+# For tests of this script only: RUN_SKIP_BOOTSTRAP=1, RUN_API_CMD / RUN_DAGSTER_CMD /
+# RUN_MODELS_CMD / RUN_FEEDS_CMD replace the four commands (whitespace-separated words).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,6 +53,13 @@ COORDINATOR_HOME="$(cd "$COORDINATOR_HOME" && pwd)"
 export COORDINATOR_HOME
 export DAGSTER_HOST="${DAGSTER_HOST:-127.0.0.1}" DAGSTER_PORT="${DAGSTER_PORT:-3000}"
 export API_HOST="${API_HOST:-127.0.0.1}" API_PORT="${API_PORT:-8000}"
+export MODEL_RUNNER_HOST="${MODEL_RUNNER_HOST:-127.0.0.1}" MODEL_RUNNER_PORT="${MODEL_RUNNER_PORT:-8100}"
+START_MODELS=1
+if [ -n "${MODEL_RUNNER_URL:-}" ]; then START_MODELS=0; fi
+export FEED_LIVE="${FEED_LIVE:-1}"
+case "$FEED_LIVE" in 0 | 1) ;; *) die "FEED_LIVE must be 0 or 1, not '$FEED_LIVE'" ;; esac
+DAGSTER_WORKSPACE="${DAGSTER_WORKSPACE:-$ROOT/workspace.yaml}"
+[ -f "$DAGSTER_WORKSPACE" ] || die "DAGSTER_WORKSPACE $DAGSTER_WORKSPACE does not exist"
 LOG_DIR="$COORDINATOR_HOME/logs"
 RUN_DIR="$COORDINATOR_HOME/run"
 mkdir -p "$LOG_DIR" "$RUN_DIR"
@@ -66,7 +85,12 @@ port_busy() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 connect_host() { case "$1" in 0.0.0.0 | "") echo 127.0.0.1 ;; ::) echo ::1 ;; *) echo "$1" ;; esac; }
 UI_URL="http://$DAGSTER_HOST:$DAGSTER_PORT"
 API_URL="http://$API_HOST:$API_PORT"
-for pair in "Dagster UI|$DAGSTER_HOST|$DAGSTER_PORT|DAGSTER_PORT" "report API|$API_HOST|$API_PORT|API_PORT"; do
+PAIRS=("Dagster UI|$DAGSTER_HOST|$DAGSTER_PORT|DAGSTER_PORT" "report API|$API_HOST|$API_PORT|API_PORT")
+if [ "$START_MODELS" = 1 ]; then
+    export MODEL_RUNNER_URL="http://$(connect_host "$MODEL_RUNNER_HOST"):$MODEL_RUNNER_PORT"
+    PAIRS+=("model runner|$MODEL_RUNNER_HOST|$MODEL_RUNNER_PORT|MODEL_RUNNER_PORT")
+fi
+for pair in "${PAIRS[@]}"; do
     IFS='|' read -r label host port var <<<"$pair"
     if port_busy "$(connect_host "$host")" "$port"; then
         die "$label port $port on $host is already in use (another 'make run'? stop it with 'make stop', or set $var)"
@@ -76,12 +100,18 @@ done
 if [ -n "${RUN_API_CMD:-}" ]; then read -ra API_CMD <<<"$RUN_API_CMD"; else
     API_CMD=("$ROOT/.venv/bin/coordinator" api --host "$API_HOST" --port "$API_PORT")
 fi
+if [ -n "${RUN_MODELS_CMD:-}" ]; then read -ra MODELS_CMD <<<"$RUN_MODELS_CMD"; else
+    MODELS_CMD=("$ROOT/.venv/bin/coordinator" models serve --host "$MODEL_RUNNER_HOST" --port "$MODEL_RUNNER_PORT")
+fi
+if [ -n "${RUN_FEEDS_CMD:-}" ]; then read -ra FEEDS_CMD <<<"$RUN_FEEDS_CMD"; else
+    FEEDS_CMD=("$ROOT/.venv/bin/coordinator" feeds listen)
+fi
 if [ -n "${RUN_DAGSTER_CMD:-}" ]; then read -ra DAGSTER_CMD <<<"$RUN_DAGSTER_CMD"; else
-    DAGSTER_CMD=("$ROOT/.venv/bin/dagster" dev -w "$ROOT/workspace.yaml" -h "$DAGSTER_HOST" -p "$DAGSTER_PORT")
+    DAGSTER_CMD=("$ROOT/.venv/bin/dagster" dev -w "$DAGSTER_WORKSPACE" -h "$DAGSTER_HOST" -p "$DAGSTER_PORT")
 fi
 
 # ---- stopping -------------------------------------------------------------------------------
-API_PID="" DAGSTER_PID="" WATCH_PID="" STOPPING=0
+API_PID="" DAGSTER_PID="" MODELS_PID="" FEEDS_PID="" WATCH_PID="" STOPPING=0
 
 group_alive() {
     # Is any process of group $1 left that is not a zombie (a dead leader not reaped yet)?
@@ -118,17 +148,21 @@ shutdown() {
         kill -KILL -- "-$DAGSTER_PID" 2>/dev/null || true
     fi
     [ -n "$API_PID" ] && stop_group "$API_PID" TERM 10 "report API"
-    rm -f "$RUN_DIR/dagster.pid" "$RUN_DIR/api.pid" "$RUN_DIR/run.pid"
+    # The runner kills its model workers when it stops; SIGKILL of its group catches the rest.
+    [ -n "$MODELS_PID" ] && stop_group "$MODELS_PID" TERM 10 "model runner"
+    # The listener finishes the write in hand and stops on SIGTERM.
+    [ -n "$FEEDS_PID" ] && stop_group "$FEEDS_PID" TERM 10 "feed listener"
+    rm -f "$RUN_DIR/dagster.pid" "$RUN_DIR/api.pid" "$RUN_DIR/models.pid" "$RUN_DIR/feeds.pid" "$RUN_DIR/run.pid"
 }
 
 on_signal() {
     if [ "$STOPPING" = 1 ]; then
         log "second $1: killing everything now"
-        for pid in "$DAGSTER_PID" "$API_PID" "$WATCH_PID"; do [ -n "$pid" ] && kill -KILL -- "-$pid" 2>/dev/null || true; done
+        for pid in "$DAGSTER_PID" "$API_PID" "$MODELS_PID" "$FEEDS_PID" "$WATCH_PID"; do [ -n "$pid" ] && kill -KILL -- "-$pid" 2>/dev/null || true; done
         exit 1
     fi
     STOPPING=1
-    log "SIG$1 received: stopping dagster dev and the report API"
+    log "SIG$1 received: stopping dagster dev, the report API, the model runner and the feed listener"
     shutdown
     log "stopped"
     exit 0
@@ -143,10 +177,33 @@ echo "$$" >"$RUN_DIR/run.pid"
 log "COORDINATOR_HOME=$COORDINATOR_HOME"
 log "DAGSTER_HOME=$DAGSTER_HOME"
 
+# Create (or migrate) the instance's SQLite storage once, before the feed listener and dagster
+# dev open it together: two processes creating a fresh instance at once can both stamp its
+# schema version, and dagster then refuses to load it ("more than one head"). Stand-in commands
+# (tests of this script) need no instance.
+if [ -z "${RUN_DAGSTER_CMD:-}" ]; then
+    "$PY" -c 'import dagster as dg; dg.DagsterInstance.get().dispose()' ||
+        die "cannot open the Dagster instance in $DAGSTER_HOME (see the error above)"
+fi
+
 echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) starting: ${API_CMD[*]}" >>"$LOG_DIR/api.log"
 "${LAUNCH[@]}" "${API_CMD[@]}" </dev/null >>"$LOG_DIR/api.log" 2>&1 &
 API_PID=$!
 echo "$API_PID" >"$RUN_DIR/api.pid"
+
+if [ "$START_MODELS" = 1 ]; then
+    echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) starting: ${MODELS_CMD[*]}" >>"$LOG_DIR/models.log"
+    "${LAUNCH[@]}" "${MODELS_CMD[@]}" </dev/null >>"$LOG_DIR/models.log" 2>&1 &
+    MODELS_PID=$!
+    echo "$MODELS_PID" >"$RUN_DIR/models.pid"
+fi
+
+if [ "$FEED_LIVE" = 1 ]; then
+    echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) starting: ${FEEDS_CMD[*]}" >>"$LOG_DIR/feeds.log"
+    "${LAUNCH[@]}" "${FEEDS_CMD[@]}" </dev/null >>"$LOG_DIR/feeds.log" 2>&1 &
+    FEEDS_PID=$!
+    echo "$FEEDS_PID" >"$RUN_DIR/feeds.pid"
+fi
 
 "${LAUNCH[@]}" "${DAGSTER_CMD[@]}" </dev/null &
 DAGSTER_PID=$!
@@ -154,16 +211,27 @@ echo "$DAGSTER_PID" >"$RUN_DIR/dagster.pid"
 
 log "Dagster UI  $UI_URL   (asset graph, runs, sensors, schedules, backfills)"
 log "report API  $API_URL   ($API_URL/reports/leaderboard, $API_URL/healthz, $API_URL/docs; log: $LOG_DIR/api.log)"
-log "Ctrl-C stops both"
+if [ "$START_MODELS" = 1 ]; then
+    log "model runner $MODEL_RUNNER_URL   ($MODEL_RUNNER_URL/models; log: $LOG_DIR/models.log)"
+else
+    log "model runner $MODEL_RUNNER_URL   (external, not started here)"
+fi
+if [ "$FEED_LIVE" = 1 ]; then
+    log "feed listener streaming ${FEED_SOURCE:-synthetic} into feed_records   (log: $LOG_DIR/feeds.log; FEED_LIVE=0 polls instead)"
+else
+    log "feed: polled every minute by ingest_schedule (FEED_LIVE=0)"
+fi
+log "Ctrl-C stops everything"
 
 # A background watcher says when each address answers (dagster dev takes 10-20 s).
 "${LAUNCH[@]}" "$PY" "$ROOT/scripts/wait_http.py" --timeout "${READY_TIMEOUT:-180}" \
     "report API|$API_URL|http://$(connect_host "$API_HOST"):$API_PORT/healthz" \
+    ${MODELS_PID:+"model runner|$MODEL_RUNNER_URL|$MODEL_RUNNER_URL/health"} \
     "Dagster UI|$UI_URL|http://$(connect_host "$DAGSTER_HOST"):$DAGSTER_PORT/server_info" </dev/null &
 WATCH_PID=$!
 
 status=0
 wait "$DAGSTER_PID" || status=$?
-log "dagster dev exited (status $status); stopping the report API"
+log "dagster dev exited (status $status); stopping the report API, the model runner and the feed listener"
 shutdown
 exit "$status"

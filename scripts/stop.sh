@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make stop`: stop a `make run` started elsewhere (another terminal, or in the background).
-# Asks run.sh to stop (SIGTERM: it stops dagster dev, then the API); if run.sh is gone or does
-# not react, stops the process groups recorded in $COORDINATOR_HOME/run/*.pid itself.
+# Asks run.sh to stop (SIGTERM: it stops dagster dev, then the API, the model runner and the feed
+# listener); if run.sh is gone or does not react, stops the process groups recorded in $COORDINATOR_HOME/run/*.pid itself.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN_DIR="${COORDINATOR_HOME:-$ROOT/.coordinator}/run"
@@ -17,7 +17,7 @@ if alive "$run_pid"; then
     kill -TERM "$run_pid" 2>/dev/null || true
     for _ in $(seq 450); do alive "$run_pid" || break; sleep 0.1; done
 fi
-for entry in dagster:INT api:TERM; do
+for entry in dagster:INT api:TERM models:TERM feeds:TERM; do
     name="${entry%%:*}" sig="${entry##*:}"
     pgid="$(pid_of "$name")"
     if [ -n "$pgid" ] && kill -0 -- "-$pgid" 2>/dev/null; then

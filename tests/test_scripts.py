@@ -109,12 +109,17 @@ def _start_run_sh(tmp_path: Path, dagster_seconds: float, dagster_exit: int):
         "API_PORT": str(_free_port()),
         "RUN_API_CMD": f"{sys.executable} {fake} {tmp_path / 'api.pids'} 600 0",
         "RUN_DAGSTER_CMD": f"{sys.executable} {fake} {tmp_path / 'dagster.pids'} {dagster_seconds} {dagster_exit}",
+        "MODEL_RUNNER_PORT": str(_free_port()),
+        "RUN_MODELS_CMD": f"{sys.executable} {fake} {tmp_path / 'models.pids'} 600 0",
+        "FEED_LIVE": "1",
+        "RUN_FEEDS_CMD": f"{sys.executable} {fake} {tmp_path / 'feeds.pids'} 600 0",
     }
-    env.pop("DAGSTER_HOME", None)
+    for var in ("DAGSTER_HOME", "MODEL_RUNNER_URL"):
+        env.pop(var, None)
     proc = subprocess.Popen(
         [sys.executable, str(LAUNCH), "bash", str(RUN_SH)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    pidfiles = [tmp_path / "api.pids", tmp_path / "dagster.pids"]
+    pidfiles = [tmp_path / f"{name}.pids" for name in ("api", "dagster", "models", "feeds")]
     assert _wait_for(lambda: all(p.exists() and p.read_text() for p in pidfiles), 30), "stand-ins did not start"
     pids = [int(pid) for p in pidfiles for pid in p.read_text().split()]
     return proc, home, pids
@@ -134,7 +139,7 @@ def test_run_sh_stops_everything_on_sigterm(tmp_path):
     proc, home, pids = _start_run_sh(tmp_path, dagster_seconds=600, dagster_exit=0)
     try:
         assert all(_alive(pid) for pid in pids)
-        assert (home / "run" / "api.pid").exists() and (home / "run" / "dagster.pid").exists()
+        assert all((home / "run" / f"{name}.pid").exists() for name in ("api", "dagster", "models", "feeds"))
         generated = (home / "dagster_home" / "dagster.yaml").read_text()
         assert "class: DefaultRunCoordinator" in generated
         proc.send_signal(signal.SIGTERM)
@@ -142,7 +147,7 @@ def test_run_sh_stops_everything_on_sigterm(tmp_path):
         assert proc.returncode == 0, out
         assert "stopped" in out
         assert _wait_for(lambda: not any(_alive(pid) for pid in pids), 10), f"left running: {[p for p in pids if _alive(p)]}"
-        assert not (home / "run" / "api.pid").exists()
+        assert not list((home / "run").glob("*.pid"))
     finally:
         _stop(proc, pids)
 
@@ -156,6 +161,13 @@ def test_run_sh_stops_the_api_when_dagster_dev_exits(tmp_path):
         assert _wait_for(lambda: not any(_alive(pid) for pid in pids), 10), f"left running: {[p for p in pids if _alive(p)]}"
     finally:
         _stop(proc, pids)
+
+
+def test_run_sh_refuses_an_unknown_feed_live_value(tmp_path):
+    env = {**os.environ, "RUN_SKIP_BOOTSTRAP": "1", "COORDINATOR_HOME": str(tmp_path), "FEED_LIVE": "yes"}
+    result = subprocess.run(["bash", str(RUN_SH)], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "FEED_LIVE must be 0 or 1" in result.stderr
 
 
 def test_run_sh_refuses_a_busy_port(tmp_path):

@@ -57,6 +57,8 @@ def test_dagster_yaml_template_selects_the_default_run_coordinator(tmp_path):
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert isinstance(instance.run_coordinator, DefaultRunCoordinator)
         assert instance.get_settings("telemetry") == {"enabled": False}
+        assert instance.get_settings("nux") == {"enabled": False}
+        assert instance.get_settings("sensors") == {"use_threads": True, "num_workers": 2}
 
 
 # ---- run.sh with stand-in commands ----------------------------------------------------------

@@ -9,6 +9,7 @@ import polars as pl
 
 from assets.metadata import check_result, price_charts, table_metadata
 from coordinator_dagster import feed_checks, schemas
+from coordinator_dagster.feed_records import dedupe_records
 from coordinator_dagster.granularity import floor_time
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
 from resources import ClockResource, ContractResource, FeedSource, LakeResource
@@ -67,7 +68,7 @@ def feed_records(
             # A configuration problem: retrying the run cannot help.
             raise dg.Failure(str(error), allow_retries=False) from error
         delivered.append(frame)
-        clean = frame.unique(["source", "subject", "kind", "granularity", "ts_event"], keep="last").sort("ts_event", "subject")
+        clean = dedupe_records(frame)
         keys = window_keys_between(start, end)
         store.write_windows("feed_records", clean, "ts_event", keys)
         written += clean.height
@@ -75,7 +76,7 @@ def feed_records(
             context.log.info(f"feed_records: {i}/{len(chunks)} days, {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M}: {clean.height} records ({written} so far)")
     store.ensure_catalog()
     everything = pl.concat(delivered)
-    frame = everything.unique(["source", "subject", "kind", "granularity", "ts_event"], keep="last").sort("ts_event", "subject")
+    frame = dedupe_records(everything)
     live = now - window.end <= dt.timedelta(seconds=feed.freshness_seconds)
     outcomes = feed_checks.feed_outcomes(
         everything, feed.subjects, window.start, closed, feed.step_seconds, now, feed.check_settings(), live

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from coordinator_dagster.durable import replace_durably
+
 FORMAT = "coordinator-backup"
 FORMAT_VERSION = 1
 MANIFEST = "MANIFEST.json"
@@ -227,21 +229,10 @@ def backup(archive: Path, home: Path, dagster_home: Path | None = None) -> Backu
             info.size = len(data)
             info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(data))
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, archive)
-        _fsync_dir(archive.parent)
+        replace_durably(tmp, archive)
     finally:
         tmp.unlink(missing_ok=True)
     return BackupResult(archive, len(files), total, sqlite_count, time.perf_counter() - began)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _member_target(name: str) -> tuple[str, PurePosixPath]:

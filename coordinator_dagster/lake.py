@@ -33,6 +33,7 @@ import duckdb
 import polars as pl
 
 from coordinator_dagster import schemas
+from coordinator_dagster.durable import replace_durably
 from coordinator_dagster.partitions import WINDOW_KEY_FORMAT, window_keys_between
 
 if TYPE_CHECKING:
@@ -89,14 +90,6 @@ def _duckdb_type(dtype: pl.DataType) -> str:
     if isinstance(dtype, pl.List):
         return _duckdb_type(dtype.inner) + "[]"
     return _DUCKDB_TYPES[dtype.base_type()]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Lake:
@@ -187,10 +180,7 @@ class Lake:
         tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
         try:
             frame.write_parquet(tmp, compression="zstd", statistics=True)
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-            _fsync_dir(path.parent)
+            replace_durably(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
 

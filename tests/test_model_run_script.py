@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 
 from tests.model_runner_process import group_members
+from tests.process_support import free_port as _free_port
+from tests.process_support import wait_for as _wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "scripts" / "launch.py"
@@ -28,21 +30,6 @@ STAND_IN = textwrap.dedent(
     time.sleep(600)
     """
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def _models(url: str) -> dict | None:

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.process_support import free_port as _free_port
+from tests.process_support import wait_for as _wait_for
+
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "scripts" / "launch.py"
 RUN_SH = ROOT / "scripts" / "run.sh"
@@ -76,27 +79,12 @@ FAKE = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return False
     return state != "Z"
-
-
-def _wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def _start_run_sh(tmp_path: Path, dagster_seconds: float, dagster_exit: int):

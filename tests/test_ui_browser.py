@@ -25,7 +25,6 @@ import io
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,8 @@ from pathlib import Path
 import httpx
 import polars as pl
 import pytest
+
+from tests.process_support import free_port as _free_port
 
 # dagster-graphql 1.13.27's DagsterGraphQLClient._execute passes variables to gql's execute() the
 # way gql 4 deprecates; the warning is about that library's call, not this project's code.
@@ -118,14 +119,6 @@ query Backfill($id: String!) {
 # True once an element and all its ancestors are fully opaque (an opening dialog fades in).
 OPAQUE = "for (let e = arguments[0]; e; e = e.parentElement) { if (getComputedStyle(e).opacity !== '1') return false; } return true;"
 FINISHED = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED", "FAILING"}
-
-
-def _free_port() -> int:
-    # dagster dev takes a port number, not a socket: this leaves a small window for another
-    # process to take the port, which shows as dagster dev exiting at start (reported with its log).
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

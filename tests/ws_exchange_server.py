@@ -118,16 +118,20 @@ class WsExchangeServer:
         is); returns the wall-clock time the last one was sent."""
         return self._call(self._send(list(messages), interval), timeout=600)
 
+    async def _broadcast(self, message: dict | str) -> None:
+        """One message to every subscribed connection; a connection that fails is forgotten."""
+        text = message if isinstance(message, str) else json.dumps(message)
+        for ws in list(self._sockets):
+            if not ws.closed:
+                try:
+                    await ws.send_str(text)
+                except (ConnectionError, RuntimeError):
+                    self._sockets.discard(ws)
+
     async def _send(self, messages: list[dict | str], interval: float) -> float:
         sent = time.time()
         for message in messages:
-            text = message if isinstance(message, str) else json.dumps(message)
-            for ws in list(self._sockets):
-                if not ws.closed:
-                    try:
-                        await ws.send_str(text)
-                    except (ConnectionError, RuntimeError):
-                        self._sockets.discard(ws)
+            await self._broadcast(message)
             sent = time.time()
             if interval:
                 await asyncio.sleep(interval)
@@ -146,13 +150,7 @@ class WsExchangeServer:
                 delay = start + i / rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            text = message if isinstance(message, str) else json.dumps(message)
-            for ws in list(self._sockets):
-                if not ws.closed:
-                    try:
-                        await ws.send_str(text)
-                    except (ConnectionError, RuntimeError):
-                        self._sockets.discard(ws)
+            await self._broadcast(message)
             times.append(time.time())
         return times
 

@@ -21,9 +21,6 @@ import polars as pl
 
 from coordinator_dagster import schemas
 
-# The batch path (`assets/feeds.py`) de-duplicates on the same columns, keeping the last record.
-FEED_KEY = ["source", "subject", "kind", "granularity", "ts_event"]
-
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -93,16 +90,6 @@ def records_frame(records: Iterable[Record], *, source: str, kind: str, granular
         }
     )
     return schemas.conform(frame, schemas.FEED_RECORDS, "feed_records")
-
-
-def dedupe_records(frame: pl.DataFrame) -> pl.DataFrame:
-    """One row per FEED_KEY, the last one winning, sorted by time then subject (the batch rule)."""
-    return frame.unique(FEED_KEY, keep="last", maintain_order=True).sort("ts_event", "subject")
-
-
-def merge_records(existing: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
-    """`new` merged into a stored partition: new keys added, repeated keys replaced by `new`."""
-    return dedupe_records(pl.concat([existing, new], how="vertical"))
 
 
 class StepCloser:

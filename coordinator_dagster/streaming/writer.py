@@ -27,7 +27,8 @@ import polars as pl
 from coordinator_dagster import schemas
 from coordinator_dagster.lake import Lake
 from coordinator_dagster.partitions import WINDOW_KEY_FORMAT
-from coordinator_dagster.streaming.records import Record, merge_records, records_frame
+from coordinator_dagster.feed_records import merge_records
+from coordinator_dagster.streaming.records import Record, records_frame
 
 log = logging.getLogger("coordinator.feeds.listen")
 

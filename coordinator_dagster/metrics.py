@@ -119,7 +119,10 @@ def model_correlation(rows: pl.DataFrame, all_rows: pl.DataFrame) -> float | Non
     model_id = rows["model_id"][0] if rows.height else None
     mine = rows.select("input_id", pl.col("prediction_value").alias("mine"))
     correlations = []
-    for (other_id,), theirs in all_rows.filter(pl.col("model_id") != model_id).group_by("model_id"):
+    # In model order: a mean of floats depends on the order it adds them in, and polars hands
+    # out groups in any order, which made re-scored snapshots differ in the last bits.
+    others = all_rows.filter(pl.col("model_id") != model_id).group_by("model_id")
+    for (other_id,), theirs in sorted(others, key=lambda group: group[0]):
         paired = mine.join(theirs.select("input_id", "prediction_value"), on="input_id")
         corr = spearman(paired["mine"].to_numpy(), paired["prediction_value"].to_numpy())
         if corr is not None:

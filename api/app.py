@@ -22,7 +22,7 @@ from api.middleware import BodyLimit
 from api.routes import ROUTES
 from api.settings import ApiSettings
 from coordinator_dagster.contracts import load_contract
-from coordinator_dagster.lake import Lake
+from coordinator_dagster.lake.store import Lake
 
 
 def _version() -> str:

@@ -22,7 +22,7 @@ from collections import OrderedDict
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from coordinator_dagster.lake import Lake
+from coordinator_dagster.lake.store import Lake
 
 # path pattern -> (tables it reads, tier)
 CACHED: list[tuple[re.Pattern[str], tuple[str, ...], str]] = [

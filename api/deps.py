@@ -17,7 +17,7 @@ import duckdb
 from fastapi import Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 
-from coordinator_dagster.lake import Lake
+from coordinator_dagster.lake.store import Lake
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

@@ -1,6 +1,6 @@
 """Response models of the report API: the public shapes clients rely on.
 
-They are deliberately separate from the lake's storage rows (`coordinator_dagster.schemas`):
+They are deliberately separate from the lake's storage rows (`coordinator_dagster.lake.schemas`):
 storage may gain columns, split JSON fields or change layout without changing an answer, and
 an answer may reshape rows (the leaderboard's window columns become one `windows` mapping).
 Field names follow the reference engine where it has them.

@@ -7,9 +7,9 @@ import polars as pl
 
 from assets.metadata import check_result, emission_markdown, emission_shares
 from assets.snapshots import snapshots
-from coordinator_dagster import ranking
+from coordinator_dagster.scoring import ranking
 from coordinator_dagster.checks import emission_exact
-from coordinator_dagster.merkle import build_checkpoint_tree
+from coordinator_dagster.scoring.merkle import build_checkpoint_tree
 from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS
 from resources import ContractResource, LakeResource
 

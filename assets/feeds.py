@@ -8,12 +8,13 @@ import dagster as dg
 import polars as pl
 
 from assets.metadata import check_result, price_charts, table_metadata
-from coordinator_dagster import feed_checks, schemas
-from coordinator_dagster.feed_records import dedupe_records
-from coordinator_dagster.granularity import floor_time
+from coordinator_dagster.feeds import checks as feed_checks
+from coordinator_dagster.lake import schemas
+from coordinator_dagster.feeds.records import dedupe_records
+from coordinator_dagster.feeds.granularity import floor_time
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
 from resources import ClockResource, ContractResource, FeedSource, LakeResource
-from resources.feeds import UnsupportedFeedError
+from coordinator_dagster.feeds.sources import UnsupportedFeedError
 
 # A range is fetched and written a day at a time: the run log shows progress, a cancelled or
 # failed backfill keeps every finished day, and a day that fails writes none of its hours.

@@ -6,9 +6,9 @@ import dagster as dg
 
 from assets.feeds import feed_records
 from assets.metadata import check_result, counts_by, table_metadata
-from coordinator_dagster.feed_checks import INPUTS_FINITE, INPUTS_UNIQUE, inputs_outcomes
+from coordinator_dagster.feeds.checks import INPUTS_FINITE, INPUTS_UNIQUE, inputs_outcomes
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
-from coordinator_dagster.rounds import build_inputs
+from coordinator_dagster.models.rounds import build_inputs
 from resources import ClockResource, ContractResource, FeedSource, LakeResource
 
 

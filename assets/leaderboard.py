@@ -6,7 +6,7 @@ import dagster as dg
 
 from assets.metadata import leaderboard_metadata
 from assets.snapshots import snapshots
-from coordinator_dagster import ranking
+from coordinator_dagster.scoring import ranking
 from coordinator_dagster.partitions import window_key, window_start
 from resources import ClockResource, ContractResource, LakeResource
 
@@ -20,7 +20,7 @@ def leaderboard(
     model's standing over time stays queryable.
 
     Windows end at the newest snapshot, so only the last `max(window)` hours are read; the
-    same snapshots always give the same ranking (ties: see `coordinator_dagster.ranking`).
+    same snapshots always give the same ranking (ties: see `coordinator_dagster.scoring.ranking`).
     """
     crunch = contract.get()
     store = lake.get(crunch)

@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from coordinator_dagster import plots
+from assets import plots
 from coordinator_dagster.checks import CheckOutcome
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
 

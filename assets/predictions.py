@@ -8,11 +8,11 @@ import polars as pl
 
 from assets.inputs import inputs
 from assets.metadata import counts_by, table_metadata
-from coordinator_dagster import schemas
+from coordinator_dagster.lake import schemas
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
-from coordinator_dagster.rounds import LIVE_ROUND_TAG, raw_input, split_missed
-from coordinator_dagster.lake import Lake
-from coordinator_dagster.runner import ModelSpec
+from coordinator_dagster.models.rounds import LIVE_ROUND_TAG, raw_input, split_missed
+from coordinator_dagster.lake.store import Lake
+from coordinator_dagster.models.runner import ModelSpec
 from resources import ClockResource, ContractResource, LakeResource, ModelRunnerResource
 from resources.models import RoundRunner
 

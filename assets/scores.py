@@ -8,9 +8,9 @@ from assets.feeds import feed_records
 from assets.metadata import check_result, counts_by, markdown_table, score_summary, table_metadata
 from assets.predictions import predictions
 from coordinator_dagster.checks import no_prediction_left_behind, scores_unique
-from coordinator_dagster.ensembles import build_ensembles
+from coordinator_dagster.scoring.ensembles import build_ensembles
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between, window_start
-from coordinator_dagster.scoring import score_predictions
+from coordinator_dagster.scoring.scores import score_predictions
 from resources import ClockResource, ContractResource, FeedSource, LakeResource
 
 # The truth of the window's last rounds lies in the next hour's feed.

@@ -6,7 +6,7 @@ import dagster as dg
 from assets.metadata import markdown_table, snapshot_summary, table_metadata
 from assets.scores import scores
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
-from coordinator_dagster.snapshots import build_snapshots
+from coordinator_dagster.scoring.snapshots import build_snapshots
 from resources import ContractResource, LakeResource
 
 

@@ -35,9 +35,9 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from coordinator_dagster import schemas  # noqa: E402
-from coordinator_dagster.emission import default_build_emission  # noqa: E402
-from coordinator_dagster.lake import Lake  # noqa: E402
+from coordinator_dagster.lake import schemas  # noqa: E402
+from coordinator_dagster.scoring.emission import default_build_emission  # noqa: E402
+from coordinator_dagster.lake.store import Lake  # noqa: E402
 from coordinator_dagster.partitions import WINDOW_KEY_FORMAT, window_keys_between  # noqa: E402
 
 UTC = dt.timezone.utc

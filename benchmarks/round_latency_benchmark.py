@@ -57,9 +57,9 @@ from coordinator_dagster.partitions import window_key  # noqa: E402
 LAUNCH = ROOT / "scripts" / "launch.py"
 RUN_SH = ROOT / "scripts" / "run.sh"
 EXAMPLES = [
-    ("momentum", "coordinator_dagster.example_models:MomentumTracker"),
-    ("mean-reversion", "coordinator_dagster.example_models:MeanReversionTracker"),
-    ("contrarian", "coordinator_dagster.example_models:ContrarianTracker"),
+    ("momentum", "coordinator_dagster.models.examples:MomentumTracker"),
+    ("mean-reversion", "coordinator_dagster.models.examples:MeanReversionTracker"),
+    ("contrarian", "coordinator_dagster.models.examples:ContrarianTracker"),
 ]
 SUBJECTS = ["BTC", "ETH"]
 STEP = dt.timedelta(minutes=1)

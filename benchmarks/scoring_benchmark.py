@@ -28,12 +28,12 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from coordinator_dagster import schemas  # noqa: E402
+from coordinator_dagster.lake import schemas  # noqa: E402
 from coordinator_dagster.contracts import default_contract  # noqa: E402
-from coordinator_dagster.metrics import compute_metrics  # noqa: E402
-from coordinator_dagster.scoring import default_resolve_ground_truth, default_scoring_function, score_predictions  # noqa: E402
-from coordinator_dagster.snapshots import build_snapshots, default_aggregate_snapshot  # noqa: E402
-from coordinator_dagster.synthetic import generate_records  # noqa: E402
+from coordinator_dagster.scoring.metrics import compute_metrics  # noqa: E402
+from coordinator_dagster.scoring.scores import default_resolve_ground_truth, default_scoring_function, score_predictions  # noqa: E402
+from coordinator_dagster.scoring.snapshots import build_snapshots, default_aggregate_snapshot  # noqa: E402
+from coordinator_dagster.feeds.synthetic import generate_records  # noqa: E402
 
 START = dt.datetime(2026, 11, 15, tzinfo=dt.timezone.utc)
 HOUR = dt.timedelta(hours=1)

@@ -1,7 +1,7 @@
 """Live listener benchmark: message-to-lake latency, sustained messages per second, and data
 loss across forced reconnects, on this machine.
 
-The real listener (`coordinator_dagster.streaming`) with the unmodified ccxt.pro binance client
+The real listener (`coordinator_dagster.feeds.streaming`) with the unmodified ccxt.pro binance client
 reads a loopback WebSocket server in Binance's kline format (tests/ws_exchange_server.py) and
 fills gaps from the loopback REST exchange (tests/exchange_server.py); writes go to a temporary
 lake and every write is reported to a temporary Dagster instance (SQLite, as `dagster dev`'s
@@ -39,11 +39,11 @@ sys.path.insert(0, str(ROOT))
 import dagster as dg  # noqa: E402
 import polars as pl  # noqa: E402
 
-from coordinator_dagster.lake import Lake  # noqa: E402
-from coordinator_dagster.streaming.listener import Listener, ListenerConfig, running  # noqa: E402
-from coordinator_dagster.streaming.sources import CcxtStream  # noqa: E402
-from coordinator_dagster.streaming.writer import LakeWriter  # noqa: E402
-from resources.feeds import CcxtFeed  # noqa: E402
+from coordinator_dagster.lake.store import Lake  # noqa: E402
+from coordinator_dagster.feeds.streaming.listener import Listener, ListenerConfig, running  # noqa: E402
+from coordinator_dagster.feeds.streaming.sources import CcxtStream  # noqa: E402
+from coordinator_dagster.feeds.streaming.writer import LakeWriter  # noqa: E402
+from coordinator_dagster.feeds.sources import CcxtFeed  # noqa: E402
 from tests.exchange_server import ExchangeServer  # noqa: E402
 from tests.ws_exchange_server import WsExchangeServer  # noqa: E402
 

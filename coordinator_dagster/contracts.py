@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from coordinator_dagster.callables import resolve_dotted
+from coordinator_dagster.scoring.callables import resolve_dotted
 from coordinator_dagster.domain_types import (
     FRAC64_MULTIPLIER,
     Aggregation,
@@ -29,10 +29,10 @@ from coordinator_dagster.domain_types import (
     ScheduledPrediction,
     ScoreResult,
 )
-from coordinator_dagster.emission import default_build_emission
-from coordinator_dagster.metrics import ENSEMBLE_METRICS, METRICS
-from coordinator_dagster.scoring import default_resolve_ground_truth, default_scoring_function
-from coordinator_dagster.snapshots import default_aggregate_snapshot
+from coordinator_dagster.scoring.emission import default_build_emission
+from coordinator_dagster.scoring.metrics import ENSEMBLE_METRICS, METRICS
+from coordinator_dagster.scoring.scores import default_resolve_ground_truth, default_scoring_function
+from coordinator_dagster.scoring.snapshots import default_aggregate_snapshot
 
 __all__ = [
     "FRAC64_MULTIPLIER",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, field_validator
 
-from coordinator_dagster.granularity import granularity_seconds
+from coordinator_dagster.feeds.granularity import granularity_seconds
 
 
 def default_home() -> Path:

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from coordinator_dagster.contracts import CrunchContract
-from coordinator_dagster.lake import Lake
+from coordinator_dagster.lake.store import Lake
 
 
 class LakeResource(dg.ConfigurableResource):

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import dagster as dg
 from pydantic import BaseModel
 
-from coordinator_dagster.model_manifest import load_manifest
-from coordinator_dagster.runner import InProcessRunner, ModelSpec, Outcome, validate_output
+from coordinator_dagster.models.manifest import load_manifest
+from coordinator_dagster.models.runner import InProcessRunner, ModelSpec, Outcome, validate_output
 
 
 class RoundRunner(Protocol):

@@ -12,12 +12,12 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from coordinator_dagster import feed_checks
+from coordinator_dagster.feeds import checks as feed_checks
 from coordinator_dagster.contracts import CrunchContract
-from coordinator_dagster.feed_checks import FeedCheckConfig
-from coordinator_dagster.lake import Lake
+from coordinator_dagster.feeds.checks import FeedCheckConfig
+from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.partitions import window_key
-from coordinator_dagster.rounds import LIVE_ROUND_TAG
+from coordinator_dagster.models.rounds import LIVE_ROUND_TAG
 from resources import ClockResource, ContractResource, FeedSource, LakeResource
 from sensors.jobs import predict_job, score_job
 

@@ -5,7 +5,7 @@ import datetime as dt
 
 import dagster as dg
 
-from coordinator_dagster.granularity import granularity_seconds
+from coordinator_dagster.feeds.granularity import granularity_seconds
 from coordinator_dagster.partitions import window_key
 from sensors.jobs import ingest_job
 

@@ -23,9 +23,9 @@ import polars as pl
 import uvicorn
 from fastapi import FastAPI, Request
 
-from coordinator_dagster import schemas
-from coordinator_dagster.emission import default_build_emission
-from coordinator_dagster.lake import Lake
+from coordinator_dagster.lake import schemas
+from coordinator_dagster.scoring.emission import default_build_emission
+from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.partitions import WINDOW_KEY_FORMAT, window_keys_between
 
 UTC = dt.timezone.utc

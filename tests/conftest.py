@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from coordinator_dagster.contracts import default_contract
-from coordinator_dagster.lake import Lake
+from coordinator_dagster.lake.store import Lake
 from resources import ClockResource, ContractResource, InProcessModelRunner, LakeResource, SyntheticFeed
 
 # A fixed historical hour: every test that runs the pipeline uses it, so results are reproducible.

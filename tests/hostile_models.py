@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from coordinator_dagster.tracker import TrackerBase
+from coordinator_dagster.models.tracker import TrackerBase
 
 
 class Counter(TrackerBase):

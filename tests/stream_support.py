@@ -10,11 +10,11 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from coordinator_dagster.lake import Lake
-from coordinator_dagster.streaming.listener import Listener, ListenerConfig
-from coordinator_dagster.streaming.sources import StreamSource
-from coordinator_dagster.streaming.writer import LakeWriter
-from resources.feeds import FeedSource
+from coordinator_dagster.lake.store import Lake
+from coordinator_dagster.feeds.streaming.listener import Listener, ListenerConfig
+from coordinator_dagster.feeds.streaming.sources import StreamSource
+from coordinator_dagster.feeds.streaming.writer import LakeWriter
+from coordinator_dagster.feeds.sources import FeedSource
 
 UTC = dt.timezone.utc
 

@@ -1,4 +1,4 @@
-"""The metadata the assets show in the Dagster UI: the SVG charts (coordinator_dagster/plots.py),
+"""The metadata the assets show in the Dagster UI: the SVG charts (assets/plots.py),
 the summary tables (assets/metadata.py), and what each asset's materialization carries."""
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from assets.metadata import (
     score_summary,
     snapshot_summary,
 )
-from coordinator_dagster import plots, schemas
+from assets import plots
+from coordinator_dagster.lake import schemas
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
-from coordinator_dagster.emission import default_build_emission, emission_from_shares
+from coordinator_dagster.scoring.emission import default_build_emission, emission_from_shares
 from tests.conftest import HOUR, HOUR_KEY, pipeline_resources
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -8,10 +8,10 @@ import polars as pl
 import pytest
 
 from assets import default_assets
-from coordinator_dagster import schemas
+from coordinator_dagster.lake import schemas
 from coordinator_dagster.contracts import default_contract
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
-from coordinator_dagster.lake import Lake
+from coordinator_dagster.lake.store import Lake
 from tests.conftest import HOUR, HOUR_KEY, pipeline_resources
 
 PREV_KEY = "2026-11-20-09:00"
@@ -102,7 +102,7 @@ def test_recorded_predictions_are_never_overwritten(pipeline, tmp_path):
     manifest = tmp_path / "models.json"
     manifest.write_text(json.dumps([
         {"model_id": "momentum", "name": "Changed", "cruncher": "alice", "cruncher_index": 0,
-         "entrypoint": "coordinator_dagster.example_models:ContrarianTracker"},
+         "entrypoint": "coordinator_dagster.models.examples:ContrarianTracker"},
     ]))
     changed = {**resources, "model_runner": type(resources["model_runner"])(manifest=str(manifest))}
     run(changed, ["predictions"], HOUR_KEY)

@@ -20,11 +20,11 @@ import duckdb
 import polars as pl
 import pytest
 
-from coordinator_dagster.backup import BackupError, backup, restore
-from coordinator_dagster.cli import main
+from coordinator_dagster.lake.backup import BackupError, backup, restore
+from coordinator_dagster.cli.main import main
 from coordinator_dagster.definitions import build_defs
-from coordinator_dagster.demo import run_demo
-from coordinator_dagster.lake import Lake
+from coordinator_dagster.cli.demo import run_demo
+from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.settings import Settings
 from resources import ClockResource
 

@@ -11,9 +11,9 @@ from coordinator_dagster.contracts import (
     default_contract,
     load_contract,
 )
-from coordinator_dagster.emission import default_build_emission
-from coordinator_dagster.scoring import default_resolve_ground_truth, default_scoring_function
-from coordinator_dagster.snapshots import default_aggregate_snapshot
+from coordinator_dagster.scoring.emission import default_build_emission
+from coordinator_dagster.scoring.scores import default_resolve_ground_truth, default_scoring_function
+from coordinator_dagster.scoring.snapshots import default_aggregate_snapshot
 
 # Used by the override tests through CRUNCH_CONFIG_MODULE=tests.test_contracts:...
 CUSTOM = CrunchContract(crunch_pubkey="CustomPubkey", checkpoint_period="daily")
@@ -124,7 +124,7 @@ def test_unknown_metric_and_duplicate_scope_are_refused():
 
 
 def test_contribution_weighted_emission_is_available_by_path():
-    from coordinator_dagster.emission import contribution_weighted_emission
+    from coordinator_dagster.scoring.emission import contribution_weighted_emission
 
-    contract = CrunchContract(build_emission="coordinator_dagster.emission:contribution_weighted_emission")
+    contract = CrunchContract(build_emission="coordinator_dagster.scoring.emission:contribution_weighted_emission")
     assert contract.build_emission is contribution_weighted_emission

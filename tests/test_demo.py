@@ -7,15 +7,15 @@ import sys
 
 import polars as pl
 
-from coordinator_dagster.demo import run_demo
+from coordinator_dagster.cli.demo import run_demo
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
-from coordinator_dagster.lake import Lake
+from coordinator_dagster.lake.store import Lake
 
 
 def test_demo_command_runs_feed_to_checkpoint_and_is_reproducible(tmp_path):
     cli_home = tmp_path / "cli"
     completed = subprocess.run(
-        [sys.executable, "-m", "coordinator_dagster.cli", "demo", "--days", "1", "--start", "2026-11-20", "--home", str(cli_home)],
+        [sys.executable, "-m", "coordinator_dagster.cli.main", "demo", "--days", "1", "--start", "2026-11-20", "--home", str(cli_home)],
         capture_output=True, text=True, timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]

@@ -3,7 +3,7 @@
 import pytest
 
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER, EmissionCheckpoint
-from coordinator_dagster.emission import default_build_emission, tier_shares
+from coordinator_dagster.scoring.emission import default_build_emission, tier_shares
 
 
 def entries(n):
@@ -76,7 +76,7 @@ import numpy as np  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from coordinator_dagster.emission import contribution_weighted_emission, contribution_weights, to_frac64  # noqa: E402
+from coordinator_dagster.scoring.emission import contribution_weighted_emission, contribution_weights, to_frac64  # noqa: E402
 
 
 def test_contribution_weighted_hand_computed():

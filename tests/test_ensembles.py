@@ -10,9 +10,9 @@ import pytest
 
 from assets import default_assets
 from coordinator_dagster.contracts import CrunchContract, EnsembleConfig, default_contract
-from coordinator_dagster.ensembles import ensemble_rows, member_weights, with_ensemble_columns
-from coordinator_dagster.lake import Lake
-from coordinator_dagster.metrics import METRICS, compute_metrics_frame
+from coordinator_dagster.scoring.ensembles import ensemble_rows, member_weights, with_ensemble_columns
+from coordinator_dagster.lake.store import Lake
+from coordinator_dagster.scoring.metrics import METRICS, compute_metrics_frame
 from resources import ContractResource
 from tests.conftest import HOUR, pipeline_resources
 from tests.test_scoring import inputs_for, predictions_for
@@ -103,7 +103,7 @@ def ensemble_contract() -> CrunchContract:
         update={
             "ensembles": [EnsembleConfig(name="main", lookback_hours=1), EnsembleConfig(name="flat", strategy="equal_weight")],
             "metrics": ["ic", "hit_rate", "model_correlation", "contribution", "fnc", "ensemble_correlation"],
-            "build_emission": CrunchContract(build_emission="coordinator_dagster.emission:contribution_weighted_emission").build_emission,
+            "build_emission": CrunchContract(build_emission="coordinator_dagster.scoring.emission:contribution_weighted_emission").build_emission,
         }
     )
 

@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 
 from assets import default_assets
-from coordinator_dagster.lake import Lake
+from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.settings import load_settings
 from coordinator_dagster.definitions import feed_resource
-from resources.feeds import CcxtFeed, FeedUnavailableError, UnsupportedFeedError
+from coordinator_dagster.feeds.sources import CcxtFeed, FeedUnavailableError, UnsupportedFeedError
 from sensors import score_sensor
 from tests.conftest import pipeline_resources
 from tests.exchange_server import ExchangeServer

@@ -4,8 +4,8 @@ import datetime as dt
 
 import polars as pl
 
-from coordinator_dagster import feed_checks as fc
-from coordinator_dagster import schemas
+from coordinator_dagster.feeds import checks as fc
+from coordinator_dagster.lake import schemas
 
 T0 = dt.datetime(2026, 11, 20, 10, tzinfo=dt.timezone.utc)
 

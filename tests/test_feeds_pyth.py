@@ -9,9 +9,9 @@ import pytest
 
 from assets import default_assets
 from coordinator_dagster.definitions import feed_resource
-from coordinator_dagster.lake import Lake
+from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.settings import load_settings
-from resources.feeds import PYTH_FEED_IDS, FeedUnavailableError, PythFeed, UnsupportedFeedError
+from coordinator_dagster.feeds.sources import PYTH_FEED_IDS, FeedUnavailableError, PythFeed, UnsupportedFeedError
 from tests.conftest import pipeline_resources
 from tests.hermes_server import HermesServer
 

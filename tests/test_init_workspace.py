@@ -15,10 +15,10 @@ import pytest
 
 from api import settings as api_settings
 from coordinator_dagster import settings as node_settings
-from coordinator_dagster.cli import main
+from coordinator_dagster.cli.main import main
 from coordinator_dagster.contracts import CONFIG_ENV_VAR
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
-from coordinator_dagster.scaffold import available_packs, render, render_values
+from coordinator_dagster.cli.scaffold import available_packs, render, render_values
 
 # Variables that would point a workspace's commands at another lake, contract or instance.
 _NODE_VARS = ("COORDINATOR_HOME", "CRUNCH_CONFIG_MODULE", "MODELS_MANIFEST", "DAGSTER_HOME", "PYTHONPATH")

@@ -11,8 +11,8 @@ import duckdb
 import polars as pl
 import pytest
 
-from coordinator_dagster import schemas
-from coordinator_dagster.lake import Lake
+from coordinator_dagster.lake import schemas
+from coordinator_dagster.lake.store import Lake
 
 T0 = dt.datetime(2026, 11, 20, 10, tzinfo=dt.timezone.utc)
 KEY = "2026-11-20-10:00"
@@ -92,7 +92,7 @@ _WRITER = textwrap.dedent(
     """
     import datetime as dt, sys
     import polars as pl
-    from coordinator_dagster.lake import Lake
+    from coordinator_dagster.lake.store import Lake
     lake = Lake(sys.argv[1])
     n = 4_000_000
     t0 = dt.datetime(2026, 11, 20, 10, tzinfo=dt.timezone.utc)
@@ -220,7 +220,7 @@ def test_partition_lock_serializes_writers_of_one_partition(lake):
     script = textwrap.dedent(
         f"""
         import time
-        from coordinator_dagster.lake import Lake
+        from coordinator_dagster.lake.store import Lake
         lake = Lake({str(lake.home)!r})
         with lake.partition_lock("predictions", "2026-11-20-10:00"):
             print("locked", flush=True)

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from coordinator_dagster.merkle import (
+from coordinator_dagster.scoring.merkle import (
     build_checkpoint_tree,
     canonical_snapshot,
     leaf_hash,
@@ -165,7 +165,7 @@ def test_canonical_form_ignores_key_order_and_timezone_spelling():
 def test_polars_rows_hash_like_python_rows():
     import polars as pl
 
-    from coordinator_dagster import schemas
+    from coordinator_dagster.lake import schemas
 
     rows = period(2, 3)
     frame = pl.DataFrame([dict(r, scored_count=1, failed_count=0, value=0.0) for r in rows], schema=schemas.SNAPSHOTS)
@@ -369,7 +369,7 @@ def test_non_proofs_are_invalid(thing):
 
 def cli(*args, stdin=None):
     return subprocess.run(
-        [sys.executable, "-m", "coordinator_dagster.cli", "verify-proof", *args],
+        [sys.executable, "-m", "coordinator_dagster.cli.main", "verify-proof", *args],
         input=stdin, capture_output=True, text=True, timeout=60,
     )
 

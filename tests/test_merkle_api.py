@@ -12,9 +12,9 @@ import pytest
 
 from api.app import create_app
 from api.settings import ApiSettings
-from coordinator_dagster.demo import run_demo
-from coordinator_dagster.lake import Lake
-from coordinator_dagster.merkle import verify_proof
+from coordinator_dagster.cli.demo import run_demo
+from coordinator_dagster.lake.store import Lake
+from coordinator_dagster.scoring.merkle import verify_proof
 from tests.api_fixtures import serve
 
 CHECKPOINT = "CKP-2026-11-15"
@@ -29,7 +29,7 @@ def built(tmp_path_factory):
 
 def verify_cli(path, root):
     return subprocess.run(
-        [sys.executable, "-m", "coordinator_dagster.cli", "verify-proof", str(path), "--root", root],
+        [sys.executable, "-m", "coordinator_dagster.cli.main", "verify-proof", str(path), "--root", root],
         capture_output=True, text=True, timeout=60,
     )
 

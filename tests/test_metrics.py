@@ -7,8 +7,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from coordinator_dagster import metrics
-from coordinator_dagster.metrics import METRICS, compute_metrics_frame, register_metric, spearman
+from coordinator_dagster.scoring import metrics
+from coordinator_dagster.scoring.metrics import METRICS, compute_metrics_frame, register_metric, spearman
 
 T0 = dt.datetime(2026, 11, 20, 10, tzinfo=dt.timezone.utc)
 

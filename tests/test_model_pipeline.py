@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 
 from assets import default_assets
-from coordinator_dagster.lake import Lake
-from coordinator_dagster.rounds import LIVE_ROUND_TAG
+from coordinator_dagster.lake.store import Lake
+from coordinator_dagster.models.rounds import LIVE_ROUND_TAG
 from resources import InProcessModelRunner, RemoteModelRunner
 from resources.models import RunnerServiceError
 from sensors import predict_sensor
@@ -21,9 +21,9 @@ from tests.model_runner_process import entry, model_runner, write_manifest
 
 NEXT_KEY = "2026-11-20-11:00"
 EXAMPLES = [
-    entry("momentum", "coordinator_dagster.example_models:MomentumTracker", 0),
-    entry("mean-reversion", "coordinator_dagster.example_models:MeanReversionTracker", 1),
-    entry("contrarian", "coordinator_dagster.example_models:ContrarianTracker", 2),
+    entry("momentum", "coordinator_dagster.models.examples:MomentumTracker", 0),
+    entry("mean-reversion", "coordinator_dagster.models.examples:MeanReversionTracker", 1),
+    entry("contrarian", "coordinator_dagster.models.examples:ContrarianTracker", 2),
 ]
 
 

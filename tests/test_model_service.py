@@ -8,11 +8,11 @@ import time
 import httpx
 import pytest
 
-from coordinator_dagster.model_manifest import ManifestError, parse_manifest
+from coordinator_dagster.models.manifest import ManifestError, parse_manifest
 from tests.model_runner_process import entry, group_members, model_runner, payload, write_manifest
 
 H = "tests.hostile_models"
-MOMENTUM = "coordinator_dagster.example_models:MomentumTracker"
+MOMENTUM = "coordinator_dagster.models.examples:MomentumTracker"
 
 HOSTILE = {
     "sleeper": f"{H}:Sleeper",
@@ -131,7 +131,7 @@ def test_a_model_that_keeps_dying_is_marked_unhealthy_and_retried_after_a_backof
         models = runner.models()
         assert models["dier"]["status"] == "unhealthy" and 4 < models["dier"]["retry_in_seconds"] <= 8
         # The operator's view.
-        from coordinator_dagster.cli import main
+        from coordinator_dagster.cli.main import main
 
         assert main(["models", "list", "--url", runner.url]) == 0
         listing = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}
@@ -265,7 +265,7 @@ def test_a_model_folder_is_importable_by_its_worker(tmp_path):
     folder = tmp_path / "models" / "folder_model"
     folder.mkdir(parents=True)
     (folder / "folder_tracker.py").write_text(
-        "from coordinator_dagster.tracker import TrackerBase\n"
+        "from coordinator_dagster.models.tracker import TrackerBase\n"
         "class Tracker(TrackerBase):\n"
         "    def predict(self, subject, horizon, step):\n"
         "        return {'value': 42.0}\n"

@@ -11,8 +11,8 @@ import pytest
 
 from assets import default_assets
 from coordinator_dagster.contracts import CrunchContract, ScoreResult, default_contract
-from coordinator_dagster.lake import Lake
-from coordinator_dagster.ranking import compare_versions
+from coordinator_dagster.lake.store import Lake
+from coordinator_dagster.scoring.ranking import compare_versions
 from resources import ContractResource
 from tests.conftest import pipeline_resources
 
@@ -84,7 +84,7 @@ def test_a_new_scoring_version_keeps_the_old_one_queryable(scored, tmp_path):
     assert sorted(table["rank_v2"].to_list()) == [1, 2, 3]
 
     env = {**os.environ, "COORDINATOR_HOME": str(home)}
-    cli = [sys.executable, "-m", "coordinator_dagster.cli"]
+    cli = [sys.executable, "-m", "coordinator_dagster.cli.main"]
     shown = subprocess.run([*cli, "compare-versions", "v1", "v2", "--start", "2026-11-20", "--end", "2026-11-20"], env=env, capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert "rank_v1" in shown.stdout and "places_gained" in shown.stdout

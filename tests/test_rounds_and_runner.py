@@ -7,9 +7,9 @@ import polars as pl
 import pytest
 
 from coordinator_dagster.contracts import InferenceOutput, default_contract
-from coordinator_dagster.rounds import build_inputs, raw_input, round_times
-from coordinator_dagster.runner import EXAMPLE_MODELS, MAX_OUTPUT_BYTES, InProcessRunner, ModelSpec
-from coordinator_dagster.synthetic import generate_records
+from coordinator_dagster.models.rounds import build_inputs, raw_input, round_times
+from coordinator_dagster.models.runner import EXAMPLE_MODELS, MAX_OUTPUT_BYTES, InProcessRunner, ModelSpec
+from coordinator_dagster.feeds.synthetic import generate_records
 
 T0 = dt.datetime(2026, 11, 20, 10, tzinfo=dt.timezone.utc)
 

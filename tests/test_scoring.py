@@ -6,10 +6,10 @@ import json
 import polars as pl
 import pytest
 
-from coordinator_dagster import schemas
-from coordinator_dagster.callables import vectorized_twin
+from coordinator_dagster.lake import schemas
+from coordinator_dagster.scoring.callables import vectorized_twin
 from coordinator_dagster.contracts import CrunchContract, ScoreResult
-from coordinator_dagster.scoring import (
+from coordinator_dagster.scoring.scores import (
     default_resolve_ground_truth,
     default_scoring_function,
     resolve_truth,

@@ -93,7 +93,7 @@ def test_score_sensor_gives_each_hour_a_final_pass_after_the_grace_period(home):
 
 def test_sensor_requests_launch_runs_that_predict_and_score(home):
     """The requests the sensors emit, executed as the daemon would, fill the lake."""
-    from coordinator_dagster.lake import Lake
+    from coordinator_dagster.lake.store import Lake
 
     cursors = {}
     first = HOUR + dt.timedelta(minutes=20, seconds=5)

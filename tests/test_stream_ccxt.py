@@ -10,9 +10,9 @@ import time
 import polars as pl
 import pytest
 
-from coordinator_dagster.streaming.listener import running
-from coordinator_dagster.streaming.sources import CcxtStream
-from resources.feeds import CcxtFeed
+from coordinator_dagster.feeds.streaming.listener import running
+from coordinator_dagster.feeds.streaming.sources import CcxtStream
+from coordinator_dagster.feeds.sources import CcxtFeed
 from tests.exchange_server import ExchangeServer
 from tests.stream_support import UTC, fast_config, make_listener, materializations, ms, stored, wait_until
 from tests.ws_exchange_server import WsExchangeServer

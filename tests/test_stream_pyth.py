@@ -10,9 +10,9 @@ import time
 import polars as pl
 import pytest
 
-from coordinator_dagster.streaming.listener import running
-from coordinator_dagster.streaming.sources import HermesStream
-from resources.feeds import PYTH_FEED_IDS, PythFeed
+from coordinator_dagster.feeds.streaming.listener import running
+from coordinator_dagster.feeds.streaming.sources import HermesStream
+from coordinator_dagster.feeds.sources import PYTH_FEED_IDS, PythFeed
 from tests.hermes_server import EXPO, HermesServer
 from tests.stream_support import UTC, fast_config, make_listener, materializations, stored, wait_until
 

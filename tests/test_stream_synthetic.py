@@ -12,9 +12,9 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from coordinator_dagster.streaming.listener import running
-from coordinator_dagster.streaming.sources import SyntheticStream
-from resources.feeds import SyntheticFeed
+from coordinator_dagster.feeds.streaming.listener import running
+from coordinator_dagster.feeds.streaming.sources import SyntheticStream
+from coordinator_dagster.feeds.sources import SyntheticFeed
 from tests.stream_support import fast_config, make_listener, materializations, stored, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ def test_coordinator_feeds_listen_streams_into_the_lake_and_reports_to_dagster(t
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
     )
     try:
-        from coordinator_dagster.lake import Lake
+        from coordinator_dagster.lake.store import Lake
 
         lake = Lake(home)
         wait_until(lambda: lake.has_files("feed_records") and stored(lake).height >= 8, timeout=60, what="records from the listener process")

@@ -10,12 +10,12 @@ import polars as pl
 import pytest
 
 from coordinator_dagster.settings import load_settings
-from coordinator_dagster.streaming.buffer import RecordBuffer
-from coordinator_dagster.streaming.listener import Listener, ListenerConfig
-from coordinator_dagster.feed_records import dedupe_records, merge_records
-from coordinator_dagster.streaming.records import MalformedRecord, Record, StepCloser, candle_record, records_frame
-from coordinator_dagster.streaming.setup import dagster_instance
-from coordinator_dagster.streaming.writer import hour_key
+from coordinator_dagster.feeds.streaming.buffer import RecordBuffer
+from coordinator_dagster.feeds.streaming.listener import Listener, ListenerConfig
+from coordinator_dagster.feeds.records import dedupe_records, merge_records
+from coordinator_dagster.feeds.streaming.records import MalformedRecord, Record, StepCloser, candle_record, records_frame
+from coordinator_dagster.cli.listener_setup import dagster_instance
+from coordinator_dagster.feeds.streaming.writer import hour_key
 from sensors.schedules import build_ingest_schedule
 
 M = 60_000

@@ -9,9 +9,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from coordinator_dagster import schemas, synthetic
-from coordinator_dagster.granularity import GranularityError, granularity_seconds
-from coordinator_dagster.synthetic import SYNTHETIC_ORIGIN, generate_records
+from coordinator_dagster.feeds import synthetic
+from coordinator_dagster.lake import schemas
+from coordinator_dagster.feeds.granularity import GranularityError, granularity_seconds
+from coordinator_dagster.feeds.synthetic import SYNTHETIC_ORIGIN, generate_records
 
 UTC = dt.timezone.utc
 DAY = dt.timedelta(days=1)

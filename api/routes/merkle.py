@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from api import sql
 from api.deps import DbDep
 from api.schemas import MerkleCycle, MerkleProofAnswer, MerkleTree
-from coordinator_dagster.merkle import CheckpointTree, build_checkpoint_tree, proof_for
+from coordinator_dagster.scoring.merkle import CheckpointTree, build_checkpoint_tree, proof_for
 
 router = APIRouter(prefix="/reports/merkle", tags=["merkle"])
 

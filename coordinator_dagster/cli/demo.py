@@ -21,7 +21,7 @@ import polars as pl
 from coordinator_dagster.contracts import CrunchContract, load_contract
 from coordinator_dagster.definitions import build_defs
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
-from coordinator_dagster.lake import Lake
+from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS, WINDOW_KEY_FORMAT
 from coordinator_dagster.settings import Settings, load_settings
 from resources import ClockResource

@@ -41,8 +41,8 @@ def _listen(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
     from coordinator_dagster.settings import load_settings
-    from coordinator_dagster.streaming.setup import build_listener, dagster_instance, listener_config
-    from resources.feeds import FeedError
+    from coordinator_dagster.cli.listener_setup import build_listener, dagster_instance, listener_config
+    from coordinator_dagster.feeds.sources import FeedError
 
     try:
         settings = load_settings()

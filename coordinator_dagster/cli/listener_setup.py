@@ -9,9 +9,9 @@ import os
 from typing import Any
 
 from coordinator_dagster.settings import Settings
-from coordinator_dagster.streaming.listener import Listener, ListenerConfig
-from coordinator_dagster.streaming.sources import stream_source
-from coordinator_dagster.streaming.writer import LakeWriter
+from coordinator_dagster.feeds.streaming.listener import Listener, ListenerConfig
+from coordinator_dagster.feeds.streaming.sources import stream_source
+from coordinator_dagster.feeds.streaming.writer import LakeWriter
 
 log = logging.getLogger("coordinator.feeds.listen")
 
@@ -29,7 +29,7 @@ def dagster_instance() -> Any:
 def build_listener(settings: Settings, config: ListenerConfig, *, idle_timeout: float = 30.0, instance: Any = None) -> Listener:
     from coordinator_dagster.contracts import load_contract
     from coordinator_dagster.definitions import feed_resource
-    from coordinator_dagster.lake import Lake
+    from coordinator_dagster.lake.store import Lake
 
     # The same resource the code location builds, with secrets (dg.EnvVar) resolved as at launch.
     feed = feed_resource(settings).process_config_and_initialize()

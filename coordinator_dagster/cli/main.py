@@ -9,10 +9,10 @@ import os
 import sys
 from pathlib import Path
 
-from coordinator_dagster.cli_feeds import register as register_feeds
-from coordinator_dagster.cli_models import register as register_models
-from coordinator_dagster.cli_operations import register as register_operations
-from coordinator_dagster.cli_workspace import register as register_workspace
+from coordinator_dagster.cli.feeds import register as register_feeds
+from coordinator_dagster.cli.models import register as register_models
+from coordinator_dagster.cli.operations import register as register_operations
+from coordinator_dagster.cli.workspace import register as register_workspace
 from coordinator_dagster.settings import load_settings
 
 DEFAULT_DEMO_START = "2026-11-20"
@@ -40,7 +40,7 @@ def _demo(args: argparse.Namespace) -> int:
     # backfill_policy is labelled beta in Dagster 1.13; the label is noise on a demo's terminal.
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-    from coordinator_dagster.demo import format_result, print_progress, run_demo
+    from coordinator_dagster.cli.demo import format_result, print_progress, run_demo
 
     home = Path(args.home) if args.home else load_settings().home
     # With DAGSTER_HOME set, the demo's runs are recorded where the UI can show them.
@@ -73,7 +73,7 @@ def _catalog(args: argparse.Namespace) -> int:
 def _verify_proof(args: argparse.Namespace) -> int:
     import json
 
-    from coordinator_dagster.merkle import verify_proof
+    from coordinator_dagster.scoring.merkle import verify_proof
 
     source = "stdin" if args.path == "-" else args.path
     try:
@@ -95,7 +95,7 @@ def _verify_proof(args: argparse.Namespace) -> int:
 
 def _lake():
     from coordinator_dagster.contracts import load_contract
-    from coordinator_dagster.lake import Lake
+    from coordinator_dagster.lake.store import Lake
 
     contract = load_contract()
     return contract, Lake.for_contract(load_settings().home, contract)
@@ -114,7 +114,7 @@ def _versions(args: argparse.Namespace) -> int:
 def _compare_versions(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from coordinator_dagster.ranking import compare_versions
+    from coordinator_dagster.scoring.ranking import compare_versions
 
     contract, lake = _lake()
     start, end = args.start, args.end + dt.timedelta(days=1)

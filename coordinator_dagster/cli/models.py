@@ -17,9 +17,9 @@ from pathlib import Path
 
 def _serve(args: argparse.Namespace) -> int:
     from coordinator_dagster.contracts import load_contract
-    from coordinator_dagster.model_http import serve
-    from coordinator_dagster.model_manifest import ManifestError
-    from coordinator_dagster.model_service import ModelService, PoolSettings
+    from coordinator_dagster.models.http_server import serve
+    from coordinator_dagster.models.manifest import ManifestError
+    from coordinator_dagster.models.service import ModelService, PoolSettings
     from coordinator_dagster.settings import load_settings
 
     settings = load_settings()

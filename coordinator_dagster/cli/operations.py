@@ -20,7 +20,7 @@ def _mb(size: int) -> str:
 
 
 def _backup(args: argparse.Namespace) -> int:
-    from coordinator_dagster.backup import BackupError, backup, default_dagster_home
+    from coordinator_dagster.lake.backup import BackupError, backup, default_dagster_home
 
     home, dagster_home = _homes(args)
     dagster_home = dagster_home or default_dagster_home(home)
@@ -40,7 +40,7 @@ def _backup(args: argparse.Namespace) -> int:
 def _restore(args: argparse.Namespace) -> int:
     import os
 
-    from coordinator_dagster.backup import BackupError, restore
+    from coordinator_dagster.lake.backup import BackupError, restore
 
     home, dagster_home = _homes(args)
     if dagster_home is None and os.environ.get("DAGSTER_HOME", "").strip():
@@ -62,7 +62,7 @@ def _restore(args: argparse.Namespace) -> int:
 def _rebuild_catalog(home: Path) -> None:
     # The DuckDB catalog holds views with absolute paths, so it is rebuilt rather than restored.
     from coordinator_dagster.contracts import ContractError, load_contract
-    from coordinator_dagster.lake import Lake
+    from coordinator_dagster.lake.store import Lake
 
     try:
         rebuilt = Lake.for_contract(home, load_contract()).refresh_catalog()

@@ -1,10 +1,10 @@
-"""New competition workspaces from the template packs shipped in `coordinator_dagster/templates`.
+"""New competition workspaces from the template packs shipped in `coordinator_dagster/cli/templates`.
 
 A workspace is a folder with its contract module, its models and their manifest, a `.env` with
 every setting, its own `workspace.yaml`, a README, tests and a Makefile that runs it with the
 coordinator installation it was generated from. This module validates the name, renders a pack
 and moves the result into place in one rename, so a failure leaves nothing behind. The
-command-line wrapper is `coordinator_dagster/cli_workspace.py`.
+command-line wrapper is `coordinator_dagster/cli/workspace.py`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Pack:
 
 
 def templates_root() -> Traversable:
-    return resources.files("coordinator_dagster") / "templates"
+    return resources.files("coordinator_dagster.cli") / "templates"
 
 
 def available_packs() -> list[Pack]:
@@ -107,7 +107,7 @@ def coordinator_bin() -> Path:
 
 def coordinator_root() -> Path | None:
     """The coordinator checkout this package runs from, if any (it holds scripts/run.sh)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     return root if (root / "scripts" / "run.sh").is_file() else None
 
 

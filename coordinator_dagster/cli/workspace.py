@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def _init_workspace(args: argparse.Namespace) -> int:
-    from coordinator_dagster.scaffold import WorkspaceError, available_packs, coordinator_root, create_workspace
+    from coordinator_dagster.cli.scaffold import WorkspaceError, available_packs, coordinator_root, create_workspace
 
     if args.list_templates:
         for pack in available_packs():

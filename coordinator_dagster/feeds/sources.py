@@ -21,10 +21,10 @@ import dagster as dg
 import polars as pl
 from pydantic import PrivateAttr
 
-from coordinator_dagster import schemas
-from coordinator_dagster.feed_checks import FeedCheckConfig
-from coordinator_dagster.granularity import granularity_seconds
-from coordinator_dagster.synthetic import generate_records
+from coordinator_dagster.lake import schemas
+from coordinator_dagster.feeds.checks import FeedCheckConfig
+from coordinator_dagster.feeds.granularity import granularity_seconds
+from coordinator_dagster.feeds.synthetic import generate_records
 
 T = TypeVar("T")
 TRADES_SLICE_MS = 3_600_000
@@ -52,7 +52,7 @@ class FeedSource(dg.ConfigurableResource, ABC):
     subjects: list[str] = ["BTC", "ETH"]
     kind: str = "candle"
     granularity: str = "1m"
-    # Tolerances of the feed checks (see coordinator_dagster/feed_checks.py); they sit on the
+    # Tolerances of the feed checks (see coordinator_dagster/feeds/checks.py); they sit on the
     # feed because they depend on it, and the score sensor reads the same values.
     max_gap_steps: int = 1
     frozen_records: int = 30

@@ -24,8 +24,8 @@ import threading
 import numpy as np
 import polars as pl
 
-from coordinator_dagster import schemas
-from coordinator_dagster.granularity import granularity_seconds
+from coordinator_dagster.lake import schemas
+from coordinator_dagster.feeds.granularity import granularity_seconds
 
 SYNTHETIC_ORIGIN = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 

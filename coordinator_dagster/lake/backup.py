@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from coordinator_dagster.durable import replace_durably
+from coordinator_dagster.lake.durable import replace_durably
 
 FORMAT = "coordinator-backup"
 FORMAT_VERSION = 1

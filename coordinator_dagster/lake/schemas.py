@@ -114,7 +114,7 @@ CHECKPOINTS = pl.Schema(
         "model_count": pl.Int64,
         "entries": pl.String,  # JSON list of ranked entries
         "emission": pl.String,  # JSON EmissionCheckpoint
-        "merkle_root": pl.String,  # root over the period's snapshots (coordinator_dagster.merkle)
+        "merkle_root": pl.String,  # root over the period's snapshots (coordinator_dagster.scoring.merkle)
     }
 )
 

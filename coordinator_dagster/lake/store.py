@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING
 import duckdb
 import polars as pl
 
-from coordinator_dagster import schemas
-from coordinator_dagster.durable import replace_durably
+from coordinator_dagster.lake import schemas
+from coordinator_dagster.lake.durable import replace_durably
 from coordinator_dagster.partitions import WINDOW_KEY_FORMAT, window_keys_between
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from coordinator_dagster.tracker import TrackerBase
+from coordinator_dagster.models.tracker import TrackerBase
 
 
 class MomentumTracker(TrackerBase):

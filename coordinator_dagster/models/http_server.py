@@ -26,7 +26,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from coordinator_dagster.model_service import LIVE, ModelService, outcome_json
+from coordinator_dagster.models.service import LIVE, ModelService, outcome_json
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 MAX_INPUTS_PER_REQUEST = 10_000

@@ -17,7 +17,7 @@ import json
 import re
 from pathlib import Path
 
-from coordinator_dagster.runner import EXAMPLE_MODELS, ModelSpec
+from coordinator_dagster.models.runner import EXAMPLE_MODELS, ModelSpec
 
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 ENTRYPOINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")

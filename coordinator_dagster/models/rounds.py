@@ -13,7 +13,7 @@ import math
 import numpy as np
 import polars as pl
 
-from coordinator_dagster import schemas
+from coordinator_dagster.lake import schemas
 from coordinator_dagster.domain_types import ScheduledPrediction
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from coordinator_dagster.callables import resolve_dotted
+from coordinator_dagster.scoring.callables import resolve_dotted
 
 MAX_OUTPUT_BYTES = 64 * 1024
 
@@ -39,9 +39,9 @@ class ModelSpec:
 
 
 EXAMPLE_MODELS = (
-    ModelSpec("momentum", "Momentum", "alice", 0, "coordinator_dagster.example_models:MomentumTracker"),
-    ModelSpec("mean-reversion", "Mean reversion", "bob", 1, "coordinator_dagster.example_models:MeanReversionTracker"),
-    ModelSpec("contrarian", "Contrarian", "carol", 2, "coordinator_dagster.example_models:ContrarianTracker"),
+    ModelSpec("momentum", "Momentum", "alice", 0, "coordinator_dagster.models.examples:MomentumTracker"),
+    ModelSpec("mean-reversion", "Mean reversion", "bob", 1, "coordinator_dagster.models.examples:MeanReversionTracker"),
+    ModelSpec("contrarian", "Contrarian", "carol", 2, "coordinator_dagster.models.examples:ContrarianTracker"),
 )
 
 

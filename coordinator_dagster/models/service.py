@@ -41,9 +41,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from coordinator_dagster.model_manifest import ManifestError, load_manifest, manifest_entry
-from coordinator_dagster.model_worker import HEADER, ChannelClosed, recv_exact, send_frame
-from coordinator_dagster.runner import MAX_OUTPUT_BYTES, ModelSpec, Outcome, validate_output
+from coordinator_dagster.models.manifest import ManifestError, load_manifest, manifest_entry
+from coordinator_dagster.models.worker import HEADER, ChannelClosed, recv_exact, send_frame
+from coordinator_dagster.models.runner import MAX_OUTPUT_BYTES, ModelSpec, Outcome, validate_output
 
 OUTPUT_TAIL_BYTES = 4096  # the last bytes a worker printed, kept for the reason when it dies
 STARTUP_TIMEOUT_SECONDS = 60.0  # a worker still loading its model after this is killed
@@ -95,10 +95,10 @@ class Worker:
         # Model code is untrusted: it sees a minimal environment, not the node's (API keys).
         env = {k: v for k, v in os.environ.items() if k in WORKER_ENV or k.startswith("LC_")}
         env.update({"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"})
-        root = str(Path(__file__).resolve().parents[1])
+        root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
         command = [
-            settings.python, "-m", "coordinator_dagster.model_worker",
+            settings.python, "-m", "coordinator_dagster.models.worker",
             "--fd", str(child.fileno()),
             "--entrypoint", spec.entrypoint,
             "--memory-mb", str(settings.memory_limit_mb),

@@ -1,6 +1,6 @@
 """One model's worker process, and the framing both ends of its channel use.
 
-    python -m coordinator_dagster.model_worker --fd N --entrypoint mod:Tracker [--path DIR]
+    python -m coordinator_dagster.models.worker --fd N --entrypoint mod:Tracker [--path DIR]
         [--memory-mb M] [--max-output-bytes B] [--parent PID]
 
 The supervisor (`model_service`) starts one worker per model and talks to it over a socket it
@@ -98,7 +98,7 @@ def _die_with_parent(parent: int) -> None:
 def _load(entrypoint: str, path: str) -> Any:
     if path:
         sys.path.insert(0, path)
-    from coordinator_dagster.callables import resolve_dotted
+    from coordinator_dagster.scoring.callables import resolve_dotted
 
     target = resolve_dotted(entrypoint)
     return target() if callable(target) else target

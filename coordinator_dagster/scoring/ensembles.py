@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from coordinator_dagster import schemas
+from coordinator_dagster.lake import schemas
 from coordinator_dagster.domain_types import EnsembleConfig
-from coordinator_dagster.metrics import compute_metrics_frame
+from coordinator_dagster.scoring.metrics import compute_metrics_frame
 
 if TYPE_CHECKING:
     from coordinator_dagster.contracts import CrunchContract

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from coordinator_dagster import schemas
-from coordinator_dagster.ensembles import is_ensemble
+from coordinator_dagster.lake import schemas
+from coordinator_dagster.scoring.ensembles import is_ensemble
 
 if TYPE_CHECKING:
     from coordinator_dagster.contracts import CrunchContract

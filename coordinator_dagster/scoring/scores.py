@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from coordinator_dagster import schemas
-from coordinator_dagster.callables import vectorized, vectorized_twin
+from coordinator_dagster.lake import schemas
+from coordinator_dagster.scoring.callables import vectorized, vectorized_twin
 from coordinator_dagster.domain_types import ScoreResult
 
 if TYPE_CHECKING:

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from coordinator_dagster import schemas
-from coordinator_dagster.callables import vectorized, vectorized_twin
-from coordinator_dagster.ensembles import is_ensemble, with_ensemble_columns
-from coordinator_dagster.metrics import ENSEMBLE_METRICS, compute_metrics_frame
+from coordinator_dagster.lake import schemas
+from coordinator_dagster.scoring.callables import vectorized, vectorized_twin
+from coordinator_dagster.scoring.ensembles import is_ensemble, with_ensemble_columns
+from coordinator_dagster.scoring.metrics import ENSEMBLE_METRICS, compute_metrics_frame
 
 if TYPE_CHECKING:
     from coordinator_dagster.contracts import CrunchContract

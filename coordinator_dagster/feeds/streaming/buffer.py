@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from coordinator_dagster.streaming.records import Record
+from coordinator_dagster.feeds.streaming.records import Record
 
 
 @dataclass

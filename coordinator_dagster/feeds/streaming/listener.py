@@ -27,11 +27,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from coordinator_dagster.streaming.buffer import Pending, RecordBuffer
-from coordinator_dagster.streaming.records import Record, StepCloser
-from coordinator_dagster.streaming.sources import Malformed, StreamDisconnected, StreamSource, Update
-from coordinator_dagster.streaming.writer import LakeWriter, WriteResult
-from resources.feeds import FeedSource
+from coordinator_dagster.feeds.streaming.buffer import Pending, RecordBuffer
+from coordinator_dagster.feeds.streaming.records import Record, StepCloser
+from coordinator_dagster.feeds.streaming.sources import Malformed, StreamDisconnected, StreamSource, Update
+from coordinator_dagster.feeds.streaming.writer import LakeWriter, WriteResult
+from coordinator_dagster.feeds.sources import FeedSource
 
 log = logging.getLogger("coordinator.feeds.listen")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from coordinator_dagster import schemas
+from coordinator_dagster.lake import schemas
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@
 (or per batch ccxt hands over), where an item is an `Update` (a valid record of a step, closed
 or still forming) or a `Malformed` (logged and skipped by the listener). A dropped connection,
 a refused subscription or a transport error raises `StreamDisconnected`; a configuration the
-source cannot serve raises `UnsupportedFeedError` (resources.feeds), which stops the listener.
+source cannot serve raises `UnsupportedFeedError` (coordinator_dagster.feeds.sources), which stops the listener.
 
 - `CcxtStream`: ccxt.pro `watch_ohlcv_for_symbols` (candles of every subject on one socket).
 - `HermesStream`: Pyth Hermes `GET /v2/updates/price/stream?ids[]=…&parsed=true`
@@ -27,8 +27,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from coordinator_dagster.streaming.records import MalformedRecord, Record, candle_record, tick_record
-from resources.feeds import (
+from coordinator_dagster.feeds.streaming.records import MalformedRecord, Record, candle_record, tick_record
+from coordinator_dagster.feeds.sources import (
     CcxtFeed,
     FeedError,
     FeedSource,

@@ -24,11 +24,11 @@ from typing import Any
 
 import polars as pl
 
-from coordinator_dagster import schemas
-from coordinator_dagster.lake import Lake
+from coordinator_dagster.lake import schemas
+from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.partitions import WINDOW_KEY_FORMAT
-from coordinator_dagster.feed_records import merge_records
-from coordinator_dagster.streaming.records import Record, records_frame
+from coordinator_dagster.feeds.records import merge_records
+from coordinator_dagster.feeds.streaming.records import Record, records_frame
 
 log = logging.getLogger("coordinator.feeds.listen")
 

@@ -173,6 +173,30 @@ def test_staleness_follows_the_configured_fraction():
     assert resolve_truth(strict, records, inputs)["truth_state"][0] == "stale"
 
 
+@pytest.mark.parametrize("contract_kwargs", [{}, {"resolve_ground_truth": row_wise}], ids=["vectorized", "row-wise"])
+def test_a_staleness_fraction_of_zero_turns_the_guard_off(contract_kwargs):
+    # 5-minute horizon, newest candle closing at T + 3 min (120 s old): stale at 0.2, while 0
+    # (the reference's meaning: no guard) resolves it with the newest price, 100 → 102.
+    records = feed([100.0, 101.0, 102.0], start=T0 - MIN)
+    inputs = inputs_for([T0], horizon=5 * MIN)
+    # (A row-wise callable answers None for "not yet", so the engine cannot tell stale from pending.)
+    assert resolve_truth(CrunchContract(**contract_kwargs), records, inputs)["truth_state"][0] in ("stale", "pending")
+    off = resolve_truth(CrunchContract(max_ground_truth_staleness_fraction=0, **contract_kwargs), records, inputs)
+    assert off.select("truth_state", "entry_price", "resolved_price").row(0) == ("resolved", 100.0, 102.0)
+
+
+def test_nothing_is_scored_before_its_resolvable_time():
+    # Without the staleness guard the feed already holds a price after the round; the move is
+    # not over until T + horizon, so the prediction stays PENDING until then.
+    contract = CrunchContract(max_ground_truth_staleness_fraction=0)
+    inputs = inputs_for([T0], horizon=5 * MIN)
+    preds = predictions_for(inputs, {"m": 1.0})
+    records = feed([100.0, 101.0, 102.0], start=T0 - MIN)
+    assert score_predictions(contract, preds, inputs, records, T0 + 4 * MIN).is_empty()
+    [scored] = score_predictions(contract, preds, inputs, records, T0 + 5 * MIN).iter_rows(named=True)
+    assert scored["value"] == pytest.approx(0.02)
+
+
 def test_vectorized_truth_matches_the_row_wise_rule():
     closes = [100.0 + (i * 7919 % 13) - 6 for i in range(90)]
     records = feed(closes)

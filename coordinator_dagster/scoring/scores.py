@@ -60,7 +60,10 @@ def _record_close_ts(record: dict[str, Any]) -> dt.datetime:
 
 def _is_stale(lag: Any, horizon: Any, fraction: float) -> Any:
     """Whether the newest price is older than `fraction` × horizon at T + horizon (`lag` and
-    `horizon` in one unit; numbers or polars expressions)."""
+    `horizon` in one unit; numbers or polars expressions). A fraction of 0 turns the guard off,
+    as in the reference engine: the truth is whatever the feed holds at T + horizon."""
+    if fraction <= 0:
+        return False
     return lag > horizon * fraction
 
 
@@ -149,7 +152,7 @@ def default_resolve_ground_truth(records: list[dict[str, Any]], input: dict[str,
     - resolved = the close of the newest record closing at or before T + horizon; it must close
       after T (otherwise no price is known past the round yet).
     - stale: the resolved record closes more than `max_ground_truth_staleness_fraction` × horizon
-      before T + horizon; scoring waits.
+      before T + horizon; scoring waits. A fraction of 0 turns this guard off.
     - an entry price of 0 gives no return: not resolvable.
     """
     round_ts, resolvable_at = input["round_ts"], input["resolvable_at"]
@@ -284,11 +287,12 @@ def score_predictions(
 ) -> pl.DataFrame:
     """Scores for the predictions that can be scored now, conformed to `schemas.SCORES`.
 
-    Only PENDING predictions are scored (FAILED and ABSENT are terminal). A prediction whose
+    Only PENDING predictions whose resolvable time has come are scored (FAILED and ABSENT are
+    terminal; before T + horizon the move is not over, whatever the feed holds). A prediction whose
     truth is still unknown `ground_truth_grace_seconds` after its resolvable time is closed with
     a failed score and the reason, instead of staying PENDING forever.
     """
-    pending = predictions.filter(pl.col("status") == "PENDING")
+    pending = predictions.filter((pl.col("status") == "PENDING") & (pl.col("resolvable_at") <= now))
     if pending.is_empty():
         return schemas.empty(schemas.SCORES)
     wanted = inputs.join(pending.select("input_id").unique(), on="input_id", how="semi")

@@ -13,7 +13,9 @@ from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_betwee
 from coordinator_dagster.scoring.scores import score_predictions
 from resources import ClockResource, ContractResource, FeedSource, LakeResource
 
-# The truth of the window's last rounds lies in the next hour's feed.
+# The truth of the window's last rounds lies in the next hour's feed. (The entry price of its
+# first round is the close of the previous hour's last candle: that hour is in the lake already,
+# as the round's input was built from it, so it needs no dependency here.)
 _NEXT_HOUR = dg.TimeWindowPartitionMapping(start_offset=0, end_offset=1)
 
 
@@ -53,7 +55,7 @@ def scores(
     # The whole range in one pass (a backfill of a week is one vectorized scoring, not 168).
     preds = store.read_window("predictions", window.start, window.end)
     inputs = store.read_window("inputs", window.start, window.end)
-    truth_feed = store.read_window("feed_records", window.start, window.end + reach)
+    truth_feed = store.read_window("feed_records", window.start - reach, window.end + reach)
     out = score_predictions(crunch, preds, inputs, truth_feed, now)
     if crunch.ensembles:
         # Ensemble weights come from the scores before each hour: earlier hours from the lake,

@@ -37,6 +37,7 @@ from coordinator_dagster.feeds.synthetic import generate_records  # noqa: E402
 
 START = dt.datetime(2026, 11, 15, tzinfo=dt.timezone.utc)
 HOUR = dt.timedelta(hours=1)
+MINUTE = dt.timedelta(minutes=1)
 
 
 def build_dataset(models: int, days: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -111,8 +112,10 @@ def per_row_loop(feed, predictions, sample: int, with_metrics: bool) -> tuple[fl
     results: dict[tuple[str, dt.datetime], list[dict]] = {}
     for row in rows:
         times, dicts = records[row["subject"]]
-        lo = bisect.bisect_left(times, row["round_ts"])
-        hi = bisect.bisect_right(times, row["resolvable_at"])
+        # `truth_window` for one-minute candles (keyed by open time): the candle closing at the
+        # round through the candle closing at the resolvable time.
+        lo = bisect.bisect_left(times, row["round_ts"] - MINUTE)
+        hi = bisect.bisect_right(times, row["resolvable_at"] - MINUTE)
         truth = default_resolve_ground_truth(dicts[lo:hi], row)
         if truth is None:
             continue

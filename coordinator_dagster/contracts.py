@@ -23,6 +23,7 @@ from coordinator_dagster.domain_types import (
     EmissionCheckpoint,
     EnsembleConfig,
     InferenceOutput,
+    LaxInferenceOutput,
     PredictionScope,
     ProviderReward,
     RawInput,
@@ -44,6 +45,7 @@ __all__ = [
     "EmissionCheckpoint",
     "EnsembleConfig",
     "InferenceOutput",
+    "LaxInferenceOutput",
     "PredictionScope",
     "ProviderReward",
     "RawInput",
@@ -102,7 +104,12 @@ class CrunchContract(BaseModel):
     # Here-only settings (the reference engine has no equivalent or hard-codes them).
     checkpoint_period: Literal["daily", "weekly"] = "weekly"
     input_window_size: int = Field(default=60, gt=0, description="records handed to models per round")
-    max_ground_truth_staleness_fraction: float = Field(default=0.2, ge=0)
+    max_ground_truth_staleness_fraction: float = Field(
+        default=0.2,
+        ge=0,
+        description="the truth waits while its newest record closes more than this × horizon before "
+        "round + horizon; 0 turns the guard off (reference meaning)",
+    )
     scoring_version: str = Field(
         default="v1",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",

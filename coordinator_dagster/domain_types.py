@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Literal
+import numbers
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 # frac64: the on-chain reward unit; 1,000,000,000 is 100 %.
 FRAC64_MULTIPLIER = 1_000_000_000
@@ -35,11 +37,31 @@ class RawInput(BaseModel):
 
 
 class InferenceOutput(BaseModel):
-    """What a model must answer: a finite `value`; extra keys are kept with the prediction."""
+    """What a model must answer: a finite number `value`; extra keys are kept with the prediction.
 
-    model_config = ConfigDict(extra="allow")
+    Parsed strictly: `{"value": "0.3"}` or `{"value": true}` is refused (the prediction FAILS with
+    the reason) instead of being coerced to 0.3 or 1.0, since a model that answers text or a flag
+    is broken and its score would be a guess. Any real number passes (numpy scalars included).
+    Subclasses inherit the strictness; a contract opts into pydantic's lax parsing with an output
+    type whose config says `strict=False`, such as `LaxInferenceOutput`.
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True)
 
     value: float
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        if not cls.model_config.get("strict"):
+            return value
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise PydanticCustomError(
+                "number_required",
+                "a number is required, got {kind} {shown} (outputs are parsed strictly)",
+                {"kind": type(value).__name__, "shown": repr(value)[:80]},
+            )
+        return float(value)
 
     @field_validator("value")
     @classmethod
@@ -47,6 +69,13 @@ class InferenceOutput(BaseModel):
         if not math.isfinite(value):
             raise ValueError("value must be a finite number (NaN and infinity are refused)")
         return value
+
+
+class LaxInferenceOutput(InferenceOutput):
+    """`InferenceOutput` with pydantic's lax parsing: numeric strings and booleans are coerced
+    (`"0.3"` → 0.3, `true` → 1.0), as the reference engine accepts them."""
+
+    model_config = ConfigDict(extra="allow", strict=False)
 
 
 class ScoreResult(BaseModel):

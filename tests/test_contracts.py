@@ -1,16 +1,21 @@
 """The contract: defaults as the reference engine has them, overrides and start-up errors."""
 
+import re
+
+import numpy as np
 import pytest
 
 from coordinator_dagster.contracts import (
     ContractError,
     CrunchContract,
     InferenceOutput,
+    LaxInferenceOutput,
     RawInput,
     ScoreResult,
     default_contract,
     load_contract,
 )
+from coordinator_dagster.models.runner import InProcessRunner, ModelSpec, validate_output
 from coordinator_dagster.scoring.emission import default_build_emission
 from coordinator_dagster.scoring.scores import default_resolve_ground_truth, default_scoring_function
 from coordinator_dagster.scoring.snapshots import default_aggregate_snapshot
@@ -61,6 +66,51 @@ def test_output_type_refuses_non_finite_values():
     with pytest.raises(ValueError, match="finite"):
         InferenceOutput(value=float("nan"))
     assert InferenceOutput.model_validate({"value": 1.5, "confidence": 0.3}).model_dump() == {"value": 1.5, "confidence": 0.3}
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [({"value": "0.3"}, "str '0.3'"), ({"value": True}, "bool True"), ({"value": None}, "NoneType None"), ({"value": [1.0]}, "list [1.0]")],
+)
+def test_the_default_output_type_wants_a_number(raw, shown):
+    # pydantic's lax parsing would read "0.3" as 0.3 and true as 1.0: a model answering text or
+    # a flag is broken, and its prediction fails with the reason instead.
+    with pytest.raises(ValueError, match=f"value: a number is required, got {re.escape(shown)}"):
+        validate_output(raw, InferenceOutput)
+    assert validate_output({"value": 2}, InferenceOutput) == (2.0, '{"value":2.0}')
+    assert validate_output({"value": np.float32(0.5)}, InferenceOutput) == (0.5, '{"value":0.5}')
+
+
+def test_a_contract_opts_into_lax_parsing():
+    assert validate_output({"value": "0.3"}, LaxInferenceOutput) == (0.3, '{"value":0.3}')
+    assert validate_output({"value": True}, LaxInferenceOutput) == (1.0, '{"value":1.0}')
+
+    class WithConfidence(InferenceOutput):  # subclasses inherit the strictness
+        confidence: float = 1.0
+
+    with pytest.raises(ValueError, match="confidence"):
+        WithConfidence.model_validate({"value": 0.1, "confidence": "high"})
+
+
+class AnswersText:
+    def tick(self, data):
+        pass
+
+    def predict(self, subject, resolve_horizon_seconds, step_seconds):
+        return {"value": "0.3"}
+
+
+def test_a_model_answering_text_fails_its_prediction_with_the_reason():
+    spec = ModelSpec("text", "Text", "x", 0, "tests.test_contracts:AnswersText")
+    runner = InProcessRunner([spec], InferenceOutput, timeout_seconds=5)
+    try:
+        [outcome] = runner.predict_round({"subject": "BTC", "round_ts": "2026-11-20T10:00:00+00:00", "candles": []}, 60, 60)
+    finally:
+        runner.close()
+    assert outcome.status == "FAILED" and outcome.value is None
+    assert outcome.failed_reason == (
+        "output does not match InferenceOutput: value: a number is required, got str '0.3' (outputs are parsed strictly)"
+    )
 
 
 def test_override_through_the_environment(monkeypatch):

@@ -47,8 +47,60 @@ def test_hand_computed_cases():
     assert METRICS["max_drawdown"](frame, frame) == pytest.approx(-0.3)
     # turnover: |−1−1| + |2+1| + |−0.5−2| over three steps
     assert METRICS["turnover"](frame, frame) == pytest.approx((2 + 3 + 2.5) / 3)
-    sortino = rows("m", [1, 1, 1, 1], [0, 0, 0, 0], values=[0.2, -0.1, 0.3, -0.2])
-    assert METRICS["sortino_ratio"](sortino, sortino) == pytest.approx(0.05 / math.sqrt(0.025))
+
+
+def both_forms(name, frame):
+    """The metric's row-wise value, checked equal to its vectorized form."""
+    row_wise = METRICS[name](frame, frame)
+    [vectorized] = compute_metrics_frame([name], frame, pl.DataFrame({"model_id": ["m"]}))[name].to_list()
+    assert vectorized == (None if row_wise is None else pytest.approx(row_wise, rel=1e-12))
+    return row_wise
+
+
+def test_sortino_is_computed_on_the_directional_returns_not_the_scores():
+    # Directional returns sign(prediction) × return: +0.02, -0.01, -0.03, 0 (0 abstains).
+    # mean = -0.005; downside deviation = sqrt((0.01² + 0.03²) / 2) = sqrt(0.0005).
+    # The score values (here in basis points, with a different sign pattern) play no part.
+    frame = rows("m", [1, -1, 2, 0], [0.02, 0.01, -0.03, 0.05], values=[900.0, 5.0, 1.0, 7.0])
+    assert both_forms("sortino_ratio", frame) == pytest.approx(-0.005 / math.sqrt(0.0005))  # -0.2236
+
+
+def test_sortino_is_capped_at_ten():
+    # Never lost: the downside deviation is 0 and the ratio is capped (it was None before).
+    assert both_forms("sortino_ratio", rows("m", [1, -1, 1], [0.01, -0.02, 0.03])) == 10.0
+    # A model that only ever lost: mean -0.02, downside deviation 0.02 → -1 (not capped).
+    assert both_forms("sortino_ratio", rows("m", [1, 1], [-0.02, -0.02])) == pytest.approx(-1.0)
+    # A perfect model with a tiny loss: 0.0102 / 0.0001 = 102 → capped to 10.
+    assert both_forms("sortino_ratio", rows("m", [1, 1, 1], [0.0101, 0.0202, -0.0001])) == 10.0
+    assert both_forms("sortino_ratio", rows("m", [1], [0.01])) is None  # one round: no ratio
+
+
+def test_ic_sharpe_of_a_six_round_window_uses_three_chunks_of_two():
+    # Six rounds: chunks of max(2, 6 // max(3, 0)) = 2 rounds. Chunk ICs: +1, -1, +1;
+    # mean 1/3, population std sqrt(8/9) → 1/3 / sqrt(8/9) = 1 / sqrt(8) = 0.35355.
+    frame = rows("m", [1, 2, 2, 1, 1, 2], [0.1, 0.2, 0.1, 0.2, 0.1, 0.2])
+    assert both_forms("ic_sharpe", frame) == pytest.approx(1 / math.sqrt(8))
+
+
+def test_ic_sharpe_is_capped_at_ten_for_a_perfectly_consistent_model():
+    # Every chunk IC is exactly 1: std 0. Capped at 10 (it was None before), -10 when every
+    # chunk is exactly wrong (the reference returns +10 there, whatever the sign).
+    assert both_forms("ic_sharpe", rows("m", [1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6])) == 10.0
+    assert both_forms("ic_sharpe", rows("m", [6, 5, 4, 3, 2, 1], [1, 2, 3, 4, 5, 6])) == -10.0
+
+
+def test_ic_sharpe_chunks_follow_the_reference_and_drop_a_trailing_partial_chunk():
+    assert [metrics.ic_sharpe_chunk_size(n) for n in (4, 6, 25, 60, 120, 125)] == [2, 2, 8, 10, 10, 10]
+    # 25 rounds: three chunks of 8, the 25th round is left out. Chunks 1 and 3 are perfectly
+    # ranked, chunk 2 reversed: ICs +1, -1, +1 → 1 / sqrt(8) again; the last round (any value)
+    # changes nothing.
+    preds = list(range(8)) + list(range(8, 0, -1)) + list(range(8)) + [0]
+    profits = list(range(8)) * 3 + [99]
+    assert both_forms("ic_sharpe", rows("m", preds, profits)) == pytest.approx(1 / math.sqrt(8))
+    preds[-1] = 1000
+    assert both_forms("ic_sharpe", rows("m", preds, profits)) == pytest.approx(1 / math.sqrt(8))
+    assert both_forms("ic_sharpe", rows("m", [1, 2, 3], [1, 2, 3])) is None  # under four rounds
+    assert both_forms("ic_sharpe", rows("m", [1, 1, 1, 1], [1, 2, 3, 4])) is None  # abstained: no chunk IC
 
 
 def test_model_correlation_is_the_mean_over_other_models():

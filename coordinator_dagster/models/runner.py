@@ -76,7 +76,8 @@ def validate_output(raw: Any, output_type: type[BaseModel]) -> tuple[float, str]
     try:
         output = output_type.model_validate(raw)
     except ValidationError as exc:
-        raise ValueError(f"output does not match {output_type.__name__}: {exc.errors(include_url=False)}") from None
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'output'}: {e['msg']}" for e in exc.errors(include_url=False))
+        raise ValueError(f"output does not match {output_type.__name__}: {problems}") from None
     encoded = output.model_dump_json()
     if len(encoded) > MAX_OUTPUT_BYTES:
         raise ValueError(f"output is {len(encoded)} bytes, over the {MAX_OUTPUT_BYTES}-byte limit")

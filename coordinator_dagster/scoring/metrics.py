@@ -19,8 +19,13 @@ FrameMetric = Callable[[pl.DataFrame], pl.DataFrame]
 METRICS: dict[str, Metric] = {}
 FRAME_METRICS: dict[str, FrameMetric] = {}
 
-# IC Sharpe splits the window into this many consecutive chunks (by round time).
-IC_SHARPE_CHUNKS = 6
+# Ratios without a finite value (a perfectly consistent IC, a strategy that never lost) are
+# capped here, as the reference engine does, so a perfect model ranks first instead of missing.
+RATIO_CAP = 10.0
+# The reference engine's chunking for IC Sharpe: chunks of about this many rounds, at least
+# IC_SHARPE_MIN_CHUNKS of them (of at least two rounds), so a short window still gets a value.
+IC_SHARPE_CHUNK_ROUNDS = 10
+IC_SHARPE_MIN_CHUNKS = 3
 
 
 def register_metric(name: str) -> Callable[[Metric], Metric]:
@@ -37,9 +42,21 @@ def _finite(value: float) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+def _capped_ratio(mean: float, spread: float) -> float:
+    """mean / spread within ±RATIO_CAP; a zero spread gives the cap with the mean's sign."""
+    if spread < 1e-12:
+        return math.copysign(RATIO_CAP, mean) if abs(mean) > 1e-12 else 0.0
+    return max(-RATIO_CAP, min(RATIO_CAP, mean / spread))
+
+
+def ic_sharpe_chunk_size(n: int) -> int:
+    """Rounds per IC Sharpe chunk for a window of n rounds; only whole chunks count."""
+    return max(2, n // max(IC_SHARPE_MIN_CHUNKS, n // IC_SHARPE_CHUNK_ROUNDS))
+
+
+def spearman(a: np.ndarray, b: np.ndarray, min_points: int = 3) -> float | None:
     """Spearman's rank correlation with tied ranks averaged (as scipy does)."""
-    if len(a) < 3:
+    if len(a) < min_points:
         return None
     ra = pl.Series(a).rank("average").to_numpy()
     rb = pl.Series(b).rank("average").to_numpy()
@@ -55,20 +72,25 @@ def information_coefficient(rows: pl.DataFrame, _all: pl.DataFrame) -> float | N
 
 @register_metric("ic_sharpe")
 def ic_sharpe(rows: pl.DataFrame, _all: pl.DataFrame) -> float | None:
-    ordered = rows.sort("round_ts")
-    # Row i of n falls in chunk floor(i × chunks / n): consecutive, sizes differing by at most one.
-    chunk_of = np.arange(ordered.height) * IC_SHARPE_CHUNKS // max(ordered.height, 1)
-    chunks = [np.flatnonzero(chunk_of == c) for c in range(IC_SHARPE_CHUNKS)]
+    """Mean / standard deviation of the IC over consecutive chunks of the window (in round order).
+
+    Chunks as the reference engine cuts them (`ic_sharpe_chunk_size`; a trailing partial chunk is
+    left out); a chunk whose predictions or returns are constant has no IC. Under four rounds or
+    under two chunk ICs: None. Capped at ±RATIO_CAP (identical chunk ICs give the cap).
+    """
+    if rows.height < 4:
+        return None
+    ordered = rows.sort("round_ts", "subject")
+    size = ic_sharpe_chunk_size(ordered.height)
+    predictions, profits = ordered["prediction_value"].to_numpy(), ordered["profit"].to_numpy()
     ics = [
         ic
-        for idx in chunks
-        if len(idx)
-        and (ic := spearman(ordered["prediction_value"].to_numpy()[idx], ordered["profit"].to_numpy()[idx]))
-        is not None
+        for start in range(0, ordered.height - size + 1, size)
+        if (ic := spearman(predictions[start : start + size], profits[start : start + size], min_points=2)) is not None
     ]
-    if len(ics) < 2 or np.std(ics) == 0:
+    if len(ics) < 2:
         return None
-    return _finite(float(np.mean(ics) / np.std(ics)))
+    return _capped_ratio(float(np.mean(ics)), float(np.std(ics)))
 
 
 @register_metric("hit_rate")
@@ -83,7 +105,7 @@ def hit_rate(rows: pl.DataFrame, _all: pl.DataFrame) -> float | None:
 def mean_return(rows: pl.DataFrame, _all: pl.DataFrame) -> float | None:
     if rows.is_empty():
         return None
-    return _finite(float((np.sign(rows["prediction_value"].to_numpy()) * rows["profit"].to_numpy()).mean()))
+    return _finite(float(_directional_returns(rows).mean()))
 
 
 @register_metric("max_drawdown")
@@ -96,13 +118,21 @@ def max_drawdown(rows: pl.DataFrame, _all: pl.DataFrame) -> float | None:
     return _finite(float((curve - peaks).min()))
 
 
+def _directional_returns(rows: pl.DataFrame) -> np.ndarray:
+    """sign(prediction) × realised return per round: what trading the model's calls earned."""
+    return np.sign(rows["prediction_value"].to_numpy()) * rows["profit"].to_numpy()
+
+
 @register_metric("sortino_ratio")
 def sortino_ratio(rows: pl.DataFrame, _all: pl.DataFrame) -> float | None:
-    values = rows["value"].drop_nulls().to_numpy()
-    downside = values[values < 0]
-    if len(values) < 2 or len(downside) == 0:
+    """Mean directional return / downside deviation (root mean square of the losing rounds),
+    on the realised returns, not the score values; capped at ±RATIO_CAP (never lost: the cap)."""
+    returns = _directional_returns(rows.drop_nulls("profit"))
+    if len(returns) < 2:
         return None
-    return _finite(float(values.mean() / math.sqrt((downside**2).mean())))
+    downside = returns[returns < 0]
+    spread = math.sqrt((downside**2).mean()) if len(downside) else 0.0
+    return _capped_ratio(float(returns.mean()), spread)
 
 
 @register_metric("turnover")
@@ -130,11 +160,20 @@ def model_correlation(rows: pl.DataFrame, all_rows: pl.DataFrame) -> float | Non
     return float(np.mean(correlations)) if correlations else None
 
 
-def _rank_corr(a: str, b: str) -> pl.Expr:
+def _rank_corr(a: str, b: str, min_rows: int = 3) -> pl.Expr:
     """Spearman (average ranks, precomputed by `_with_ranks`) of a and b within a group; None
-    when a side is constant or the group has fewer than three rows. For use in group_by().agg()."""
+    when a side is constant or the group has fewer than `min_rows` rows. For group_by().agg()."""
     ra, rb = pl.col(f"__rank_{a}"), pl.col(f"__rank_{b}")
-    return pl.when((pl.len() >= 3) & (ra.std() > 0) & (rb.std() > 0)).then(pl.corr(ra, rb)).otherwise(None)
+    return pl.when((pl.len() >= min_rows) & (ra.std() > 0) & (rb.std() > 0)).then(pl.corr(ra, rb)).otherwise(None)
+
+
+def _frame_capped_ratio(mean: pl.Expr, spread: pl.Expr) -> pl.Expr:
+    """`_capped_ratio` as an expression."""
+    return (
+        pl.when(spread < 1e-12)
+        .then(pl.when(mean.abs() > 1e-12).then(mean.sign() * RATIO_CAP).otherwise(0.0))
+        .otherwise((mean / spread).clip(-RATIO_CAP, RATIO_CAP))
+    )
 
 
 def _with_ranks(rows: pl.DataFrame, over: list[str]) -> pl.DataFrame:
@@ -149,35 +188,37 @@ def _frame_ic(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
 
 
 def _frame_ic_sharpe(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
-    chunked = rows.sort(*by, "round_ts", maintain_order=True).with_columns(
-        (pl.int_range(pl.len()).over(by) * IC_SHARPE_CHUNKS // pl.len().over(by)).alias("__chunk")
+    n = pl.len().over(by)
+    size = pl.max_horizontal(pl.lit(2), n // pl.max_horizontal(pl.lit(IC_SHARPE_MIN_CHUNKS), n // IC_SHARPE_CHUNK_ROUNDS))
+    chunked = (
+        rows.sort(*by, "round_ts", "subject", maintain_order=True)
+        .with_columns((pl.int_range(pl.len()).over(by) // size).alias("__chunk"), (n // size).alias("__chunks"), n.alias("__n"))
+        .filter((pl.col("__chunk") < pl.col("__chunks")) & (pl.col("__n") >= 4))
     )
     ics = (
         _with_ranks(chunked, [*by, "__chunk"])
         .group_by(*by, "__chunk", maintain_order=True)
-        .agg(_rank_corr("prediction_value", "profit").alias("ic"))
+        .agg(_rank_corr("prediction_value", "profit", min_rows=2).alias("ic"))
         .drop_nulls("ic")
         # group_by returns groups in any order; summing floats in a fixed order keeps re-runs
         # byte-identical.
         .sort(*by, "__chunk")
     )
-    std = pl.col("ic").std(ddof=0)
+    ic = pl.col("ic")
     return ics.group_by(by, maintain_order=True).agg(
-        pl.when((pl.len() >= 2) & (std > 0)).then(pl.col("ic").mean() / std).otherwise(None).alias("ic_sharpe")
+        pl.when(pl.len() >= 2).then(_frame_capped_ratio(ic.mean(), ic.std(ddof=0))).otherwise(None).alias("ic_sharpe")
     )
 
 
 def _frame_simple(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     sign = pl.col("prediction_value").sign()
-    values = pl.col("value").drop_nulls()
-    downside = values.filter(values < 0)
+    returns = (sign * pl.col("profit")).drop_nulls()
+    downside = returns.filter(returns < 0)
+    spread = pl.when(downside.len() > 0).then(downside.pow(2).mean().sqrt()).otherwise(0.0)
     return rows.group_by(by, maintain_order=True).agg(
         (sign == pl.col("profit").sign()).mean().alias("hit_rate"),
         (sign * pl.col("profit")).mean().alias("mean_return"),
-        pl.when((values.len() >= 2) & (downside.len() > 0))
-        .then(values.mean() / (downside.pow(2).mean()).sqrt())
-        .otherwise(None)
-        .alias("sortino_ratio"),
+        pl.when(returns.len() >= 2).then(_frame_capped_ratio(returns.mean(), spread)).otherwise(None).alias("sortino_ratio"),
     )
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from coordinator_dagster.feeds.granularity import granularity_seconds
 from coordinator_dagster.lake import schemas
 from coordinator_dagster.scoring.callables import vectorized, vectorized_twin
 from coordinator_dagster.domain_types import ScoreResult
@@ -34,52 +35,88 @@ _TRUTH_SCHEMA = {
 }
 
 
+def _close_offset_us(feed: pl.DataFrame) -> pl.Expr:
+    """Microseconds from a record's `ts_event` to its close: a candle (keyed by its open time)
+    closes one granularity later; a tick is its own close."""
+    steps = {g: granularity_seconds(g) * 1_000_000 for g in feed["granularity"].drop_nulls().unique()}
+    return (
+        pl.when(pl.col("kind") == "candle")
+        .then(pl.col("granularity").replace_strict(steps, default=0, return_dtype=pl.Int64))
+        .otherwise(0)
+    )
+
+
+def _with_close_ts(feed: pl.DataFrame) -> pl.DataFrame:
+    return feed.with_columns(
+        (pl.col("ts_event") + pl.duration(microseconds=_close_offset_us(feed))).alias("close_ts")
+    )
+
+
+def _record_close_ts(record: dict[str, Any]) -> dt.datetime:
+    if record.get("kind") == "candle" and record.get("granularity"):
+        return record["ts_event"] + dt.timedelta(seconds=granularity_seconds(record["granularity"]))
+    return record["ts_event"]
+
+
+def _is_stale(lag: Any, horizon: Any, fraction: float) -> Any:
+    """Whether the newest price is older than `fraction` × horizon at T + horizon (`lag` and
+    `horizon` in one unit; numbers or polars expressions). A fraction of 0 turns the guard off,
+    as in the reference engine: the truth is whatever the feed holds at T + horizon."""
+    if fraction <= 0:
+        return False
+    return lag > horizon * fraction
+
+
 def _truth_frame(
     feed: pl.DataFrame, inputs: pl.DataFrame, staleness_fraction: float
 ) -> pl.DataFrame:
-    """Default ground truth for every input at once (the reference rule, see DOMAIN.md).
-
-    Entry = first record in [round_ts, resolvable_at], resolved = last record in that window;
-    no record or a zero entry price → pending; newest record older than
-    `staleness_fraction × horizon` before resolvable_at → stale (scoring waits).
-    """
+    """Default ground truth for every input at once (the rule of `default_resolve_ground_truth`)."""
     if inputs.is_empty():
         return pl.DataFrame(schema=_TRUTH_SCHEMA)
-    prices = (
-        feed.select(
-            "subject", "ts_event", pl.coalesce("close", "price").alias("px")
-        )
-        .drop_nulls("px")
-        .sort("ts_event")
+    timed = _with_close_ts(feed)
+    closes = timed.select(
+        "subject", pl.col("close_ts").alias("at"), pl.coalesce("close", "price").alias("px"), pl.lit(1).alias("rank")
     )
+    # A candle's open is the price at its open time: the entry when no record closes there.
+    opens = timed.filter(pl.col("kind") == "candle").select(
+        "subject", pl.col("ts_event").alias("at"), pl.col("open").alias("px"), pl.lit(0).alias("rank")
+    )
+    entry_points = (
+        pl.concat([closes, opens])
+        .drop_nulls("px")
+        .sort("subject", "at", "rank")
+        .unique(["subject", "at"], keep="last", maintain_order=True)  # a close beats an open
+        .sort("at")
+    )
+    resolved_points = closes.drop_nulls("px").sort("subject", "at").unique(["subject", "at"], keep="last").sort("at")
     left = inputs.select("input_id", "subject", "round_ts", "resolvable_at").sort("round_ts")
     entry = left.join_asof(
-        prices.rename({"ts_event": "entry_ts", "px": "entry_price"}),
+        entry_points.select("subject", pl.col("at").alias("entry_ts"), pl.col("px").alias("entry_price")),
         left_on="round_ts",
         right_on="entry_ts",
         by="subject",
-        strategy="forward",
+        strategy="backward",
         check_sortedness=False,  # sorted above; polars cannot verify it within `by` groups
     ).sort("resolvable_at")
     both = entry.join_asof(
-        prices.rename({"ts_event": "resolved_ts", "px": "resolved_price"}),
+        resolved_points.select("subject", pl.col("at").alias("resolved_ts"), pl.col("px").alias("resolved_price")),
         left_on="resolvable_at",
         right_on="resolved_ts",
         by="subject",
         strategy="backward",
         check_sortedness=False,
     )
-    horizon_us = (pl.col("resolvable_at") - pl.col("round_ts")).dt.total_microseconds()
     has_window = (
         pl.col("entry_ts").is_not_null()
-        & (pl.col("entry_ts") <= pl.col("resolvable_at"))
         & pl.col("resolved_ts").is_not_null()
-        & (pl.col("resolved_ts") >= pl.col("round_ts"))
+        & (pl.col("resolved_ts") > pl.col("round_ts"))
         & (pl.col("entry_price") != 0)
     )
-    stale = (
-        pl.col("resolvable_at") - pl.col("resolved_ts")
-    ).dt.total_microseconds() > horizon_us * staleness_fraction
+    stale = _is_stale(
+        (pl.col("resolvable_at") - pl.col("resolved_ts")).dt.total_microseconds(),
+        (pl.col("resolvable_at") - pl.col("round_ts")).dt.total_microseconds(),
+        staleness_fraction,
+    )
     state = (
         pl.when(~has_window)
         .then(pl.lit("pending"))
@@ -103,23 +140,47 @@ def _truth_frame(
 
 @vectorized(_truth_frame)
 def default_resolve_ground_truth(records: list[dict[str, Any]], input: dict[str, Any]) -> dict[str, Any] | None:
-    """Row-wise form of the default truth: `records` are the subject's feed records with
-    ts_event in [round_ts, resolvable_at], oldest first. None means "not resolvable yet"."""
-    prices = [r["close"] if r.get("close") is not None else r.get("price") for r in records]
-    prices = [p for p in prices if p is not None]
-    if not prices or prices[0] == 0:
+    """The price at the round time T to the price at T + horizon; None means "not resolvable yet".
+
+    `records` are the subject's feed records from `truth_window` (oldest first): the newest one
+    that closes at or before T, then every one that closes after T up to T + horizon. A candle is
+    keyed by its open time and closes one granularity later; a tick closes at its own time.
+
+    - entry = the price at T: the close of the newest record closing at or before T (for candles
+      the one opening at T - step), or, when a candle opens later than that record closes but
+      still at or before T, that candle's open.
+    - resolved = the close of the newest record closing at or before T + horizon; it must close
+      after T (otherwise no price is known past the round yet).
+    - stale: the resolved record closes more than `max_ground_truth_staleness_fraction` × horizon
+      before T + horizon; scoring waits. A fraction of 0 turns this guard off.
+    - an entry price of 0 gives no return: not resolvable.
+    """
+    round_ts, resolvable_at = input["round_ts"], input["resolvable_at"]
+    timed = [(_record_close_ts(r), r) for r in records]
+    entry: tuple[dt.datetime, float] | None = None
+    resolved: tuple[dt.datetime, float] | None = None
+    for close_ts, record in timed:
+        close = record.get("close") if record.get("close") is not None else record.get("price")
+        if record.get("kind") == "candle" and record.get("open") is not None and record["ts_event"] <= round_ts:
+            if entry is None or record["ts_event"] > entry[0]:
+                entry = (record["ts_event"], record["open"])
+        if close is None or close_ts > resolvable_at:
+            continue
+        if close_ts <= round_ts and (entry is None or close_ts >= entry[0]):
+            entry = (close_ts, close)
+        if resolved is None or close_ts >= resolved[0]:
+            resolved = (close_ts, close)
+    if entry is None or resolved is None or resolved[0] <= round_ts or entry[1] == 0:
         return None
-    newest = records[-1]["ts_event"]
-    horizon = (input["resolvable_at"] - input["round_ts"]).total_seconds()
-    lag = (input["resolvable_at"] - newest).total_seconds()
-    if lag > horizon * input.get("max_ground_truth_staleness_fraction", 0.2):
+    lag, horizon = (resolvable_at - resolved[0]).total_seconds(), (resolvable_at - round_ts).total_seconds()
+    if _is_stale(lag, horizon, input.get("max_ground_truth_staleness_fraction", 0.2)):
         return None
-    entry, resolved = prices[0], prices[-1]
+    entry_price, resolved_price = entry[1], resolved[1]
     return {
-        "entry_price": entry,
-        "resolved_price": resolved,
-        "profit": (resolved - entry) / abs(entry),
-        "direction_up": resolved > entry,
+        "entry_price": entry_price,
+        "resolved_price": resolved_price,
+        "profit": (resolved_price - entry_price) / abs(entry_price),
+        "direction_up": resolved_price > entry_price,
     }
 
 
@@ -143,6 +204,21 @@ def default_scoring_function(prediction: dict[str, Any], ground_truth: dict[str,
     return ScoreResult(value=sign * float(ground_truth["profit"]))
 
 
+def truth_window(records: pl.DataFrame, round_ts: dt.datetime, resolvable_at: dt.datetime) -> list[dict[str, Any]]:
+    """The records a row-wise `resolve_ground_truth` receives, oldest first: the newest record
+    that closes at or before the round time, then every record that closes after it up to the
+    resolvable time. `records` is one subject's feed, sorted by `ts_event`.
+
+    With candles keyed by their open time this is the candle closing at T through the candle
+    closing at T + horizon, so a reference-style rule (first close → last close) measures
+    exactly the predicted move.
+    """
+    close_ts = _with_close_ts(records)["close_ts"]
+    first = max(close_ts.search_sorted(round_ts, side="right") - 1, 0)
+    last = close_ts.search_sorted(resolvable_at, side="right")
+    return records[first:last].to_dicts()
+
+
 def _row_truth(
     fn: Callable[..., Any], feed: pl.DataFrame, inputs: pl.DataFrame, staleness_fraction: float
 ) -> pl.DataFrame:
@@ -150,13 +226,7 @@ def _row_truth(
     by_subject = {key[0]: part.sort("ts_event") for key, part in feed.group_by("subject")}
     for item in inputs.iter_rows(named=True):
         records = by_subject.get(item["subject"])
-        window = (
-            []
-            if records is None
-            else records.filter(
-                pl.col("ts_event").is_between(item["round_ts"], item["resolvable_at"])
-            ).to_dicts()
-        )
+        window = [] if records is None else truth_window(records, item["round_ts"], item["resolvable_at"])
         row = {"input_id": item["input_id"], "truth_state": "pending", "truth_reason": None}
         try:
             truth = fn(window, {**item, "max_ground_truth_staleness_fraction": staleness_fraction})
@@ -217,11 +287,12 @@ def score_predictions(
 ) -> pl.DataFrame:
     """Scores for the predictions that can be scored now, conformed to `schemas.SCORES`.
 
-    Only PENDING predictions are scored (FAILED and ABSENT are terminal). A prediction whose
+    Only PENDING predictions whose resolvable time has come are scored (FAILED and ABSENT are
+    terminal; before T + horizon the move is not over, whatever the feed holds). A prediction whose
     truth is still unknown `ground_truth_grace_seconds` after its resolvable time is closed with
     a failed score and the reason, instead of staying PENDING forever.
     """
-    pending = predictions.filter(pl.col("status") == "PENDING")
+    pending = predictions.filter((pl.col("status") == "PENDING") & (pl.col("resolvable_at") <= now))
     if pending.is_empty():
         return schemas.empty(schemas.SCORES)
     wanted = inputs.join(pending.select("input_id").unique(), on="input_id", how="semi")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -21,26 +22,76 @@ if TYPE_CHECKING:
     from coordinator_dagster.contracts import CrunchContract
 
 
-def _mean_value_frame(scores: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _reason_counts(pairs: list[tuple[str | None, int]]) -> list[dict[str, Any]]:
+    """[{reason, count}], most frequent first, then by reason (a missing reason last)."""
+    ordered = sorted(pairs, key=lambda item: (-item[1], item[0] is None, item[0] or ""))
+    return [{"reason": reason, "count": count} for reason, count in ordered]
+
+
+def _summary_frame(scores: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """`default_aggregate_snapshot` over every group at once (same fields, same values)."""
     # maintain_order=True everywhere in the engine: without it polars' grouped means over the
     # same rows differed in the last bits from run to run (measured), breaking byte-identical
     # re-scoring.
-    return scores.group_by(by, maintain_order=True).agg(pl.col("value").filter(pl.col("success")).mean().alias("value"))
+    results = scores["result"].str.json_decode(infer_schema_length=None).struct.unnest()
+    frame = scores.select(*by, pl.col("success").alias("__ok")).hstack(results.drop("success", strict=False))
+    ok = pl.col("__ok")
+    aggregations = [pl.col("value").filter(ok).mean().alias("value"), ok.cast(pl.Float64).mean().alias("success")]
+    for name, dtype in results.schema.items():
+        if name in ("value", "success"):
+            continue
+        if dtype.is_numeric() or dtype == pl.Boolean:
+            aggregations.append(pl.col(name).filter(ok).cast(pl.Float64).mean().alias(name))
+        else:
+            aggregations.append(pl.col(name).drop_nulls().last().alias(name))
+    summary = frame.group_by(by, maintain_order=True).agg(aggregations)
+    reason_type = pl.List(pl.Struct({"reason": pl.String, "count": pl.Int64}))
+    reasons = (
+        frame.filter(~ok)
+        .group_by(*by, "failed_reason", maintain_order=True)
+        .agg(pl.len().cast(pl.Int64).alias("count"))
+        .sort([*by, "count", "failed_reason"], descending=[*[False] * len(by), True, False], nulls_last=True, maintain_order=True)
+        .group_by(by, maintain_order=True)
+        .agg(pl.struct(pl.col("failed_reason").alias("reason"), "count").alias("failed_reasons"))
+    )
+    return summary.join(reasons, on=by, how="left", maintain_order="left").with_columns(
+        pl.col("failed_reasons").fill_null(pl.lit([], dtype=reason_type)).cast(reason_type)
+    )
 
 
-@vectorized(_mean_value_frame)
+@vectorized(_summary_frame)
 def default_aggregate_snapshot(score_results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean of every numeric field over the successful score results.
+    """One model's score results of a window (oldest first) → its summary.
 
-    The reference engine averages failed results too, which its own score type documents as
-    wrong; here failed results count in `failed_count` only.
+    - every numeric field (custom score fields included) and every boolean field but `success`:
+      the mean over the *successful* results, booleans as rates. The reference engine averages
+      failed results too, which its own score type documents as wrong; here a failed result
+      counts in `success` and `failed_reasons`, not in the means.
+    - `success`: the share of results that succeeded (0.5 when half failed), as the reference's
+      averaging of booleans gives it.
+    - text and other fields: the last value that is not null, over all results (the reference's
+      rule), so `failed_reason` is the most recent failure's reason.
+    - `failed_reasons`: [{"reason", "count"}] over the failed results, most frequent first.
     """
     ok = [r for r in score_results if r.get("success", True)]
-    summary: dict[str, Any] = {}
-    for key in {k for r in ok for k, v in r.items() if isinstance(v, int | float) and not isinstance(v, bool)}:
-        values = [r[key] for r in ok if isinstance(r.get(key), int | float) and not isinstance(r.get(key), bool)]
-        summary[key] = sum(values) / len(values) if values else None
-    summary.setdefault("value", None)
+    summary: dict[str, Any] = {"value": None}
+    keys = {k for r in score_results for k in r} - {"success"}
+    for key in sorted(keys):
+        values = [r[key] for r in ok if _is_number(r.get(key)) or isinstance(r.get(key), bool)]
+        if values:
+            summary[key] = sum(float(v) for v in values) / len(values)
+        elif any(_is_number(r.get(key)) or isinstance(r.get(key), bool) for r in score_results):
+            summary[key] = None  # numeric, but no successful result carries it
+        else:
+            present = [r[key] for r in score_results if r.get(key) is not None]
+            summary[key] = present[-1] if present else None
+    summary["success"] = len(ok) / len(score_results) if score_results else None
+    failed = Counter(r.get("failed_reason") for r in score_results if not r.get("success", True))
+    summary["failed_reasons"] = _reason_counts(list(failed.items()))
     return summary
 
 
@@ -54,7 +105,7 @@ def _aggregate(contract: "CrunchContract", scores: pl.DataFrame, by: list[str]) 
     for key, part in scores.group_by(by, maintain_order=True):
         summary = fn([json.loads(r) for r in part["result"].to_list()])
         rows.append({**dict(zip(by, key, strict=True)), **summary})
-    return pl.DataFrame(rows, infer_schema_length=None).cast({k: scores.schema[k] for k in by})
+    return pl.DataFrame(rows, infer_schema_length=None, strict=False).cast({k: scores.schema[k] for k in by})
 
 
 def _metrics(contract: "CrunchContract", ok: pl.DataFrame, keys: pl.DataFrame, by: list[str], ensemble_predictions: pl.DataFrame) -> pl.DataFrame:
@@ -108,7 +159,8 @@ def build_snapshots(
     if scores.is_empty():
         aggregated = keys
     else:
-        aggregated = _aggregate(contract, scores, by)
+        # Oldest first within each group: "the last value" of a text field is the newest round's.
+        aggregated = _aggregate(contract, scores.sort("round_ts", "subject", maintain_order=True), by)
         # Metrics win over aggregated fields of the same name.
         aggregated = aggregated.select(*by, *[c for c in aggregated.columns if c not in by and c not in contract.metrics])
     summaries = metrics.join(aggregated, on=by, how="left")

@@ -1,9 +1,11 @@
 """Emission: the reference tiers, exact frac64 sums, on-chain indices, providers."""
 
+from fractions import Fraction
+
 import pytest
 
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER, EmissionCheckpoint
-from coordinator_dagster.scoring.emission import default_build_emission, tier_shares
+from coordinator_dagster.scoring.emission import default_build_emission, round_shares, tier_shares
 
 
 def entries(n):
@@ -30,10 +32,26 @@ def test_five_entries_split_the_unallocated_share_equally():
 
 
 def test_rounding_remainder_goes_to_rank_one():
-    # seven entries: 850 M in tiers, 150 M / 7 = 21,428,571.43 → floors, 3 left over for rank 1.
+    # seven entries: 850 M in tiers, 150 M / 7 = 21,428,571.43 each → rounds down; the rounded
+    # shares add up to 999,999,997, so rank 1 gets the 3 left over.
     shares = tier_shares(7)
     assert shares[1:] == [121_428_571] * 4 + [71_428_571] * 2
     assert shares[0] == 350_000_000 + 21_428_571 + 3
+
+
+def test_nine_entries_round_each_share_and_rank_one_absorbs_the_excess():
+    # 950 M in tiers; the missing 50 M / 9 = 5,555,555.56 each. Ranks 2-5: 105,555,555.56 → 105,555,556;
+    # ranks 6-9: 55,555,555.56 → 55,555,556; rank 1: 355,555,555.56 → 355,555,556. The rounded shares
+    # add up to 1,000,000,004, so rank 1 gives back 4: 355,555,552 (the reference engine's numbers;
+    # flooring gave 355,555,560 / 105,555,555 / 55,555,555).
+    assert tier_shares(9) == [355_555_552] + [105_555_556] * 4 + [55_555_556] * 4
+
+
+def test_exact_halves_round_to_even():
+    exact = [Fraction(999_999_997, 2), Fraction(333_333_335, 2), Fraction(333_333_333, 2), Fraction(333_333_335, 2)]
+    assert sum(exact) == FRAC64_MULTIPLIER
+    # 499,999,998.5 → 499,999,998; 166,666,667.5 → 166,666,668; 166,666,666.5 → 166,666,666
+    assert round_shares(exact) == [499_999_998, 166_666_668, 166_666_666, 166_666_668]
 
 
 def test_eleven_and_more_give_nothing_past_rank_ten():
@@ -107,6 +125,9 @@ def test_contribution_weighted_floor_and_constant_components():
 
 def test_to_frac64_gives_the_rounding_remainder_to_rank_one():
     assert to_frac64([1, 1, 1]) == [333_333_334, 333_333_333, 333_333_333]
+    # Six equal weights: 166,666,666.67 each rounds up to 166,666,667; the six add up to
+    # 1,000,000,002, so rank 1 gives back 2 (flooring gave rank 1 166,666,670 and the others 166,666,666).
+    assert to_frac64([0.5] * 6) == [166_666_665] + [166_666_667] * 5
 
 
 @settings(max_examples=60, deadline=None)
@@ -137,3 +158,8 @@ def test_every_ranking_of_1_to_10000_models_sums_exactly(n, seed, missing, const
         assert sum(rewards) == FRAC64_MULTIPLIER
         assert len(rewards) == n
         assert all(r >= 0 for r in rewards)
+    # Every share but rank 1's is its exact share rounded: within half a frac64 unit.
+    tiers = [350_000_000] + [100_000_000] * 4 + [50_000_000] * 5
+    exact = [Fraction(tiers[i] if i < 10 else 0) + Fraction(max(0, FRAC64_MULTIPLIER - sum(tiers[:n])), n) for i in range(n)]
+    rewards = [r.reward_pct for r in default_build_emission(ranked, "pk").cruncher_rewards]
+    assert all(abs(r - e) <= Fraction(1, 2) for r, e in zip(rewards[1:], exact[1:], strict=True))

@@ -1,13 +1,16 @@
 """Emission: turning a ranked list of models into frac64 reward shares.
 
-Integer arithmetic throughout, so the shares of a list always add up to exactly
-FRAC64_MULTIPLIER; the rounding remainder goes to rank 1, as in the reference engine.
+Shares are computed as exact fractions of FRAC64_MULTIPLIER, each is rounded to the nearest
+frac64 unit (half to even, Python's `round`), and whatever rounding leaves over or takes too much
+goes to the first entry (rank 1), as in the reference engine, so the shares of a list always add
+up to exactly FRAC64_MULTIPLIER.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
 from coordinator_dagster.domain_types import (
@@ -21,21 +24,32 @@ from coordinator_dagster.domain_types import (
 _TIER_SHARES = [350_000_000] + [100_000_000] * 4 + [50_000_000] * 5
 
 
+def round_shares(exact: Sequence[Fraction]) -> list[int]:
+    """Exact shares in frac64 units → integers summing to exactly FRAC64_MULTIPLIER: each share
+    rounded to the nearest unit (half to even), the difference to the total added to the first.
+
+    With nine entries: 355,555,555.6 → 355,555,556 and 105,555,555.6 → 105,555,556; the rounded
+    shares add up to 1,000,000,004, so rank 1 gets 355,555,552.
+    """
+    if not exact:
+        return []
+    out = [round(share) for share in exact]
+    out[0] += FRAC64_MULTIPLIER - sum(out)
+    return out
+
+
 def tier_shares(entry_count: int) -> list[int]:
     """The default tier split for `entry_count` ranked entries, summing to FRAC64_MULTIPLIER.
 
     With fewer than ten entries the tiers leave part of the pool unallocated; that part is split
-    equally over all entries (floored), and what flooring leaves goes to rank 1.
+    equally over all entries, each share is rounded (see `round_shares`) and the remainder goes
+    to rank 1.
     """
     if entry_count <= 0:
         return []
-    shares = [_TIER_SHARES[i] if i < len(_TIER_SHARES) else 0 for i in range(entry_count)]
-    unallocated = FRAC64_MULTIPLIER - sum(shares)
-    if unallocated > 0:
-        each = unallocated // entry_count
-        shares = [share + each for share in shares]
-    shares[0] += FRAC64_MULTIPLIER - sum(shares)
-    return shares
+    tiers = [Fraction(_TIER_SHARES[i] if i < len(_TIER_SHARES) else 0) for i in range(entry_count)]
+    each = max(FRAC64_MULTIPLIER - sum(tiers), Fraction(0)) / entry_count
+    return round_shares([tier + each for tier in tiers])
 
 
 def cruncher_index_of(entry: Mapping[str, Any], position: int) -> int:
@@ -101,12 +115,14 @@ def _min_max(values: list[float | None]) -> list[float]:
 
 
 def to_frac64(shares: Sequence[float]) -> list[int]:
-    """Float shares (any positive scale) → frac64 integers summing to exactly FRAC64_MULTIPLIER;
-    each is floored and the remainder goes to the first (rank 1)."""
-    total = sum(shares)
-    out = [int(FRAC64_MULTIPLIER * s // total) for s in shares]
-    out[0] += FRAC64_MULTIPLIER - sum(out)
-    return out
+    """Float shares (any positive scale) → frac64 integers summing to exactly FRAC64_MULTIPLIER.
+
+    The floats are taken at their exact binary value, so the result does not depend on the order
+    of float operations; each share is rounded and the remainder goes to the first (rank 1).
+    """
+    exact = [Fraction(s) for s in shares]
+    total = sum(exact)
+    return round_shares([FRAC64_MULTIPLIER * s / total for s in exact])
 
 
 def contribution_weights(ranked_entries: Sequence[Mapping[str, Any]]) -> list[float]:

@@ -136,20 +136,28 @@ def test_to_frac64_gives_the_rounding_remainder_to_rank_one():
     seed=st.integers(min_value=0, max_value=2**32 - 1),
     missing=st.floats(min_value=0, max_value=1),
     constant=st.booleans(),
+    tie_levels=st.integers(min_value=0, max_value=30),
 )
-def test_every_ranking_of_1_to_10000_models_sums_exactly(n, seed, missing, constant):
+def test_every_ranking_of_1_to_10000_models_sums_exactly(n, seed, missing, constant, tie_levels):
     # Hypothesis lists top out below 10,000 elements: it draws the size and a seed, numpy the values.
     rng = np.random.default_rng(seed)
     contribution = np.full(n, 0.3) if constant else rng.normal(0, 1, n)
     correlation = rng.uniform(-1, 1, n)
     gaps = rng.random(n) < missing
+    if tie_levels:  # dense ranks of a ranking value with only `tie_levels` distinct values, some missing
+        levels = np.sort(rng.integers(0, tie_levels, n))[::-1]
+        distinct = np.unique(levels[~gaps])
+        above = len(distinct) - np.searchsorted(distinct, levels, side="right")  # distinct values above each
+        ranks = [None if gaps[i] else int(above[i]) + 1 for i in range(n)]
+        ranks = sorted(ranks, key=lambda r: (r is None, r or 0))
+    else:
+        ranks = list(range(1, n + 1))
     ranked = [
         {
             "model_id": f"m{i}",
             "cruncher_index": int(i * 7 + 1),
-            "rank": i + 1,
-            "contribution": None if gaps[i] else float(contribution[i]),
-            "model_correlation": float(correlation[i]),
+            "rank": ranks[i],
+            "result_summary": {"contribution": None if gaps[i] else float(contribution[i]), "model_correlation": float(correlation[i])},
         }
         for i in range(n)
     ]
@@ -158,6 +166,8 @@ def test_every_ranking_of_1_to_10000_models_sums_exactly(n, seed, missing, const
         assert sum(rewards) == FRAC64_MULTIPLIER
         assert len(rewards) == n
         assert all(r >= 0 for r in rewards)
+    if tie_levels:
+        return
     # Every share but rank 1's is its exact share rounded: within half a frac64 unit.
     tiers = [350_000_000] + [100_000_000] * 4 + [50_000_000] * 5
     exact = [Fraction(tiers[i] if i < 10 else 0) + Fraction(max(0, FRAC64_MULTIPLIER - sum(tiers[:n])), n) for i in range(n)]

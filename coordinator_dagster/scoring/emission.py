@@ -24,6 +24,13 @@ from coordinator_dagster.domain_types import (
 _TIER_SHARES = [350_000_000] + [100_000_000] * 4 + [50_000_000] * 5
 
 
+def tier_of(rank: int | None) -> int:
+    """The tier share (frac64) of one rank; no rank, or a rank past the tiers, has none."""
+    if rank is None or not 1 <= rank <= len(_TIER_SHARES):
+        return 0
+    return _TIER_SHARES[rank - 1]
+
+
 def round_shares(exact: Sequence[Fraction]) -> list[int]:
     """Exact shares in frac64 units → integers summing to exactly FRAC64_MULTIPLIER: each share
     rounded to the nearest unit (half to even), the difference to the total added to the first.
@@ -38,18 +45,39 @@ def round_shares(exact: Sequence[Fraction]) -> list[int]:
     return out
 
 
-def tier_shares(entry_count: int) -> list[int]:
-    """The default tier split for `entry_count` ranked entries, summing to FRAC64_MULTIPLIER.
+def shares_by_rank(ranks: Sequence[int | None]) -> list[int]:
+    """The default split over entries with these ranks (in entry order, best first).
 
-    With fewer than ten entries the tiers leave part of the pool unallocated; that part is split
-    equally over all entries, each share is rounded (see `round_shares`) and the remainder goes
-    to rank 1.
+    Each entry gets its rank's tier share: entries sharing a rank each get that rank's tier, an
+    entry without a rank gets none. What the tiers leave unallocated is split equally over all
+    entries (ranked or not). Only ties can make the tiers ask for more than the pool (three
+    entries tied at rank 1 ask for 105 %); then every tier share is scaled down by the same
+    factor and nothing is unallocated. Each share is rounded and the remainder goes to the
+    first entry (see `round_shares`).
     """
-    if entry_count <= 0:
+    if not ranks:
         return []
-    tiers = [Fraction(_TIER_SHARES[i] if i < len(_TIER_SHARES) else 0) for i in range(entry_count)]
-    each = max(FRAC64_MULTIPLIER - sum(tiers), Fraction(0)) / entry_count
+    tiers = [Fraction(tier_of(r)) for r in ranks]
+    allocated = sum(tiers)
+    if allocated > FRAC64_MULTIPLIER:
+        return round_shares([tier * FRAC64_MULTIPLIER / allocated for tier in tiers])
+    each = (FRAC64_MULTIPLIER - allocated) / len(ranks)
     return round_shares([tier + each for tier in tiers])
+
+
+def tier_shares(entry_count: int) -> list[int]:
+    """The default split for `entry_count` entries ranked 1, 2, 3, ... without ties."""
+    return shares_by_rank(range(1, entry_count + 1))
+
+
+def rank_of(entry: Mapping[str, Any]) -> int | None:
+    """An entry's rank: a positive integer, or None for an entry without one."""
+    value = entry.get("rank")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < 1:
+        raise ValueError(f"entry {entry.get('model_id', '?')} has rank {value!r}; a rank is a positive integer or null")
+    return int(value)
 
 
 def cruncher_index_of(entry: Mapping[str, Any], position: int) -> int:
@@ -74,8 +102,10 @@ def default_build_emission(
     compute_provider: str | None = None,
     data_provider: str | None = None,
 ) -> EmissionCheckpoint:
-    """The reference engine's tiered emission over entries already sorted best first."""
-    return emission_from_shares(ranked_entries, tier_shares(len(ranked_entries)), crunch_pubkey, compute_provider, data_provider)
+    """The reference engine's tiered emission: each entry paid by its `rank` (see
+    `shares_by_rank`); entries come best first, the first one takes the rounding remainder."""
+    shares = shares_by_rank([rank_of(entry) for entry in ranked_entries])
+    return emission_from_shares(ranked_entries, shares, crunch_pubkey, compute_provider, data_provider)
 
 
 def emission_from_shares(

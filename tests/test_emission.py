@@ -98,29 +98,78 @@ from coordinator_dagster.scoring.emission import contribution_weighted_emission,
 
 
 def test_contribution_weighted_hand_computed():
+    # The reference's entries carry their metrics in result_summary.
+    ranked = [
+        {"model_id": "a", "cruncher_index": 7, "rank": 1, "result_summary": {"contribution": 0.0, "model_correlation": 0.5}},
+        {"model_id": "b", "cruncher_index": 3, "rank": 2, "result_summary": {"contribution": 0.4, "model_correlation": 0.9}},
+        {"model_id": "c", "cruncher_index": 5, "rank": 3, "result_summary": {"contribution": 0.2, "model_correlation": 0.1}},
+    ]
+    # norm(1/rank): 1/r = [1, 1/2, 1/3] → [1, 0.25, 0]; norm(contribution) = [0, 1, 0.5];
+    # norm(1 − corr): [0.5, 0.1, 0.9] → [0.5, 0, 1].
+    # composite = [0.5 + 0 + 0.1, 0.125 + 0.3 + 0, 0 + 0.15 + 0.2] = [0.6, 0.425, 0.35], total 1.375
+    # → 0.436363.., 0.309090.., 0.254545.. → 436,363,636.4 / 309,090,909.1 / 254,545,454.5(45..)
+    # round to 436,363,636 / 309,090,909 / 254,545,455, which add up to exactly 1,000,000,000.
+    assert contribution_weights(ranked) == pytest.approx([0.6 / 1.375, 0.425 / 1.375, 0.35 / 1.375])
+    emission = contribution_weighted_emission(ranked, "pk")
+    assert [(r.cruncher_index, r.reward_pct) for r in emission.cruncher_rewards] == [
+        (7, 436_363_636),
+        (3, 309_090_909),
+        (5, 254_545_455),
+    ]
+
+
+def test_contribution_weighted_falls_back_to_top_level_metrics():
+    # This node's checkpoint entries carry the period's metrics at the top level of the entry.
     ranked = [
         {"model_id": "a", "cruncher_index": 7, "rank": 1, "contribution": 0.0, "model_correlation": 0.5},
         {"model_id": "b", "cruncher_index": 3, "rank": 2, "contribution": 1.0, "model_correlation": 0.9},
     ]
     # norm(1/rank) = [1, 0]; norm(contribution) = [0, 1]; norm(1 − corr) = [1, 0]
     # composite = [0.5 + 0 + 0.2, 0 + 0.3 + 0] = [0.7, 0.3] → shares 70 % / 30 %
-    assert contribution_weights(ranked) == pytest.approx([0.7, 0.3])
     emission = contribution_weighted_emission(ranked, "pk")
     assert [(r.cruncher_index, r.reward_pct) for r in emission.cruncher_rewards] == [(7, 700_000_000), (3, 300_000_000)]
+    # result_summary wins over the top level when both have the metric.
+    nested = [{**e, "result_summary": {"contribution": 1.0 - e["contribution"]}} for e in ranked]
+    # contribution now [1, 0]: composite = [0.5 + 0.3 + 0.2, 0] → the 1 % floor: [1/1.01, 0.01/1.01]
+    assert contribution_weights(nested) == pytest.approx([1 / 1.01, 0.01 / 1.01])
+
+
+def test_two_metric_less_entries_split_75_25_by_rank():
+    # No contribution, no correlation: both components are constant and give each entry 0.5.
+    # composite = [0.5·1 + 0.3·0.5 + 0.2·0.5, 0.5·0 + 0.3·0.5 + 0.2·0.5] = [0.75, 0.25]
+    # (had a constant component given 1, the split would be [1.0, 0.5] → 2/3 and 1/3).
+    ranked = [{"model_id": "a", "cruncher_index": 0, "rank": 1, "result_summary": {}}, {"model_id": "b", "cruncher_index": 1, "rank": 2}]
+    emission = contribution_weighted_emission(ranked, "pk")
+    assert [r.reward_pct for r in emission.cruncher_rewards] == [750_000_000, 250_000_000]
 
 
 def test_contribution_weighted_floor_and_constant_components():
-    ranked = [{"model_id": f"m{i}", "cruncher_index": i, "rank": i + 1, "contribution": 0.5, "model_correlation": 0.2} for i in range(3)]
-    # contribution and diversity constant → equal; 1/rank normalised [1, 0.25, 0] → composite
-    # [1, 0.625, 0.5] before normalisation; the last entry stays above the 1 % floor.
+    ranked = [{"model_id": f"m{i}", "cruncher_index": i, "rank": i + 1, "result_summary": {"contribution": 0.5, "model_correlation": 0.2}} for i in range(3)]
+    # contribution and diversity constant → 0.5 each; 1/rank normalised [1, 0.25, 0] → composite
+    # [0.5 + 0.25, 0.125 + 0.25, 0 + 0.25] = [0.75, 0.375, 0.25]; the last entry stays above the floor.
     weights = contribution_weights(ranked)
-    assert weights == pytest.approx([1 / 2.125, 0.625 / 2.125, 0.5 / 2.125])
+    assert weights == pytest.approx([0.75 / 1.375, 0.375 / 1.375, 0.25 / 1.375])
+    # Metrics that differ only by float noise count as constant (spread below 1e-12).
+    noisy = [{**e, "result_summary": {"contribution": 0.5 + i * 1e-15, "model_correlation": 0.2}} for i, e in enumerate(ranked)]
+    assert contribution_weights(noisy) == pytest.approx(weights)
     # A component at its minimum everywhere but one entry: the floor lifts the others to 1 %.
     skewed = [{"model_id": "top", "cruncher_index": 0, "rank": 1, "contribution": 1.0, "model_correlation": 0.0}]
     skewed += [{"model_id": f"m{i}", "cruncher_index": i, "rank": 50, "contribution": 0.0, "model_correlation": 1.0} for i in range(1, 4)]
     floored = contribution_weights(skewed)
     assert min(floored) == pytest.approx(0.01 / (1 + 0.03))
     assert sum(floored) == pytest.approx(1.0)
+
+
+def test_contribution_weighted_missing_values_count_as_the_minimum():
+    ranked = [
+        {"model_id": "a", "cruncher_index": 0, "rank": 1, "result_summary": {"contribution": 0.2, "model_correlation": None}},
+        {"model_id": "b", "cruncher_index": 1, "rank": None, "result_summary": {"contribution": 0.6, "model_correlation": 0.3}},
+        {"model_id": "c", "cruncher_index": 2, "rank": 2, "result_summary": {"contribution": "n/a", "model_correlation": 0.3}},
+    ]
+    # 1/rank: [1, missing, 0.5] → [1, 0, 0]; contribution: [0.2, 0.6, missing] → [0, 1, 0];
+    # diversity: [missing, 0.7, 0.7] → constant → 0.5 each.
+    # composite = [0.5 + 0 + 0.1, 0 + 0.3 + 0.1, 0 + 0 + 0.1] = [0.6, 0.4, 0.1], total 1.1
+    assert contribution_weights(ranked) == pytest.approx([0.6 / 1.1, 0.4 / 1.1, 0.1 / 1.1])
 
 
 def test_to_frac64_gives_the_rounding_remainder_to_rank_one():

@@ -130,18 +130,33 @@ def emission_from_shares(
 # Contribution-weighted emission (the reference engine's option).
 COMPOSITE_WEIGHTS = {"rank": 0.5, "contribution": 0.3, "diversity": 0.2}
 FLOOR_SHARE = 0.01
+# A component whose values spread less than this is constant (the reference's tolerance): float
+# noise between equal metrics must not decide who gets the whole component.
+CONSTANT_SPREAD = 1e-12
 
 
 def _min_max(values: list[float | None]) -> list[float]:
-    """Min-max normalised to [0, 1]; a constant component gives every entry 1 (equal shares);
-    a missing value counts as the component's minimum."""
-    present = [v for v in values if v is not None and math.isfinite(v)]
-    if not present:
-        return [1.0] * len(values)
+    """Min-max normalised to [0, 1]. A missing value counts as the component's minimum; a
+    component that is constant across entries (or missing everywhere) says nothing about them
+    and gives every entry 0.5."""
+    present = [v for v in values if v is not None]
+    if not present or max(present) - min(present) < CONSTANT_SPREAD:
+        return [0.5] * len(values)
     low, high = min(present), max(present)
-    if high == low:
-        return [1.0] * len(values)
-    return [0.0 if v is None or not math.isfinite(v) else (v - low) / (high - low) for v in values]
+    return [0.0 if v is None else (v - low) / (high - low) for v in values]
+
+
+def entry_metric(entry: Mapping[str, Any], key: str) -> float | None:
+    """A metric of a ranked entry: from its `result_summary` (the reference's shape), else from
+    the entry itself (this node's checkpoint entries carry their metrics at the top level).
+    Missing, null, non-numeric and non-finite values are None."""
+    summary = entry.get("result_summary")
+    value = summary.get(key) if isinstance(summary, Mapping) else None
+    if value is None:
+        value = entry.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def to_frac64(shares: Sequence[float]) -> list[int]:
@@ -157,10 +172,13 @@ def to_frac64(shares: Sequence[float]) -> list[int]:
 
 def contribution_weights(ranked_entries: Sequence[Mapping[str, Any]]) -> list[float]:
     """composite = 0.5·norm(1/rank) + 0.3·norm(contribution) + 0.2·norm(1 − model_correlation),
-    then a floor of 1 % per entry and renormalisation."""
-    inverse_rank = [1.0 / float(e.get("rank") or i + 1) for i, e in enumerate(ranked_entries)]
-    contribution = [e.get("contribution") for e in ranked_entries]
-    diversity = [None if e.get("model_correlation") is None else 1.0 - float(e["model_correlation"]) for e in ranked_entries]
+    then a floor of 1 % per entry and renormalisation. An entry without a rank counts as the
+    lowest 1/rank (like any missing value, see `_min_max`)."""
+    ranks = [rank_of(e) for e in ranked_entries]
+    inverse_rank = [None if r is None else 1.0 / r for r in ranks]
+    contribution = [entry_metric(e, "contribution") for e in ranked_entries]
+    correlation = [entry_metric(e, "model_correlation") for e in ranked_entries]
+    diversity = [None if c is None else 1.0 - c for c in correlation]
     parts = {
         "rank": _min_max(inverse_rank),
         "contribution": _min_max(contribution),

@@ -126,7 +126,7 @@ class MerkleTree(ApiModel):
 class MerkleProofAnswer(ApiModel):
     checkpoint_id: str
     merkle_root: str
-    proof: dict[str, Any] = Field(description="coordinator-merkle-v1 proof; check it with `coordinator verify-proof`")
+    proof: dict[str, Any] = Field(description="coordinator-merkle-v2 proof; check it with `coordinator verify-proof`")
 
 
 # ---- checkpoint lifecycle ---------------------------------------------------------------------

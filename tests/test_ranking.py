@@ -127,3 +127,26 @@ def test_the_checkpoint_reward_table_lists_a_cruncher_with_an_unranked_model():
     table = emission_shares(entries, emission)
     # c2 has a ranked and an unranked model: its best rank is shown, the unranked model listed last.
     assert table.select("rank", "cruncher_index", "models").rows()[:2] == [(1, 1, "a"), (2, 2, "c, b")]
+
+
+def test_the_report_api_lists_tied_and_unranked_models_in_the_leaderboards_order(tmp_path):
+    import httpx
+
+    from api.app import create_app
+    from api.settings import ApiSettings
+    from tests.api_fixtures import seed_lake, serve
+
+    seeded = seed_lake(tmp_path / "home", hours=1)
+    frame = snapshots(
+        {"zeta": 0.002, "alpha": 0.002, "gamma": 0.001, "beta": None, "__ensemble_main__": 0.003},
+        scored={"zeta": 70, "alpha": 50},
+    )
+    board = leaderboard(default_contract(), frame, models("alpha", "beta", "gamma", "zeta"))
+    seeded.lake.write("leaderboard", board)
+    with serve(create_app(ApiSettings(home=tmp_path / "home"))) as base:
+        listed = httpx.get(f"{base}/reports/leaderboard", params={"include_ensembles": "true"}).json()
+    # zeta and alpha tie (zeta first: more scored predictions), gamma is next (rank 2, dense),
+    # beta has no value: listed unranked before the (unranked) ensemble.
+    assert [(e["model_id"], e["rank"]) for e in listed] == [
+        ("zeta", 1), ("alpha", 1), ("gamma", 2), ("beta", None), ("__ensemble_main__", None),
+    ]

@@ -109,7 +109,7 @@ def test_no_rank_at_all_splits_the_pool_equally():
     assert shares_by_rank([None, None, None, None]) == [250_000_000] * 4
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "1", True])
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "1", True, float("nan"), float("inf")])
 def test_a_rank_that_is_not_a_positive_integer_is_refused(bad):
     with pytest.raises(ValueError, match="positive integer or null"):
         default_build_emission([{"model_id": "m", "cruncher_index": 1, "rank": bad}], "pk")

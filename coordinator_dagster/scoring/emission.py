@@ -75,7 +75,8 @@ def rank_of(entry: Mapping[str, Any]) -> int | None:
     value = entry.get("rank")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < 1:
+    integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())  # not NaN, not ±inf
+    if isinstance(value, bool) or not integral or value < 1:
         raise ValueError(f"entry {entry.get('model_id', '?')} has rank {value!r}; a rank is a positive integer or null")
     return int(value)
 

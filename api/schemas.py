@@ -49,7 +49,10 @@ class Health(ApiModel):
 
 
 class LeaderboardEntry(ApiModel):
-    rank: int | None = Field(description="1 = best; null for ensembles, which are not ranked")
+    rank: int | None = Field(
+        description="1 = best; dense: models with exactly equal ranking values share a rank; "
+        "null for a model without a ranking value and for ensembles, which are not ranked"
+    )
     is_ensemble: bool = False
     model_id: str
     model_name: str | None
@@ -123,7 +126,7 @@ class MerkleTree(ApiModel):
 class MerkleProofAnswer(ApiModel):
     checkpoint_id: str
     merkle_root: str
-    proof: dict[str, Any] = Field(description="coordinator-merkle-v1 proof; check it with `coordinator verify-proof`")
+    proof: dict[str, Any] = Field(description="coordinator-merkle-v2 proof; check it with `coordinator verify-proof`")
 
 
 # ---- checkpoint lifecycle ---------------------------------------------------------------------

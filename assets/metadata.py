@@ -156,7 +156,7 @@ def emission_shares(entries: Sequence[Mapping[str, Any]], emission: Mapping[str,
     rows = []
     for reward in emission.get("cruncher_rewards", []):
         index = int(reward["cruncher_index"])
-        mine = sorted(models.get(index, []), key=lambda e: e["rank"])
+        mine = sorted(models.get(index, []), key=lambda e: (e["rank"] is None, e["rank"] or 0))  # unranked last
         rows.append(
             {
                 "rank": mine[0]["rank"] if mine else None,

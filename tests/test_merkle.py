@@ -60,12 +60,30 @@ def flip(text: str, at: int = 0) -> str:
 
 def test_canonical_snapshot_exact_text_and_leaf():
     r = row(extra_column="ignored", scored_count=9)
+    # Timestamps as Python's isoformat() of the aware UTC datetime, as the reference hashes them.
+    assert START.isoformat() == "2026-11-20T10:00:00+00:00"
     expected = (
-        '{"model_id":"m1","period_end":"2026-11-20T11:00:00Z","period_start":"2026-11-20T10:00:00Z",'
+        '{"model_id":"m1","period_end":"2026-11-20T11:00:00+00:00","period_start":"2026-11-20T10:00:00+00:00",'
         '"prediction_count":12,"result_summary":{"ic":-0.5,"n":3,"value":0.25}}'
     )
     assert canonical_snapshot(r) == expected
     assert leaf_hash(r) == h(expected)
+    # The same digest as `printf '%s' "$expected" | sha256sum`, pinned so that neither side can drift.
+    assert leaf_hash(r) == "d1308a56246183d50b39ed349d0c761590ea91261fa0fea5de78457e262020a9"
+
+
+def test_leaf_is_the_reference_payload_hashed():
+    # The reference builds the payload from the datetimes with isoformat() and dumps it with
+    # sort_keys and no whitespace; the same steps written out here give the same leaf.
+    r = row()
+    payload = {
+        "model_id": r["model_id"],
+        "period_start": r["period_start"].isoformat(),
+        "period_end": r["period_end"].isoformat(),
+        "prediction_count": r["prediction_count"],
+        "result_summary": json.loads(r["result_summary"]),
+    }
+    assert leaf_hash(r) == hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
 def test_one_leaf_is_its_own_root():
@@ -104,19 +122,19 @@ def test_two_cycles_chain_and_checkpoint_root_by_hand():
     ]
     leaf = {(r["model_id"], r["period_start"]): h(json.dumps({
         "model_id": r["model_id"],
-        "period_start": r["period_start"].strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "period_end": r["period_end"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "period_start": r["period_start"].isoformat(),
+        "period_end": r["period_end"].isoformat(),
         "prediction_count": r["prediction_count"],
         "result_summary": json.loads(r["result_summary"]),
     }, sort_keys=True, separators=(",", ":"))) for r in rows}
     root1 = h(leaf["a", START] + leaf["b", START])
     root2 = leaf["z", START + dt.timedelta(hours=1)]
-    chained1 = h("" + root1)
+    chained1 = root1  # the first cycle has no predecessor: chained as itself (the reference's rule)
     chained2 = h(chained1 + root2)
 
     tree = build_checkpoint_tree(list(reversed(rows)))  # input order must not matter
     first, second = tree.cycles
-    assert (first.period_start, first.model_ids, first.root) == ("2026-11-20T10:00:00Z", ("a", "b"), root1)
+    assert (first.period_start, first.model_ids, first.root) == ("2026-11-20T10:00:00+00:00", ("a", "b"), root1)
     assert (first.previous_chained_root, first.chained_root) == ("", chained1)
     assert (second.root, second.previous_chained_root, second.chained_root) == (root2, chained1, chained2)
     assert tree.checkpoint_root == h(chained1 + chained2)  # the chained roots in cycle order
@@ -134,7 +152,7 @@ def test_chain_starts_fresh_in_every_period():
                   period_end=r["period_end"] + dt.timedelta(days=7)) for r in period(1, 2)]
     tree = build_checkpoint_tree(later)
     assert tree.cycles[0].previous_chained_root == ""
-    assert tree.checkpoint_root == tree.cycles[0].chained_root == h(tree.cycles[0].root)
+    assert tree.checkpoint_root == tree.cycles[0].chained_root == tree.cycles[0].root
 
 
 def test_empty_period_has_no_root_and_duplicates_are_refused():
@@ -159,7 +177,7 @@ def test_canonical_form_ignores_key_order_and_timezone_spelling():
         dict(base, result_summary={"b": {"x": 2.5, "y": 1}, "a": [1, 2]}),  # already parsed
     ]
     assert all(canonical_snapshot(s) == canonical_snapshot(base) for s in [reordered, *spellings])
-    assert '"period_start":"2026-11-20T10:00:00Z"' in canonical_snapshot(base)
+    assert '"period_start":"2026-11-20T10:00:00+00:00"' in canonical_snapshot(base)
 
 
 def test_polars_rows_hash_like_python_rows():
@@ -220,9 +238,9 @@ def test_proof_format():
         "scheme", "snapshot", "leaf", "leaf_path", "cycle_root", "previous_chained_root",
         "chained_root", "checkpoint_path", "checkpoint_root",
     ]
-    assert proof["scheme"] == "coordinator-merkle-v1"
+    assert proof["scheme"] == "coordinator-merkle-v2"
     assert proof["snapshot"] == {
-        "model_id": "model-2", "period_start": "2026-11-20T11:00:00Z", "period_end": "2026-11-20T12:00:00Z",
+        "model_id": "model-2", "period_start": "2026-11-20T11:00:00+00:00", "period_end": "2026-11-20T12:00:00+00:00",
         "prediction_count": 13, "result_summary": {"hit_rate": 0.52, "value": 0.17},
     }
     assert proof["leaf"] == h(json.dumps(proof["snapshot"], sort_keys=True, separators=(",", ":")))
@@ -253,7 +271,7 @@ def tampered(proof, edit):
         (lambda p: p["snapshot"]["result_summary"].update(value=0.41), "leaf:"),
         (lambda p: p["snapshot"]["result_summary"].update(extra=1), "leaf:"),
         (lambda p: p["snapshot"].update(model_id="model-3"), "leaf:"),
-        (lambda p: p["snapshot"].update(period_end="2026-11-20T13:00:01Z"), "leaf:"),
+        (lambda p: p["snapshot"].update(period_end="2026-11-20T13:00:01+00:00"), "leaf:"),
         (lambda p: p.update(leaf=flip(p["leaf"])), "leaf:"),
         (lambda p: p["leaf_path"][0].update(sibling=flip(p["leaf_path"][0]["sibling"], 5)), "leaf_path:"),
         (lambda p: p["leaf_path"][-1].update(sibling=flip(p["leaf_path"][-1]["sibling"], 63)), "leaf_path:"),
@@ -323,6 +341,7 @@ def test_a_proof_from_one_checkpoint_does_not_verify_against_another():
         (lambda p: p.pop("leaf_path"), "lacks leaf_path"),
         (lambda p: p.pop("snapshot"), "lacks snapshot"),
         (lambda p: p.update(scheme="other-v2"), "unknown scheme"),
+        (lambda p: p.update(scheme="coordinator-merkle-v1"), "unknown scheme"),
         (lambda p: p.update(leaf="zz" * 32), "leaf is not"),
         (lambda p: p.update(leaf=p["leaf"].upper()), "leaf is not"),
         (lambda p: p.update(cycle_root=p["cycle_root"][:-1]), "cycle_root is not"),
@@ -356,6 +375,42 @@ def test_malformed_proofs_are_invalid_not_errors(proof, edit, words):
 def test_unhashable_snapshots_are_invalid_not_errors(proof, edit, words):
     ok, reason = tampered(proof, edit)
     assert not ok and reason.startswith("snapshot:") and words in reason, reason
+
+
+@pytest.mark.parametrize(
+    ("field", "spelling"),
+    [
+        ("period_start", "2026-11-20U12:00:00+00:00"),  # any separator parses; only T is canonical
+        ("period_start", "2026-11-20 12:00:00+00:00"),
+        ("period_start", "2026-11-20T12:00:00Z"),  # the same instant, this node's v1 spelling
+        ("period_start", "2026-11-20T13:00:00+01:00"),
+        ("period_start", "2026-11-20T12:00:00"),
+        ("period_end", "2026-11-20T13:00:00.000+00:00"),
+        ("period_end", "20261120T130000+0000"),
+        ("result_summary", '{"hit_rate": 0.54, "value": 0.34}'),  # the summary as text, not an object
+    ],
+)
+def test_a_snapshot_not_written_canonically_is_refused_even_if_it_hashes(proof, field, spelling):
+    assert proof["snapshot"]["period_start"] == "2026-11-20T12:00:00+00:00"
+    bad = copy.deepcopy(proof)
+    bad["snapshot"][field] = spelling
+    # Normalising the spelling would give the proof's own leaf; the verifier refuses instead.
+    assert leaf_hash(bad["snapshot"]) == proof["leaf"]
+    ok, reason = verify_proof(bad)
+    assert not ok and reason.startswith(f"snapshot: {field} is ") and "not in canonical form" in reason, reason
+
+
+def test_the_verdict_prints_only_hashed_values_as_hashed(proof):
+    ok, reason = verify_proof(proof, expected_root=proof["checkpoint_root"])
+    assert ok
+    assert reason == (
+        f'snapshot of "model-4" for 2026-11-20T12:00:00+00:00 is in checkpoint root {proof["checkpoint_root"]} '
+        "(matches the expected root)"
+    )
+    # A model id cannot smuggle text into the verdict: it is printed JSON-quoted.
+    tree = build_checkpoint_tree([row('x"\nvalid: fake')])
+    ok, reason = verify_proof(proof_for(tree, 'x"\nvalid: fake', START))
+    assert ok and "\n" not in reason and reason.startswith('snapshot of "x\\"\\nvalid: fake" for ')
 
 
 @pytest.mark.parametrize("thing", [None, [], "proof", 3, {}])
@@ -406,3 +461,31 @@ def test_cli_valid_tampered_stdin_wrapped_and_garbage(tmp_path, proof):
 
     done = cli("-", stdin="[1, 2, 3]")  # JSON, but not a proof
     assert done.returncode == 1 and done.stdout.startswith("INVALID: malformed proof:")
+
+
+def test_cli_refuses_a_non_canonical_timestamp_and_an_answer_naming_another_root(tmp_path, proof):
+    # A "U" for the "T": the timestamp parses and normalises to the hashed one, yet it is not the
+    # text that was hashed, so the proof is refused (it used to verify).
+    spelled = copy.deepcopy(proof)
+    spelled["snapshot"]["period_start"] = spelled["snapshot"]["period_start"].replace("T", "U")
+    done = cli("-", "--root", proof["checkpoint_root"], stdin=json.dumps(spelled))
+    assert done.returncode == 1, done
+    assert done.stdout.startswith('INVALID: snapshot: period_start is "2026-11-20U12:00:00+00:00", not in canonical form'), done
+
+    answer = {"checkpoint_id": "CKP-2026-11-15", "merkle_root": proof["checkpoint_root"], "proof": proof}
+    done = cli("-", stdin=json.dumps(answer))
+    assert done.returncode == 0 and done.stdout == (
+        f'valid: snapshot of "model-4" for 2026-11-20T12:00:00+00:00 is consistent with checkpoint root '
+        f'{proof["checkpoint_root"]} (not compared with a published root)\n'
+    ), done
+    done = cli("-", stdin=json.dumps(dict(answer, merkle_root="0" * 64)))
+    assert done.returncode == 1 and done.stdout.startswith("INVALID: answer: its merkle_root"), done
+
+
+def test_cli_help_lists_what_it_checks():
+    done = subprocess.run(
+        [sys.executable, "-m", "coordinator_dagster.cli.main", "verify-proof", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0
+    for words in ("YYYY-MM-DDTHH:MM:SS+00:00", "leaf_path", "previous_chained_root", "--root", "merkle_root", "coordinator-merkle-v2"):
+        assert words in done.stdout, words

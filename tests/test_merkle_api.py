@@ -78,5 +78,6 @@ def test_re_scored_snapshots_no_longer_prove_against_the_stored_root(built):
             answer = httpx.get(f"{base}/reports/merkle/checkpoints/{CHECKPOINT}")
             assert answer.status_code == 409
             assert "no longer reproduce" in answer.json()["detail"]
+            assert "earlier Merkle scheme" in answer.json()["detail"]  # what a lake from before v2 sees
     finally:
         lake.write("snapshots", original, key)

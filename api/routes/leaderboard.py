@@ -22,7 +22,10 @@ def get_leaderboard(
     include_ensembles: Annotated[bool, Query(description="also list the virtual ensemble models (unranked)")] = False,
 ) -> list[LeaderboardEntry]:
     where = "" if include_ensembles else " WHERE NOT coalesce(is_ensemble, false)"
-    found = sql.rows(db, f"SELECT * FROM leaderboard{where} ORDER BY rank NULLS LAST, model_id")
+    # The leaderboard's own order (coordinator_dagster.scoring.ranking): tied ranks by more scored
+    # predictions, unranked real models before the ensembles.
+    order = "rank NULLS LAST, coalesce(is_ensemble, false), prediction_count DESC NULLS LAST, model_id"
+    found = sql.rows(db, f"SELECT * FROM leaderboard{where} ORDER BY {order}")
     return [
         LeaderboardEntry(
             **{name: row[name] for name in _FIXED},

@@ -39,7 +39,8 @@ def _tree(db: DbDep, checkpoint_id: str) -> tuple[dict[str, Any], CheckpointTree
         raise HTTPException(
             status_code=409,
             detail=f"the snapshots of {checkpoint_id} no longer reproduce its Merkle root {checkpoint['merkle_root']} "
-            "(the period was re-scored after the checkpoint was built); proofs would not verify",
+            "(the period was re-scored after the checkpoint was built, or the root was stored under an earlier "
+            "Merkle scheme, see docs/migrating.md); proofs would not verify",
         )
     return checkpoint, tree
 

@@ -70,6 +70,31 @@ def _catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+VERIFY_PROOF_CHECKS = """\
+Check, offline, that one snapshot is in a checkpoint's Merkle tree (scheme coordinator-merkle-v2,
+described in coordinator_dagster/scoring/merkle.py). In order, the first failure is reported:
+
+  1. shape: the proof has exactly the scheme's keys, scheme "coordinator-merkle-v2", every hash
+     64 lowercase hex characters, every path step {"sibling": hash, "side": "left"|"right"};
+  2. snapshot: exactly model_id, period_start, period_end, prediction_count, result_summary,
+     each written exactly in canonical form: timestamps YYYY-MM-DDTHH:MM:SS+00:00 (no other
+     spelling of the same instant), prediction_count an integer, result_summary a JSON object
+     without NaN or infinities;
+  3. leaf: sha256 of the snapshot's JSON (keys sorted, no spaces) equals "leaf";
+  4. leaf_path: folding the path from the leaf gives "cycle_root";
+  5. chain: "chained_root" is cycle_root when previous_chained_root is "" (first cycle of the
+     period), else sha256(previous_chained_root + cycle_root);
+  6. checkpoint_path: folding the path from chained_root gives "checkpoint_root";
+  7. with --root: checkpoint_root equals that published root; without it, "valid" only means the
+     proof is consistent with its own checkpoint_root;
+  8. an API answer (the proof under "proof"): its "merkle_root" equals the proof's checkpoint_root.
+
+Prints "valid: snapshot of "<model_id>" for <period_start> is in checkpoint root <hex> ..." or
+"INVALID: <step>: <reason>". Every value printed is one the checks above cover, as it was hashed;
+checkpoint_id and any other key of an API answer are not checked and not printed.
+"""
+
+
 def _verify_proof(args: argparse.Namespace) -> int:
     import json
 
@@ -86,9 +111,14 @@ def _verify_proof(args: argparse.Namespace) -> int:
         print(f"coordinator verify-proof: {source} is not JSON: {exc}", file=sys.stderr)
         return 2
     # An API answer wraps the proof under "proof"; a bare proof has no such key.
+    answered_root = None
     if isinstance(document, dict) and isinstance(document.get("proof"), dict):
+        answered_root = document.get("merkle_root")
         document = document["proof"]
     ok, reason = verify_proof(document, expected_root=args.root)
+    if ok and answered_root is not None and answered_root != document["checkpoint_root"]:
+        # The answer names a root its own proof does not lead to: nothing in it can be trusted.
+        ok, reason = False, f"answer: its merkle_root {json.dumps(answered_root)} is not the proof's checkpoint_root {document['checkpoint_root']}"
     print(f"valid: {reason}" if ok else f"INVALID: {reason}")
     return 0 if ok else 1
 
@@ -179,7 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("version")
     prune.set_defaults(func=_prune_version)
 
-    verify = commands.add_parser("verify-proof", help="check a snapshot's Merkle proof offline (exit 0 valid, 1 invalid, 2 unreadable)")
+    verify = commands.add_parser(
+        "verify-proof",
+        help="check a snapshot's Merkle proof offline (exit 0 valid, 1 invalid, 2 unreadable)",
+        description=VERIFY_PROOF_CHECKS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     verify.add_argument("path", metavar="PATH", help="proof JSON file, or - for stdin (a bare proof or an API answer with a \"proof\" key)")
     verify.add_argument("--root", metavar="HEX", help="the published checkpoint root the proof must lead to")
     verify.set_defaults(func=_verify_proof)

@@ -1,13 +1,16 @@
 """Emission: turning a ranked list of models into frac64 reward shares.
 
-Integer arithmetic throughout, so the shares of a list always add up to exactly
-FRAC64_MULTIPLIER; the rounding remainder goes to rank 1, as in the reference engine.
+Shares are computed as exact fractions of FRAC64_MULTIPLIER, each is rounded to the nearest
+frac64 unit (half to even, Python's `round`), and whatever rounding leaves over or takes too much
+goes to the first entry (rank 1), as in the reference engine, so the shares of a list always add
+up to exactly FRAC64_MULTIPLIER.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
 from coordinator_dagster.domain_types import (
@@ -21,21 +24,61 @@ from coordinator_dagster.domain_types import (
 _TIER_SHARES = [350_000_000] + [100_000_000] * 4 + [50_000_000] * 5
 
 
-def tier_shares(entry_count: int) -> list[int]:
-    """The default tier split for `entry_count` ranked entries, summing to FRAC64_MULTIPLIER.
+def tier_of(rank: int | None) -> int:
+    """The tier share (frac64) of one rank; no rank, or a rank past the tiers, has none."""
+    if rank is None or not 1 <= rank <= len(_TIER_SHARES):
+        return 0
+    return _TIER_SHARES[rank - 1]
 
-    With fewer than ten entries the tiers leave part of the pool unallocated; that part is split
-    equally over all entries (floored), and what flooring leaves goes to rank 1.
+
+def round_shares(exact: Sequence[Fraction]) -> list[int]:
+    """Exact shares in frac64 units → integers summing to exactly FRAC64_MULTIPLIER: each share
+    rounded to the nearest unit (half to even), the difference to the total added to the first.
+
+    With nine entries: 355,555,555.6 → 355,555,556 and 105,555,555.6 → 105,555,556; the rounded
+    shares add up to 1,000,000,004, so rank 1 gets 355,555,552.
     """
-    if entry_count <= 0:
+    if not exact:
         return []
-    shares = [_TIER_SHARES[i] if i < len(_TIER_SHARES) else 0 for i in range(entry_count)]
-    unallocated = FRAC64_MULTIPLIER - sum(shares)
-    if unallocated > 0:
-        each = unallocated // entry_count
-        shares = [share + each for share in shares]
-    shares[0] += FRAC64_MULTIPLIER - sum(shares)
-    return shares
+    out = [round(share) for share in exact]
+    out[0] += FRAC64_MULTIPLIER - sum(out)
+    return out
+
+
+def shares_by_rank(ranks: Sequence[int | None]) -> list[int]:
+    """The default split over entries with these ranks (in entry order, best first).
+
+    Each entry gets its rank's tier share: entries sharing a rank each get that rank's tier, an
+    entry without a rank gets none. What the tiers leave unallocated is split equally over all
+    entries (ranked or not). Only ties can make the tiers ask for more than the pool (three
+    entries tied at rank 1 ask for 105 %); then every tier share is scaled down by the same
+    factor and nothing is unallocated. Each share is rounded and the remainder goes to the
+    first entry (see `round_shares`).
+    """
+    if not ranks:
+        return []
+    tiers = [Fraction(tier_of(r)) for r in ranks]
+    allocated = sum(tiers)
+    if allocated > FRAC64_MULTIPLIER:
+        return round_shares([tier * FRAC64_MULTIPLIER / allocated for tier in tiers])
+    each = (FRAC64_MULTIPLIER - allocated) / len(ranks)
+    return round_shares([tier + each for tier in tiers])
+
+
+def tier_shares(entry_count: int) -> list[int]:
+    """The default split for `entry_count` entries ranked 1, 2, 3, ... without ties."""
+    return shares_by_rank(range(1, entry_count + 1))
+
+
+def rank_of(entry: Mapping[str, Any]) -> int | None:
+    """An entry's rank: a positive integer, or None for an entry without one."""
+    value = entry.get("rank")
+    if value is None:
+        return None
+    integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())  # not NaN, not ±inf
+    if isinstance(value, bool) or not integral or value < 1:
+        raise ValueError(f"entry {entry.get('model_id', '?')} has rank {value!r}; a rank is a positive integer or null")
+    return int(value)
 
 
 def cruncher_index_of(entry: Mapping[str, Any], position: int) -> int:
@@ -60,8 +103,10 @@ def default_build_emission(
     compute_provider: str | None = None,
     data_provider: str | None = None,
 ) -> EmissionCheckpoint:
-    """The reference engine's tiered emission over entries already sorted best first."""
-    return emission_from_shares(ranked_entries, tier_shares(len(ranked_entries)), crunch_pubkey, compute_provider, data_provider)
+    """The reference engine's tiered emission: each entry paid by its `rank` (see
+    `shares_by_rank`); entries come best first, the first one takes the rounding remainder."""
+    shares = shares_by_rank([rank_of(entry) for entry in ranked_entries])
+    return emission_from_shares(ranked_entries, shares, crunch_pubkey, compute_provider, data_provider)
 
 
 def emission_from_shares(
@@ -86,35 +131,55 @@ def emission_from_shares(
 # Contribution-weighted emission (the reference engine's option).
 COMPOSITE_WEIGHTS = {"rank": 0.5, "contribution": 0.3, "diversity": 0.2}
 FLOOR_SHARE = 0.01
+# A component whose values spread less than this is constant (the reference's tolerance): float
+# noise between equal metrics must not decide who gets the whole component.
+CONSTANT_SPREAD = 1e-12
 
 
 def _min_max(values: list[float | None]) -> list[float]:
-    """Min-max normalised to [0, 1]; a constant component gives every entry 1 (equal shares);
-    a missing value counts as the component's minimum."""
-    present = [v for v in values if v is not None and math.isfinite(v)]
-    if not present:
-        return [1.0] * len(values)
+    """Min-max normalised to [0, 1]. A missing value counts as the component's minimum; a
+    component that is constant across entries (or missing everywhere) says nothing about them
+    and gives every entry 0.5."""
+    present = [v for v in values if v is not None]
+    if not present or max(present) - min(present) < CONSTANT_SPREAD:
+        return [0.5] * len(values)
     low, high = min(present), max(present)
-    if high == low:
-        return [1.0] * len(values)
-    return [0.0 if v is None or not math.isfinite(v) else (v - low) / (high - low) for v in values]
+    return [0.0 if v is None else (v - low) / (high - low) for v in values]
+
+
+def entry_metric(entry: Mapping[str, Any], key: str) -> float | None:
+    """A metric of a ranked entry: from its `result_summary` (the reference's shape), else from
+    the entry itself (this node's checkpoint entries carry their metrics at the top level).
+    Missing, null, non-numeric and non-finite values are None."""
+    summary = entry.get("result_summary")
+    value = summary.get(key) if isinstance(summary, Mapping) else None
+    if value is None:
+        value = entry.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def to_frac64(shares: Sequence[float]) -> list[int]:
-    """Float shares (any positive scale) → frac64 integers summing to exactly FRAC64_MULTIPLIER;
-    each is floored and the remainder goes to the first (rank 1)."""
-    total = sum(shares)
-    out = [int(FRAC64_MULTIPLIER * s // total) for s in shares]
-    out[0] += FRAC64_MULTIPLIER - sum(out)
-    return out
+    """Float shares (any positive scale) → frac64 integers summing to exactly FRAC64_MULTIPLIER.
+
+    The floats are taken at their exact binary value, so the result does not depend on the order
+    of float operations; each share is rounded and the remainder goes to the first (rank 1).
+    """
+    exact = [Fraction(s) for s in shares]
+    total = sum(exact)
+    return round_shares([FRAC64_MULTIPLIER * s / total for s in exact])
 
 
 def contribution_weights(ranked_entries: Sequence[Mapping[str, Any]]) -> list[float]:
     """composite = 0.5·norm(1/rank) + 0.3·norm(contribution) + 0.2·norm(1 − model_correlation),
-    then a floor of 1 % per entry and renormalisation."""
-    inverse_rank = [1.0 / float(e.get("rank") or i + 1) for i, e in enumerate(ranked_entries)]
-    contribution = [e.get("contribution") for e in ranked_entries]
-    diversity = [None if e.get("model_correlation") is None else 1.0 - float(e["model_correlation"]) for e in ranked_entries]
+    then a floor of 1 % per entry and renormalisation. An entry without a rank counts as the
+    lowest 1/rank (like any missing value, see `_min_max`)."""
+    ranks = [rank_of(e) for e in ranked_entries]
+    inverse_rank = [None if r is None else 1.0 / r for r in ranks]
+    contribution = [entry_metric(e, "contribution") for e in ranked_entries]
+    correlation = [entry_metric(e, "model_correlation") for e in ranked_entries]
+    diversity = [None if c is None else 1.0 - c for c in correlation]
     parts = {
         "rank": _min_max(inverse_rank),
         "contribution": _min_max(contribution),

@@ -4,17 +4,23 @@ What belongs here: the hashing scheme and nothing else. Pure functions over plai
 of dicts, strings); no Dagster, no lake, no clock. Assets and the report API call
 `build_checkpoint_tree` on the snapshot rows of one checkpoint period and hand `proof_for`'s
 answer to participants, who check it with `verify_proof` (or `coordinator verify-proof FILE`)
-without access to the node.
+without access to the node. (Over 400 lines only because this docstring is the scheme's full
+specification, which participants read to write their own verifier.)
 
-Scheme "coordinator-merkle-v1" (the reference engine's scheme; its proofs only verified for the
-first cycle, these verify for every cycle). `H(text)` below is the lowercase hex SHA-256 digest
-of `text` encoded as UTF-8; every hash is such a 64-character lowercase hex string, and hashes
-are combined as *text* (hex strings concatenated), never as raw bytes.
+Scheme "coordinator-merkle-v2": the reference engine's hashing (same leaf text, same trees, same
+chain step), with per-checkpoint chains and proofs that verify for every cycle (the reference's
+only verified for the first). v1, this node's earlier scheme, wrote timestamps as `...Z` and
+started every chain with H("" + root_1); its roots and proofs do not verify as v2.
+
+`H(text)` below is the lowercase hex SHA-256 digest of `text` encoded as UTF-8; every hash is
+such a 64-character lowercase hex string, and hashes are combined as *text* (hex strings
+concatenated), never as raw bytes.
 
 1. Canonical snapshot. Exactly five fields of a snapshot, as a JSON object:
      model_id          string
-     period_start      string "YYYY-MM-DDTHH:MM:SSZ" (UTC, whole seconds)
-     period_end        string "YYYY-MM-DDTHH:MM:SSZ"
+     period_start      string "YYYY-MM-DDTHH:MM:SS+00:00": Python's `isoformat()` of the aware
+                       UTC datetime, as the reference writes it (UTC, whole seconds)
+     period_end        string "YYYY-MM-DDTHH:MM:SS+00:00"
      prediction_count  integer
      result_summary    the JSON *value* of the summary (the lake stores it as a JSON string; it is
                        parsed and embedded, so its keys are sorted like the rest)
@@ -30,7 +36,8 @@ are combined as *text* (hex strings concatenated), never as raw bytes.
    a level of odd length pairs its last node with itself (parent = H(x + x)); repeat until one
    node is left. One leaf: the root is the leaf itself. No leaves: no root (the cycle is skipped).
 4. Chain, per checkpoint period, cycles in period_start order, starting fresh in every period:
-     chained_1 = H("" + root_1) = H(root_1),   chained_k = H(chained_{k-1} + root_k).
+     chained_1 = root_1,   chained_k = H(chained_{k-1} + root_k)
+   (the reference's rule: a cycle without a previous chained root is chained as itself).
 5. Checkpoint root = the tree of step 3 over [chained_1, ..., chained_n] in cycle order (not
    sorted).
 
@@ -45,11 +52,15 @@ Proof (JSON object), for one snapshot in one checkpoint:
      "checkpoint_path": [{"sibling": hex, "side": "left" | "right"}, ...],
      "checkpoint_root": hex}
 A path step says on which side the sibling sits: "left" → node = H(sibling + node), "right" →
-node = H(node + sibling). To verify: (a) leaf = H(canonical snapshot) must equal "leaf"; (b) fold
-leaf_path from the leaf, the result must equal "cycle_root"; (c) H(previous_chained_root +
-cycle_root) must equal "chained_root"; (d) fold checkpoint_path from chained_root, the result must
-equal "checkpoint_root"; (e) optionally, checkpoint_root must equal the root published for the
-checkpoint (e.g. on chain) - without (e) a proof only shows internal consistency.
+node = H(node + sibling). To verify: (a) the snapshot must be written exactly in canonical form
+(its JSON text, keys sorted and no spaces, is the canonical text: a timestamp spelled any other
+way, e.g. `...Z` or a `U` for the `T`, is refused rather than normalised) and leaf = H(that text)
+must equal "leaf"; (b) fold leaf_path from the leaf, the result must equal "cycle_root"; (c) the
+chain step (step 4) from previous_chained_root and cycle_root must equal "chained_root"; (d) fold
+checkpoint_path from chained_root, the result must equal "checkpoint_root"; (e) optionally,
+checkpoint_root must equal the root published for the checkpoint (e.g. on chain) - without (e) a
+proof only shows internal consistency. The reference's verify_merkle.py performs (a) without the
+canonical-form check, (b) and (c), on the same text and hashes.
 
 Limits inherited from the scheme: duplicating the odd node means the trees do not commit to
 their leaf count ([a, b, c] and [a, b, c, c] share a root), the side of a step whose sibling is
@@ -69,14 +80,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-SCHEME = "coordinator-merkle-v1"
+SCHEME = "coordinator-merkle-v2"
 SNAPSHOT_FIELDS = ("model_id", "period_start", "period_end", "prediction_count", "result_summary")
 PROOF_KEYS = (
     "scheme", "snapshot", "leaf", "leaf_path", "cycle_root", "previous_chained_root",
     "chained_root", "checkpoint_path", "checkpoint_root",
 )
 _HEX = re.compile(r"[0-9a-f]{64}")
-_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def sha256_hex(text: str) -> str:
@@ -93,7 +103,8 @@ def is_hash(value: object) -> bool:
 
 
 def canonical_timestamp(value: dt.datetime | str) -> str:
-    """`YYYY-MM-DDTHH:MM:SSZ` in UTC, from an aware/naive (=UTC) datetime or an ISO-8601 string."""
+    """`YYYY-MM-DDTHH:MM:SS+00:00` (the `isoformat()` of the aware UTC datetime), from an
+    aware/naive (=UTC) datetime or an ISO-8601 string."""
     if isinstance(value, str):
         try:
             value = dt.datetime.fromisoformat(value.strip())
@@ -104,7 +115,7 @@ def canonical_timestamp(value: dt.datetime | str) -> str:
     value = value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
     if value.microsecond:
         raise ValueError(f"{value.isoformat()} has fractional seconds; the canonical form has whole seconds")
-    return value.strftime(_TIMESTAMP_FORMAT)
+    return value.isoformat()
 
 
 def _check_finite(value: Any, where: str) -> None:
@@ -216,8 +227,9 @@ def fold_path(start: str, path: Iterable[Mapping[str, str]]) -> str:
 
 
 def chain(previous_chained_root: str, cycle_root: str) -> str:
-    """chained_k = H(chained_{k-1} + root_k), with "" before the first cycle of a period."""
-    return sha256_hex(previous_chained_root + cycle_root)
+    """chained_k = H(chained_{k-1} + root_k); the first cycle of a period ("" before it) is
+    chained as its own root, as the reference chains a cycle without a predecessor."""
+    return sha256_hex(previous_chained_root + cycle_root) if previous_chained_root else cycle_root
 
 
 # --- checkpoint trees -----------------------------------------------------------------------
@@ -349,6 +361,21 @@ def _shape_problem(proof: object) -> str | None:
     return _path_problem("leaf_path", proof["leaf_path"]) or _path_problem("checkpoint_path", proof["checkpoint_path"])
 
 
+def _spelling_problem(snapshot: Mapping[str, Any]) -> str | None:
+    """Why a proof's snapshot is not written exactly in canonical form (None when it is).
+
+    A verifier hashes the text it is shown, so a field spelled differently from the canonical
+    text (a timestamp with `Z` or a `U` for the `T`, a result_summary given as a string) is
+    refused instead of being normalised into something that verifies.
+    """
+    fields = canonical_fields(snapshot)
+    for name in SNAPSHOT_FIELDS:
+        given, canonical = snapshot[name], fields[name]
+        if type(given) is not type(canonical) or json.dumps(given, sort_keys=True) != json.dumps(canonical, sort_keys=True):
+            return f"{name} is {json.dumps(given, default=repr)}, not in canonical form (canonical: {json.dumps(canonical)})"
+    return None
+
+
 def _normalise_expected(root: str) -> str | None:
     text = root.strip().lower() if isinstance(root, str) else ""
     text = text[2:] if text.startswith("0x") else text
@@ -365,10 +392,15 @@ def verify_proof(proof: object, expected_root: str | None = None) -> tuple[bool,
     if problem:
         return False, f"malformed proof: {problem}"
     assert isinstance(proof, dict)
+    snapshot = proof["snapshot"]
     try:
-        leaf = leaf_hash(proof["snapshot"])
+        text = canonical_snapshot(snapshot)
+        problem = _spelling_problem(snapshot)
     except (ValueError, RecursionError) as exc:
         return False, f"snapshot: {exc}"
+    if problem:
+        return False, f"snapshot: {problem}"
+    leaf = sha256_hex(text)
     if leaf != proof["leaf"]:
         return False, f"leaf: the snapshot hashes to {leaf}, the proof says {proof['leaf']}"
     cycle_root = fold_path(leaf, proof["leaf_path"])
@@ -376,15 +408,17 @@ def verify_proof(proof: object, expected_root: str | None = None) -> tuple[bool,
         return False, f"leaf_path: the leaf folds to {cycle_root}, the proof's cycle_root is {proof['cycle_root']}"
     chained = chain(proof["previous_chained_root"], cycle_root)
     if chained != proof["chained_root"]:
-        return False, f"chain: H(previous_chained_root + cycle_root) is {chained}, the proof's chained_root is {proof['chained_root']}"
+        rule = "H(previous_chained_root + cycle_root)" if proof["previous_chained_root"] else "cycle_root (first cycle)"
+        return False, f"chain: {rule} is {chained}, the proof's chained_root is {proof['chained_root']}"
     checkpoint_root = fold_path(chained, proof["checkpoint_path"])
     if checkpoint_root != proof["checkpoint_root"]:
         return False, (
             f"checkpoint_path: the chained root folds to {checkpoint_root}, "
             f"the proof's checkpoint_root is {proof['checkpoint_root']}"
         )
-    snapshot = proof["snapshot"]
-    what = f"snapshot of {snapshot['model_id']} for {canonical_timestamp(snapshot['period_start'])}"
+    # Only hashed values are printed, exactly as hashed (the model id JSON-quoted, so no text in
+    # it can pass for the verdict).
+    what = f"snapshot of {json.dumps(snapshot['model_id'])} for {snapshot['period_start']}"
     if expected_root is not None:
         expected = _normalise_expected(expected_root)
         if expected is None:

@@ -1,8 +1,12 @@
 """Leaderboard and checkpoint ranking over snapshots.
 
-Ties are broken deterministically: by the ranking value in the configured direction (missing
-values last), then by more scored predictions, then by model_id ascending. Both the leaderboard
-and checkpoints use this one ordering, so a model's place never depends on row order in the lake.
+Ranks are dense over the ranking value: models whose ranking value is exactly equal share a
+rank, and the next distinct value takes the next rank (values 0.9, 0.9, 0.5 → ranks 1, 1, 2). A
+model whose ranking value is null (or NaN) has no rank (null) and is listed after the ranked ones.
+The row order is the ranking value in the configured direction (missing values last), then more
+scored predictions, then model_id ascending; it decides nothing but the listing order and which
+entry comes first. Both the leaderboard and checkpoints use this one rule, so a model's rank never
+depends on row order in the lake.
 """
 
 from __future__ import annotations
@@ -21,13 +25,16 @@ if TYPE_CHECKING:
 
 
 def rank(frame: pl.DataFrame, value_column: str, direction: str, count_column: str) -> pl.DataFrame:
-    """`frame` sorted best first with a 1-based `rank` column prepended."""
-    ordered = frame.sort(
-        [value_column, count_column, "model_id"],
-        descending=[direction == "desc", True, False],
-        nulls_last=True,
+    """`frame` sorted best first with a dense 1-based `rank` column prepended (null when the
+    ranking value is null or NaN)."""
+    descending = direction == "desc"
+    # NaN would sort above every number; it is no value, so it ranks like null.
+    key = pl.col(value_column).cast(pl.Float64).fill_nan(None)
+    ordered = frame.with_columns(key.alias("_rank_key")).sort(
+        ["_rank_key", count_column, "model_id"], descending=[descending, True, False], nulls_last=True
     )
-    return ordered.with_row_index("rank", offset=1).with_columns(pl.col("rank").cast(pl.Int64))
+    dense = pl.col("_rank_key").rank("dense", descending=descending).cast(pl.Int64).alias("rank")
+    return ordered.select(dense, pl.all().exclude("_rank_key", "rank"))
 
 
 def _metric_column(key: str) -> pl.Expr:

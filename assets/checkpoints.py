@@ -11,7 +11,7 @@ from coordinator_dagster.scoring import ranking
 from coordinator_dagster.checks import emission_exact
 from coordinator_dagster.scoring.merkle import build_checkpoint_tree
 from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS
-from resources import ContractResource, LakeResource
+from resources import Contract, LakeResource
 
 
 def checkpoint_id(period_key: str) -> str:
@@ -35,15 +35,14 @@ def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.Asset
             for name in ("rewards_sum_exactly", "no_negative_share", "every_ranked_model_rewarded")
         ],
     )
-    def checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, contract: ContractResource) -> dg.MaterializeResult:
+    def checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, contract: Contract) -> dg.MaterializeResult:
         """One row per checkpoint period (grain: checkpoint_id): the period's snapshots
         aggregated per model, ranked, and split into frac64 rewards by `build_emission`.
 
         Built PENDING; once its status has moved on (SUBMITTED, CLAIMABLE, PAID, appended as
         checkpoint events) the checkpoint is immutable and re-materializing it is refused.
         """
-        crunch = contract.get()
-        store = lake.get(crunch)
+        store = lake.get(contract)
         key = context.partition_key
         cid = checkpoint_id(key)
         status = current_status(store.read_all("checkpoint_events"), cid)
@@ -55,9 +54,9 @@ def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.Asset
             )
         window = context.partition_time_window
         period = store.read_window("snapshots", window.start, window.end, column="period_start")
-        entries = ranking.checkpoint_entries(crunch, period, store.read("models"))
+        entries = ranking.checkpoint_entries(contract, period, store.read("models"))
         tree = build_checkpoint_tree(period.to_dicts())
-        emission = crunch.build_emission(entries, crunch.crunch_pubkey, crunch.compute_provider, crunch.data_provider)
+        emission = contract.build_emission(entries, contract.crunch_pubkey, contract.compute_provider, contract.data_provider)
         emission_json = emission.model_dump(mode="json")
         row = pl.DataFrame(
             {
@@ -65,7 +64,7 @@ def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.Asset
                 "period_start": [window.start],
                 "period_end": [window.end],
                 "status": ["PENDING"],
-                "ranking_key": [entries[0]["ranking_key"] if entries else crunch.aggregation.value_field],
+                "ranking_key": [entries[0]["ranking_key"] if entries else contract.aggregation.value_field],
                 "model_count": [len(entries)],
                 "entries": [json.dumps(entries, sort_keys=True)],
                 "emission": [json.dumps(emission_json, sort_keys=True)],

@@ -13,7 +13,7 @@ from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_betwee
 from coordinator_dagster.models.rounds import LIVE_ROUND_TAG, raw_input, split_missed
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.models.runner import ModelSpec
-from resources import ClockResource, ContractResource, LakeResource, ModelRunnerResource
+from resources import ClockResource, Contract, LakeResource, ModelRunnerResource
 from resources.models import RoundRunner
 
 
@@ -112,7 +112,7 @@ def predictions(
     model_runner: ModelRunnerResource,
     lake: LakeResource,
     clock: ClockResource,
-    contract: ContractResource,
+    contract: Contract,
 ) -> dg.MaterializeResult:
     """One row per model per round input (grain: input_id × model_id).
 
@@ -123,15 +123,14 @@ def predictions(
     more than one interval older than the live round is recorded ABSENT as missed rather than
     predicted late; a replay (no tag) predicts every round.
     """
-    crunch = contract.get()
-    store = lake.get(crunch)
+    store = lake.get(contract)
     window = context.partition_time_window
     now = clock.now()
-    intervals = {p.scope_key: p.prediction_interval_seconds for p in crunch.scheduled_predictions}
+    intervals = {p.scope_key: p.prediction_interval_seconds for p in contract.scheduled_predictions}
     tag = context.run.tags.get(LIVE_ROUND_TAG)
     live_round = dt.datetime.fromisoformat(tag.replace("Z", "+00:00")) if tag else None
     # A replay runs on models of its own (fresh state), so it never disturbs the live ones.
-    runner = model_runner.open(crunch.output_type, replay=live_round is None)
+    runner = model_runner.open(contract.output_type, replay=live_round is None)
     model_ids = [spec.model_id for spec in runner.specs]
     written = []
     # Where a run's time goes (run metadata; the round latency benchmark reads it).

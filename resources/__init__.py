@@ -5,14 +5,14 @@ tests and the embedded default swap the live source for a synthetic one without 
 """
 
 from resources.clock import ClockResource
-from resources.contract import ContractResource
+from resources.contract import Contract
 from coordinator_dagster.feeds.sources import FeedSource, SyntheticFeed
 from resources.lake import LakeResource
 from resources.models import InProcessModelRunner, ModelRunnerResource, RemoteModelRunner
 
 __all__ = [
     "ClockResource",
-    "ContractResource",
+    "Contract",
     "FeedSource",
     "InProcessModelRunner",
     "LakeResource",

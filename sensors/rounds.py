@@ -18,7 +18,7 @@ from coordinator_dagster.feeds.checks import FeedCheckConfig
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.partitions import window_key
 from coordinator_dagster.models.rounds import LIVE_ROUND_TAG
-from resources import ClockResource, ContractResource, FeedSource, LakeResource
+from resources import ClockResource, Contract, FeedSource, LakeResource
 from sensors.jobs import predict_job, score_job
 
 # The sensor daemon loops every ~5 s; asking for 5 s makes its "too soon" check skip every
@@ -209,15 +209,14 @@ def due_score_rounds(
 
 
 def _sensor_body(kind: str, find: Callable):
-    def evaluate(context: dg.SensorEvaluationContext, lake: LakeResource, contract: ContractResource, feed: FeedSource, clock: ClockResource):
-        crunch = contract.get()
+    def evaluate(context: dg.SensorEvaluationContext, lake: LakeResource, contract: Contract, feed: FeedSource, clock: ClockResource):
         cursor = _load_cursor(context.cursor)
         if find is due_score_rounds and _predicting_live(context.instance):
-            first = live_round_awaiting_predictions(crunch, lake.get(crunch), feed.step_seconds, clock.now())
+            first = live_round_awaiting_predictions(contract, lake.get(contract), feed.step_seconds, clock.now())
             if first:
                 return dg.SkipReason(f"scoring waits for the live round's predictions first: {'; '.join(first)}")
         extra = {"config": feed.check_settings()} if find is due_score_rounds else {}
-        requests, new_cursor, waiting = find(crunch, lake.get(crunch), feed.step_seconds, clock.now(), cursor, **extra)
+        requests, new_cursor, waiting = find(contract, lake.get(contract), feed.step_seconds, clock.now(), cursor, **extra)
         if not requests:
             return dg.SkipReason("; ".join(waiting) or f"no new round to {kind} yet")
         if waiting:
@@ -241,7 +240,7 @@ def _sensor_body(kind: str, find: Callable):
                     partition_key=window_key(hour),
                     tags={LIVE_ROUND_TAG: live, "coordinator/scopes": "catch-up"},
                 )
-                for hour in catch_up_hours(crunch, lake.get(crunch), cursor, list(requests))
+                for hour in catch_up_hours(contract, lake.get(contract), cursor, list(requests))
             ]
         return dg.SensorResult(run_requests=run_requests, cursor=json.dumps(new_cursor, sort_keys=True))
 
@@ -249,13 +248,13 @@ def _sensor_body(kind: str, find: Callable):
 
 
 @dg.sensor(job=predict_job, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
-def predict_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, contract: ContractResource, feed: FeedSource, clock: ClockResource):
+def predict_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, contract: Contract, feed: FeedSource, clock: ClockResource):
     """Requests the predict run of each due round once the candle closing at the round has landed."""
     return _sensor_body("predict", due_predict_rounds)(context, lake, contract, feed, clock)
 
 
 @dg.sensor(job=score_job, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
-def score_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, contract: ContractResource, feed: FeedSource, clock: ClockResource):
+def score_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, contract: Contract, feed: FeedSource, clock: ClockResource):
     """Requests scoring of a round's window once its horizon has passed and its truth has landed."""
     return _sensor_body("score", due_score_rounds)(context, lake, contract, feed, clock)
 

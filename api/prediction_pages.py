@@ -23,7 +23,8 @@ from typing import Any
 import duckdb
 
 from api.deps import Pagination, TimeRange
-from coordinator_dagster.lake.store import Lake, fetch_with_retry
+from coordinator_dagster.lake.reader import fetch_with_retry
+from coordinator_dagster.lake.store import Lake
 
 HOUR = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)

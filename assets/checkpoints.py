@@ -8,19 +8,15 @@ import polars as pl
 from assets.metadata import check_result, emission_markdown, emission_shares
 from assets.snapshots import snapshots
 from coordinator_dagster.scoring import ranking
-from coordinator_dagster.checks import emission_exact
+from coordinator_dagster.checks import CHECKPOINT_CHECKS, emission_exact
 from coordinator_dagster.scoring.merkle import build_checkpoint_tree
 from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS
+from coordinator_dagster.statuses import CheckpointStatus
 from resources import Contract, LakeResource
 
 
 def checkpoint_id(period_key: str) -> str:
     return f"CKP-{period_key}"
-
-
-def current_status(events: pl.DataFrame, checkpoint: str) -> str | None:
-    mine = events.filter(pl.col("checkpoint_id") == checkpoint)
-    return mine.sort("event_at")["status"][-1] if mine.height else None
 
 
 def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -30,10 +26,7 @@ def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.Asset
         deps=[snapshots],
         kinds={"polars", "parquet"},
         group_name="pipeline",
-        check_specs=[
-            dg.AssetCheckSpec(name, asset="checkpoints", blocking=True)
-            for name in ("rewards_sum_exactly", "no_negative_share", "every_ranked_model_rewarded")
-        ],
+        check_specs=[dg.AssetCheckSpec(name, asset="checkpoints", blocking=True) for name in CHECKPOINT_CHECKS],
     )
     def checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, contract: Contract) -> dg.MaterializeResult:
         """One row per checkpoint period (grain: checkpoint_id): the period's snapshots
@@ -45,8 +38,8 @@ def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.Asset
         store = lake.get(contract)
         key = context.partition_key
         cid = checkpoint_id(key)
-        status = current_status(store.read_all("checkpoint_events"), cid)
-        if status not in (None, "PENDING"):
+        status = store.checkpoint_status(cid)
+        if status not in (None, CheckpointStatus.PENDING):
             raise dg.Failure(
                 description=f"checkpoint {cid} is {status}: a checkpoint that has left PENDING is immutable "
                 "and is not rebuilt (its emission may already be on-chain)",
@@ -63,7 +56,7 @@ def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.Asset
                 "checkpoint_id": [cid],
                 "period_start": [window.start],
                 "period_end": [window.end],
-                "status": ["PENDING"],
+                "status": [CheckpointStatus.PENDING.value],
                 "ranking_key": [entries[0]["ranking_key"] if entries else contract.aggregation.value_field],
                 "model_count": [len(entries)],
                 "entries": [json.dumps(entries, sort_keys=True)],

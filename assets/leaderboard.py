@@ -7,7 +7,7 @@ import dagster as dg
 from assets.metadata import leaderboard_metadata
 from assets.snapshots import snapshots
 from coordinator_dagster.scoring import ranking
-from coordinator_dagster.partitions import window_key, window_start
+from coordinator_dagster.partitions import window_key
 from resources import ClockResource, Contract, LakeResource
 
 
@@ -23,11 +23,8 @@ def leaderboard(
     same snapshots always give the same ranking (ties: see `coordinator_dagster.scoring.ranking`).
     """
     store = lake.get(contract)
-    files = store.files("snapshots")
-    if files:
-        # Hive folders sort by time: the last file is the newest hour.
-        newest = files[-1].parent
-        newest_start = window_start(f"{newest.parent.name[5:]}-{newest.name[5:]}:00")
+    newest_start = store.newest_window("snapshots")
+    if newest_start is not None:
         longest = dt.timedelta(hours=max(contract.aggregation.windows.values()))
         recent = store.read_window("snapshots", newest_start + dt.timedelta(hours=1) - longest, newest_start + dt.timedelta(hours=1))
     else:

@@ -7,7 +7,7 @@ import polars as pl
 from assets.feeds import feed_records
 from assets.metadata import check_result, counts_by, markdown_table, score_summary, table_metadata
 from assets.predictions import predictions
-from coordinator_dagster.checks import no_prediction_left_behind, scores_unique
+from coordinator_dagster.checks import SCORES_CHECKS, no_prediction_left_behind, scores_unique
 from coordinator_dagster.scoring.ensembles import build_ensembles
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between, window_start
 from coordinator_dagster.scoring.scores import score_predictions
@@ -23,10 +23,7 @@ _NEXT_HOUR = dg.TimeWindowPartitionMapping(start_offset=0, end_offset=1)
     deps=[predictions, dg.AssetDep(feed_records, partition_mapping=_NEXT_HOUR)],
     kinds={"polars", "parquet"},
     group_name="pipeline",
-    check_specs=[
-        dg.AssetCheckSpec("scores_unique_per_prediction", asset="scores", blocking=True),
-        dg.AssetCheckSpec("pending_predictions_resolved_or_closed", asset="scores", blocking=True),
-    ],
+    check_specs=[dg.AssetCheckSpec(name, asset="scores", blocking=True) for name in SCORES_CHECKS],
 )
 def scores(
     context: dg.AssetExecutionContext,

@@ -17,7 +17,7 @@ from coordinator_dagster.contracts import CrunchContract
 from coordinator_dagster.feeds.checks import FeedCheckConfig
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.partitions import window_key
-from coordinator_dagster.models.rounds import LIVE_ROUND_TAG
+from coordinator_dagster.models.rounds import LIVE_ROUND_TAG, parse_round_stamp, round_stamp
 from resources import ClockResource, Contract, FeedSource, LakeResource
 from sensors.jobs import predict_job, score_job
 
@@ -38,10 +38,6 @@ PREDICT_FIRST_SECONDS = 30
 def _round_floor(now: dt.datetime, interval: int) -> dt.datetime:
     epoch = int(now.timestamp())
     return dt.datetime.fromtimestamp(epoch - epoch % interval, tz=dt.timezone.utc)
-
-
-def _stamp(ts: dt.datetime) -> str:
-    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def newest_record(lake: Lake, subject: str, at: dt.datetime) -> dt.datetime | None:
@@ -66,15 +62,15 @@ def due_predict_rounds(contract: CrunchContract, lake: Lake, step_seconds: int, 
         if not scheduled.active:
             continue
         due = _round_floor(now, scheduled.prediction_interval_seconds)
-        if cursor.get(scheduled.scope_key, "") >= _stamp(due):
+        if cursor.get(scheduled.scope_key, "") >= round_stamp(due):
             continue
         needed = due - dt.timedelta(seconds=step_seconds)  # open time of the candle closing at the round
         newest = newest_record(lake, scheduled.scope.subject, needed)
         if newest is None or newest < needed:
-            waiting.append(f"{scheduled.scope_key}: round {_stamp(due)} waits for {scheduled.scope.subject} data at {_stamp(needed)}")
+            waiting.append(f"{scheduled.scope_key}: round {round_stamp(due)} waits for {scheduled.scope.subject} data at {round_stamp(needed)}")
             continue
         requests.setdefault(due, []).append(scheduled.scope_key)
-        new_cursor[scheduled.scope_key] = _stamp(due)
+        new_cursor[scheduled.scope_key] = round_stamp(due)
     return requests, new_cursor, waiting
 
 
@@ -93,7 +89,7 @@ def catch_up_hours(contract: CrunchContract, lake: Lake, cursor: dict[str, str],
         stamp = cursor.get(scheduled.scope_key)
         if not scheduled.active or not stamp:
             continue
-        last = dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+        last = parse_round_stamp(stamp)
         if last >= newest_hour:
             continue  # its earlier rounds are in the live hour: the live run records them
         previous = _round_floor(newest, scheduled.prediction_interval_seconds) - dt.timedelta(seconds=scheduled.prediction_interval_seconds)
@@ -129,7 +125,7 @@ def live_round_awaiting_predictions(contract: CrunchContract, lake: Lake, step_s
             (pl.col("round_ts") == due) & (pl.col("scope_key") == scheduled.scope_key)
         )
         if predicted.is_empty():
-            waiting.append(f"{scheduled.scope_key}: round {_stamp(due)}")
+            waiting.append(f"{scheduled.scope_key}: round {round_stamp(due)}")
     return waiting
 
 
@@ -175,36 +171,36 @@ def due_score_rounds(
         horizon = dt.timedelta(seconds=scheduled.resolve_horizon_seconds)
         # The newest round whose resolvable time's candle has closed.
         due = _round_floor(now - horizon - dt.timedelta(seconds=step_seconds), scheduled.prediction_interval_seconds)
-        if cursor.get(scheduled.scope_key, "") >= _stamp(due):
+        if cursor.get(scheduled.scope_key, "") >= round_stamp(due):
             continue
         resolvable = due + horizon
         newest = newest_record(lake, scheduled.scope.subject, resolvable)
         if newest is None or newest < resolvable:
-            waiting.append(f"{scheduled.scope_key}: round {_stamp(due)} waits for truth data at {_stamp(resolvable)}")
+            waiting.append(f"{scheduled.scope_key}: round {round_stamp(due)} waits for truth data at {round_stamp(resolvable)}")
             continue
         # A score run scores the whole window, every subject: any subject's failure holds it.
         hour = due.replace(minute=0, second=0, microsecond=0)
         step = dt.timedelta(seconds=step_seconds)
         failed = failed_feed_checks(lake, subjects, hour, resolvable + step, step_seconds, config)
         if failed:
-            waiting.append(f"{scheduled.scope_key}: round {_stamp(due)} waits: feed check failed: {'; '.join(failed)}")
+            waiting.append(f"{scheduled.scope_key}: round {round_stamp(due)} waits: feed check failed: {'; '.join(failed)}")
             continue
         requests.setdefault(due, []).append(scheduled.scope_key)
-        new_cursor[scheduled.scope_key] = _stamp(due)
+        new_cursor[scheduled.scope_key] = round_stamp(due)
     # Once an hour's grace period is over, score it one last time: predictions whose truth never
     # came are closed with a reason instead of staying PENDING (their rounds got no score run).
     longest = max((p.resolve_horizon_seconds for p in contract.scheduled_predictions), default=0)
     settled = now - dt.timedelta(seconds=longest + step_seconds + contract.ground_truth_grace_seconds)
     closable = settled.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
-    if cursor.get(CLOSED_KEY, "") < _stamp(closable):
+    if cursor.get(CLOSED_KEY, "") < round_stamp(closable):
         # Not gaps: this pass exists to close, with a reason, predictions whose truth never came.
         no_gap_rules = tuple(r for r in feed_checks.LAKE_RULES if r != feed_checks.NO_GAPS)
         failed = failed_feed_checks(lake, subjects, closable, closable + dt.timedelta(hours=1), step_seconds, config, no_gap_rules)
         if failed:
-            waiting.append(f"closing hour {_stamp(closable)} waits: feed check failed: {'; '.join(failed)}")
+            waiting.append(f"closing hour {round_stamp(closable)} waits: feed check failed: {'; '.join(failed)}")
         else:
             requests.setdefault(closable, []).append(CLOSED_KEY)
-            new_cursor[CLOSED_KEY] = _stamp(closable)
+            new_cursor[CLOSED_KEY] = round_stamp(closable)
     return requests, new_cursor, waiting
 
 
@@ -223,9 +219,9 @@ def _sensor_body(kind: str, find: Callable):
             context.log.info("; ".join(waiting))
         run_requests = [
             dg.RunRequest(
-                run_key=f"{'close' if scopes == [CLOSED_KEY] else kind}:{_stamp(round_ts)}",
+                run_key=f"{'close' if scopes == [CLOSED_KEY] else kind}:{round_stamp(round_ts)}",
                 partition_key=window_key(round_ts),
-                tags={LIVE_ROUND_TAG: _stamp(round_ts), "coordinator/scopes": ",".join(scopes)},
+                tags={LIVE_ROUND_TAG: round_stamp(round_ts), "coordinator/scopes": ",".join(scopes)},
             )
             for round_ts, scopes in sorted(requests.items())
         ]
@@ -233,10 +229,10 @@ def _sensor_body(kind: str, find: Callable):
             # Earlier hours' unrecorded rounds become ABSENT ("round missed") in these runs: tagged
             # with the live round, the predictions asset records rounds older than it as missed.
             # Requested after the live round's run, which goes first.
-            live = _stamp(max(requests))
+            live = round_stamp(max(requests))
             run_requests += [
                 dg.RunRequest(
-                    run_key=f"predict-catch-up:{_stamp(hour)}",
+                    run_key=f"predict-catch-up:{round_stamp(hour)}",
                     partition_key=window_key(hour),
                     tags={LIVE_ROUND_TAG: live, "coordinator/scopes": "catch-up"},
                 )

@@ -208,11 +208,9 @@ def _append(lake, checkpoint_id: str, status: CheckpointStatus, tx_hash: str | N
 
 
 def _state(db: duckdb.DuckDBPyConnection, checkpoint_id: str) -> tuple[CheckpointStatus, str | None, dt.datetime | None]:
+    """(status, transaction, time of the newest event), as the lake's checkpoints view derives them."""
     row = _checkpoint_row(db, checkpoint_id)
-    history = _history(db, checkpoint_id)
-    last_at = history[-1].event_at if history else None
-    tx_hash = next((e.tx_hash for e in reversed(history) if e.tx_hash), None)
-    return CheckpointStatus(row["status"]), tx_hash, last_at
+    return CheckpointStatus(row["status"]), row["tx_hash"], row["status_changed_at"]
 
 
 @router.post(

@@ -16,8 +16,18 @@ import duckdb
 import polars as pl
 
 from coordinator_dagster.lake.writes import LakeWrites
+from coordinator_dagster.statuses import CheckpointStatus, InputStatus, PredictionStatus
 
 log = logging.getLogger(__name__)
+
+# The rules that derive a prediction's status and reason, over predictions `p` left-joined with
+# their scores `s` on SCORE_JOIN: the `predictions` view and the API's predictions pages share them.
+SCORE_JOIN = "s.prediction_id = p.prediction_id AND s.round_ts = p.round_ts"
+PREDICTION_STATUS = (
+    f"CASE WHEN p.status = '{PredictionStatus.PENDING}' AND s.prediction_id IS NOT NULL "
+    f"THEN '{PredictionStatus.SCORED}' ELSE p.status END"
+)
+PREDICTION_FAILED_REASON = "COALESCE(p.failed_reason, s.failed_reason)"
 
 _DUCKDB_TYPES = {
     pl.String: "VARCHAR",
@@ -65,27 +75,31 @@ class LakeViews(LakeWrites):
         passthrough = ["feed_records", "snapshots", "leaderboard", "leaderboard_history", "models", "scores", "checkpoint_events", "ensemble_predictions"]
         statements += [f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM raw_{name}" for name in passthrough]
         statements.append(
-            """CREATE OR REPLACE VIEW predictions AS
-            SELECT p.* REPLACE (
-                CASE WHEN p.status = 'PENDING' AND s.prediction_id IS NOT NULL THEN 'SCORED' ELSE p.status END AS status,
-                COALESCE(p.failed_reason, s.failed_reason) AS failed_reason),
+            f"""CREATE OR REPLACE VIEW predictions AS
+            SELECT p.* REPLACE ({PREDICTION_STATUS} AS status, {PREDICTION_FAILED_REASON} AS failed_reason),
                 s.value AS score_value, s.success AS score_success
-            FROM raw_predictions p LEFT JOIN raw_scores s
-                ON s.prediction_id = p.prediction_id AND s.round_ts = p.round_ts"""
+            FROM raw_predictions p LEFT JOIN raw_scores s ON {SCORE_JOIN}"""
         )
         statements.append(
-            """CREATE OR REPLACE VIEW inputs AS
-            SELECT i.*, CASE WHEN r.input_id IS NULL THEN 'RECEIVED' ELSE 'RESOLVED' END AS status
+            f"""CREATE OR REPLACE VIEW inputs AS
+            SELECT i.*, CASE WHEN r.input_id IS NULL THEN '{InputStatus.RECEIVED}' ELSE '{InputStatus.RESOLVED}' END AS status
             FROM raw_inputs i LEFT JOIN (
                 SELECT DISTINCT input_id FROM raw_scores WHERE entry_price IS NOT NULL) r USING (input_id)"""
         )
+        # A checkpoint's state is its newest event (events are only appended, with strictly
+        # increasing times); its transaction is the newest one recorded. A checkpoint without
+        # events is as built: PENDING.
+        statements.append(
+            """CREATE OR REPLACE VIEW checkpoint_state AS
+            SELECT checkpoint_id, arg_max(status, event_at) AS status,
+                arg_max(tx_hash, event_at) FILTER (WHERE tx_hash IS NOT NULL) AS tx_hash,
+                max(event_at) AS status_changed_at
+            FROM raw_checkpoint_events GROUP BY checkpoint_id"""
+        )
         statements.append(
             """CREATE OR REPLACE VIEW checkpoints AS
-            SELECT c.* REPLACE (COALESCE(e.status, c.status) AS status), e.tx_hash, e.event_at AS status_changed_at
-            FROM raw_checkpoints c LEFT JOIN (
-                SELECT * FROM raw_checkpoint_events
-                QUALIFY row_number() OVER (PARTITION BY checkpoint_id ORDER BY event_at DESC) = 1) e
-            USING (checkpoint_id)"""
+            SELECT c.* REPLACE (COALESCE(e.status, c.status) AS status), e.tx_hash, e.status_changed_at
+            FROM raw_checkpoints c LEFT JOIN checkpoint_state e USING (checkpoint_id)"""
         )
         return statements
 
@@ -103,6 +117,11 @@ class LakeViews(LakeWrites):
             return con.execute(sql, params or []).pl()
         finally:
             con.close()
+
+    def checkpoint_status(self, checkpoint_id: str) -> CheckpointStatus | None:
+        """The checkpoint's status by its newest event; None before any event (as built)."""
+        found = self.query("SELECT status FROM checkpoint_state WHERE checkpoint_id = ?", [checkpoint_id])
+        return CheckpointStatus(found["status"][0]) if found.height else None
 
     def refresh_catalog(self) -> bool:
         """Rewrite the operator-facing catalog's views; False if someone holds the file.

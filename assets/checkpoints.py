@@ -8,6 +8,7 @@ import polars as pl
 from assets.metadata import check_result, emission_markdown, emission_shares
 from assets.snapshots import snapshots
 from coordinator_dagster.scoring import ranking
+from coordinator_dagster.checkpoint_lifecycle import may_rebuild
 from coordinator_dagster.checks import CHECKPOINT_CHECKS, emission_exact
 from coordinator_dagster.scoring.merkle import build_checkpoint_tree
 from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS
@@ -39,7 +40,7 @@ def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.Asset
         key = context.partition_key
         cid = checkpoint_id(key)
         status = store.checkpoint_status(cid)
-        if status not in (None, CheckpointStatus.PENDING):
+        if not may_rebuild(status):
             raise dg.Failure(
                 description=f"checkpoint {cid} is {status}: a checkpoint that has left PENDING is immutable "
                 "and is not rebuilt (its emission may already be on-chain)",

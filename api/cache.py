@@ -22,6 +22,7 @@ from collections import OrderedDict
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from coordinator_dagster.lake.layout import scan_event_files, scan_period_files, scan_window_folders
 from coordinator_dagster.lake.store import Lake
 
 # path pattern -> (tables it reads, tier)
@@ -50,28 +51,17 @@ def _stat(path: str) -> tuple | None:
 
 def table_identity(lake: Lake, name: str) -> tuple:
     """Identities of every file of a table, in a stable order; os.scandir, not glob (~5× cheaper)."""
-    base = str(lake.table_dir(name))
+    base = lake.table_dir(name)
     layout = lake.table(name).layout
-    found: list[tuple] = []
-    try:
-        if layout == "window":
-            for day in sorted(os.scandir(base), key=lambda e: e.name):
-                if day.name.startswith("date=") and day.is_dir():
-                    for hour in sorted(os.scandir(day.path), key=lambda e: e.name):
-                        if hour.name.startswith("hour="):
-                            found.append((hour.path, _stat(os.path.join(hour.path, "data.parquet"))))
-        elif layout == "period":
-            for period in sorted(os.scandir(base), key=lambda e: e.name):
-                if period.name.startswith("period="):
-                    found.append((period.path, _stat(os.path.join(period.path, "data.parquet"))))
-        elif layout == "single":
-            found.append((base, _stat(os.path.join(base, "data.parquet"))))
-        else:  # events: files are only ever added
-            names = sorted(e.name for e in os.scandir(base) if e.name.endswith(".parquet") and not e.name.startswith("."))
-            found.append((len(names), names[-1] if names else None))
-    except FileNotFoundError:
-        return ()
-    return tuple(found)
+    if layout == "window":
+        return tuple((f.path, _stat(f.path)) for f in scan_window_folders(base))
+    if layout == "period":
+        return tuple((path, _stat(path)) for path in scan_period_files(base))
+    if layout == "single":
+        path = str(lake.partition_path(name))
+        return ((path, _stat(path)),)
+    names = scan_event_files(base)  # events: files are only ever added
+    return ((len(names), names[-1] if names else None),)
 
 
 class ResponseCache:

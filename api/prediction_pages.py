@@ -7,8 +7,9 @@ matching rows, each cached under the partition files' identity (inode, size, mti
 filters. A partition replaced by a run changes its identity, so only that hour is counted again;
 an unfiltered count of an untouched lake costs one `stat` per file.
 
-The SQL mirrors the lake's `predictions` view (status SCORED derived from a score row,
-`failed_reason` from either side) over explicit file lists instead of the view's globs.
+The SQL applies the lake's `predictions` view rules (`coordinator_dagster.lake.views`: status
+SCORED derived from a score row, `failed_reason` from either side) to explicit file lists instead
+of the view's globs.
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ from typing import Any
 import duckdb
 
 from api.deps import Pagination, TimeRange
-from coordinator_dagster.lake.store import Lake, fetch_with_retry
+from coordinator_dagster.lake.layout import scan_window_folders
+from coordinator_dagster.lake.reader import fetch_with_retry
+from coordinator_dagster.lake.store import Lake
+from coordinator_dagster.lake.views import PREDICTION_FAILED_REASON, PREDICTION_STATUS, SCORE_JOIN
+from coordinator_dagster.statuses import PredictionStatus
 
-HOUR = dt.timedelta(hours=1)
-DAY = dt.timedelta(days=1)
 ORDER = "p.round_ts DESC, p.scope_key, p.model_id, p.prediction_id"
-STATUS = "CASE WHEN p.status = 'PENDING' AND s.prediction_id IS NOT NULL THEN 'SCORED' ELSE p.status END"
 COLUMNS = (
     "p.prediction_id, p.input_id, p.scope_key, p.subject, p.model_id, p.round_ts, p.resolvable_at, "
-    f"{STATUS} AS status, p.value, COALESCE(p.failed_reason, s.failed_reason) AS failed_reason, s.value AS score_value"
+    f"{PREDICTION_STATUS} AS status, p.value, {PREDICTION_FAILED_REASON} AS failed_reason, s.value AS score_value"
 )
 CACHE_SIZE = 50_000
 ATTEMPTS = 3
@@ -53,7 +55,7 @@ class Filters:
                 clauses.append(f"p.{column} = ?")
                 params.append(value)
         if self.status is not None:
-            clauses.append(f"{STATUS} = ?")
+            clauses.append(f"{PREDICTION_STATUS} = ?")
             params.append(self.status)
         if self.period.start is not None:
             clauses.append("p.round_ts >= ?")
@@ -66,7 +68,7 @@ class Filters:
     @property
     def needs_scores_to_count(self) -> bool:
         # Only PENDING and SCORED depend on the score rows; FAILED and ABSENT are as written.
-        return self.status in ("PENDING", "SCORED")
+        return self.status in (PredictionStatus.PENDING, PredictionStatus.SCORED)
 
 
 @dataclass(frozen=True)
@@ -99,38 +101,17 @@ class PredictionPager:
     # ---- partitions ---------------------------------------------------------------------------
     def _hours(self, period: TimeRange) -> list[Hour]:
         """The predictions hour partitions overlapping `period`, newest first, with the matching
-        scores partition. os.scandir over the hive folders: a glob plus a date parse per file
-        cost ~10 ms at a thousand partitions, this ~1 ms."""
-        base, scores_base = str(self.lake.table_dir("predictions")), str(self.lake.table_dir("scores"))
+        scores partition (the same hive folders under the scores table)."""
+        scores_base = str(self.lake.table_dir("scores"))
         hours = []
-        try:
-            days = [d for d in os.scandir(base) if d.name.startswith("date=") and d.is_dir()]
-        except FileNotFoundError:
-            return []
-        for day in days:
-            try:
-                date = dt.date.fromisoformat(day.name[5:])
-            except ValueError:
+        for folder in scan_window_folders(self.lake.table_dir("predictions"), period.start, period.end):
+            mine = _identity(folder.path)
+            if mine is None:
                 continue
-            midnight = dt.datetime(date.year, date.month, date.day, tzinfo=dt.timezone.utc)
-            if (period.end is not None and midnight >= period.end) or (period.start is not None and midnight + DAY <= period.start):
-                continue
-            for entry in os.scandir(day.path):
-                name = entry.name
-                if not (name.startswith("hour=") and name[5:].isdigit() and len(name) == 7):
-                    continue
-                start = midnight + dt.timedelta(hours=int(name[5:]))
-                if (period.end is not None and start >= period.end) or (period.start is not None and start + HOUR <= period.start):
-                    continue
-                path = os.path.join(entry.path, "data.parquet")
-                mine = _identity(path)
-                if mine is None:
-                    continue
-                scores_path = os.path.join(scores_base, day.name, name, "data.parquet")
-                theirs = _identity(scores_path)
-                key = f"{day.name[5:]}-{name[5:]}:00"
-                hours.append(Hour(key, start, path, scores_path if theirs else None, (mine, theirs)))
-        hours.sort(key=lambda h: h.start, reverse=True)
+            scores_path = os.path.join(scores_base, folder.relative)
+            theirs = _identity(scores_path)
+            hours.append(Hour(folder.key, folder.start, folder.path, scores_path if theirs else None, (mine, theirs)))
+        hours.reverse()
         return hours
 
     def _from(self, hours: list[Hour], with_scores: bool) -> str:
@@ -139,7 +120,7 @@ class PredictionPager:
         if with_scores and scores:
             source += (
                 f" LEFT JOIN (SELECT prediction_id, round_ts, value, failed_reason FROM read_parquet({_literal_list(scores)}, hive_partitioning=false)) s"
-                " ON s.prediction_id = p.prediction_id AND s.round_ts = p.round_ts"
+                f" ON {SCORE_JOIN}"
             )
         else:
             source += (

@@ -9,26 +9,13 @@ Field names follow the reference engine where it has them.
 from __future__ import annotations
 
 import datetime as dt
-from enum import StrEnum
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from coordinator_dagster.statuses import CheckpointStatus, PredictionStatus
+
 T = TypeVar("T")
-
-
-class PredictionStatus(StrEnum):
-    PENDING = "PENDING"
-    SCORED = "SCORED"
-    FAILED = "FAILED"
-    ABSENT = "ABSENT"
-
-
-class CheckpointStatus(StrEnum):
-    PENDING = "PENDING"
-    SUBMITTED = "SUBMITTED"
-    CLAIMABLE = "CLAIMABLE"
-    PAID = "PAID"
 
 
 class ApiModel(BaseModel):

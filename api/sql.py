@@ -13,7 +13,7 @@ from typing import Any
 
 import duckdb
 
-from coordinator_dagster.lake.store import fetch_with_retry
+from coordinator_dagster.lake.reader import fetch_with_retry
 
 from api.deps import TimeRange
 

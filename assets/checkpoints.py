@@ -8,19 +8,16 @@ import polars as pl
 from assets.metadata import check_result, emission_markdown, emission_shares
 from assets.snapshots import snapshots
 from coordinator_dagster.scoring import ranking
-from coordinator_dagster.checks import emission_exact
+from coordinator_dagster.checkpoint_lifecycle import may_rebuild
+from coordinator_dagster.checks import CHECKPOINT_CHECKS, emission_exact
 from coordinator_dagster.scoring.merkle import build_checkpoint_tree
 from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS
-from resources import ContractResource, LakeResource
+from coordinator_dagster.statuses import CheckpointStatus
+from resources import Contract, LakeResource
 
 
 def checkpoint_id(period_key: str) -> str:
     return f"CKP-{period_key}"
-
-
-def current_status(events: pl.DataFrame, checkpoint: str) -> str | None:
-    mine = events.filter(pl.col("checkpoint_id") == checkpoint)
-    return mine.sort("event_at")["status"][-1] if mine.height else None
 
 
 def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -30,24 +27,20 @@ def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.Asset
         deps=[snapshots],
         kinds={"polars", "parquet"},
         group_name="pipeline",
-        check_specs=[
-            dg.AssetCheckSpec(name, asset="checkpoints", blocking=True)
-            for name in ("rewards_sum_exactly", "no_negative_share", "every_ranked_model_rewarded")
-        ],
+        check_specs=[dg.AssetCheckSpec(name, asset="checkpoints", blocking=True) for name in CHECKPOINT_CHECKS],
     )
-    def checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, contract: ContractResource) -> dg.MaterializeResult:
+    def checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, contract: Contract) -> dg.MaterializeResult:
         """One row per checkpoint period (grain: checkpoint_id): the period's snapshots
         aggregated per model, ranked, and split into frac64 rewards by `build_emission`.
 
         Built PENDING; once its status has moved on (SUBMITTED, CLAIMABLE, PAID, appended as
         checkpoint events) the checkpoint is immutable and re-materializing it is refused.
         """
-        crunch = contract.get()
-        store = lake.get(crunch)
+        store = lake.get(contract)
         key = context.partition_key
         cid = checkpoint_id(key)
-        status = current_status(store.read_all("checkpoint_events"), cid)
-        if status not in (None, "PENDING"):
+        status = store.checkpoint_status(cid)
+        if not may_rebuild(status):
             raise dg.Failure(
                 description=f"checkpoint {cid} is {status}: a checkpoint that has left PENDING is immutable "
                 "and is not rebuilt (its emission may already be on-chain)",
@@ -55,17 +48,17 @@ def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.Asset
             )
         window = context.partition_time_window
         period = store.read_window("snapshots", window.start, window.end, column="period_start")
-        entries = ranking.checkpoint_entries(crunch, period, store.read("models"))
+        entries = ranking.checkpoint_entries(contract, period, store.read("models"))
         tree = build_checkpoint_tree(period.to_dicts())
-        emission = crunch.build_emission(entries, crunch.crunch_pubkey, crunch.compute_provider, crunch.data_provider)
+        emission = contract.build_emission(entries, contract.crunch_pubkey, contract.compute_provider, contract.data_provider)
         emission_json = emission.model_dump(mode="json")
         row = pl.DataFrame(
             {
                 "checkpoint_id": [cid],
                 "period_start": [window.start],
                 "period_end": [window.end],
-                "status": ["PENDING"],
-                "ranking_key": [entries[0]["ranking_key"] if entries else crunch.aggregation.value_field],
+                "status": [CheckpointStatus.PENDING.value],
+                "ranking_key": [entries[0]["ranking_key"] if entries else contract.aggregation.value_field],
                 "model_count": [len(entries)],
                 "entries": [json.dumps(entries, sort_keys=True)],
                 "emission": [json.dumps(emission_json, sort_keys=True)],

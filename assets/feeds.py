@@ -13,7 +13,7 @@ from coordinator_dagster.lake import schemas
 from coordinator_dagster.feeds.records import dedupe_records
 from coordinator_dagster.feeds.granularity import floor_time
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
-from resources import ClockResource, ContractResource, FeedSource, LakeResource
+from resources import ClockResource, Contract, FeedSource, LakeResource
 from coordinator_dagster.feeds.sources import UnsupportedFeedError
 
 # A range is fetched and written a day at a time: the run log shows progress, a cancelled or
@@ -44,7 +44,7 @@ def feed_records(
     feed: FeedSource,
     lake: LakeResource,
     clock: ClockResource,
-    contract: ContractResource,
+    contract: Contract,
 ) -> dg.MaterializeResult:
     """One row per tick or candle of one subject (grain: source × subject × ts_event).
 
@@ -54,7 +54,7 @@ def feed_records(
     (blocking), never filled in.
     """
     window = context.partition_time_window
-    store = lake.get(contract.get())
+    store = lake.get(contract)
     now = clock.now()
     closed = min(window.end, floor_time(now, feed.step_seconds))
     delivered: list[pl.DataFrame] = []

@@ -9,7 +9,7 @@ from assets.metadata import check_result, counts_by, table_metadata
 from coordinator_dagster.feeds.checks import INPUTS_FINITE, INPUTS_UNIQUE, inputs_outcomes
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
 from coordinator_dagster.models.rounds import build_inputs
-from resources import ClockResource, ContractResource, FeedSource, LakeResource
+from resources import ClockResource, Contract, FeedSource, LakeResource
 
 
 @dg.asset(
@@ -25,7 +25,7 @@ def inputs(
     feed: FeedSource,
     lake: LakeResource,
     clock: ClockResource,
-    contract: ContractResource,
+    contract: Contract,
 ) -> dg.MaterializeResult:
     """One row per prediction round per scheduled scope (grain: scope_key × round_ts).
 
@@ -33,19 +33,18 @@ def inputs(
     time. Rounds in a feed gap, or not yet due, get no row. Status RECEIVED until the truth is
     known, then RESOLVED (derived in the lake's `inputs` view).
     """
-    crunch = contract.get()
-    store = lake.get(crunch)
+    store = lake.get(contract)
     window = context.partition_time_window
-    lookback = dt.timedelta(seconds=feed.step_seconds * (crunch.input_window_size + 1))
+    lookback = dt.timedelta(seconds=feed.step_seconds * (contract.input_window_size + 1))
     records = store.read_window("feed_records", window.start - lookback, window.end)
     frame = build_inputs(
         records,
-        crunch.scheduled_predictions,
+        contract.scheduled_predictions,
         window.start,
         window.end,
         clock.now(),
         feed.step_seconds,
-        crunch.input_window_size,
+        contract.input_window_size,
     )
     keys = window_keys_between(window.start, window.end)
     store.write_windows("inputs", frame, "round_ts", keys)

@@ -7,13 +7,13 @@ import dagster as dg
 from assets.metadata import leaderboard_metadata
 from assets.snapshots import snapshots
 from coordinator_dagster.scoring import ranking
-from coordinator_dagster.partitions import window_key, window_start
-from resources import ClockResource, ContractResource, LakeResource
+from coordinator_dagster.partitions import window_key
+from resources import ClockResource, Contract, LakeResource
 
 
 @dg.asset(deps=[snapshots], kinds={"polars", "parquet"}, group_name="pipeline")
 def leaderboard(
-    context: dg.AssetExecutionContext, lake: LakeResource, contract: ContractResource, clock: ClockResource
+    context: dg.AssetExecutionContext, lake: LakeResource, contract: Contract, clock: ClockResource
 ) -> dg.MaterializeResult:
     """One row per model (grain: model_id), ranked by the contract's ranking key; ensembles are
     listed unranked. Each build is also kept in `leaderboard_history` under its as_of hour, so a
@@ -22,18 +22,14 @@ def leaderboard(
     Windows end at the newest snapshot, so only the last `max(window)` hours are read; the
     same snapshots always give the same ranking (ties: see `coordinator_dagster.scoring.ranking`).
     """
-    crunch = contract.get()
-    store = lake.get(crunch)
-    files = store.files("snapshots")
-    if files:
-        # Hive folders sort by time: the last file is the newest hour.
-        newest = files[-1].parent
-        newest_start = window_start(f"{newest.parent.name[5:]}-{newest.name[5:]}:00")
-        longest = dt.timedelta(hours=max(crunch.aggregation.windows.values()))
+    store = lake.get(contract)
+    newest_start = store.newest_window("snapshots")
+    if newest_start is not None:
+        longest = dt.timedelta(hours=max(contract.aggregation.windows.values()))
         recent = store.read_window("snapshots", newest_start + dt.timedelta(hours=1) - longest, newest_start + dt.timedelta(hours=1))
     else:
         recent = store.read_paths("snapshots", [])
-    board = ranking.leaderboard(crunch, recent, store.read("models"), clock.now())
+    board = ranking.leaderboard(contract, recent, store.read("models"), clock.now())
     store.write("leaderboard", board)
     if board.height:
         as_of = board["as_of"][0]
@@ -41,4 +37,4 @@ def leaderboard(
         key = window_key(as_of - dt.timedelta(microseconds=1))
         store.write("leaderboard_history", board, key)
     store.ensure_catalog()
-    return dg.MaterializeResult(metadata=leaderboard_metadata(board, list(crunch.aggregation.windows)))
+    return dg.MaterializeResult(metadata=leaderboard_metadata(board, list(contract.aggregation.windows)))

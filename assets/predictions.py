@@ -10,10 +10,11 @@ from assets.inputs import inputs
 from assets.metadata import counts_by, table_metadata
 from coordinator_dagster.lake import schemas
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
-from coordinator_dagster.models.rounds import LIVE_ROUND_TAG, raw_input, split_missed
+from coordinator_dagster.models.rounds import LIVE_ROUND_TAG, parse_round_stamp, raw_input, split_missed
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.models.runner import ModelSpec, RoundRunner
-from resources import ClockResource, ContractResource, LakeResource, ModelRunnerResource
+from coordinator_dagster.statuses import PredictionStatus
+from resources import ClockResource, Contract, LakeResource, ModelRunnerResource
 
 
 def _predict(runner: RoundRunner, todo: pl.DataFrame, predicted_at: dt.datetime) -> pl.DataFrame:
@@ -47,7 +48,7 @@ def _missed(todo: pl.DataFrame, model_ids: list[str], now: dt.datetime) -> pl.Da
     models = pl.DataFrame({"model_id": model_ids})
     rows = todo.join(models, how="cross").with_columns(
         (pl.col("input_id") + "/" + pl.col("model_id")).alias("prediction_id"),
-        pl.lit("ABSENT").alias("status"),
+        pl.lit(PredictionStatus.ABSENT.value).alias("status"),
         pl.lit(None, dtype=pl.Float64).alias("value"),
         pl.lit(None, dtype=pl.String).alias("output"),
         pl.format("round missed: the node was not predicting at {} (recorded at {})", pl.col("round_ts"), pl.lit(now)).alias(
@@ -111,7 +112,7 @@ def predictions(
     model_runner: ModelRunnerResource,
     lake: LakeResource,
     clock: ClockResource,
-    contract: ContractResource,
+    contract: Contract,
 ) -> dg.MaterializeResult:
     """One row per model per round input (grain: input_id × model_id).
 
@@ -122,15 +123,14 @@ def predictions(
     more than one interval older than the live round is recorded ABSENT as missed rather than
     predicted late; a replay (no tag) predicts every round.
     """
-    crunch = contract.get()
-    store = lake.get(crunch)
+    store = lake.get(contract)
     window = context.partition_time_window
     now = clock.now()
-    intervals = {p.scope_key: p.prediction_interval_seconds for p in crunch.scheduled_predictions}
+    intervals = {p.scope_key: p.prediction_interval_seconds for p in contract.scheduled_predictions}
     tag = context.run.tags.get(LIVE_ROUND_TAG)
-    live_round = dt.datetime.fromisoformat(tag.replace("Z", "+00:00")) if tag else None
+    live_round = parse_round_stamp(tag) if tag else None
     # A replay runs on models of its own (fresh state), so it never disturbs the live ones.
-    runner = model_runner.open(crunch.output_type, replay=live_round is None)
+    runner = model_runner.open(contract.output_type, replay=live_round is None)
     model_ids = [spec.model_id for spec in runner.specs]
     written = []
     # Where a run's time goes (run metadata; the round latency benchmark reads it).

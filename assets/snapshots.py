@@ -7,7 +7,7 @@ from assets.metadata import markdown_table, snapshot_summary, table_metadata
 from assets.scores import scores
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
 from coordinator_dagster.scoring.snapshots import build_snapshots
-from resources import ContractResource, LakeResource
+from resources import Contract, LakeResource
 
 
 @dg.asset(
@@ -17,15 +17,14 @@ from resources import ContractResource, LakeResource
     kinds={"polars", "parquet"},
     group_name="pipeline",
 )
-def snapshots(context: dg.AssetExecutionContext, lake: LakeResource, contract: ContractResource) -> dg.MaterializeResult:
+def snapshots(context: dg.AssetExecutionContext, lake: LakeResource, contract: Contract) -> dg.MaterializeResult:
     """One row per model per hour (grain: model_id × period_start): prediction, scored and
     failed counts, the aggregated score (failed scores excluded) and the contract's metrics."""
-    crunch = contract.get()
-    store = lake.get(crunch)
+    store = lake.get(contract)
     window = context.partition_time_window
     keys = window_keys_between(window.start, window.end)
     out = build_snapshots(
-        crunch,
+        contract,
         store.read_window("predictions", window.start, window.end),
         store.read_window("scores", window.start, window.end),
         window.start,
@@ -38,7 +37,7 @@ def snapshots(context: dg.AssetExecutionContext, lake: LakeResource, contract: C
         metadata=table_metadata(
             out,
             partitions=len(keys),
-            scoring_version=crunch.scoring_version,
+            scoring_version=contract.scoring_version,
             by_model=dg.MetadataValue.md(markdown_table(snapshot_summary(out), limit=50)),
         )
     )

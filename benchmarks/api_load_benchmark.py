@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from coordinator_dagster.lake import schemas  # noqa: E402
 from coordinator_dagster.scoring.emission import default_build_emission  # noqa: E402
 from coordinator_dagster.lake.store import Lake  # noqa: E402
+from coordinator_dagster.models.rounds import ROUND_STAMP_FORMAT  # noqa: E402
 from coordinator_dagster.partitions import WINDOW_KEY_FORMAT, window_keys_between  # noqa: E402
 
 UTC = dt.timezone.utc
@@ -53,7 +54,7 @@ def hour_frames(hour: dt.datetime, models: int) -> tuple[pl.DataFrame, pl.DataFr
         .join(pl.DataFrame({"scope_key": [s for s, _ in SCOPES], "subject": [x for _, x in SCOPES]}), how="cross")
         .join(pl.DataFrame({"model_id": [f"m-{i:03d}" for i in range(models)]}), how="cross")
     )
-    ts = pl.col("round_ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    ts = pl.col("round_ts").dt.strftime(ROUND_STAMP_FORMAT)
     preds = grid.with_columns(
         pl.concat_str([pl.col("scope_key"), pl.lit("@"), ts]).alias("input_id"),
     ).with_columns(

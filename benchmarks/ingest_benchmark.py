@@ -26,9 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import dagster as dg  # noqa: E402
 
 from assets import default_assets  # noqa: E402
+from coordinator_dagster.contracts import default_contract  # noqa: E402
 from coordinator_dagster.lake.store import Lake  # noqa: E402
 from coordinator_dagster.partitions import WINDOW_KEY_FORMAT  # noqa: E402
-from resources import CcxtFeed, ClockResource, ContractResource, InProcessModelRunner, LakeResource  # noqa: E402
+from resources import CcxtFeed, ClockResource, InProcessModelRunner, LakeResource  # noqa: E402
 from tests.exchange_server import ExchangeServer  # noqa: E402
 
 START = dt.datetime(2026, 10, 1, tzinfo=dt.timezone.utc)
@@ -51,7 +52,7 @@ def main() -> None:
     with ExchangeServer(symbols=tuple(f"{s}/USDT" for s in subjects)) as server, tempfile.TemporaryDirectory() as tmp:
         resources = {
             "lake": LakeResource(home=tmp),
-            "contract": ContractResource(),
+            "contract": default_contract(),
             "feed": CcxtFeed(subjects=subjects, base_url=server.base_url, rate_limit_ms=args.rate_limit_ms),
             "model_runner": InProcessModelRunner(),
             "clock": ClockResource(fixed_now=(end + dt.timedelta(days=1)).isoformat()),

@@ -52,7 +52,9 @@ sys.path.insert(0, str(ROOT))
 
 import polars as pl  # noqa: E402
 
-from coordinator_dagster.partitions import window_key  # noqa: E402
+from coordinator_dagster.lake.layout import DATA_FILE, window_folder  # noqa: E402
+from coordinator_dagster.models.rounds import LIVE_ROUND_TAG, parse_round_stamp  # noqa: E402
+from coordinator_dagster.partitions import window_key, window_start  # noqa: E402
 
 LAUNCH = ROOT / "scripts" / "launch.py"
 RUN_SH = ROOT / "scripts" / "run.sh"
@@ -120,8 +122,7 @@ class LakeWatch:
         self._mtimes: dict[Path, int] = {}
 
     def _file(self, table: str, key: str) -> Path:
-        hour = dt.datetime.strptime(key, "%Y-%m-%d-%H:%M")
-        return self.lake / table / f"date={hour:%Y-%m-%d}" / f"hour={hour:%H}" / "data.parquet"
+        return self.lake / table / window_folder(window_start(key)) / DATA_FILE
 
     def _changed(self, path: Path) -> bool:
         try:
@@ -175,10 +176,10 @@ def run_breakdown(dagster_home: Path, rounds: list[dt.datetime]) -> dict[dt.date
     found: dict[dt.datetime, dict[str, float]] = {}
     try:
         for record in instance.get_run_records(filters=dg.RunsFilter(job_name="predict_job")):
-            tag = record.dagster_run.tags.get("coordinator/round")
+            tag = record.dagster_run.tags.get(LIVE_ROUND_TAG)
             if not tag:
                 continue
-            round_ts = dt.datetime.fromisoformat(tag.replace("Z", "+00:00"))
+            round_ts = parse_round_stamp(tag)
             if round_ts not in rounds:
                 continue
             entry: dict[str, float] = {"created": record.create_timestamp.timestamp()}

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from coordinator_dagster.lake import schemas  # noqa: E402
 from coordinator_dagster.contracts import default_contract  # noqa: E402
+from coordinator_dagster.models.rounds import ROUND_STAMP_FORMAT  # noqa: E402
 from coordinator_dagster.scoring.metrics import compute_metrics  # noqa: E402
 from coordinator_dagster.scoring.scores import default_resolve_ground_truth, default_scoring_function, score_predictions  # noqa: E402
 from coordinator_dagster.scoring.snapshots import build_snapshots, default_aggregate_snapshot  # noqa: E402
@@ -51,7 +52,7 @@ def build_dataset(models: int, days: int) -> tuple[pl.DataFrame, pl.DataFrame, p
             pl.DataFrame({"round_ts": rounds}).with_columns(
                 pl.lit(subject).alias("subject"),
                 pl.lit(f"{subject.lower()}-60s").alias("scope_key"),
-                (pl.lit(f"{subject.lower()}-60s@") + pl.col("round_ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ")).alias("input_id"),
+                (pl.lit(f"{subject.lower()}-60s@") + pl.col("round_ts").dt.strftime(ROUND_STAMP_FORMAT)).alias("input_id"),
                 (pl.col("round_ts") + dt.timedelta(minutes=1)).alias("resolvable_at"),
             )
             for subject in ("BTC", "ETH")

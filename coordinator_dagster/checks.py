@@ -13,6 +13,17 @@ from typing import Any
 import polars as pl
 
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
+from coordinator_dagster.statuses import PredictionStatus
+
+# Check names: the assets declare them (`AssetCheckSpec`) and the rules below report under them.
+# The feed and inputs checks' names are in `coordinator_dagster.feeds.checks`.
+SCORES_UNIQUE = "scores_unique_per_prediction"
+PENDING_RESOLVED = "pending_predictions_resolved_or_closed"
+SCORES_CHECKS = (SCORES_UNIQUE, PENDING_RESOLVED)
+REWARDS_SUM_EXACTLY = "rewards_sum_exactly"
+NO_NEGATIVE_SHARE = "no_negative_share"
+EVERY_RANKED_MODEL_REWARDED = "every_ranked_model_rewarded"
+CHECKPOINT_CHECKS = (REWARDS_SUM_EXACTLY, NO_NEGATIVE_SHARE, EVERY_RANKED_MODEL_REWARDED)
 
 
 @dataclass(frozen=True)
@@ -26,7 +37,7 @@ class CheckOutcome:
 def scores_unique(scores: pl.DataFrame) -> CheckOutcome:
     duplicates = scores.group_by("prediction_id").len().filter(pl.col("len") > 1)
     return CheckOutcome(
-        "scores_unique_per_prediction",
+        SCORES_UNIQUE,
         duplicates.is_empty(),
         "no prediction is scored twice",
         {"duplicate_predictions": duplicates.height, "examples": duplicates["prediction_id"].head(5).to_list()},
@@ -36,10 +47,10 @@ def scores_unique(scores: pl.DataFrame) -> CheckOutcome:
 def no_prediction_left_behind(predictions: pl.DataFrame, scores: pl.DataFrame, now: dt.datetime, grace_seconds: int) -> CheckOutcome:
     """Every PENDING prediction past its resolvable time plus the grace period is scored or closed."""
     overdue = predictions.filter(
-        (pl.col("status") == "PENDING") & (pl.col("resolvable_at") + dt.timedelta(seconds=grace_seconds) <= now)
+        (pl.col("status") == PredictionStatus.PENDING) & (pl.col("resolvable_at") + dt.timedelta(seconds=grace_seconds) <= now)
     ).join(scores.select("prediction_id"), on="prediction_id", how="anti")
     return CheckOutcome(
-        "pending_predictions_resolved_or_closed",
+        PENDING_RESOLVED,
         overdue.is_empty(),
         "every PENDING prediction past its horizon and grace period is scored or closed with a reason",
         {"left_pending": overdue.height, "examples": overdue["prediction_id"].head(5).to_list()},
@@ -54,14 +65,14 @@ def emission_exact(emission: dict[str, Any], entries: list[dict[str, Any]]) -> l
     missing = [e["model_id"] for e in entries if e.get("cruncher_index") not in indices]
     return [
         CheckOutcome(
-            "rewards_sum_exactly",
+            REWARDS_SUM_EXACTLY,
             total == FRAC64_MULTIPLIER or (not rewards and not entries),
             f"cruncher rewards sum to exactly {FRAC64_MULTIPLIER:,}",
             {"total": total},
         ),
-        CheckOutcome("no_negative_share", all(s >= 0 for s in shares), "no reward share is negative", {"min_share": min(shares, default=0)}),
+        CheckOutcome(NO_NEGATIVE_SHARE, all(s >= 0 for s in shares), "no reward share is negative", {"min_share": min(shares, default=0)}),
         CheckOutcome(
-            "every_ranked_model_rewarded",
+            EVERY_RANKED_MODEL_REWARDED,
             not missing,
             "every ranked model's cruncher appears in the reward list",
             {"missing": missing[:10]},

@@ -1,7 +1,9 @@
 """`build_defs()`: the one place the Dagster code location is assembled; `defs` for workspace.yaml.
 
 Settings and the contract are read when `build_defs` runs, never at import of the other modules;
-tests call `build_defs(resource_overrides=...)` instead of patching globals.
+tests call `build_defs(resource_overrides=...)` instead of patching globals. The contract is read
+once per call and that one object goes everywhere: the checkpoint partitions and schedule, and the
+`contract` resource every asset and sensor receives.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from assets.leaderboard import leaderboard
 from coordinator_dagster.contracts import CrunchContract, load_contract
 from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS
 from coordinator_dagster.settings import Settings, load_settings
-from resources import ClockResource, ContractResource, FeedSource, InProcessModelRunner, LakeResource, ModelRunnerResource, RemoteModelRunner, SyntheticFeed
+from resources import ClockResource, FeedSource, InProcessModelRunner, LakeResource, ModelRunnerResource, RemoteModelRunner, SyntheticFeed
 from resources.feeds import CcxtFeed, PythFeed
 from sensors import default_jobs, default_sensors
 from sensors.schedules import build_checkpoint_schedule, build_ingest_schedule
@@ -68,10 +70,10 @@ def model_runner_resource(settings: Settings) -> ModelRunnerResource:
     return InProcessModelRunner(manifest=settings.models_manifest, timeout_seconds=settings.model_timeout_seconds)
 
 
-def default_resources(settings: Settings) -> dict[str, Any]:
+def default_resources(settings: Settings, contract: CrunchContract) -> dict[str, Any]:
     return {
         "lake": LakeResource(home=str(settings.home)),
-        "contract": ContractResource(),
+        "contract": contract,
         "feed": feed_resource(settings),
         "model_runner": model_runner_resource(settings),
         "clock": ClockResource(),
@@ -85,8 +87,12 @@ def build_defs(
     contract: CrunchContract | None = None,
 ) -> dg.Definitions:
     settings = settings or load_settings()
-    contract = contract or load_contract()
-    resources = {**default_resources(settings), **(resource_overrides or {})}
+    overrides = dict(resource_overrides or {})
+    given = overrides.pop("contract", None)
+    if contract is not None and given is not None and given != contract:
+        raise ValueError("build_defs: pass the contract once, as contract= or as resource_overrides['contract'], not two different ones")
+    contract = contract or given or load_contract()
+    resources = {**default_resources(settings, contract), **overrides}
     period_partitions = CHECKPOINT_PARTITIONS[contract.checkpoint_period]
     checkpoints = build_checkpoints_asset(period_partitions)
     checkpoint_job = next(job for job in default_jobs if job.name == "checkpoint_job")

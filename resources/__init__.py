@@ -5,7 +5,7 @@ tests and the embedded default swap the live source for a synthetic one without 
 """
 
 from resources.clock import ClockResource
-from resources.contract import ContractResource
+from resources.contract import Contract
 from resources.feeds import CcxtFeed, FeedSource, PythFeed, SyntheticFeed
 from resources.lake import LakeResource
 from resources.models import InProcessModelRunner, ModelRunnerResource, RemoteModelRunner
@@ -13,7 +13,7 @@ from resources.models import InProcessModelRunner, ModelRunnerResource, RemoteMo
 __all__ = [
     "CcxtFeed",
     "ClockResource",
-    "ContractResource",
+    "Contract",
     "FeedSource",
     "InProcessModelRunner",
     "LakeResource",

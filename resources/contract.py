@@ -1,20 +1,14 @@
-"""The competition contract as a resource: loaded once per process from `module:attr`."""
+"""The competition contract as a resource: the one `CrunchContract` object `build_defs` was given.
 
-import functools
+Not a `ConfigurableResource`: Dagster rebuilds those from their config fields for every run, so
+an object built in code (a contract with a distinct scoring version, a test's contract) could not
+reach the assets; it could only be reloaded from the environment. A plain resource hands the very
+object to every asset, sensor and schedule of one `Definitions`, and reads nothing itself.
+"""
 
 import dagster as dg
 
-from coordinator_dagster.contracts import CrunchContract, load_contract
+from coordinator_dagster.contracts import CrunchContract
 
-
-@functools.lru_cache(maxsize=8)
-def _cached(spec: str) -> CrunchContract:
-    return load_contract(spec or None)
-
-
-class ContractResource(dg.ConfigurableResource):
-    # `module:attr`; empty means $CRUNCH_CONFIG_MODULE, else the embedded example contract.
-    spec: str = ""
-
-    def get(self) -> CrunchContract:
-        return _cached(self.spec)
+# Annotate a parameter `contract: Contract` in an asset or sensor to receive the contract.
+Contract = dg.ResourceParam[CrunchContract]

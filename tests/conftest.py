@@ -6,7 +6,7 @@ import pytest
 
 from coordinator_dagster.contracts import default_contract
 from coordinator_dagster.lake.store import Lake
-from resources import ClockResource, ContractResource, InProcessModelRunner, LakeResource, SyntheticFeed
+from resources import ClockResource, InProcessModelRunner, LakeResource, SyntheticFeed
 
 # A fixed historical hour: every test that runs the pipeline uses it, so results are reproducible.
 HOUR = dt.datetime(2026, 11, 20, 10, tzinfo=dt.timezone.utc)
@@ -26,7 +26,7 @@ def lake(home):
 def pipeline_resources(home, now: dt.datetime, **overrides):
     resources = {
         "lake": LakeResource(home=str(home)),
-        "contract": ContractResource(),
+        "contract": default_contract(),
         "feed": SyntheticFeed(subjects=["BTC", "ETH"], seed=7),
         "model_runner": InProcessModelRunner(timeout_seconds=5.0),
         "clock": ClockResource(fixed_now=now.isoformat()),

@@ -13,7 +13,6 @@ from coordinator_dagster.contracts import CrunchContract, EnsembleConfig, defaul
 from coordinator_dagster.scoring.ensembles import ensemble_rows, member_weights, with_ensemble_columns
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.scoring.metrics import METRICS, compute_metrics_frame
-from resources import ContractResource
 from tests.conftest import HOUR, pipeline_resources
 from tests.test_scoring import inputs_for, predictions_for
 
@@ -114,7 +113,7 @@ def test_contract_refuses_ensemble_metrics_without_an_ensemble():
 
 
 def test_ensembles_run_through_the_pipeline(home):
-    resources = pipeline_resources(home, T0 + dt.timedelta(hours=5), contract=ContractResource(spec="tests.test_ensembles:ensemble_contract"))
+    resources = pipeline_resources(home, T0 + dt.timedelta(hours=5), contract=ensemble_contract())
     tags = {"dagster/asset_partition_range_start": "2026-11-20-09:00", "dagster/asset_partition_range_end": "2026-11-20-12:00"}
     dg.materialize(default_assets, selection=["feed_records"], resources=resources, tags=tags)
     dg.materialize(default_assets, selection=["inputs", "predictions", "scores", "snapshots", "leaderboard"], resources=resources, tags=tags)

@@ -13,7 +13,6 @@ from assets import default_assets
 from coordinator_dagster.contracts import CrunchContract, ScoreResult, default_contract
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.scoring.ranking import compare_versions
-from resources import ContractResource
 from tests.conftest import pipeline_resources
 
 # A whole week of hourly partitions (plus the hour after it, for the last rounds' truth).
@@ -44,7 +43,7 @@ def digests(lake: Lake, table: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
     home = tmp_path_factory.mktemp("rescore") / "home"
-    resources = pipeline_resources(home, NOW, contract=ContractResource(spec="tests.test_rescoring:btc_contract"))
+    resources = pipeline_resources(home, NOW, contract=btc_contract())
     dg.materialize(default_assets, selection=["feed_records"], resources=resources, tags=RANGE)
     dg.materialize(default_assets, selection=["inputs", "predictions", "scores", "snapshots"], resources=resources, tags=RANGE)
     return home, resources
@@ -62,7 +61,7 @@ def test_re_scoring_a_week_twice_gives_byte_identical_partitions(scored):
 
 def test_a_new_scoring_version_keeps_the_old_one_queryable(scored, tmp_path):
     home, resources = scored
-    v2 = {**resources, "contract": ContractResource(spec="tests.test_rescoring:v2_contract")}
+    v2 = {**resources, "contract": v2_contract()}
     # Re-score one day of the week with v2 (the row-wise v2 function is the slow path).
     day = {"dagster/asset_partition_range_start": "2026-11-20-00:00", "dagster/asset_partition_range_end": "2026-11-20-23:00"}
     result = dg.materialize(default_assets, selection=["scores", "snapshots"], resources=v2, tags=day)

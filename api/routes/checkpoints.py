@@ -3,9 +3,10 @@ on-chain tool's format), rewards per cruncher, and the lifecycle writes.
 
 A checkpoint's status is derived by the lake view from its newest event; the emission is the
 EmissionCheckpoint stored when the checkpoint was built (frac64 shares, each list summing to
-1,000,000,000). The writes (`confirm`, `status`) never modify a stored row: each accepted change
-appends one `checkpoint_events` row with its time and caller, under the lake's partition lock of
-that checkpoint, so two concurrent confirms cannot both append.
+1,000,000,000). The writes (`confirm`, `status`) never modify a stored row: the lifecycle rules
+(`coordinator_dagster.checkpoint_lifecycle`) decide each change, and an accepted one appends one
+`checkpoint_events` row with its time and caller, under the lake's partition lock of that
+checkpoint, so two concurrent confirms cannot both append.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import json
 from typing import Annotated, Any
 
 import duckdb
-import polars as pl
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from api import sql
@@ -34,13 +34,13 @@ from api.schemas import (
     StatusRequest,
 )
 from api.solana import signature_error
+from coordinator_dagster.checkpoint_lifecycle import Change, Conflict, UnknownStatus, confirmation, event_row, event_time, status_change
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
 
 router = APIRouter(prefix="/reports/checkpoints", tags=["checkpoints"])
 emissions_router = APIRouter(prefix="/reports/emissions", tags=["checkpoints"])
 
 _COLUMNS = ", ".join(f'"{name}"' for name in CheckpointSummary.model_fields)
-ORDER = [CheckpointStatus.PENDING, CheckpointStatus.SUBMITTED, CheckpointStatus.CLAIMABLE, CheckpointStatus.PAID]
 CheckpointId = Annotated[str, Path(min_length=1, max_length=64, description="CKP-<period start>, e.g. CKP-2026-11-15")]
 _404 = {404: {"description": "no checkpoint with this id"}}
 
@@ -193,26 +193,16 @@ _WRITE_RESPONSES = {
 }
 
 
-def _append(lake, checkpoint_id: str, status: CheckpointStatus, tx_hash: str | None, caller: str, last_at: dt.datetime | None) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
-    # The newest event is the state: keep event times strictly increasing even if the clock is not.
-    if last_at is not None and now <= last_at:
-        now = last_at + dt.timedelta(microseconds=1)
-    lake.append_event(
-        "checkpoint_events",
-        pl.DataFrame(
-            {"checkpoint_id": [checkpoint_id], "event_at": [now], "status": [status.value], "tx_hash": [tx_hash], "caller": [caller]},
-            schema={"checkpoint_id": pl.String, "event_at": pl.Datetime("us", "UTC"), "status": pl.String, "tx_hash": pl.String, "caller": pl.String},
-        ),
-    )
+def _record(lake, checkpoint_id: str, change: Change | None, caller: str, last_at: dt.datetime | None) -> None:
+    if change is not None:
+        at = event_time(dt.datetime.now(dt.timezone.utc), last_at)
+        lake.append_event("checkpoint_events", event_row(checkpoint_id, change, caller, at))
 
 
 def _state(db: duckdb.DuckDBPyConnection, checkpoint_id: str) -> tuple[CheckpointStatus, str | None, dt.datetime | None]:
+    """(status, transaction, time of the newest event), as the lake's checkpoints view derives them."""
     row = _checkpoint_row(db, checkpoint_id)
-    history = _history(db, checkpoint_id)
-    last_at = history[-1].event_at if history else None
-    tx_hash = next((e.tx_hash for e in reversed(history) if e.tx_hash), None)
-    return CheckpointStatus(row["status"]), tx_hash, last_at
+    return CheckpointStatus(row["status"]), row["tx_hash"], row["status_changed_at"]
 
 
 @router.post(
@@ -233,17 +223,11 @@ def confirm(
     with lake.partition_lock("checkpoint_events", checkpoint_id):
         with get_db_cursor(request) as db:
             status, tx_hash, last_at = _state(db, checkpoint_id)
-        if tx_hash == body.tx_hash:
-            pass  # the same confirmation again: nothing to record
-        elif tx_hash is not None:
-            raise HTTPException(status_code=409, detail=f"{checkpoint_id} is already confirmed with another transaction {tx_hash}")
-        elif status is CheckpointStatus.PENDING:
-            _append(lake, checkpoint_id, CheckpointStatus.SUBMITTED, body.tx_hash, caller, last_at)
-        elif status is CheckpointStatus.SUBMITTED:
-            # Marked SUBMITTED by a status change without a hash: record the hash it was sent with.
-            _append(lake, checkpoint_id, CheckpointStatus.SUBMITTED, body.tx_hash, caller, last_at)
-        else:
-            raise HTTPException(status_code=409, detail=f"{checkpoint_id} is {status.value}: only a PENDING checkpoint can be confirmed")
+        try:
+            change = confirmation(checkpoint_id, status, tx_hash, body.tx_hash)
+        except Conflict as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        _record(lake, checkpoint_id, change, caller, last_at)
         # A fresh cursor: the first event of a lake turns the events view from a stub into files.
         with get_db_cursor(request) as db:
             return _detail(db, checkpoint_id)
@@ -261,17 +245,12 @@ def set_status(
     with lake.partition_lock("checkpoint_events", checkpoint_id):
         with get_db_cursor(request) as db:
             status, tx_hash, last_at = _state(db, checkpoint_id)
-        current, wanted = ORDER.index(status), ORDER.index(body.status)
-        if wanted == current:
-            pass  # already there: idempotent, nothing appended
-        elif wanted < current:
-            raise HTTPException(status_code=409, detail=f"{checkpoint_id} is {status.value}: status only moves forward, not back to {body.status.value}")
-        elif wanted > current + 1:
-            raise HTTPException(
-                status_code=409,
-                detail=f"{checkpoint_id} is {status.value}: the next status is {ORDER[current + 1].value}, {body.status.value} would skip it",
-            )
-        else:
-            _append(lake, checkpoint_id, body.status, tx_hash, caller, last_at)
+        try:
+            change = status_change(checkpoint_id, status, body.status, tx_hash)
+        except UnknownStatus as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        except Conflict as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        _record(lake, checkpoint_id, change, caller, last_at)
         with get_db_cursor(request) as db:
             return _detail(db, checkpoint_id)

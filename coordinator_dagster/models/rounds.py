@@ -19,6 +19,18 @@ from coordinator_dagster.domain_types import ScheduledPrediction
 
 # Run tag set by the predict sensor on live runs: the round the run was requested for.
 LIVE_ROUND_TAG = "coordinator/round"
+# How a round's time is written wherever it names the round: that tag, run keys, sensor cursors
+# and input ids (`btc-60s@2026-11-20T10:20:00Z`).
+ROUND_STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def round_stamp(round_ts: dt.datetime) -> str:
+    return round_ts.strftime(ROUND_STAMP_FORMAT)
+
+
+def parse_round_stamp(stamp: str) -> dt.datetime:
+    ts = dt.datetime.fromisoformat(stamp)
+    return ts if ts.tzinfo else ts.replace(tzinfo=dt.timezone.utc)
 
 
 def split_missed(todo: pl.DataFrame, live_round: dt.datetime, intervals: dict[str, int]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -42,7 +54,7 @@ def round_times(start: dt.datetime, end: dt.datetime, interval_seconds: int) -> 
 
 
 def input_id(scope_key: str, round_ts: dt.datetime) -> str:
-    return f"{scope_key}@{round_ts:%Y-%m-%dT%H:%M:%SZ}"
+    return f"{scope_key}@{round_stamp(round_ts)}"
 
 
 def build_inputs(

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 from coordinator_dagster.scoring.callables import resolve_dotted
+from coordinator_dagster.statuses import PredictionStatus
 
 MAX_OUTPUT_BYTES = 64 * 1024
 
@@ -48,11 +49,15 @@ EXAMPLE_MODELS = (
 @dataclass(frozen=True)
 class Outcome:
     model_id: str
-    status: str  # PENDING (valid answer), FAILED or ABSENT
+    status: PredictionStatus  # PENDING (valid answer), FAILED or ABSENT
     value: float | None
     output: str | None
     failed_reason: str | None
     latency_ms: float | None
+
+    def __post_init__(self) -> None:
+        # An outcome read back from the runner service's JSON carries the status as a string.
+        object.__setattr__(self, "status", PredictionStatus(self.status))
 
 
 class RoundRunner(Protocol):
@@ -121,9 +126,9 @@ class InProcessRunner:
         for spec in self.specs:
             mid = spec.model_id
             if mid in self._load_errors:
-                outcomes[mid] = Outcome(mid, "FAILED", None, None, self._load_errors[mid], None)
+                outcomes[mid] = Outcome(mid, PredictionStatus.FAILED, None, None, self._load_errors[mid], None)
             elif mid in self._busy and not self._busy[mid].done():
-                outcomes[mid] = Outcome(mid, "ABSENT", None, None, "model still busy with an earlier round", None)
+                outcomes[mid] = Outcome(mid, PredictionStatus.ABSENT, None, None, "model still busy with an earlier round", None)
             else:
                 futures[mid] = self._executors[mid].submit(self._call, self._models[mid], payload, horizon_seconds, step_seconds)
         if futures:
@@ -131,17 +136,17 @@ class InProcessRunner:
         for mid, future in futures.items():
             if not future.done():
                 self._busy[mid] = future
-                outcomes[mid] = Outcome(mid, "ABSENT", None, None, f"no answer within {self.timeout_seconds:g} s", None)
+                outcomes[mid] = Outcome(mid, PredictionStatus.ABSENT, None, None, f"no answer within {self.timeout_seconds:g} s", None)
                 continue
             try:
                 answer, latency = future.result()
             except Exception as exc:
-                outcomes[mid] = Outcome(mid, "FAILED", None, None, f"model raised {exc!r}"[:500], None)
+                outcomes[mid] = Outcome(mid, PredictionStatus.FAILED, None, None, f"model raised {exc!r}"[:500], None)
                 continue
             try:
                 value, encoded = validate_output(answer, self.output_type)
             except ValueError as exc:
-                outcomes[mid] = Outcome(mid, "FAILED", None, None, str(exc)[:500], latency)
+                outcomes[mid] = Outcome(mid, PredictionStatus.FAILED, None, None, str(exc)[:500], latency)
                 continue
-            outcomes[mid] = Outcome(mid, "PENDING", value, encoded, None, latency)
+            outcomes[mid] = Outcome(mid, PredictionStatus.PENDING, value, encoded, None, latency)
         return [outcomes[spec.model_id] for spec in self.specs]

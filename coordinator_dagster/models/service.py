@@ -44,6 +44,7 @@ from pydantic import BaseModel
 from coordinator_dagster.models.manifest import ManifestError, load_manifest, manifest_entry
 from coordinator_dagster.models.worker import HEADER, ChannelClosed, recv_exact, send_frame
 from coordinator_dagster.models.runner import MAX_OUTPUT_BYTES, ModelSpec, Outcome, validate_output
+from coordinator_dagster.statuses import PredictionStatus
 
 OUTPUT_TAIL_BYTES = 4096  # the last bytes a worker printed, kept for the reason when it dies
 STARTUP_TIMEOUT_SECONDS = 60.0  # a worker still loading its model after this is killed
@@ -327,12 +328,12 @@ class ModelPool:
         with slot.lock:
             if slot.unhealthy_until is not None:
                 if self.clock() < slot.unhealthy_until:
-                    return Outcome(mid, "ABSENT", None, None, f"unhealthy: {slot.failures} consecutive failures, last: {slot.last_error}"[:500], None)
+                    return Outcome(mid, PredictionStatus.ABSENT, None, None, f"unhealthy: {slot.failures} consecutive failures, last: {slot.last_error}"[:500], None)
                 # Backoff over: start a fresh worker now; it answers from the next round on.
                 slot.unhealthy_until = None
                 slot.failures = self.settings.unhealthy_after - 1  # one more failure rests it again
                 slot.worker = Worker(slot.spec, self.settings)
-                return Outcome(mid, "ABSENT", None, None, "unhealthy: retrying, worker restarted", None)
+                return Outcome(mid, PredictionStatus.ABSENT, None, None, "unhealthy: retrying, worker restarted", None)
             worker = slot.worker
             if worker is None:
                 worker = slot.worker = Worker(slot.spec, self.settings)
@@ -341,33 +342,33 @@ class ModelPool:
             except TimeoutError:
                 if time.monotonic() - worker.started > STARTUP_TIMEOUT_SECONDS:
                     self._fail(slot, f"model did not load within {STARTUP_TIMEOUT_SECONDS:g} s")
-                return Outcome(mid, "ABSENT", None, None, "worker starting: model still loading", None)
+                return Outcome(mid, PredictionStatus.ABSENT, None, None, "worker starting: model still loading", None)
             except ChannelClosed:
                 reason = worker.death_reason()
                 self._fail(slot, reason)
-                return Outcome(mid, "ABSENT", None, None, reason[:500], None)
+                return Outcome(mid, PredictionStatus.ABSENT, None, None, reason[:500], None)
             except RuntimeError as exc:
                 self._fail(slot, str(exc))
-                return Outcome(mid, "FAILED", None, None, str(exc)[:500], None)
+                return Outcome(mid, PredictionStatus.FAILED, None, None, str(exc)[:500], None)
             try:
                 message = worker.predict(payload, horizon, step, deadline)
             except TimeoutError:
                 reason = f"no answer within {timeout:g} s (worker killed and restarted)"
                 self._fail(slot, reason)
-                return Outcome(mid, "ABSENT", None, None, reason, None)
+                return Outcome(mid, PredictionStatus.ABSENT, None, None, reason, None)
             except ChannelClosed:
                 reason = worker.death_reason()
                 self._fail(slot, reason)
-                return Outcome(mid, "ABSENT", None, None, reason[:500], None)
+                return Outcome(mid, PredictionStatus.ABSENT, None, None, reason[:500], None)
             except (RuntimeError, ValueError) as exc:
                 self._fail(slot, str(exc))
-                return Outcome(mid, "FAILED", None, None, str(exc)[:500], None)
+                return Outcome(mid, PredictionStatus.FAILED, None, None, str(exc)[:500], None)
             if isinstance(message, int):
                 # A frame over the cap did not come from the worker's own size check: the model
                 # wrote to the channel itself, so the channel cannot be trusted any more.
                 reason = f"oversized: answer frame of {message} bytes, over the {self.settings.max_output_bytes}-byte limit (worker restarted)"
                 self._fail(slot, reason)
-                return Outcome(mid, "FAILED", None, None, reason, None)
+                return Outcome(mid, PredictionStatus.FAILED, None, None, reason, None)
             self._succeed(slot)
             return self._outcome(mid, message)
 
@@ -376,15 +377,15 @@ class ModelPool:
         latency = message.get("ms")
         kind = message.get("type")
         if kind == "error":
-            return Outcome(mid, "FAILED", None, None, str(message.get("error"))[:500], latency)
+            return Outcome(mid, PredictionStatus.FAILED, None, None, str(message.get("error"))[:500], latency)
         if kind == "oversized":
-            return Outcome(mid, "FAILED", None, None, f"oversized: answer of {message.get('bytes')} bytes, over the {cap}-byte limit", latency)
+            return Outcome(mid, PredictionStatus.FAILED, None, None, f"oversized: answer of {message.get('bytes')} bytes, over the {cap}-byte limit", latency)
         try:
             raw = json.loads(message["answer"])
             value, encoded = validate_output(raw, self.output_type)
         except (KeyError, TypeError, ValueError) as exc:
-            return Outcome(mid, "FAILED", None, None, f"invalid output: {exc}"[:500], latency)
-        return Outcome(mid, "PENDING", value, encoded, None, latency)
+            return Outcome(mid, PredictionStatus.FAILED, None, None, f"invalid output: {exc}"[:500], latency)
+        return Outcome(mid, PredictionStatus.PENDING, value, encoded, None, latency)
 
 
 class ModelService:

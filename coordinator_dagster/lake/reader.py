@@ -1,0 +1,81 @@
+"""The lake for a long-lived reader (the report API): one shared DuckDB connection handing out
+cursors, and reads retried when a partition is replaced under them.
+
+Nothing here locks the lake: writers never wait for readers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import duckdb
+
+if TYPE_CHECKING:
+    from coordinator_dagster.lake.views import LakeViews
+
+# Errors that say something about the query, not about a file changing under it.
+_DETERMINISTIC = (duckdb.BinderException, duckdb.ParserException, duckdb.CatalogException, duckdb.ConversionException)
+READ_ATTEMPTS = 5
+
+
+def fetch_with_retry(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> tuple[list[str], list[tuple]]:
+    """Run a read query and fetch it all, retrying when a partition was replaced mid-query.
+
+    A partition swapped by rename while DuckDB scans it can make the scan read the new file's
+    bytes at the old file's offsets; DuckDB then fails the query (it does not return mixed
+    rows). Such a read is simply run again; the rename is atomic, so the retry sees one version.
+    """
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            cursor = con.execute(sql, params or [])
+            return [d[0] for d in cursor.description], cursor.fetchall()
+        except _DETERMINISTIC:
+            raise
+        except duckdb.Error:
+            if attempt == READ_ATTEMPTS - 1:
+                raise
+            time.sleep(0.002 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+class LakeReader:
+    """One shared in-memory DuckDB for a long-lived reader (the API), handing out cursors.
+
+    Opening a connection and binding a dozen views costs tens of milliseconds; a cursor on a
+    shared connection costs microseconds. Views
+    over a table that had no files are typed stubs, so the views are rebuilt once such a table
+    gains its first file. Nothing here locks the lake: writers never wait for readers.
+    """
+
+    def __init__(self, lake: LakeViews):
+        self.lake = lake
+        self._lock = threading.Lock()
+        self._con = duckdb.connect(":memory:")
+        self._con.execute("SET TimeZone = 'UTC'")
+        # Partitions are replaced by rename, possibly several times within the file system's
+        # timestamp granularity. DuckDB's file caches key on path and modification time, so a
+        # cached block or footer could belong to a file that was replaced: keep them off.
+        self._con.execute("SET enable_external_file_cache = false")
+        self._con.execute("SET parquet_metadata_cache = false")
+        self._empty: set[str] = set()
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        empty = {name for name in self.lake.tables if not self.lake.has_files(name)}
+        for statement in self.lake.view_statements():
+            self._con.execute(statement)
+        self._empty = empty
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        if any(self.lake.has_files(name) for name in self._empty):
+            with self._lock:
+                if any(self.lake.has_files(name) for name in self._empty):
+                    self._rebuild()
+        cursor = self._con.cursor()
+        cursor.execute("SET TimeZone = 'UTC'")
+        return cursor
+
+    def close(self) -> None:
+        self._con.close()

@@ -1,0 +1,75 @@
+"""Round scheduling as plain functions: what is due, the cursor and the run keys, without Dagster."""
+
+import datetime as dt
+import json
+
+import polars as pl
+
+from coordinator_dagster.contracts import default_contract
+from coordinator_dagster.feeds.synthetic import generate_records
+from coordinator_dagster.lake.store import Lake
+from coordinator_dagster.models.rounds import LIVE_ROUND_TAG
+from coordinator_dagster.partitions import window_keys_between
+from coordinator_dagster.round_schedule import plan_predict_runs, plan_score_runs
+from tests.conftest import HOUR
+
+CONTRACT = default_contract()
+STEP = 60
+
+
+def land(lake: Lake, start: dt.datetime, end: dt.datetime, subjects=("BTC", "ETH")) -> None:
+    """Candles of [start, end) for `subjects`, as the feed_records asset stores them."""
+    frame = pl.concat(
+        [generate_records(seed=7, subject=s, kind="candle", granularity="1m", start=start, end=end) for s in subjects]
+    ).sort("subject", "ts_event")
+    keys = window_keys_between(start, end)
+    lake.write_windows("feed_records", frame, "ts_event", keys)
+
+
+def test_a_round_waits_for_the_candle_that_closes_at_it(lake):
+    now = HOUR + dt.timedelta(minutes=20, seconds=5)
+    land(lake, HOUR, HOUR + dt.timedelta(minutes=19))  # the 10:19 candle (closing at 10:20) is missing
+    plan = plan_predict_runs(CONTRACT, lake, STEP, now, None)
+    assert plan.runs == [] and plan.cursor is None
+    assert plan.skip_reason == (
+        "btc-60s: round 2026-11-20T10:20:00Z waits for BTC data at 2026-11-20T10:19:00Z; "
+        "eth-60s: round 2026-11-20T10:20:00Z waits for ETH data at 2026-11-20T10:19:00Z"
+    )
+
+
+def test_a_due_round_is_requested_once_under_a_deterministic_key(lake):
+    now = HOUR + dt.timedelta(minutes=20, seconds=5)
+    land(lake, HOUR, HOUR + dt.timedelta(minutes=20))
+    plan = plan_predict_runs(CONTRACT, lake, STEP, now, None)
+    [run] = plan.runs
+    assert (run.run_key, run.partition_key) == ("predict:2026-11-20T10:20:00Z", "2026-11-20-10:00")
+    assert run.tags == {LIVE_ROUND_TAG: "2026-11-20T10:20:00Z", "coordinator/scopes": "btc-60s,eth-60s"}
+    assert json.loads(plan.cursor) == {"btc-60s": "2026-11-20T10:20:00Z", "eth-60s": "2026-11-20T10:20:00Z"}
+    again = plan_predict_runs(CONTRACT, lake, STEP, now, plan.cursor)
+    assert again.runs == [] and again.skip_reason == "no new round to predict yet"
+
+
+def test_after_a_gap_across_hours_the_earlier_hours_are_caught_up(lake):
+    """The node predicted 08:30 last and comes back at 10:20: the live round goes first, then the
+    hours 08:00 and 09:00, tagged with the live round so their missed rounds are recorded ABSENT."""
+    now = HOUR + dt.timedelta(minutes=20, seconds=5)
+    land(lake, HOUR, HOUR + dt.timedelta(minutes=20))
+    cursor = json.dumps({"btc-60s": "2026-11-20T08:30:00Z", "eth-60s": "2026-11-20T08:30:00Z"})
+    plan = plan_predict_runs(CONTRACT, lake, STEP, now, cursor)
+    assert [(r.run_key, r.partition_key) for r in plan.runs] == [
+        ("predict:2026-11-20T10:20:00Z", "2026-11-20-10:00"),
+        ("predict-catch-up:2026-11-20T08:00:00Z", "2026-11-20-08:00"),
+        ("predict-catch-up:2026-11-20T09:00:00Z", "2026-11-20-09:00"),
+    ]
+    assert {r.tags[LIVE_ROUND_TAG] for r in plan.runs} == {"2026-11-20T10:20:00Z"}
+
+
+def test_scoring_yields_to_the_live_rounds_predictions_only_while_predicting_live(lake):
+    now = HOUR + dt.timedelta(minutes=20, seconds=5)
+    land(lake, HOUR - dt.timedelta(hours=1), HOUR + dt.timedelta(minutes=20))
+    held = plan_score_runs(CONTRACT, lake, STEP, now, None, predicting_live=True)
+    assert held.runs == []
+    assert held.skip_reason.startswith("scoring waits for the live round's predictions first: btc-60s: round 2026-11-20T10:20:00Z")
+    plan = plan_score_runs(CONTRACT, lake, STEP, now, None, predicting_live=False)
+    # Round 10:18 resolves at 10:19, whose candle closed at 10:20.
+    assert [r.run_key for r in plan.runs if r.run_key.startswith("score:")] == ["score:2026-11-20T10:18:00Z"]

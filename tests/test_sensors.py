@@ -113,9 +113,10 @@ def test_sensor_requests_launch_runs_that_predict_and_score(home):
     counts = dict(lake.query("SELECT status, count(*) AS n FROM predictions GROUP BY ALL").iter_rows())
     # Rounds 10:00 … 10:22 for two subjects and three models. The node started at 10:20: rounds
     # more than one interval before its first live round (10:00 … 10:18) were missed and are
-    # recorded so (ABSENT), not predicted late. 10:19 and 10:20 are scored by 10:22; 10:21 (one
-    # interval before the 10:22 live round, so still asked) and 10:22 wait for their truth.
-    assert counts == {"ABSENT": 19 * 2 * 3, "SCORED": 2 * 2 * 3, "PENDING": 2 * 2 * 3}
+    # recorded so (ABSENT), not predicted late. By 10:22:05 the candle closing at 10:22 has
+    # landed, so 10:19, 10:20 and 10:21 (whose truth is the price at 10:22) are scored; 10:22
+    # waits for the price at 10:23.
+    assert counts == {"ABSENT": 19 * 2 * 3, "SCORED": 3 * 2 * 3, "PENDING": 1 * 2 * 3}
     reasons = lake.query("SELECT DISTINCT failed_reason FROM predictions WHERE status = 'ABSENT'")["failed_reason"]
     assert all(r.startswith("round missed: the node was not predicting at 2026-11-20 10:") for r in reasons)
     assert lake.read("leaderboard").height == 3

@@ -18,6 +18,10 @@ A backup is one gzip'd tar archive: `home/…` (the lake), `dagster_home/…` (t
 A restore reads and verifies the whole archive into staging folders next to the targets before
 it touches them; a corrupt or truncated archive, a checksum mismatch or an unexpected member
 stops it with the targets unchanged. Targets must be empty or missing unless `force` is given.
+
+One module (about 400 lines) because backup and restore are two halves of one archive format:
+the manifest, the member names and the checks are shared, and splitting them would spread that
+format over files that must change together.
 """
 
 from __future__ import annotations

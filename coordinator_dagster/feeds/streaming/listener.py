@@ -13,6 +13,10 @@ Three parts run concurrently so the receiving side never waits for the disk or t
 
 Every state change logs one line on the `coordinator.feeds.listen` logger: `connected`,
 `disconnected` (with the reconnect delay), `gap filled`, `degraded` and `recovered`.
+
+One module (about 400 lines) because the three parts share one state (the newest step written,
+the reconnect bookkeeping, the counters) under one lock; the buffer, the step closer, the
+sources and the writer, which need no shared state, live in modules of their own.
 """
 
 from __future__ import annotations

@@ -172,10 +172,11 @@ def test_list_templates_names_every_pack(capsys):
 
 
 def _documented_settings() -> set[str]:
-    names = set(node_settings._ENV.values()) | {"PYTH_API_KEY", CONFIG_ENV_VAR}
-    names |= {value for key, value in vars(api_settings).items() if key.endswith("_ENV") and isinstance(value, str)}
+    names = {CONFIG_ENV_VAR}
+    for cls in (node_settings.Settings, api_settings.ApiSettings):
+        names |= {node_settings.variable_name(cls, field) for field in cls.model_fields}
     # Read by scripts/run.sh (make run).
-    names |= {"DAGSTER_HOME", "DAGSTER_HOST", "DAGSTER_PORT", "READY_TIMEOUT"}
+    names |= {"DAGSTER_HOST", "DAGSTER_PORT", "READY_TIMEOUT"}
     return names
 
 

@@ -23,7 +23,7 @@ from coordinator_dagster.definitions import build_defs
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS, WINDOW_KEY_FORMAT
-from coordinator_dagster.settings import Settings, load_settings
+from coordinator_dagster.settings import load_settings
 from resources import ClockResource
 
 CHUNK_HOURS = 6
@@ -76,13 +76,16 @@ def run_demo(
     now = max(truth_end + dt.timedelta(seconds=contract.ground_truth_grace_seconds), last_period.end)
     # The feed is always the seeded synthetic one, over the contract's subjects; the registered
     # models are the node's own (MODELS_MANIFEST), so a workspace's demo runs its own models.
+    # Everything else is the defaults, whatever the environment says (no ccxt, no runner service).
     configured = load_settings()
-    settings = Settings(
-        home=home,
-        synthetic_seed=seed,
-        feed_subjects=contract.subjects or configured.feed_subjects,
-        models_manifest=configured.models_manifest,
-        model_timeout_seconds=configured.model_timeout_seconds,
+    settings = load_settings({}).model_copy(
+        update={
+            "home": Path(home),
+            "synthetic_seed": seed,
+            "feed_subjects": contract.subjects or configured.feed_subjects,
+            "models_manifest": configured.models_manifest,
+            "model_timeout_seconds": configured.model_timeout_seconds,
+        }
     )
     defs = build_defs(settings=settings, contract=contract, resource_overrides={"clock": ClockResource(fixed_now=now.isoformat())})
     assets = list(defs.assets or [])

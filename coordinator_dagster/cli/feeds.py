@@ -53,7 +53,7 @@ def _listen(args: argparse.Namespace) -> int:
             initial_backfill_minutes=args.initial_backfill_minutes,
             max_gap_hours=args.max_gap_hours,
         )
-        listener = build_listener(settings, config, idle_timeout=args.idle_timeout, instance=dagster_instance())
+        listener = build_listener(settings, config, idle_timeout=args.idle_timeout, instance=dagster_instance(settings))
     except (ValueError, FeedError) as error:
         print(f"coordinator feeds listen: {error}", file=sys.stderr)
         return 2

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from typing import Any
 
 from coordinator_dagster.settings import Settings
+from coordinator_dagster.settings import dagster_instance as configured_instance
 from coordinator_dagster.feeds.streaming.listener import Listener, ListenerConfig
 from coordinator_dagster.feeds.streaming.sources import stream_source
 from coordinator_dagster.feeds.streaming.writer import LakeWriter
@@ -16,14 +16,12 @@ from coordinator_dagster.feeds.streaming.writer import LakeWriter
 log = logging.getLogger("coordinator.feeds.listen")
 
 
-def dagster_instance() -> Any:
+def dagster_instance(settings: Settings) -> Any:
     """The node's Dagster instance when DAGSTER_HOME is set, else None (writes go on, unreported)."""
-    if not os.environ.get("DAGSTER_HOME"):
+    instance = configured_instance(settings)
+    if instance is None:
         log.warning("DAGSTER_HOME is not set: writes go to the lake but are not reported to Dagster as asset events")
-        return None
-    import dagster as dg
-
-    return dg.DagsterInstance.get()
+    return instance
 
 
 def build_listener(settings: Settings, config: ListenerConfig, *, idle_timeout: float = 30.0, instance: Any = None) -> Listener:

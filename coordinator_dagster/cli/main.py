@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from coordinator_dagster.cli.feeds import register as register_feeds
 from coordinator_dagster.cli.models import register as register_models
 from coordinator_dagster.cli.operations import register as register_operations
 from coordinator_dagster.cli.workspace import register as register_workspace
-from coordinator_dagster.settings import load_settings
+from coordinator_dagster.settings import dagster_instance, load_settings
 
 DEFAULT_DEMO_START = "2026-11-20"
 
@@ -42,9 +41,10 @@ def _demo(args: argparse.Namespace) -> int:
 
     from coordinator_dagster.cli.demo import format_result, print_progress, run_demo
 
-    home = Path(args.home) if args.home else load_settings().home
+    settings = load_settings()
+    home = Path(args.home) if args.home else settings.home
     # With DAGSTER_HOME set, the demo's runs are recorded where the UI can show them.
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
+    instance = dagster_instance(settings)
     print(f"coordinator demo: {args.days} day(s) from {args.start:%Y-%m-%d}, seed {args.seed}, lake {home}")
     result = run_demo(home, args.start, args.days, seed=args.seed, instance=instance, report=print_progress)
     print(format_result(result))

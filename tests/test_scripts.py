@@ -87,18 +87,17 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _start_run_sh(tmp_path: Path, dagster_seconds: float, dagster_exit: int):
+def _run_sh_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     fake = tmp_path / "fake.py"
     fake.write_text(FAKE)
-    home = tmp_path / "home"
     env = {
         **os.environ,
         "RUN_SKIP_BOOTSTRAP": "1",
-        "COORDINATOR_HOME": str(home),
+        "COORDINATOR_HOME": str(tmp_path / "home"),
         "DAGSTER_PORT": str(_free_port()),
         "API_PORT": str(_free_port()),
         "RUN_API_CMD": f"{sys.executable} {fake} {tmp_path / 'api.pids'} 600 0",
-        "RUN_DAGSTER_CMD": f"{sys.executable} {fake} {tmp_path / 'dagster.pids'} {dagster_seconds} {dagster_exit}",
+        "RUN_DAGSTER_CMD": f"{sys.executable} {fake} {tmp_path / 'dagster.pids'} 600 0",
         "MODEL_RUNNER_PORT": str(_free_port()),
         "RUN_MODELS_CMD": f"{sys.executable} {fake} {tmp_path / 'models.pids'} 600 0",
         "FEED_LIVE": "1",
@@ -106,6 +105,12 @@ def _start_run_sh(tmp_path: Path, dagster_seconds: float, dagster_exit: int):
     }
     for var in ("DAGSTER_HOME", "MODEL_RUNNER_URL"):
         env.pop(var, None)
+    return {**env, **extra}
+
+
+def _start_run_sh(tmp_path: Path, dagster_seconds: float, dagster_exit: int):
+    fake, home = tmp_path / "fake.py", tmp_path / "home"
+    env = _run_sh_env(tmp_path, RUN_DAGSTER_CMD=f"{sys.executable} {fake} {tmp_path / 'dagster.pids'} {dagster_seconds} {dagster_exit}")
     proc = subprocess.Popen(
         [sys.executable, str(LAUNCH), "bash", str(RUN_SH)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -151,6 +156,44 @@ def test_run_sh_stops_the_api_when_dagster_dev_exits(tmp_path):
         assert _wait_for(lambda: not any(_alive(pid) for pid in pids), 10), f"left running: {[p for p in pids if _alive(p)]}"
     finally:
         _stop(proc, pids)
+
+
+def test_run_sh_refuses_a_bad_setting_before_starting_anything(tmp_path):
+    env = _run_sh_env(tmp_path, FEED_SOURCE="bogus")
+    result = subprocess.run([sys.executable, str(LAUNCH), "bash", str(RUN_SH)], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FEED_SOURCE must be one of synthetic, ccxt, pyth, got 'bogus'" in result.stderr
+    assert "fix the setting above" in result.stderr
+    assert not list(tmp_path.glob("*.pids")), "a child was started"
+    assert "ready" not in result.stdout
+
+
+DIES = textwrap.dedent(
+    """
+    import sys, time
+    time.sleep(0.5)
+    print("api: cannot bind the lake: the reason is here", flush=True)
+    sys.exit(3)
+    """
+)
+
+
+def test_run_sh_names_a_child_that_dies_during_start_up_and_shows_its_log(tmp_path):
+    dies = tmp_path / "dies.py"
+    dies.write_text(DIES)
+    # No settings check here: the child must die on its own, as one the check cannot foresee.
+    env = _run_sh_env(tmp_path, RUN_API_CMD=f"{sys.executable} {dies}", RUN_SKIP_SETTINGS_CHECK="1")
+    proc = subprocess.Popen([sys.executable, str(LAUNCH), "bash", str(RUN_SH)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pidfiles = [tmp_path / f"{name}.pids" for name in ("dagster", "models", "feeds")]
+    try:
+        out, _ = proc.communicate(timeout=90)
+        assert proc.returncode == 1, out
+        assert "ERROR: the report API exited (status 3) during start-up. Last lines of" in out
+        assert "    api: cannot bind the lake: the reason is here" in out
+        pids = [int(pid) for p in pidfiles if p.exists() for pid in p.read_text().split()]
+        assert _wait_for(lambda: not any(_alive(pid) for pid in pids), 10), f"left running: {[p for p in pids if _alive(p)]}"
+    finally:
+        _stop(proc, [int(pid) for p in pidfiles if p.exists() for pid in p.read_text().split()])
 
 
 def test_run_sh_refuses_an_unknown_feed_live_value(tmp_path):

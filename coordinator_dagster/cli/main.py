@@ -61,6 +61,31 @@ def _api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_settings(args: argparse.Namespace) -> int:
+    """Every setting the node's processes read, validated at once: `make run` calls this before it
+    starts anything, so a bad value stops it with the reason instead of killing a child later."""
+    from api.settings import ApiSettings
+    from coordinator_dagster.contracts import load_contract
+    from coordinator_dagster.definitions import feed_resource
+    from coordinator_dagster.models.manifest import load_manifest
+
+    try:
+        settings = load_settings()
+        ApiSettings.from_env()
+        contract = load_contract()
+        feed_resource(settings)  # a kind or granularity the source cannot serve
+        models = load_manifest(settings.models_manifest)
+    except ValueError as error:  # SettingsError, ContractError, ManifestError, feed config errors
+        print(f"coordinator check-settings: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"settings ok: COORDINATOR_HOME={settings.home}, FEED_SOURCE={settings.feed_source} "
+        f"({settings.feed_kind} {settings.feed_granularity}, {','.join(settings.feed_subjects)}), "
+        f"{len(models)} model(s), contract with {len(contract.scheduled_predictions)} scheduled prediction(s)"
+    )
+    return 0
+
+
 def _catalog(args: argparse.Namespace) -> int:
     _, lake = _lake()
     if not lake.refresh_catalog():
@@ -161,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host")
     api.add_argument("--port", type=int)
     api.set_defaults(func=_api)
+
+    check = commands.add_parser("check-settings", help="validate every setting from the environment (exit 2 with the reason)")
+    check.set_defaults(func=_check_settings)
 
     catalog = commands.add_parser("catalog", help="rewrite the DuckDB catalog file's views")
     catalog.set_defaults(func=_catalog)

@@ -36,6 +36,15 @@ class DemoResult:
     leaderboard: pl.DataFrame
     checkpoints: pl.DataFrame
     seconds: float
+    lake_root: Path | None = None
+    # Predictions of the demo's window by status: what the leaderboard ranked.
+    predictions: dict[str, int] | None = None
+
+
+def demo_home(settings_home: Path) -> Path:
+    """The demo's own home, `demo/` inside the node's, so a demo never mixes with (or ranks) the
+    data of a node running from the same checkout."""
+    return settings_home / "demo"
 
 
 def _chunks(start: dt.datetime, end: dt.datetime) -> list[tuple[str, str]]:
@@ -126,15 +135,20 @@ def run_demo(
         report(progress_bar(len(steps), len(steps), "done") + "\n")
 
     lake = Lake.for_contract(home, contract)
+    # The lake's predictions view carries the derived status (SCORED once a score exists).
+    window = lake.query("SELECT status, count(*) FROM predictions WHERE round_ts >= ? AND round_ts < ? GROUP BY ALL ORDER BY 1", [start, end])
     return DemoResult(
         leaderboard=lake.read("leaderboard"),
         checkpoints=lake.read_paths("checkpoints", [lake.partition_path("checkpoints", k) for k in period_keys]),
         seconds=time.perf_counter() - began,
+        lake_root=lake.root,
+        predictions=dict(window.iter_rows()),
     )
 
 
 def format_result(result: DemoResult) -> str:
-    lines = ["", "Leaderboard"]
+    counted = ", ".join(f"{count:,} {status}" for status, count in (result.predictions or {}).items()) or "none"
+    lines = ["", f"Leaderboard of the lake {result.lake_root} (the demo window's predictions: {counted})"]
     board = result.leaderboard.select(pl.exclude("as_of", "ranking_key"))
     with pl.Config(tbl_rows=50, tbl_cols=20, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
         lines.append(str(board))

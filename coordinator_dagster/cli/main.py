@@ -32,20 +32,16 @@ def _positive(text: str) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import warnings
+    from coordinator_dagster import known_warnings
 
-    import dagster as dg
-
-    # backfill_policy is labelled beta in Dagster 1.13; the label is noise on a demo's terminal.
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
-
-    from coordinator_dagster.cli.demo import format_result, print_progress, run_demo
+    known_warnings.accept()
+    from coordinator_dagster.cli.demo import demo_home, format_result, print_progress, run_demo
 
     settings = load_settings()
-    home = Path(args.home) if args.home else settings.home
+    home = Path(args.home) if args.home else demo_home(settings.home)
     # With DAGSTER_HOME set, the demo's runs are recorded where the UI can show them.
     instance = dagster_instance(settings)
-    print(f"coordinator demo: {args.days} day(s) from {args.start:%Y-%m-%d}, seed {args.seed}, lake {home}")
+    print(f"coordinator demo: {args.days} day(s) from {args.start:%Y-%m-%d}, seed {args.seed}, into its own home {home} (--home to choose)")
     result = run_demo(home, args.start, args.days, seed=args.seed, instance=instance, report=print_progress)
     print(format_result(result))
     return 0
@@ -64,6 +60,9 @@ def _api(args: argparse.Namespace) -> int:
 def _check_settings(args: argparse.Namespace) -> int:
     """Every setting the node's processes read, validated at once: `make run` calls this before it
     starts anything, so a bad value stops it with the reason instead of killing a child later."""
+    from coordinator_dagster import known_warnings
+
+    known_warnings.accept()
     from api.settings import ApiSettings
     from coordinator_dagster.contracts import load_contract
     from coordinator_dagster.definitions import feed_resource
@@ -179,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--start", type=_date, default=_date(DEFAULT_DEMO_START), help="first day (UTC), default %(default)s")
     demo.add_argument("--days", type=_positive, default=2, help="days of one-minute rounds (default 2)")
     demo.add_argument("--seed", type=int, default=7, help="synthetic feed seed (default 7)")
-    demo.add_argument("--home", help="COORDINATOR_HOME to write the lake into (default: the node's)")
+    demo.add_argument("--home", help="home to write the demo's lake into (default: demo/ inside COORDINATOR_HOME, apart from the node's lake)")
     demo.set_defaults(func=_demo)
 
     api = commands.add_parser("api", help="serve the report API")

@@ -64,6 +64,35 @@ def test_dagster_yaml_template_selects_the_default_run_coordinator(tmp_path):
         assert instance.get_settings("sensors") == {"use_threads": True, "num_workers": 2}
 
 
+def test_dagster_yaml_template_keeps_debug_run_logs_out_of_the_terminal(tmp_path, monkeypatch, capfd):
+    import dagster as dg
+
+    from coordinator_dagster import known_warnings
+
+    @dg.asset
+    def probe(context) -> None:
+        context.log.info("probe says hello")
+
+    (tmp_path / "dagster.yaml").write_text((ROOT / "scripts" / "dagster.yaml").read_text())
+    monkeypatch.setenv("COORDINATOR_HOME", str(tmp_path / "home"))
+    known_warnings.accept()  # as the code location does
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert dg.materialize([probe], instance=instance).success
+        events = {entry.dagster_event_type for entry in instance.all_logs(instance.get_runs()[0].run_id)}
+    terminal = capfd.readouterr().err
+    assert "probe says hello" in terminal and " - DEBUG - " not in terminal and "Warning" not in terminal
+    run_log = (tmp_path / "home" / "logs" / "runs.log").read_text()
+    assert "DEBUG" in run_log and "STEP_START" in run_log and "ASSET_MATERIALIZATION" in run_log and "probe says hello" in run_log
+    assert dg.DagsterEventType.STEP_START in events  # the UI's event log keeps every event
+
+
+def test_the_code_location_loads_without_warnings():
+    env = {k: v for k, v in os.environ.items() if k not in ("FEED_SOURCE", "CRUNCH_CONFIG_MODULE", "PYTHONWARNINGS")}
+    done = subprocess.run([sys.executable, "-W", "default", "-c", "import coordinator_dagster.code_location"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr, done.stderr
+
+
 # ---- run.sh with stand-in commands ----------------------------------------------------------
 
 FAKE = textwrap.dedent(

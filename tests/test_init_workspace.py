@@ -46,7 +46,8 @@ def init(*args: str) -> int:
 
 
 def read_table(workspace: Path, table: str) -> pl.DataFrame:
-    files = sorted((workspace / ".coordinator" / "lake" / table).rglob("*.parquet"))
+    # The demo's own home inside the workspace's node home.
+    files = sorted((workspace / ".coordinator" / "demo" / "lake" / table).rglob("*.parquet"))
     assert files, f"no {table} files in the workspace's lake"
     return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
 
@@ -77,8 +78,8 @@ def test_a_generated_workspace_passes_its_tests_and_runs_its_demo(tmp_path, pack
 
     demo = make(workspace, "demo", "DEMO_ARGS=--days 1")
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert f"lake {workspace / '.coordinator'}" in demo.stdout
-    # The demo ran the workspace's own contract and models, into the workspace's own lake.
+    assert f"Leaderboard of the lake {workspace / '.coordinator' / 'demo' / 'lake'}" in demo.stdout
+    # The demo ran the workspace's own contract and models, into its home in the workspace.
     leaderboard = read_table(workspace, "leaderboard")
     assert set(leaderboard["model_id"]) == model_ids
     predictions = read_table(workspace, "predictions")

@@ -8,7 +8,8 @@ temporary COORDINATOR_HOME and DAGSTER_HOME, timestamps every terminal line, kee
 running `--seconds` after the UI is ready (a few one-minute rounds: feed, predict and score runs),
 then stops it with SIGTERM. Prints the seconds from start to each "ready" line, the number of
 terminal lines, how many of them are DEBUG run-log lines or Python warnings (BetaWarning,
-SupersessionWarning, ...), and the size of the log files those go to instead; the terminal's
+SupersessionWarning, ...), the size of the log files those go to instead, and each asset's
+materialized partitions out of its partitions as the UI counts them; the terminal's
 lines are kept in HOME/terminal.log with `--keep-home`. `--check` exits 1
 when the terminal showed any DEBUG line or warning, or a service never became ready.
 """
@@ -28,12 +29,38 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from round_latency_benchmark import LAUNCH, RUN_SH, free_port, stop_group  # noqa: E402
 
 READY = re.compile(r"coordinator: (?P<label>.+?) ready at ")
 DEBUG = re.compile(r" - DEBUG - ")
 WARNING = re.compile(r"\b\w*Warning\b: ")
+
+
+def asset_health(home: Path) -> list[str]:
+    """`asset materialized/partitions` for each asset, as the Dagster UI would count them, from
+    the node's instance and its definitions (with the partitions start the home remembers)."""
+    import dagster as dg
+
+    from coordinator_dagster import known_warnings
+
+    known_warnings.accept()
+    from coordinator_dagster.definitions import build_defs
+    from coordinator_dagster.settings import load_settings
+
+    defs = build_defs(settings=load_settings({"COORDINATOR_HOME": str(home)}))
+    out = []
+    with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
+        for spec in defs.resolve_all_asset_specs():
+            if spec.partitions_def is None:
+                done = instance.get_latest_materialization_event(spec.key) is not None
+                out.append(f"{spec.key.to_user_string()} {'materialized' if done else 'never materialized'}")
+                continue
+            keys = spec.partitions_def.get_partition_keys()
+            materialized = instance.get_materialized_partitions(spec.key) & set(keys)
+            out.append(f"{spec.key.to_user_string()} {len(materialized)}/{len(keys)}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     print("log files: " + ", ".join(f"{p.name} {p.stat().st_size / 1e3:.0f} kB" for p in logs))
     for text in sorted({WARNING.search(t)[0] + t.split("Warning: ", 1)[1][:60] for t in warnings}) + debug[:3]:
         print(f"  e.g. {text[:160]}")
+    if (home / "dagster_home").is_dir():
+        print("asset health: " + ", ".join(asset_health(home)))
     if args.keep_home:
         print(f"kept {home}")
     else:

@@ -7,13 +7,14 @@ report API's own settings (`api/settings.py`) derive from `NodeEnvironment` belo
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from coordinator_dagster.feeds.granularity import granularity_seconds
@@ -97,6 +98,10 @@ class Settings(NodeEnvironment):
     model_retry_seconds: float = Field(default=60.0, gt=0)  # first backoff of an unhealthy model
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Where the hourly (and checkpoint) partitions start: PARTITIONS_START, else the start
+    # remembered in HOME/partitions_start (`make run` writes it when a home first runs), else
+    # None: the embedded example's 2026-01-01 (coordinator_dagster.partitions.DEFAULT_START).
+    partitions_start: dt.datetime | None = None
 
     @field_validator("feed_subjects", mode="before")
     @classmethod
@@ -114,6 +119,24 @@ class Settings(NodeEnvironment):
     @classmethod
     def _key_present(cls, value: Any) -> Any:
         return bool(value.strip()) if isinstance(value, str) else value
+
+    @field_validator("partitions_start")
+    @classmethod
+    def _utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        return value.replace(tzinfo=dt.timezone.utc) if value is not None and value.tzinfo is None else value
+
+    @model_validator(mode="after")
+    def _remembered_start(self) -> Settings:
+        if self.partitions_start is None and self.partitions_start_file().is_file():
+            text = self.partitions_start_file().read_text(encoding="utf-8").strip()
+            try:
+                self.partitions_start = self._utc(dt.datetime.fromisoformat(text))
+            except ValueError:
+                raise ValueError(f"PARTITIONS_START: {self.partitions_start_file()} holds {text!r}, not an ISO date-time") from None
+        return self
+
+    def partitions_start_file(self) -> Path:
+        return self.home / "partitions_start"
 
     @field_validator("feed_granularity")
     @classmethod

@@ -87,7 +87,8 @@ export DAGSTER_HOME
 if [ -z "${RUN_SKIP_SETTINGS_CHECK:-}" ]; then
     COORDINATOR_CMD="$ROOT/.venv/bin/coordinator"
     [ -x "$COORDINATOR_CMD" ] || COORDINATOR_CMD="coordinator"
-    "$COORDINATOR_CMD" check-settings || die "fix the setting above, then run 'make run' again"
+    # Also decides, once per home, where its partitions start (HOME/partitions_start).
+    "$COORDINATOR_CMD" check-settings --remember-partitions-start || die "fix the setting above, then run 'make run' again"
 fi
 
 port_busy() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }

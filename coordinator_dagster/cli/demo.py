@@ -22,7 +22,7 @@ from coordinator_dagster.contracts import CrunchContract, load_contract
 from coordinator_dagster.definitions import build_defs
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
 from coordinator_dagster.lake.store import Lake
-from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS, WINDOW_KEY_FORMAT
+from coordinator_dagster.partitions import WINDOW_KEY_FORMAT, checkpoint_partitions
 from coordinator_dagster.settings import load_settings
 from resources import ClockResource
 
@@ -78,7 +78,9 @@ def run_demo(
     # closes what stays unresolvable; and the checkpoint period holding the window must have
     # ended for its checkpoint to exist. The demo's clock sits past all three.
     truth_end = end + dt.timedelta(hours=1)
-    periods = CHECKPOINT_PARTITIONS[contract.checkpoint_period]
+    # The partitions start with the demo's data: the hour before the window (the first rounds' history).
+    feed_start = start - dt.timedelta(hours=1)
+    periods = checkpoint_partitions(contract.checkpoint_period, feed_start)
     last_period = periods.time_window_for_partition_key(
         periods.get_partition_key_for_timestamp((end - dt.timedelta(microseconds=1)).timestamp())
     )
@@ -94,6 +96,7 @@ def run_demo(
             "feed_subjects": contract.subjects or configured.feed_subjects,
             "models_manifest": configured.models_manifest,
             "model_timeout_seconds": configured.model_timeout_seconds,
+            "partitions_start": feed_start,
         }
     )
     defs = build_defs(settings=settings, contract=contract, resource_overrides={"clock": ClockResource(fixed_now=now.isoformat())})
@@ -107,8 +110,6 @@ def run_demo(
         if periods.time_window_for_partition_key(key).end > start and periods.time_window_for_partition_key(key).start < end
     ]
     steps: list[tuple[str, list[str], dict[str, str] | str]] = []
-    # The hour before the window gives the first rounds their lookback.
-    feed_start = start - dt.timedelta(hours=1)
     steps += [(f"feed {a} → {b}", ["feed_records"], {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(feed_start, truth_end)]
     steps += [(f"predict {a} → {b}", ["inputs", "predictions"], {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(start, end)]
     steps += [(f"score {a} → {b}", ["scores", "snapshots"], {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(start, end)]

@@ -74,15 +74,37 @@ def _check_settings(args: argparse.Namespace) -> int:
         contract = load_contract()
         feed_resource(settings)  # a kind or granularity the source cannot serve
         models = load_manifest(settings.models_manifest)
+        if args.remember_partitions_start and settings.partitions_start is None:
+            settings = _remember_partitions_start(settings, contract)
     except ValueError as error:  # SettingsError, ContractError, ManifestError, feed config errors
         print(f"coordinator check-settings: {error}", file=sys.stderr)
         return 2
+    if settings.partitions_start is not None:
+        print(f"partitions start {settings.partitions_start:%Y-%m-%d %H:%M} UTC")
     print(
         f"settings ok: COORDINATOR_HOME={settings.home}, FEED_SOURCE={settings.feed_source} "
         f"({settings.feed_kind} {settings.feed_granularity}, {','.join(settings.feed_subjects)}), "
         f"{len(models)} model(s), contract with {len(contract.scheduled_predictions)} scheduled prediction(s)"
     )
     return 0
+
+
+def _remember_partitions_start(settings, contract):
+    """A home's partitions start, decided once and kept in HOME/partitions_start so that it stays
+    the same across restarts: the hour of the first feed record already in the lake, else the hour
+    before now (the listener's first backfill reaches back an hour)."""
+    import datetime as dt
+
+    from coordinator_dagster.lake.store import Lake
+
+    first = Lake.for_contract(settings.home, contract).query("SELECT min(ts_event) FROM feed_records").item()
+    now = dt.datetime.now(dt.timezone.utc)
+    earliest = min(first.astimezone(dt.timezone.utc), now) if first is not None else now - dt.timedelta(hours=1)
+    start = earliest.replace(minute=0, second=0, microsecond=0)
+    path = settings.partitions_start_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(start.isoformat() + "\n", encoding="utf-8")
+    return settings.model_copy(update={"partitions_start": start})
 
 
 def _catalog(args: argparse.Namespace) -> int:
@@ -187,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(func=_api)
 
     check = commands.add_parser("check-settings", help="validate every setting from the environment (exit 2 with the reason)")
+    check.add_argument(
+        "--remember-partitions-start", action="store_true",
+        help="without PARTITIONS_START, decide this home's partitions start once and keep it in HOME/partitions_start (make run)",
+    )
     check.set_defaults(func=_check_settings)
 
     catalog = commands.add_parser("catalog", help="rewrite the DuckDB catalog file's views")

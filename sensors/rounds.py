@@ -243,9 +243,21 @@ def _sensor_body(kind: str, find: Callable):
                 )
                 for hour in catch_up_hours(crunch, lake.get(crunch), cursor, list(requests))
             ]
-        return dg.SensorResult(run_requests=run_requests, cursor=json.dumps(new_cursor, sort_keys=True))
+        return dg.SensorResult(run_requests=_from_partitions_start(context, kind, run_requests), cursor=json.dumps(new_cursor, sort_keys=True))
 
     return evaluate
+
+
+def _from_partitions_start(context: dg.SensorEvaluationContext, kind: str, run_requests: list[dg.RunRequest]) -> list[dg.RunRequest]:
+    """The requests for hours from the partitions start on (PARTITIONS_START): an earlier hour holds
+    nothing of this node (a first start's closing pass can reach back before its data)."""
+    if context.repository_def is None:  # a bare test context: no definitions to ask
+        return run_requests
+    first = context.repository_def.get_job(f"{kind}_job").partitions_def.get_first_partition_key()
+    kept = [r for r in run_requests if first is not None and r.partition_key >= first]
+    if len(kept) < len(run_requests):
+        context.log.info(f"not requested (before the partitions start {first}): {[r.partition_key for r in run_requests if r not in kept]}")
+    return kept
 
 
 @dg.sensor(job=predict_job, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)

@@ -93,3 +93,23 @@ def test_a_home_with_data_starts_with_the_hour_of_its_first_record(tmp_path, mon
     Lake(tmp_path).write("feed_records", records, "2026-11-18-14:00")
     assert main(["check-settings", "--remember-partitions-start"]) == 0
     assert (tmp_path / "partitions_start").read_text().strip() == "2026-11-18T14:00:00+00:00"
+
+
+def test_sensors_request_nothing_before_the_partitions_start(tmp_path):
+    from assets import default_assets
+    from sensors import score_sensor
+    from tests.conftest import HOUR, pipeline_resources
+
+    # A first start at 11:20: the closing pass reaches back to 09:00, before the node's data.
+    now = HOUR + dt.timedelta(hours=1, minutes=20, seconds=5)
+    resources = pipeline_resources(tmp_path, now)
+    for key in ("2026-11-20-10:00", "2026-11-20-11:00"):
+        dg.materialize(default_assets, selection=["feed_records"], resources=resources, partition_key=key)
+    keys = {}
+    for start in (None, HOUR + dt.timedelta(hours=1)):
+        defs = build_defs(settings=Settings(home=tmp_path, partitions_start=start), resource_overrides=resources)
+        with dg.instance_for_test() as instance:
+            context = dg.build_sensor_context(instance=instance, resources=resources, repository_def=defs.get_repository_def())
+            keys[start] = [request.partition_key for request in score_sensor(context).run_requests]
+    assert keys[None] == ["2026-11-20-09:00", "2026-11-20-11:00"]  # from 2026-01-01: the closing pass too
+    assert keys[HOUR + dt.timedelta(hours=1)] == ["2026-11-20-11:00"]

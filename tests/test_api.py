@@ -375,6 +375,8 @@ def test_docs_pages_load_everything_from_the_app_itself(tmp_path, page, assets):
     with serve(create_app(ApiSettings(home=tmp_path / "node"))) as base_url, httpx.Client(base_url=base_url, timeout=10) as http:
         html = http.get(page)
         assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+        # And the browser may load nothing from elsewhere (tests/test_ui_browser.py renders them).
+        assert html.headers["content-security-policy"].startswith("default-src 'self';")
         assert not re.search(r"(https?:)?//[\w.-]+\.\w+/", html.text.replace(base_url, "")), "an external URL in the page"
         referenced = re.findall(r'(?:src|href)="([^"]+)"', html.text)
         assert {Path(url).suffix for url in referenced} == assets, referenced

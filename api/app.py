@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 
 from api.auth import require_read
 from api.cache import ResponseCache
+from api.docs import add_offline_docs
 from api.extensions import TIERS, load_custom_routers
 from api.middleware import BodyLimit
 from api.routes import ROUTES
@@ -60,7 +61,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         version=_version(),
         description="Reports of a Crunch coordinator node, served from its Parquet lake, and the checkpoint lifecycle.",
         default_response_class=FiniteJSONResponse,
+        # FastAPI's own pages load their scripts from a CDN; these are served from the package.
+        docs_url=None,
+        redoc_url=None,
     )
+    add_offline_docs(app)
     app.state.settings = settings
     # The contract fixes the scoring version the views show and the leaderboard's windows.
     app.state.contract = load_contract()

@@ -16,7 +16,7 @@ import dagster as dg
 from assets import build_checkpoints_asset, window_assets
 from assets.leaderboard import leaderboard
 from coordinator_dagster.contracts import CrunchContract, load_contract
-from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS
+from coordinator_dagster.partitions import DEFAULT_START, checkpoint_partitions, starting_at
 from coordinator_dagster.settings import Settings, load_settings
 from resources import ClockResource, FeedSource, InProcessModelRunner, LakeResource, ModelRunnerResource, RemoteModelRunner, SyntheticFeed
 from resources.feeds import CcxtFeed, PythFeed
@@ -93,11 +93,13 @@ def build_defs(
         raise ValueError("build_defs: pass the contract once, as contract= or as resource_overrides['contract'], not two different ones")
     contract = contract or given or load_contract()
     resources = {**default_resources(settings, contract), **overrides}
-    period_partitions = CHECKPOINT_PARTITIONS[contract.checkpoint_period]
+    # Partitions start where the node's data starts (PARTITIONS_START; see partitions.py).
+    start = settings.partitions_start or DEFAULT_START
+    period_partitions = checkpoint_partitions(contract.checkpoint_period, start)
     checkpoints = build_checkpoints_asset(period_partitions)
     checkpoint_job = next(job for job in default_jobs if job.name == "checkpoint_job")
     return dg.Definitions(
-        assets=[*window_assets, leaderboard, checkpoints],
+        assets=[*starting_at(window_assets, start), leaderboard, checkpoints],
         jobs=default_jobs,
         sensors=default_sensors,
         schedules=[build_ingest_schedule(resources["feed"].granularity, live=settings.feed_live), build_checkpoint_schedule(checkpoint_job, period_partitions)],

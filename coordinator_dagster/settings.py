@@ -1,15 +1,21 @@
-"""Node settings from the environment, read when definitions are built (never at import).
+"""The node's settings: one pydantic-settings class read from the environment when it is created
+(never at import), the home folders resolved from it, and the error text that names variables.
 
-Only plain configuration lives here; secrets reach resources through `dg.EnvVar` at launch.
+Only plain configuration lives here; secrets reach resources through `dg.EnvVar` at launch. The
+report API's own settings (`api/settings.py`) derive from `NodeEnvironment` below.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from coordinator_dagster.feeds.granularity import granularity_seconds
 
@@ -22,26 +28,54 @@ def default_home() -> Path:
     return Path.cwd() / ".coordinator"
 
 
+# COORDINATOR_HOME, shared by every settings class of the node (the API reads the lake the runs write).
+Home = Annotated[Path, Field(default_factory=default_home, validation_alias="COORDINATOR_HOME")]
+
+
+class NodeEnvironment(BaseSettings):
+    """Base of the node's settings classes: each field is read from the variable of its name in
+    upper case (or its `validation_alias`); empty variables count as unset; keyword arguments
+    (tests, the demo) use field names."""
+
+    model_config = SettingsConfigDict(env_ignore_empty=True, validate_by_name=True, validate_by_alias=True, extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Keyword arguments, then the environment `read_settings` was given (default os.environ);
+        # no .env file and no secrets folder: a node is configured by its environment only.
+        return init_settings, _Environment(settings_cls, _ENVIRON.get())
+
+
 FEED_SOURCES = ("synthetic", "ccxt", "pyth")
 
 
-class Settings(BaseModel):
-    home: Path = Field(default_factory=default_home)
+class Settings(NodeEnvironment):
+    home: Home
+    # DAGSTER_HOME; unset: no instance for the CLI's own runs, `make run` uses HOME/dagster_home.
+    dagster_home: Path | None = None
     feed_source: str = "synthetic"
-    feed_subjects: list[str] = Field(default_factory=lambda: ["BTC", "ETH"])
+    feed_subjects: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTC", "ETH"])
     feed_kind: str = "candle"
     feed_granularity: str = "1m"
     synthetic_seed: int = 7
     # ccxt (FEED_SOURCE=ccxt)
     feed_exchange: str = "binance"
     feed_quote: str = "USDT"
-    feed_symbols: dict[str, str] = Field(default_factory=dict)  # FEED_SYMBOLS="BTC=BTC/USDC,ETH=ETH/USDC"
+    feed_symbols: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)  # FEED_SYMBOLS="BTC=BTC/USDC,ETH=ETH/USDC"
     feed_base_url: str = ""  # FEED_BASE_URL: a mirror, proxy or loopback server for the ccxt exchange
     feed_ws_url: str = ""  # FEED_WS_URL: replaces scheme and host of the exchange's WebSocket URLs (live listener)
     # Pyth Hermes (FEED_SOURCE=pyth); the API key is a secret: PYTH_API_KEY, passed as dg.EnvVar
     pyth_hermes_url: str = "https://hermes.pyth.network"
-    pyth_feed_ids: dict[str, str] = Field(default_factory=dict)  # PYTH_FEED_IDS="SOL=<64 hex>"
-    pyth_api_key_set: bool = False
+    pyth_feed_ids: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)  # PYTH_FEED_IDS="SOL=<64 hex>"
+    # Only whether PYTH_API_KEY is there: its value reaches the resource as dg.EnvVar at launch.
+    pyth_api_key_set: Annotated[bool, NoDecode] = Field(default=False, validation_alias="PYTH_API_KEY")
     # Every real source
     feed_timeout_seconds: float = Field(default=10.0, gt=0)
     feed_max_retries: int = Field(default=4, ge=0)
@@ -64,6 +98,45 @@ class Settings(BaseModel):
     model_retry_seconds: float = Field(default=60.0, gt=0)  # first backoff of an unhealthy model
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Where the hourly (and checkpoint) partitions start: PARTITIONS_START, else the start
+    # remembered in HOME/partitions_start (`make run` writes it when a home first runs), else
+    # None: the embedded example's 2026-01-01 (coordinator_dagster.partitions.DEFAULT_START).
+    partitions_start: dt.datetime | None = None
+
+    @field_validator("feed_subjects", mode="before")
+    @classmethod
+    def _subjects(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [s.strip().upper() for s in value.split(",") if s.strip()]
+        return value
+
+    @field_validator("feed_symbols", "pyth_feed_ids", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any, info: Any) -> Any:
+        return _pairs(info.field_name.upper(), value) if isinstance(value, str) else value
+
+    @field_validator("pyth_api_key_set", mode="before")
+    @classmethod
+    def _key_present(cls, value: Any) -> Any:
+        return bool(value.strip()) if isinstance(value, str) else value
+
+    @field_validator("partitions_start")
+    @classmethod
+    def _utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        return value.replace(tzinfo=dt.timezone.utc) if value is not None and value.tzinfo is None else value
+
+    @model_validator(mode="after")
+    def _remembered_start(self) -> Settings:
+        if self.partitions_start is None and self.partitions_start_file().is_file():
+            text = self.partitions_start_file().read_text(encoding="utf-8").strip()
+            try:
+                self.partitions_start = self._utc(dt.datetime.fromisoformat(text))
+            except ValueError:
+                raise ValueError(f"PARTITIONS_START: {self.partitions_start_file()} holds {text!r}, not an ISO date-time") from None
+        return self
+
+    def partitions_start_file(self) -> Path:
+        return self.home / "partitions_start"
 
     @field_validator("feed_granularity")
     @classmethod
@@ -85,57 +158,79 @@ class Settings(BaseModel):
             raise ValueError(f"FEED_KIND must be 'candle' or 'tick', got {value!r}")
         return value
 
+    def resolved_dagster_home(self) -> Path:
+        """DAGSTER_HOME if set, else HOME/dagster_home: where `make run` keeps the Dagster instance."""
+        return self.dagster_home or self.home / "dagster_home"
 
-_ENV = {
-    "home": "COORDINATOR_HOME",
-    "feed_source": "FEED_SOURCE",
-    "feed_subjects": "FEED_SUBJECTS",
-    "feed_kind": "FEED_KIND",
-    "feed_granularity": "FEED_GRANULARITY",
-    "synthetic_seed": "SYNTHETIC_SEED",
-    "feed_exchange": "FEED_EXCHANGE",
-    "feed_quote": "FEED_QUOTE",
-    "feed_symbols": "FEED_SYMBOLS",
-    "feed_base_url": "FEED_BASE_URL",
-    "feed_ws_url": "FEED_WS_URL",
-    "pyth_hermes_url": "PYTH_HERMES_URL",
-    "pyth_feed_ids": "PYTH_FEED_IDS",
-    "feed_timeout_seconds": "FEED_TIMEOUT_SECONDS",
-    "feed_max_retries": "FEED_MAX_RETRIES",
-    "feed_backoff_seconds": "FEED_BACKOFF_SECONDS",
-    "feed_max_gap_steps": "FEED_MAX_GAP_STEPS",
-    "feed_frozen_records": "FEED_FROZEN_RECORDS",
-    "feed_freshness_seconds": "FEED_FRESHNESS_SECONDS",
-    "feed_live": "FEED_LIVE",
-    "model_timeout_seconds": "MODEL_TIMEOUT_SECONDS",
-    "models_manifest": "MODELS_MANIFEST",
-    "model_runner_url": "MODEL_RUNNER_URL",
-    "model_runner_host": "MODEL_RUNNER_HOST",
-    "model_runner_port": "MODEL_RUNNER_PORT",
-    "model_memory_limit_mb": "MODEL_MEMORY_LIMIT_MB",
-    "model_unhealthy_after": "MODEL_UNHEALTHY_AFTER",
-    "model_retry_seconds": "MODEL_RETRY_SECONDS",
-    "api_host": "API_HOST",
-    "api_port": "API_PORT",
-}
+
+def dagster_instance(settings: Settings) -> Any:
+    """The Dagster instance at DAGSTER_HOME, or None when it is not set (the CLI's runs then go
+    to an ephemeral instance, the listener's writes go unreported)."""
+    if settings.dagster_home is None:
+        return None
+    import dagster as dg
+
+    path = settings.dagster_home.expanduser().resolve()
+    if not path.is_dir():
+        raise SettingsError(f"DAGSTER_HOME: {path} is not an existing folder")
+    return dg.DagsterInstance.from_config(str(path))
+
+
+S = TypeVar("S", bound=BaseSettings)
+# The mapping `read_settings` reads instead of os.environ, for the duration of one call.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("coordinator_settings_environ", default=None)
+
+
+def read_settings(cls: type[S], environ: Mapping[str, str] | None = None) -> S:
+    """`cls` read from `environ` (default: the process environment, read now), with errors that
+    name the variables (`FEED_SOURCE: ...`) rather than the fields."""
+    token = _ENVIRON.set(environ)
+    try:
+        return cls()
+    except ValidationError as error:
+        raise SettingsError(_explain(cls, error)) from None
+    finally:
+        _ENVIRON.reset(token)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    environ = os.environ if environ is None else environ
-    values: dict[str, object] = {}
-    for field, var in _ENV.items():
-        raw = environ.get(var, "").strip()
-        if not raw:
-            continue
-        if field == "feed_subjects":
-            values[field] = [s.strip().upper() for s in raw.split(",") if s.strip()]
-        elif field in ("feed_symbols", "pyth_feed_ids"):
-            values[field] = _pairs(var, raw)
+    return read_settings(Settings, environ)
+
+
+class SettingsError(ValueError):
+    """A setting that does not validate; the message names the variable and the reason."""
+
+
+class _Environment(EnvSettingsSource):
+    """The environment source over `environ` (os.environ when None). A field read from an alias
+    is read from that variable only: `home` is COORDINATOR_HOME, never the shell's HOME."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None) -> None:
+        super().__init__(settings_cls)
+        environ = os.environ if environ is None else environ
+        aliased = {name for name, f in settings_cls.model_fields.items() if isinstance(f.validation_alias, str) and f.validation_alias.lower() != name}
+        # As the base class reads os.environ: names case-insensitive, empty values unset.
+        self.env_vars = {key: value for key, value in ((k.lower(), v) for k, v in environ.items()) if value.strip() and key not in aliased}
+
+
+def variable_name(cls: type[BaseSettings], field: str) -> str:
+    """The environment variable a field is read from."""
+    info = cls.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    return alias if isinstance(alias, str) else field.upper()
+
+
+def _explain(cls: type[BaseSettings], error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        name = variable_name(cls, field) if field in cls.model_fields else field.upper()
+        message = item["msg"].removeprefix("Value error, ")
+        if message.startswith(name):  # the validator named the variable already
+            lines.append(message)
         else:
-            values[field] = raw
-    # Only whether the secret is there: its value reaches the resource as dg.EnvVar at launch.
-    values["pyth_api_key_set"] = bool(environ.get("PYTH_API_KEY", "").strip())
-    return Settings.model_validate(values)
+            lines.append(f"{name}: {message} (got {item['input']!r})" if "input" in item else f"{name}: {message}")
+    return "; ".join(lines)
 
 
 def _pairs(var: str, raw: str) -> dict[str, str]:

@@ -28,7 +28,8 @@
 #   DAGSTER_WORKSPACE  the workspace.yaml to serve         default <checkout>/workspace.yaml
 #   READY_TIMEOUT      seconds to wait for "ready"  default 180
 # For tests of this script only: RUN_SKIP_BOOTSTRAP=1, RUN_API_CMD / RUN_DAGSTER_CMD /
-# RUN_MODELS_CMD / RUN_FEEDS_CMD replace the four commands (whitespace-separated words).
+# RUN_MODELS_CMD / RUN_FEEDS_CMD replace the four commands (whitespace-separated words),
+# RUN_SKIP_SETTINGS_CHECK=1 skips `coordinator check-settings`.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -80,6 +81,15 @@ else
     [ -f "$DAGSTER_HOME/dagster.yaml" ] || log "note: $DAGSTER_HOME has no dagster.yaml; Dagster's defaults apply (scripts/dagster.yaml is the recommended one)"
 fi
 export DAGSTER_HOME
+
+# Every setting the node's processes read, validated once before anything starts (a bad value
+# would otherwise kill a child into its log file while the UI still comes up).
+if [ -z "${RUN_SKIP_SETTINGS_CHECK:-}" ]; then
+    COORDINATOR_CMD="$ROOT/.venv/bin/coordinator"
+    [ -x "$COORDINATOR_CMD" ] || COORDINATOR_CMD="coordinator"
+    # Also decides, once per home, where its partitions start (HOME/partitions_start).
+    "$COORDINATOR_CMD" check-settings --remember-partitions-start || die "fix the setting above, then run 'make run' again"
+fi
 
 port_busy() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 connect_host() { case "$1" in 0.0.0.0 | "") echo 127.0.0.1 ;; ::) echo ::1 ;; *) echo "$1" ;; esac; }
@@ -205,11 +215,15 @@ if [ "$FEED_LIVE" = 1 ]; then
     echo "$FEEDS_PID" >"$RUN_DIR/feeds.pid"
 fi
 
-"${LAUNCH[@]}" "${DAGSTER_CMD[@]}" </dev/null &
+# `dagster dev` calls itself superseded by `dg dev` (a separate CLI package this project does
+# not install); the warning is accepted, and filtered by its message so nothing else is hidden.
+# Runs print INFO and above here; their DEBUG events go to $LOG_DIR/runs.log (scripts/dagster.yaml).
+PYTHONWARNINGS="ignore:Function \`dev_command\` is superseded${PYTHONWARNINGS:+,$PYTHONWARNINGS}" \
+    "${LAUNCH[@]}" "${DAGSTER_CMD[@]}" </dev/null &
 DAGSTER_PID=$!
 echo "$DAGSTER_PID" >"$RUN_DIR/dagster.pid"
 
-log "Dagster UI  $UI_URL   (asset graph, runs, sensors, schedules, backfills)"
+log "Dagster UI  $UI_URL   (asset graph, runs, sensors, schedules, backfills; run logs at every level: $LOG_DIR/runs.log)"
 log "report API  $API_URL   ($API_URL/reports/leaderboard, $API_URL/healthz, $API_URL/docs; log: $LOG_DIR/api.log)"
 if [ "$START_MODELS" = 1 ]; then
     log "model runner $MODEL_RUNNER_URL   ($MODEL_RUNNER_URL/models; log: $LOG_DIR/models.log)"
@@ -230,8 +244,44 @@ log "Ctrl-C stops everything"
     "Dagster UI|$UI_URL|http://$(connect_host "$DAGSTER_HOST"):$DAGSTER_PORT/server_info" </dev/null &
 WATCH_PID=$!
 
+# Until every address has answered (the watcher exits 0), a child that dies is a failed start:
+# say which one, show the end of its log and stop the rest. Later, it is reported the same way
+# and the others keep running.
+READY=0
+died() { # label log-file status pgid
+    if [ "$READY" = 1 ]; then
+        log "WARNING: $1 exited (status $3); the rest keeps running. Last lines of $2:"
+    else
+        echo "coordinator: ERROR: $1 exited (status $3) during start-up. Last lines of $2:" >&2
+    fi
+    tail -n "${RUN_LOG_LINES:-20}" "$2" | sed 's/^/    /' >&2
+    if [ "$READY" != 1 ]; then
+        shutdown
+        exit 1
+    fi
+    stop_group "$4" TERM 5 "$1" # whatever it started
+}
 status=0
-wait "$DAGSTER_PID" || status=$?
+while :; do
+    children=()
+    for pid in "$DAGSTER_PID" "$API_PID" "$MODELS_PID" "$FEEDS_PID" "$WATCH_PID"; do [ -n "$pid" ] && children+=("$pid"); done
+    done_pid="" child_status=0
+    wait -n -p done_pid "${children[@]}" || child_status=$?
+    [ -n "$done_pid" ] || continue # interrupted by a trapped signal
+    case "$done_pid" in
+    "$DAGSTER_PID")
+        status=$child_status
+        break
+        ;;
+    "$WATCH_PID")
+        WATCH_PID=""
+        if [ "$child_status" = 0 ]; then READY=1; else log "not everything answered within ${READY_TIMEOUT:-180} s (see above)"; fi
+        ;;
+    "$API_PID") died "the report API" "$LOG_DIR/api.log" "$child_status" "$API_PID" && API_PID="" ;;
+    "$MODELS_PID") died "the model runner" "$LOG_DIR/models.log" "$child_status" "$MODELS_PID" && MODELS_PID="" ;;
+    "$FEEDS_PID") died "the feed listener" "$LOG_DIR/feeds.log" "$child_status" "$FEEDS_PID" && FEEDS_PID="" ;;
+    esac
+done
 log "dagster dev exited (status $status); stopping the report API, the model runner and the feed listener"
 shutdown
 exit "$status"

@@ -25,19 +25,31 @@ def _predicting_live(instance: dg.DagsterInstance) -> bool:
     return bool(records)
 
 
-def _result(context: dg.SensorEvaluationContext, plan: RoundPlan) -> dg.SensorResult | dg.SkipReason:
+def _result(context: dg.SensorEvaluationContext, kind: str, plan: RoundPlan) -> dg.SensorResult | dg.SkipReason:
     if not plan.runs:
         return dg.SkipReason(plan.skip_reason)
     if plan.waiting:
         context.log.info("; ".join(plan.waiting))
     requests = [dg.RunRequest(run_key=run.run_key, partition_key=run.partition_key, tags=run.tags) for run in plan.runs]
-    return dg.SensorResult(run_requests=requests, cursor=plan.cursor)
+    return dg.SensorResult(run_requests=_from_partitions_start(context, kind, requests), cursor=plan.cursor)
+
+
+def _from_partitions_start(context: dg.SensorEvaluationContext, kind: str, run_requests: list[dg.RunRequest]) -> list[dg.RunRequest]:
+    """The requests for hours from the partitions start on (PARTITIONS_START): an earlier hour holds
+    nothing of this node (a first start's closing pass can reach back before its data)."""
+    if context.repository_def is None:  # a bare test context: no definitions to ask
+        return run_requests
+    first = context.repository_def.get_job(f"{kind}_job").partitions_def.get_first_partition_key()
+    kept = [r for r in run_requests if first is not None and r.partition_key >= first]
+    if len(kept) < len(run_requests):
+        context.log.info(f"not requested (before the partitions start {first}): {[r.partition_key for r in run_requests if r not in kept]}")
+    return kept
 
 
 @dg.sensor(job=predict_job, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
 def predict_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, contract: Contract, feed: FeedSource, clock: ClockResource):
     """Requests the predict run of each due round once the candle closing at the round has landed."""
-    return _result(context, plan_predict_runs(contract, lake.get(contract), feed.step_seconds, clock.now(), context.cursor))
+    return _result(context, "predict", plan_predict_runs(contract, lake.get(contract), feed.step_seconds, clock.now(), context.cursor))
 
 
 @dg.sensor(job=score_job, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
@@ -52,7 +64,7 @@ def score_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, contra
         feed.check_settings(),
         predicting_live=_predicting_live(context.instance),
     )
-    return _result(context, plan)
+    return _result(context, "score", plan)
 
 
 default_sensors = [predict_sensor, score_sensor]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import polars as pl
@@ -360,6 +361,31 @@ def test_openapi_documents_every_route(client: httpx.Client) -> None:
     }
     parameters = {p["name"] for p in paths["/reports/predictions"]["get"]["parameters"]}
     assert parameters == {"model_id", "subject", "scope_key", "status", "start", "end", "limit", "offset"}
+
+
+# ---- interactive docs -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("page", "assets"), [("/docs", {".js", ".css", ".png"}), ("/redoc", {".js", ".png"})])
+def test_docs_pages_load_everything_from_the_app_itself(tmp_path, page, assets):
+    """Offline, a page whose scripts come from a CDN is blank: every script, style sheet and icon
+    the page references must be a path of this app, and served."""
+    import re
+
+    with serve(create_app(ApiSettings(home=tmp_path / "node"))) as base_url, httpx.Client(base_url=base_url, timeout=10) as http:
+        html = http.get(page)
+        assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+        # And the browser may load nothing from elsewhere (tests/test_ui_browser.py renders them).
+        assert html.headers["content-security-policy"].startswith("default-src 'self';")
+        assert not re.search(r"(https?:)?//[\w.-]+\.\w+/", html.text.replace(base_url, "")), "an external URL in the page"
+        referenced = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+        assert {Path(url).suffix for url in referenced} == assets, referenced
+        for url in referenced:
+            assert url.startswith("/"), url
+            answer = http.get(url)
+            assert answer.status_code == 200 and len(answer.content) > 1000, url
+        spec = re.search(r"(?:url: |spec-url=)['\"]([^'\"]+)['\"]", html.text)
+        assert spec and http.get(spec.group(1)).json()["info"]["title"] == "coordinator-dagster report API"
 
 
 # ---- settings ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 
@@ -13,14 +14,20 @@ from coordinator_dagster.lake.store import Lake
 
 
 def test_demo_command_runs_feed_to_checkpoint_and_is_reproducible(tmp_path):
-    cli_home = tmp_path / "cli"
+    # The node's home: the demo must keep to a home of its own inside it and say which lake it ranked.
+    node_home = tmp_path / "node"
+    cli_home = node_home / "demo"
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "MODELS_MANIFEST")} | {"COORDINATOR_HOME": str(node_home)}
     completed = subprocess.run(
-        [sys.executable, "-m", "coordinator_dagster.cli.main", "demo", "--days", "1", "--start", "2026-11-20", "--home", str(cli_home)],
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "coordinator_dagster.cli.main", "demo", "--days", "1", "--start", "2026-11-20"],
+        capture_output=True, text=True, timeout=300, env=env,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     out = completed.stdout
-    assert "Leaderboard" in out and "Checkpoint CKP-2026-11-15" in out
+    assert f"into its own home {cli_home}" in out
+    assert f"Leaderboard of the lake {Lake(cli_home).root} (the demo window's predictions: 8,640 SCORED)" in out
+    assert not (node_home / "lake").exists()  # the node's own lake untouched
+    assert "Checkpoint CKP-2026-11-15" in out
     assert "total 1,000,000,000 (must be 1,000,000,000)" in out
     assert "] 15/15 done" in out.replace("\r", "\n")  # the progress bar reached the end
 

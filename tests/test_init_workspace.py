@@ -46,7 +46,8 @@ def init(*args: str) -> int:
 
 
 def read_table(workspace: Path, table: str) -> pl.DataFrame:
-    files = sorted((workspace / ".coordinator" / "lake" / table).rglob("*.parquet"))
+    # The demo's own home inside the workspace's node home.
+    files = sorted((workspace / ".coordinator" / "demo" / "lake" / table).rglob("*.parquet"))
     assert files, f"no {table} files in the workspace's lake"
     return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
 
@@ -77,8 +78,8 @@ def test_a_generated_workspace_passes_its_tests_and_runs_its_demo(tmp_path, pack
 
     demo = make(workspace, "demo", "DEMO_ARGS=--days 1")
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert f"lake {workspace / '.coordinator'}" in demo.stdout
-    # The demo ran the workspace's own contract and models, into the workspace's own lake.
+    assert f"Leaderboard of the lake {workspace / '.coordinator' / 'demo' / 'lake'}" in demo.stdout
+    # The demo ran the workspace's own contract and models, into its home in the workspace.
     leaderboard = read_table(workspace, "leaderboard")
     assert set(leaderboard["model_id"]) == model_ids
     predictions = read_table(workspace, "predictions")
@@ -172,10 +173,11 @@ def test_list_templates_names_every_pack(capsys):
 
 
 def _documented_settings() -> set[str]:
-    names = set(node_settings._ENV.values()) | {"PYTH_API_KEY", CONFIG_ENV_VAR}
-    names |= {value for key, value in vars(api_settings).items() if key.endswith("_ENV") and isinstance(value, str)}
+    names = {CONFIG_ENV_VAR}
+    for cls in (node_settings.Settings, api_settings.ApiSettings):
+        names |= {node_settings.variable_name(cls, field) for field in cls.model_fields}
     # Read by scripts/run.sh (make run).
-    names |= {"DAGSTER_HOME", "DAGSTER_HOST", "DAGSTER_PORT", "READY_TIMEOUT"}
+    names |= {"DAGSTER_HOST", "DAGSTER_PORT", "READY_TIMEOUT"}
     return names
 
 

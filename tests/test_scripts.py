@@ -64,6 +64,35 @@ def test_dagster_yaml_template_selects_the_default_run_coordinator(tmp_path):
         assert instance.get_settings("sensors") == {"use_threads": True, "num_workers": 2}
 
 
+def test_dagster_yaml_template_keeps_debug_run_logs_out_of_the_terminal(tmp_path, monkeypatch, capfd):
+    import dagster as dg
+
+    from coordinator_dagster import known_warnings
+
+    @dg.asset
+    def probe(context) -> None:
+        context.log.info("probe says hello")
+
+    (tmp_path / "dagster.yaml").write_text((ROOT / "scripts" / "dagster.yaml").read_text())
+    monkeypatch.setenv("COORDINATOR_HOME", str(tmp_path / "home"))
+    known_warnings.accept()  # as the code location does
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert dg.materialize([probe], instance=instance).success
+        events = {entry.dagster_event_type for entry in instance.all_logs(instance.get_runs()[0].run_id)}
+    terminal = capfd.readouterr().err
+    assert "probe says hello" in terminal and " - DEBUG - " not in terminal and "Warning" not in terminal
+    run_log = (tmp_path / "home" / "logs" / "runs.log").read_text()
+    assert "DEBUG" in run_log and "STEP_START" in run_log and "ASSET_MATERIALIZATION" in run_log and "probe says hello" in run_log
+    assert dg.DagsterEventType.STEP_START in events  # the UI's event log keeps every event
+
+
+def test_the_code_location_loads_without_warnings():
+    env = {k: v for k, v in os.environ.items() if k not in ("FEED_SOURCE", "CRUNCH_CONFIG_MODULE", "PYTHONWARNINGS")}
+    done = subprocess.run([sys.executable, "-W", "default", "-c", "import coordinator_dagster.code_location"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr, done.stderr
+
+
 # ---- run.sh with stand-in commands ----------------------------------------------------------
 
 FAKE = textwrap.dedent(
@@ -87,18 +116,17 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _start_run_sh(tmp_path: Path, dagster_seconds: float, dagster_exit: int):
+def _run_sh_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     fake = tmp_path / "fake.py"
     fake.write_text(FAKE)
-    home = tmp_path / "home"
     env = {
         **os.environ,
         "RUN_SKIP_BOOTSTRAP": "1",
-        "COORDINATOR_HOME": str(home),
+        "COORDINATOR_HOME": str(tmp_path / "home"),
         "DAGSTER_PORT": str(_free_port()),
         "API_PORT": str(_free_port()),
         "RUN_API_CMD": f"{sys.executable} {fake} {tmp_path / 'api.pids'} 600 0",
-        "RUN_DAGSTER_CMD": f"{sys.executable} {fake} {tmp_path / 'dagster.pids'} {dagster_seconds} {dagster_exit}",
+        "RUN_DAGSTER_CMD": f"{sys.executable} {fake} {tmp_path / 'dagster.pids'} 600 0",
         "MODEL_RUNNER_PORT": str(_free_port()),
         "RUN_MODELS_CMD": f"{sys.executable} {fake} {tmp_path / 'models.pids'} 600 0",
         "FEED_LIVE": "1",
@@ -106,6 +134,12 @@ def _start_run_sh(tmp_path: Path, dagster_seconds: float, dagster_exit: int):
     }
     for var in ("DAGSTER_HOME", "MODEL_RUNNER_URL"):
         env.pop(var, None)
+    return {**env, **extra}
+
+
+def _start_run_sh(tmp_path: Path, dagster_seconds: float, dagster_exit: int):
+    fake, home = tmp_path / "fake.py", tmp_path / "home"
+    env = _run_sh_env(tmp_path, RUN_DAGSTER_CMD=f"{sys.executable} {fake} {tmp_path / 'dagster.pids'} {dagster_seconds} {dagster_exit}")
     proc = subprocess.Popen(
         [sys.executable, str(LAUNCH), "bash", str(RUN_SH)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -151,6 +185,44 @@ def test_run_sh_stops_the_api_when_dagster_dev_exits(tmp_path):
         assert _wait_for(lambda: not any(_alive(pid) for pid in pids), 10), f"left running: {[p for p in pids if _alive(p)]}"
     finally:
         _stop(proc, pids)
+
+
+def test_run_sh_refuses_a_bad_setting_before_starting_anything(tmp_path):
+    env = _run_sh_env(tmp_path, FEED_SOURCE="bogus")
+    result = subprocess.run([sys.executable, str(LAUNCH), "bash", str(RUN_SH)], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FEED_SOURCE must be one of synthetic, ccxt, pyth, got 'bogus'" in result.stderr
+    assert "fix the setting above" in result.stderr
+    assert not list(tmp_path.glob("*.pids")), "a child was started"
+    assert "ready" not in result.stdout
+
+
+DIES = textwrap.dedent(
+    """
+    import sys, time
+    time.sleep(0.5)
+    print("api: cannot bind the lake: the reason is here", flush=True)
+    sys.exit(3)
+    """
+)
+
+
+def test_run_sh_names_a_child_that_dies_during_start_up_and_shows_its_log(tmp_path):
+    dies = tmp_path / "dies.py"
+    dies.write_text(DIES)
+    # No settings check here: the child must die on its own, as one the check cannot foresee.
+    env = _run_sh_env(tmp_path, RUN_API_CMD=f"{sys.executable} {dies}", RUN_SKIP_SETTINGS_CHECK="1")
+    proc = subprocess.Popen([sys.executable, str(LAUNCH), "bash", str(RUN_SH)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pidfiles = [tmp_path / f"{name}.pids" for name in ("dagster", "models", "feeds")]
+    try:
+        out, _ = proc.communicate(timeout=90)
+        assert proc.returncode == 1, out
+        assert "ERROR: the report API exited (status 3) during start-up. Last lines of" in out
+        assert "    api: cannot bind the lake: the reason is here" in out
+        pids = [int(pid) for p in pidfiles if p.exists() for pid in p.read_text().split()]
+        assert _wait_for(lambda: not any(_alive(pid) for pid in pids), 10), f"left running: {[p for p in pids if _alive(p)]}"
+    finally:
+        _stop(proc, [int(pid) for p in pidfiles if p.exists() for pid in p.read_text().split()])
 
 
 def test_run_sh_refuses_an_unknown_feed_live_value(tmp_path):

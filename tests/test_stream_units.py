@@ -146,5 +146,5 @@ def test_build_defs_follows_feed_live():
 def test_without_dagster_home_writes_go_on_unreported(monkeypatch, caplog):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     with caplog.at_level(logging.WARNING, logger="coordinator.feeds.listen"):
-        assert dagster_instance() is None
+        assert dagster_instance(load_settings()) is None
     assert "DAGSTER_HOME is not set" in caplog.text

@@ -420,3 +420,35 @@ def _shows_the_price_chart(node: Node, browser) -> None:
         # naturalWidth is 0 for an image the browser could not decode.
         assert int(image.get_attribute("naturalWidth")) == 520 and image.size["height"] == 200, image.size
     _save(browser, "feed-records-prices.png")
+
+
+RESOURCES = "return [location.href].concat(performance.getEntriesByType('resource').map(e => e.name))"
+# Collects what the page's Content-Security-Policy stopped before it left the browser.
+RECORD_BLOCKED = "window.__blocked = []; document.addEventListener('securitypolicyviolation', e => window.__blocked.push(e.blockedURI));"
+
+
+@pytest.mark.parametrize(("page", "rendered"), [("/docs", ".swagger-ui .opblock"), ("/redoc", "[data-section-id^='operation/']")])
+def test_api_docs_render_in_the_browser_from_the_api_alone(browser, tmp_path, page, rendered):
+    """The report API's interactive docs draw their operations with nothing fetched from anywhere
+    but the API itself (no CDN: the page would stay blank on a machine without internet). ReDoc's
+    sidebar asks a CDN for a logo: the page's policy stops that request in the browser."""
+    from selenium.webdriver.common.by import By
+
+    from api.app import create_app
+    from api.settings import ApiSettings
+    from tests.api_fixtures import serve
+
+    script = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_BLOCKED})
+    try:
+        with serve(create_app(ApiSettings(home=tmp_path / "node"))) as api:
+            browser.get(f"{api}{page}")
+            operations = _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, rendered), f"{page} to draw the operations")
+            assert len(operations) >= 10
+            assert "coordinator-dagster report API" in browser.find_element(By.TAG_NAME, "body").text
+            fetched = browser.execute_script(RESOURCES)
+            blocked = set(browser.execute_script("return window.__blocked"))
+            assert fetched and all(url.startswith(api) or url in blocked for url in fetched), (fetched, blocked)
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            browser.save_screenshot(str(ARTIFACTS / f"api{page.replace('/', '-')}.png"))
+    finally:
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]})

@@ -22,8 +22,8 @@ from coordinator_dagster.contracts import CrunchContract, load_contract
 from coordinator_dagster.definitions import build_defs
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
 from coordinator_dagster.lake.store import Lake
-from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS, WINDOW_KEY_FORMAT
-from coordinator_dagster.settings import Settings, load_settings
+from coordinator_dagster.partitions import WINDOW_KEY_FORMAT, checkpoint_partitions
+from coordinator_dagster.settings import load_settings
 from resources import ClockResource
 
 CHUNK_HOURS = 6
@@ -36,6 +36,15 @@ class DemoResult:
     leaderboard: pl.DataFrame
     checkpoints: pl.DataFrame
     seconds: float
+    lake_root: Path | None = None
+    # Predictions of the demo's window by status: what the leaderboard ranked.
+    predictions: dict[str, int] | None = None
+
+
+def demo_home(settings_home: Path) -> Path:
+    """The demo's own home, `demo/` inside the node's, so a demo never mixes with (or ranks) the
+    data of a node running from the same checkout."""
+    return settings_home / "demo"
 
 
 def _chunks(start: dt.datetime, end: dt.datetime) -> list[tuple[str, str]]:
@@ -69,20 +78,26 @@ def run_demo(
     # closes what stays unresolvable; and the checkpoint period holding the window must have
     # ended for its checkpoint to exist. The demo's clock sits past all three.
     truth_end = end + dt.timedelta(hours=1)
-    periods = CHECKPOINT_PARTITIONS[contract.checkpoint_period]
+    # The partitions start with the demo's data: the hour before the window (the first rounds' history).
+    feed_start = start - dt.timedelta(hours=1)
+    periods = checkpoint_partitions(contract.checkpoint_period, feed_start)
     last_period = periods.time_window_for_partition_key(
         periods.get_partition_key_for_timestamp((end - dt.timedelta(microseconds=1)).timestamp())
     )
     now = max(truth_end + dt.timedelta(seconds=contract.ground_truth_grace_seconds), last_period.end)
     # The feed is always the seeded synthetic one, over the contract's subjects; the registered
     # models are the node's own (MODELS_MANIFEST), so a workspace's demo runs its own models.
+    # Everything else is the defaults, whatever the environment says (no ccxt, no runner service).
     configured = load_settings()
-    settings = Settings(
-        home=home,
-        synthetic_seed=seed,
-        feed_subjects=contract.subjects or configured.feed_subjects,
-        models_manifest=configured.models_manifest,
-        model_timeout_seconds=configured.model_timeout_seconds,
+    settings = load_settings({}).model_copy(
+        update={
+            "home": Path(home),
+            "synthetic_seed": seed,
+            "feed_subjects": contract.subjects or configured.feed_subjects,
+            "models_manifest": configured.models_manifest,
+            "model_timeout_seconds": configured.model_timeout_seconds,
+            "partitions_start": feed_start,
+        }
     )
     defs = build_defs(settings=settings, contract=contract, resource_overrides={"clock": ClockResource(fixed_now=now.isoformat())})
     assets = list(defs.assets or [])
@@ -95,8 +110,6 @@ def run_demo(
         if periods.time_window_for_partition_key(key).end > start and periods.time_window_for_partition_key(key).start < end
     ]
     steps: list[tuple[str, list[str], dict[str, str] | str]] = []
-    # The hour before the window gives the first rounds their lookback.
-    feed_start = start - dt.timedelta(hours=1)
     steps += [(f"feed {a} → {b}", ["feed_records"], {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(feed_start, truth_end)]
     steps += [(f"predict {a} → {b}", ["inputs", "predictions"], {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(start, end)]
     steps += [(f"score {a} → {b}", ["scores", "snapshots"], {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(start, end)]
@@ -123,15 +136,20 @@ def run_demo(
         report(progress_bar(len(steps), len(steps), "done") + "\n")
 
     lake = Lake.for_contract(home, contract)
+    # The lake's predictions view carries the derived status (SCORED once a score exists).
+    window = lake.query("SELECT status, count(*) FROM predictions WHERE round_ts >= ? AND round_ts < ? GROUP BY ALL ORDER BY 1", [start, end])
     return DemoResult(
         leaderboard=lake.read("leaderboard"),
         checkpoints=lake.read_paths("checkpoints", [lake.partition_path("checkpoints", k) for k in period_keys]),
         seconds=time.perf_counter() - began,
+        lake_root=lake.root,
+        predictions=dict(window.iter_rows()),
     )
 
 
 def format_result(result: DemoResult) -> str:
-    lines = ["", "Leaderboard"]
+    counted = ", ".join(f"{count:,} {status}" for status, count in (result.predictions or {}).items()) or "none"
+    lines = ["", f"Leaderboard of the lake {result.lake_root} (the demo window's predictions: {counted})"]
     board = result.leaderboard.select(pl.exclude("as_of", "ranking_key"))
     with pl.Config(tbl_rows=50, tbl_cols=20, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
         lines.append(str(board))

@@ -33,13 +33,9 @@ def _positive_int(text: str) -> int:
 def _listen(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     logging.getLogger("coordinator.feeds.listen").setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    import warnings
+    from coordinator_dagster import known_warnings
 
-    import dagster as dg
-
-    # backfill_policy is labelled beta in Dagster 1.13; the label is noise in the listener's log.
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
-
+    known_warnings.accept()
     from coordinator_dagster.settings import load_settings
     from coordinator_dagster.cli.listener_setup import build_listener, dagster_instance, listener_config
     from coordinator_dagster.feeds.sources import FeedError
@@ -53,7 +49,7 @@ def _listen(args: argparse.Namespace) -> int:
             initial_backfill_minutes=args.initial_backfill_minutes,
             max_gap_hours=args.max_gap_hours,
         )
-        listener = build_listener(settings, config, idle_timeout=args.idle_timeout, instance=dagster_instance())
+        listener = build_listener(settings, config, idle_timeout=args.idle_timeout, instance=dagster_instance(settings))
     except (ValueError, FeedError) as error:
         print(f"coordinator feeds listen: {error}", file=sys.stderr)
         return 2

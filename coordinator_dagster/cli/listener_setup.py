@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from typing import Any
 
 from coordinator_dagster.settings import Settings
+from coordinator_dagster.settings import dagster_instance as configured_instance
 from coordinator_dagster.feeds.streaming.listener import Listener, ListenerConfig
 from coordinator_dagster.feeds.streaming.sources import stream_source
 from coordinator_dagster.feeds.streaming.writer import LakeWriter, Report, WriteEvent
@@ -17,14 +17,12 @@ from coordinator_dagster.feeds.streaming.writer import LakeWriter, Report, Write
 log = logging.getLogger("coordinator.feeds.listen")
 
 
-def dagster_instance() -> Any:
+def dagster_instance(settings: Settings) -> Any:
     """The node's Dagster instance when DAGSTER_HOME is set, else None (writes go on, unreported)."""
-    if not os.environ.get("DAGSTER_HOME"):
+    instance = configured_instance(settings)
+    if instance is None:
         log.warning("DAGSTER_HOME is not set: writes go to the lake but are not reported to Dagster as asset events")
-        return None
-    import dagster as dg
-
-    return dg.DagsterInstance.get()
+    return instance
 
 
 def dagster_reporter(instance: Any) -> Report:

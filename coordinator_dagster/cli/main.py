@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from coordinator_dagster.cli.feeds import register as register_feeds
 from coordinator_dagster.cli.models import register as register_models
 from coordinator_dagster.cli.operations import register as register_operations
 from coordinator_dagster.cli.workspace import register as register_workspace
-from coordinator_dagster.settings import load_settings
+from coordinator_dagster.settings import dagster_instance, load_settings
 
 DEFAULT_DEMO_START = "2026-11-20"
 
@@ -33,19 +32,16 @@ def _positive(text: str) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import warnings
+    from coordinator_dagster import known_warnings
 
-    import dagster as dg
+    known_warnings.accept()
+    from coordinator_dagster.cli.demo import demo_home, format_result, print_progress, run_demo
 
-    # backfill_policy is labelled beta in Dagster 1.13; the label is noise on a demo's terminal.
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
-
-    from coordinator_dagster.cli.demo import format_result, print_progress, run_demo
-
-    home = Path(args.home) if args.home else load_settings().home
+    settings = load_settings()
+    home = Path(args.home) if args.home else demo_home(settings.home)
     # With DAGSTER_HOME set, the demo's runs are recorded where the UI can show them.
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
-    print(f"coordinator demo: {args.days} day(s) from {args.start:%Y-%m-%d}, seed {args.seed}, lake {home}")
+    instance = dagster_instance(settings)
+    print(f"coordinator demo: {args.days} day(s) from {args.start:%Y-%m-%d}, seed {args.seed}, into its own home {home} (--home to choose)")
     result = run_demo(home, args.start, args.days, seed=args.seed, instance=instance, report=print_progress)
     print(format_result(result))
     return 0
@@ -59,6 +55,56 @@ def _api(args: argparse.Namespace) -> int:
     settings = load_settings()
     uvicorn.run(create_app(), host=args.host or settings.api_host, port=args.port or settings.api_port, log_level="info")
     return 0
+
+
+def _check_settings(args: argparse.Namespace) -> int:
+    """Every setting the node's processes read, validated at once: `make run` calls this before it
+    starts anything, so a bad value stops it with the reason instead of killing a child later."""
+    from coordinator_dagster import known_warnings
+
+    known_warnings.accept()
+    from api.settings import ApiSettings
+    from coordinator_dagster.contracts import load_contract
+    from coordinator_dagster.definitions import feed_resource
+    from coordinator_dagster.models.manifest import load_manifest
+
+    try:
+        settings = load_settings()
+        ApiSettings.from_env()
+        contract = load_contract()
+        feed_resource(settings)  # a kind or granularity the source cannot serve
+        models = load_manifest(settings.models_manifest)
+        if args.remember_partitions_start and settings.partitions_start is None:
+            settings = _remember_partitions_start(settings, contract)
+    except ValueError as error:  # SettingsError, ContractError, ManifestError, feed config errors
+        print(f"coordinator check-settings: {error}", file=sys.stderr)
+        return 2
+    if settings.partitions_start is not None:
+        print(f"partitions start {settings.partitions_start:%Y-%m-%d %H:%M} UTC")
+    print(
+        f"settings ok: COORDINATOR_HOME={settings.home}, FEED_SOURCE={settings.feed_source} "
+        f"({settings.feed_kind} {settings.feed_granularity}, {','.join(settings.feed_subjects)}), "
+        f"{len(models)} model(s), contract with {len(contract.scheduled_predictions)} scheduled prediction(s)"
+    )
+    return 0
+
+
+def _remember_partitions_start(settings, contract):
+    """A home's partitions start, decided once and kept in HOME/partitions_start so that it stays
+    the same across restarts: the hour of the first feed record already in the lake, else the hour
+    before now (the listener's first backfill reaches back an hour)."""
+    import datetime as dt
+
+    from coordinator_dagster.lake.store import Lake
+
+    first = Lake.for_contract(settings.home, contract).query("SELECT min(ts_event) FROM feed_records").item()
+    now = dt.datetime.now(dt.timezone.utc)
+    earliest = min(first.astimezone(dt.timezone.utc), now) if first is not None else now - dt.timedelta(hours=1)
+    start = earliest.replace(minute=0, second=0, microsecond=0)
+    path = settings.partitions_start_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(start.isoformat() + "\n", encoding="utf-8")
+    return settings.model_copy(update={"partitions_start": start})
 
 
 def _catalog(args: argparse.Namespace) -> int:
@@ -184,13 +230,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--start", type=_date, default=_date(DEFAULT_DEMO_START), help="first day (UTC), default %(default)s")
     demo.add_argument("--days", type=_positive, default=2, help="days of one-minute rounds (default 2)")
     demo.add_argument("--seed", type=int, default=7, help="synthetic feed seed (default 7)")
-    demo.add_argument("--home", help="COORDINATOR_HOME to write the lake into (default: the node's)")
+    demo.add_argument("--home", help="home to write the demo's lake into (default: demo/ inside COORDINATOR_HOME, apart from the node's lake)")
     demo.set_defaults(func=_demo)
 
     api = commands.add_parser("api", help="serve the report API")
     api.add_argument("--host")
     api.add_argument("--port", type=int)
     api.set_defaults(func=_api)
+
+    check = commands.add_parser("check-settings", help="validate every setting from the environment (exit 2 with the reason)")
+    check.add_argument(
+        "--remember-partitions-start", action="store_true",
+        help="without PARTITIONS_START, decide this home's partitions start once and keep it in HOME/partitions_start (make run)",
+    )
+    check.set_defaults(func=_check_settings)
 
     catalog = commands.add_parser("catalog", help="rewrite the DuckDB catalog file's views")
     catalog.set_defaults(func=_catalog)

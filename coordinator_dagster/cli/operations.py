@@ -7,12 +7,16 @@ import sys
 from pathlib import Path
 
 
-def _homes(args: argparse.Namespace) -> tuple[Path, Path | None]:
+def _settings(args: argparse.Namespace):
+    """The node's settings with --home and --dagster-home in place of COORDINATOR_HOME and DAGSTER_HOME."""
     from coordinator_dagster.settings import load_settings
 
-    home = Path(args.home).expanduser() if args.home else load_settings().home
-    dagster_home = Path(args.dagster_home).expanduser() if args.dagster_home else None
-    return home, dagster_home
+    update = {}
+    if args.home:
+        update["home"] = Path(args.home).expanduser()
+    if args.dagster_home:
+        update["dagster_home"] = Path(args.dagster_home).expanduser()
+    return load_settings().model_copy(update=update)
 
 
 def _mb(size: int) -> str:
@@ -20,10 +24,10 @@ def _mb(size: int) -> str:
 
 
 def _backup(args: argparse.Namespace) -> int:
-    from coordinator_dagster.lake.backup import BackupError, backup, default_dagster_home
+    from coordinator_dagster.lake.backup import BackupError, backup
 
-    home, dagster_home = _homes(args)
-    dagster_home = dagster_home or default_dagster_home(home)
+    settings = _settings(args)
+    home, dagster_home = settings.home, settings.resolved_dagster_home()
     try:
         result = backup(Path(args.archive), home, dagster_home)
     except BackupError as exc:
@@ -38,13 +42,10 @@ def _backup(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    import os
-
     from coordinator_dagster.lake.backup import BackupError, restore
 
-    home, dagster_home = _homes(args)
-    if dagster_home is None and os.environ.get("DAGSTER_HOME", "").strip():
-        dagster_home = Path(os.environ["DAGSTER_HOME"]).expanduser()
+    settings = _settings(args)
+    home, dagster_home = settings.home, settings.dagster_home
     try:
         result = restore(Path(args.archive), home, dagster_home, force=args.force)
     except BackupError as exc:

@@ -84,12 +84,6 @@ class RestoreResult:
     seconds: float
 
 
-def default_dagster_home(home: Path) -> Path:
-    """$DAGSTER_HOME if set, else `$COORDINATOR_HOME/dagster_home`, as `make run` uses it."""
-    configured = os.environ.get("DAGSTER_HOME", "").strip()
-    return Path(configured) if configured else home / "dagster_home"
-
-
 def _skipped(relative: PurePosixPath, top_level: set[str]) -> bool:
     if relative.parts[0] in top_level:
         return True

@@ -130,3 +130,55 @@ class EnvSnooper(Counter):
 
     def predict(self, subject: str, resolve_horizon_seconds: int, step_seconds: int) -> dict[str, Any]:
         return {"value": 1.0 if os.environ.get("PYTH_API_KEY") else 0.0}
+
+
+def _channel() -> Any:
+    """The worker's own channel to the supervisor (a model can always find it)."""
+    import socket
+
+    fd = int(sys.argv[sys.argv.index("--fd") + 1])
+    return socket.socket(fileno=os.dup(fd))
+
+
+def _write_frame(body: bytes) -> None:
+    import struct
+
+    _channel().sendall(struct.pack(">I", len(body)) + body)
+
+
+class DeepNester(_Hostile):
+    """Answers a 15,000-deep nested list (it raises its own recursion limit so it can encode it)."""
+
+    def misbehave(self) -> Any:
+        sys.setrecursionlimit(100_000)
+        deep: list = [1.0]
+        for _ in range(15_000):
+            deep = [deep]
+        return {"value": 1.0, "deep": deep}
+
+
+class ListForger(_Hostile):
+    """Writes a frame that is a JSON list, then answers normally."""
+
+    def misbehave(self) -> Any:
+        _write_frame(b"[1, 2, 3]")
+        return {"value": 1.0}
+
+
+class MsForger(_Hostile):
+    """Writes a well-formed answer for the current request whose "ms" is a string."""
+
+    def misbehave(self) -> Any:
+        import json
+
+        # The supervisor numbers requests from 1; this tracker has seen one request per round.
+        _write_frame(json.dumps({"type": "answer", "seq": self.rounds, "answer": '{"value": 1.0}', "ms": "x"}).encode())
+        time.sleep(3600)
+
+
+class DeepFrameForger(_Hostile):
+    """Writes a small frame nested 15,000 levels deep."""
+
+    def misbehave(self) -> Any:
+        _write_frame(b"[" * 15_000 + b"]" * 15_000)
+        time.sleep(3600)

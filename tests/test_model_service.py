@@ -278,3 +278,26 @@ def test_a_model_folder_is_importable_by_its_worker(tmp_path):
         assert runner.models()["folder"]["path"] == str(folder.resolve())
         pgid = runner.proc.pid
     assert not group_members(pgid)
+
+
+def test_forged_and_deeply_nested_frames_fail_only_their_own_model(tmp_path):
+    manifest = tmp_path / "models.json"
+    forgers = {"deep": "DeepNester", "list": "ListForger", "ms": "MsForger", "deepframe": "DeepFrameForger"}
+    entries = [entry("counter", f"{H}:Counter", 0)] + [entry(mid, f"{H}:{cls}", i + 1) for i, (mid, cls) in enumerate(forgers.items())]
+    write_manifest(manifest, entries)
+    with model_runner(tmp_path, manifest, timeout=2.0, MODEL_UNHEALTHY_AFTER="3") as runner:
+        runner.warm_up()
+        [outcomes] = runner.predict(payload(hostile=True))  # a 200: the request itself never fails
+        assert {mid: o["status"] for mid, o in outcomes.items()} == {"counter": "PENDING", **dict.fromkeys(forgers, "FAILED")}
+        reasons = {mid: outcomes[mid]["failed_reason"] for mid in forgers}
+        assert reasons["deep"].startswith("protocol error: answer nested 15002 levels deep, over the limit of 64")
+        assert reasons["list"] == "protocol error: frame is a JSON list, not an object (worker restarted)"
+        assert reasons["ms"] == "protocol error: 'ms' must be a non-negative number, got 'x' (worker restarted)"
+        assert reasons["deepframe"].startswith("protocol error: frame nested 15000 levels deep")
+        models = runner.models()
+        for mid in forgers:  # counted towards unhealthy, worker replaced
+            assert models[mid]["consecutive_failures"] == 1 and models[mid]["last_error"] == reasons[mid]
+        # The next round is normal for everyone (the forgers on fresh workers).
+        nxt = runner.warm_up()
+        assert {mid: o["status"] for mid, o in nxt.items()} == dict.fromkeys(nxt, "PENDING"), nxt
+        assert nxt["counter"]["value"] == 3 + 101.0

@@ -22,7 +22,7 @@ the live models' state. The HTTP front end is `model_http`.
 from __future__ import annotations
 
 import datetime as dt
-import json
+import logging
 import math
 import os
 import signal
@@ -42,6 +42,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from coordinator_dagster.models.manifest import ManifestError, load_manifest, manifest_entry
+from coordinator_dagster.models.safe_json import UnsafeJSON, loads_bounded
 from coordinator_dagster.models.worker import HEADER, ChannelClosed, recv_exact, send_frame
 from coordinator_dagster.models.runner import MAX_OUTPUT_BYTES, ModelSpec, Outcome, validate_output
 
@@ -49,6 +50,7 @@ OUTPUT_TAIL_BYTES = 4096  # the last bytes a worker printed, kept for the reason
 STARTUP_TIMEOUT_SECONDS = 60.0  # a worker still loading its model after this is killed
 MAX_BACKOFF_SECONDS = 900.0
 LIVE = "live"
+log = logging.getLogger("coordinator.models")
 WORKER_ENV = ("PATH", "HOME", "LANG", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
 
 
@@ -168,28 +170,36 @@ class Worker:
         tail = self.output_tail()
         return _exit_reason(code) + (f"; last output: {tail}" if tail else "")
 
-    def _read(self, deadline: float, cap: int | None = None) -> dict[str, Any] | int:
-        """The next frame, or its size if it is over `cap` (its bytes are read and dropped)."""
+    def _read(self, deadline: float, cap: int) -> dict[str, Any]:
+        """The next frame, decoded within bounds; ProtocolError for anything that is not a
+        JSON object of at most `cap` bytes (an oversized frame's bytes are read and dropped)."""
         (size,) = HEADER.unpack(recv_exact(self.sock, HEADER.size, deadline))
-        if cap is not None and size > cap:
+        if size > cap:
             recv_exact(self.sock, size, deadline, sink=True)
-            return size
-        return json.loads(recv_exact(self.sock, size, deadline))
+            raise ProtocolError(f"oversized: answer frame of {size} bytes, over the {self.settings.max_output_bytes}-byte limit (worker restarted)")
+        try:
+            message = loads_bounded(recv_exact(self.sock, size, deadline), cap)
+        except UnsafeJSON as exc:
+            raise ProtocolError(f"protocol error: frame {exc} (worker restarted)") from None
+        if not isinstance(message, dict):
+            raise ProtocolError(f"protocol error: frame is a JSON {type(message).__name__}, not an object (worker restarted)")
+        return message
 
     def wait_ready(self, deadline: float) -> None:
-        """Raises TimeoutError, ChannelClosed, or RuntimeError (load failure)."""
+        """Raises TimeoutError, ChannelClosed, ProtocolError, or RuntimeError (load failure)."""
         if self.ready:
             return
         message = self._read(deadline, cap=1 << 20)
-        if isinstance(message, dict) and message.get("type") == "ready":
+        if message.get("type") == "ready":
             self.ready = True
             return
-        if isinstance(message, dict) and message.get("type") == "load_error":
-            self.load_error = str(message.get("error"))
+        if message.get("type") == "load_error":
+            self.load_error = str(message.get("error"))[:2000]
             raise RuntimeError(f"model failed to load: {self.load_error}")
-        raise RuntimeError(f"protocol error: expected 'ready', got {str(message)[:200]}")
+        raise ProtocolError(f"protocol error: expected 'ready', got {str(message)[:200]} (worker restarted)")
 
-    def predict(self, payload: dict[str, Any], horizon: int, step: int, deadline: float) -> dict[str, Any] | int:
+    def predict(self, payload: dict[str, Any], horizon: int, step: int, deadline: float) -> dict[str, Any]:
+        """The worker's checked answer frame; TimeoutError, ChannelClosed or ProtocolError."""
         self.seq += 1
         self.sock.settimeout(max(deadline - time.monotonic(), 0.001))
         try:
@@ -199,10 +209,36 @@ class Worker:
         except OSError:
             raise ChannelClosed from None
         # The frame cap leaves room for the envelope around a maximal answer.
-        message = self._read(deadline, cap=2 * self.settings.max_output_bytes + 1024)
-        if isinstance(message, dict) and message.get("seq") != self.seq:
-            raise RuntimeError(f"protocol error: answer for request {message.get('seq')}, expected {self.seq}")
-        return message
+        return _checked_answer(self._read(deadline, cap=2 * self.settings.max_output_bytes + 1024), self.seq)
+
+
+class ProtocolError(Exception):
+    """A worker sent something that breaks the protocol: its channel cannot be trusted any more."""
+
+
+_ANSWER_FIELDS = {"answer": ("answer", str), "error": ("error", str), "oversized": ("bytes", int)}
+
+
+def _checked_answer(message: dict[str, Any], seq: int) -> dict[str, Any]:
+    """`message` if it is a well-formed answer to request `seq`, else ProtocolError. Everything
+    in it came from model code (a model can write to its channel), so every field is checked."""
+
+    def refuse(problem: str) -> ProtocolError:
+        return ProtocolError(f"protocol error: {problem} (worker restarted)")
+
+    kind = message.get("type")
+    if kind not in _ANSWER_FIELDS:
+        raise refuse(f"unknown frame type {str(kind)[:50]!r}")
+    got = message.get("seq")
+    if type(got) is not int or got != seq:
+        raise refuse(f"answer for request {str(got)[:50]}, expected {seq}")
+    key, kind_type = _ANSWER_FIELDS[kind]
+    if type(message.get(key)) is not kind_type:
+        raise refuse(f"{kind!r} frame without a valid {key!r}")
+    ms = message.get("ms")
+    if ms is not None and (type(ms) not in (int, float) or not math.isfinite(ms) or ms < 0):
+        raise refuse(f"'ms' must be a non-negative number, got {str(ms)[:50]!r}")
+    return message
 
 
 @dataclass
@@ -322,6 +358,21 @@ class ModelPool:
         slot.unhealthy_until = None
 
     def _call(self, slot: Slot, payload: dict[str, Any], horizon: int, step: int, deadline: float) -> Outcome:
+        """`_attempt`, and whatever else goes wrong with this model's call fails only its row."""
+        try:
+            return self._attempt(slot, payload, horizon, step, deadline)
+        except Exception as exc:  # noqa: BLE001 - a model's fault must never fail the round
+            log.exception("model %s: unexpected error while running its round", slot.spec.model_id)
+            reason = f"runner error: {type(exc).__name__}: {exc}"[:500]
+            with slot.lock:
+                if slot.worker is not None:
+                    slot.worker.kill()
+                    slot.worker = None  # the next round starts a fresh one
+                slot.failures += 1
+                slot.last_error = reason
+            return Outcome(slot.spec.model_id, "FAILED", None, None, reason, None)
+
+    def _attempt(self, slot: Slot, payload: dict[str, Any], horizon: int, step: int, deadline: float) -> Outcome:
         mid = slot.spec.model_id
         timeout = self.settings.timeout_seconds
         with slot.lock:
@@ -346,11 +397,12 @@ class ModelPool:
                 reason = worker.death_reason()
                 self._fail(slot, reason)
                 return Outcome(mid, "ABSENT", None, None, reason[:500], None)
-            except RuntimeError as exc:
+            except (RuntimeError, ProtocolError) as exc:
                 self._fail(slot, str(exc))
                 return Outcome(mid, "FAILED", None, None, str(exc)[:500], None)
             try:
                 message = worker.predict(payload, horizon, step, deadline)
+                outcome = self._outcome(mid, message)
             except TimeoutError:
                 reason = f"no answer within {timeout:g} s (worker killed and restarted)"
                 self._fail(slot, reason)
@@ -359,30 +411,30 @@ class ModelPool:
                 reason = worker.death_reason()
                 self._fail(slot, reason)
                 return Outcome(mid, "ABSENT", None, None, reason[:500], None)
-            except (RuntimeError, ValueError) as exc:
+            except ProtocolError as exc:
+                # Forged, oversized, malformed or too deeply nested: the channel cannot be trusted.
                 self._fail(slot, str(exc))
                 return Outcome(mid, "FAILED", None, None, str(exc)[:500], None)
-            if isinstance(message, int):
-                # A frame over the cap did not come from the worker's own size check: the model
-                # wrote to the channel itself, so the channel cannot be trusted any more.
-                reason = f"oversized: answer frame of {message} bytes, over the {self.settings.max_output_bytes}-byte limit (worker restarted)"
-                self._fail(slot, reason)
-                return Outcome(mid, "FAILED", None, None, reason, None)
             self._succeed(slot)
-            return self._outcome(mid, message)
+            return outcome
 
     def _outcome(self, mid: str, message: dict[str, Any]) -> Outcome:
+        """The row for a well-formed answer frame (`_checked_answer`); ProtocolError if its
+        answer cannot be decoded within bounds."""
         cap = self.settings.max_output_bytes
         latency = message.get("ms")
-        kind = message.get("type")
+        kind = message["type"]
         if kind == "error":
-            return Outcome(mid, "FAILED", None, None, str(message.get("error"))[:500], latency)
+            return Outcome(mid, "FAILED", None, None, message["error"][:500], latency)
         if kind == "oversized":
-            return Outcome(mid, "FAILED", None, None, f"oversized: answer of {message.get('bytes')} bytes, over the {cap}-byte limit", latency)
+            return Outcome(mid, "FAILED", None, None, f"oversized: answer of {message['bytes']} bytes, over the {cap}-byte limit", latency)
         try:
-            raw = json.loads(message["answer"])
+            raw = loads_bounded(message["answer"], 4 * cap)  # a str of at most `cap` characters
+        except UnsafeJSON as exc:
+            raise ProtocolError(f"protocol error: answer {exc} (worker restarted)") from None
+        try:
             value, encoded = validate_output(raw, self.output_type)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             return Outcome(mid, "FAILED", None, None, f"invalid output: {exc}"[:500], latency)
         return Outcome(mid, "PENDING", value, encoded, None, latency)
 

@@ -24,6 +24,8 @@
 #   API_HOST/API_PORT  report API address           default 127.0.0.1:8000
 #   MODEL_RUNNER_HOST/PORT  model runner address    default 127.0.0.1:8100
 #   MODEL_RUNNER_URL   an external runner to use instead of starting one here
+#   MODEL_RUNNER_TOKEN the runner's API token; generated into $COORDINATOR_HOME/model_runner.token
+#                      (mode 0600) when this script starts the runner and none is set
 #   FEED_LIVE          1: stream the feed with the listener (default); 0: poll every minute instead
 #   DAGSTER_WORKSPACE  the workspace.yaml to serve         default <checkout>/workspace.yaml
 #   READY_TIMEOUT      seconds to wait for "ready"  default 180
@@ -90,6 +92,18 @@ if [ "$START_MODELS" = 1 ]; then
     export MODEL_RUNNER_URL="http://$(connect_host "$MODEL_RUNNER_HOST"):$MODEL_RUNNER_PORT"
     PAIRS+=("model runner|$MODEL_RUNNER_HOST|$MODEL_RUNNER_PORT|MODEL_RUNNER_PORT")
 fi
+# ---- the model runner's API token ---------------------------------------------------------------
+# Generated once per home, readable by this user only, handed to the runner and the code location.
+if [ "$START_MODELS" = 1 ] && [ -z "${MODEL_RUNNER_TOKEN:-}" ]; then
+    TOKEN_FILE="$COORDINATOR_HOME/model_runner.token"
+    if [ ! -s "$TOKEN_FILE" ]; then
+        (umask 077 && "$PY" -c 'import secrets; print(secrets.token_urlsafe(32))' >"$TOKEN_FILE.tmp" && mv "$TOKEN_FILE.tmp" "$TOKEN_FILE")
+    fi
+    chmod 600 "$TOKEN_FILE"
+    MODEL_RUNNER_TOKEN="$(head -n1 "$TOKEN_FILE")"
+fi
+export MODEL_RUNNER_TOKEN="${MODEL_RUNNER_TOKEN:-}"
+
 for pair in "${PAIRS[@]}"; do
     IFS='|' read -r label host port var <<<"$pair"
     if port_busy "$(connect_host "$host")" "$port"; then

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -48,16 +49,21 @@ class Runner:
     url: str
     proc: subprocess.Popen
     log: Path
+    token: str | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def get(self, path: str) -> dict:
-        response = httpx.get(self.url + path, timeout=30)
+        response = httpx.get(self.url + path, headers=self.headers, timeout=30)
         response.raise_for_status()
         return response.json()
 
     def predict(self, *payloads: dict, session: str = "live") -> list[dict[str, dict]]:
         """Each input's outcomes by model id."""
         body = {"session": session, "inputs": [{"payload": p, "horizon_seconds": 60, "step_seconds": 60} for p in payloads]}
-        response = httpx.post(self.url + "/predict", json=body, timeout=120)
+        response = httpx.post(self.url + "/predict", json=body, headers=self.headers, timeout=120)
         assert response.status_code == 200, response.text
         return [{o["model_id"]: o for o in outcomes} for outcomes in response.json()["results"]]
 
@@ -76,12 +82,20 @@ class Runner:
 
 
 @contextlib.contextmanager
-def model_runner(tmp_path: Path, manifest: Path, timeout: float = 1.0, **env: str) -> Iterator[Runner]:
+def model_runner(tmp_path: Path, manifest: Path, timeout: float = 1.0, token: str | None = "generate", **env: str) -> Iterator[Runner]:
+    """The service with a fresh API token (`token=None`: started with --insecure-no-token)."""
     port_file = tmp_path / f"runner-{time.monotonic_ns()}.port"
     log = tmp_path / "runner.log"
+    if token == "generate":
+        token = secrets.token_urlsafe(32)
     environ = {**os.environ, "MODEL_TIMEOUT_SECONDS": str(timeout), **env}
     environ.pop("MODEL_RUNNER_URL", None)
+    environ.pop("MODEL_RUNNER_TOKEN", None)
+    if token:
+        environ["MODEL_RUNNER_TOKEN"] = token
     command = [sys.executable, str(LAUNCH), str(COORDINATOR), "models", "serve", "--port", "0", "--manifest", str(manifest), "--port-file", str(port_file)]
+    if not token:
+        command.append("--insecure-no-token")
     with open(log, "ab") as out:
         proc = subprocess.Popen(command, env=environ, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
@@ -90,7 +104,7 @@ def model_runner(tmp_path: Path, manifest: Path, timeout: float = 1.0, **env: st
             assert proc.poll() is None, f"runner exited with {proc.returncode}: {log.read_text()}"
             assert time.monotonic() < deadline, f"runner did not start: {log.read_text()}"
             time.sleep(0.05)
-        yield Runner(f"http://127.0.0.1:{port_file.read_text().strip()}", proc, log)
+        yield Runner(f"http://127.0.0.1:{port_file.read_text().strip()}", proc, log, token)
     finally:
         stop(proc)
 

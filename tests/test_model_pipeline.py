@@ -42,7 +42,8 @@ def feed(home, now, *keys):
 def runner(tmp_path):
     manifest = tmp_path / "models.json"
     write_manifest(manifest, EXAMPLES)
-    with model_runner(tmp_path, manifest, timeout=2.0) as service:
+    # No token: this branch's RemoteModelRunner does not send one yet.
+    with model_runner(tmp_path, manifest, timeout=2.0, token=None) as service:
         service.warm_up()
         service.manifest = manifest
         yield service

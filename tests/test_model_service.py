@@ -133,7 +133,9 @@ def test_a_model_that_keeps_dying_is_marked_unhealthy_and_retried_after_a_backof
         # The operator's view.
         from coordinator_dagster.cli.main import main
 
-        assert main(["models", "list", "--url", runner.url]) == 0
+        token_file = tmp_path / "token"
+        token_file.write_text(runner.token + "\n")
+        assert main(["models", "list", "--url", runner.url, "--token-file", str(token_file)]) == 0
         listing = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}
         assert listing == {"momentum": "healthy", "dier": "unhealthy", "broken": "unhealthy"}
 
@@ -178,7 +180,7 @@ def test_a_replay_session_has_fresh_models_and_leaves_live_state_alone(tmp_path)
         runner.predict(payload())
 
         def replay() -> list[dict]:
-            created = httpx.post(runner.url + "/sessions", json={}, timeout=30)
+            created = httpx.post(runner.url + "/sessions", json={}, headers=runner.headers, timeout=30)
             assert created.status_code == 201
             sid = created.json()["session"]
             deadline = time.monotonic() + 30
@@ -186,11 +188,11 @@ def test_a_replay_session_has_fresh_models_and_leaves_live_state_alone(tmp_path)
                 [probe] = runner.predict(history[0], session=sid)
                 if all(o["status"] == "PENDING" for o in probe.values()) or time.monotonic() > deadline:
                     break
-                httpx.delete(f"{runner.url}/sessions/{sid}", timeout=30)
-                sid = httpx.post(runner.url + "/sessions", json={}, timeout=30).json()["session"]
+                httpx.delete(f"{runner.url}/sessions/{sid}", headers=runner.headers, timeout=30)
+                sid = httpx.post(runner.url + "/sessions", json={}, headers=runner.headers, timeout=30).json()["session"]
             results = [probe, *runner.predict(*history[1:], session=sid)]
-            assert httpx.delete(f"{runner.url}/sessions/{sid}", timeout=30).status_code == 200
-            assert httpx.post(runner.url + "/predict", json={"session": sid, "inputs": []}, timeout=30).status_code == 404
+            assert httpx.delete(f"{runner.url}/sessions/{sid}", headers=runner.headers, timeout=30).status_code == 200
+            assert httpx.post(runner.url + "/predict", json={"session": sid, "inputs": []}, headers=runner.headers, timeout=30).status_code == 404
             return results
 
         first, second = replay(), replay()
@@ -208,20 +210,70 @@ def test_bad_requests_get_clear_errors_and_change_nothing(tmp_path):
     write_manifest(manifest, [entry("counter", f"{H}:Counter", 0)])
     with model_runner(tmp_path, manifest) as runner:
         runner.warm_up()
+        sid = httpx.post(runner.url + "/sessions", json={}, headers=runner.headers, timeout=30).json()["session"]
+        one = '{"payload": {"subject": "BTC"}, "horizon_seconds": %s, "step_seconds": 60}'
         cases = [
             ("POST", "/predict", b"{not json", 400, "body is not JSON"),
             ("POST", "/predict", b'{"inputs": "x"}', 400, "needs 'inputs'"),
             ("POST", "/predict", b'{"inputs": [{"payload": {}}]}', 400, "inputs[0]"),
             ("POST", "/predict", b'{"session": "nope", "inputs": []}', 404, "no session 'nope'"),
+            ("POST", "/predict", ('{"inputs": [%s]}' % (one % "1e999")).encode(), 400, "horizon_seconds must be a whole number of seconds, got inf"),
+            ("POST", "/predict", ('{"inputs": [%s]}' % (one % "true")).encode(), 400, "horizon_seconds must be a number of seconds, got bool"),
+            ("POST", "/predict", ('{"inputs": [%s]}' % (one % "-5")).encode(), 400, "horizon_seconds must be between 0"),
+            ("POST", "/predict", ('{"inputs": [%s]}' % (one % '"60"')).encode(), 400, "got str"),
+            ("POST", "/predict", b'{"inputs": ' + b"[" * 20_000 + b"]" * 20_000 + b"}", 400, "nested 20001 levels deep"),
+            ("POST", "/predict", ('{"session": "%s", "inputs": []}' % ("x" * 101)).encode(), 400, "at most 100 characters"),
             ("DELETE", "/sessions/nope", b"", 404, "no session"),
             ("GET", "/nowhere", b"", 404, "no route"),
         ]
         for method, path, body, status, message in cases:
-            response = httpx.request(method, runner.url + path, content=body, timeout=30)
-            assert response.status_code == status, (path, response.text)
-            assert message in response.json()["error"]
+            response = httpx.request(method, runner.url + path, content=body, headers=runner.headers, timeout=30)
+            assert response.status_code == status, (path, body[:80], response.text)
+            assert message in response.json()["error"], response.text
+        # Without the token (or with a wrong one, or another scheme) nothing but readiness answers.
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {runner.token}"}):
+            for method, path in (("GET", "/models"), ("POST", "/predict"), ("POST", "/sessions"), ("DELETE", f"/sessions/{sid}")):
+                response = httpx.request(method, runner.url + path, json={"session": sid, "inputs": []}, headers=headers, timeout=30)
+                assert response.status_code == 401, (method, path, headers, response.text)
+                assert "token" in response.json()["error"]
+            assert httpx.get(runner.url + "/health", headers=headers, timeout=30).json() == {"status": "ok"}
+        assert runner.get("/health")["sessions"] == 1  # the others' DELETE did not close it
         [after] = runner.predict(payload())
         assert after["counter"]["value"] == 2 + 101.0  # the bad requests reached no model
+
+
+def test_sessions_and_workers_are_capped(tmp_path):
+    manifest = tmp_path / "models.json"
+    write_manifest(manifest, [entry("counter", f"{H}:Counter", 0)])
+    with model_runner(tmp_path, manifest, MODEL_RUNNER_MAX_SESSIONS="1", MODEL_RUNNER_MAX_WORKERS="2") as runner:
+
+        def open_session() -> httpx.Response:
+            return httpx.post(runner.url + "/sessions", json={}, headers=runner.headers, timeout=30)
+
+        first = open_session()
+        assert first.status_code == 201
+        refused = open_session()
+        assert refused.status_code == 429 and "1 sessions open, the cap is 1 (MODEL_RUNNER_MAX_SESSIONS)" in refused.json()["error"]
+        httpx.delete(f"{runner.url}/sessions/{first.json()['session']}", headers=runner.headers, timeout=30)
+        # Two live models: a session of two more would make four workers, over the cap of two.
+        write_manifest(manifest, [entry("counter", f"{H}:Counter", 0), entry("other", f"{H}:Counter", 1)])
+        refused = open_session()
+        assert refused.status_code == 429 and "over its cap of 2 (MODEL_RUNNER_MAX_WORKERS)" in refused.json()["error"]
+        assert runner.get("/health")["sessions"] == 0
+        # A manifest over the cap keeps the running models and says why.
+        write_manifest(manifest, [entry(f"m{i}", f"{H}:Counter", i) for i in range(3)])
+        assert "3 models, over the runner's cap of 2 workers" in runner.get("/health")["manifest_error"]
+        assert set(runner.models()) == {"counter", "other"}
+
+
+def test_serve_needs_a_token(tmp_path):
+    import subprocess
+
+    from tests.model_runner_process import COORDINATOR
+
+    env = {k: v for k, v in __import__("os").environ.items() if k != "MODEL_RUNNER_TOKEN"}
+    result = subprocess.run([str(COORDINATOR), "models", "serve", "--port", "0"], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 2 and "no API token: set MODEL_RUNNER_TOKEN" in result.stderr
 
 
 def test_serve_refuses_a_bad_manifest_at_start(tmp_path):

@@ -64,6 +64,34 @@ class PoolSettings:
     python: str = sys.executable
 
 
+@dataclass(frozen=True)
+class ServiceLimits:
+    """Caps on what clients of the service can make it start."""
+
+    max_sessions: int = 4  # replay sessions open at once
+    max_workers: int = 512  # worker processes of the live pool and every session together
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "ServiceLimits":
+        """MODEL_RUNNER_MAX_SESSIONS and MODEL_RUNNER_MAX_WORKERS (read when the service is built)."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for field_name, var in (("max_sessions", "MODEL_RUNNER_MAX_SESSIONS"), ("max_workers", "MODEL_RUNNER_MAX_WORKERS")):
+            raw = environ.get(var, "").strip()
+            if raw:
+                try:
+                    values[field_name] = int(raw)
+                except ValueError:
+                    raise ValueError(f"{var} must be a whole number, got {raw!r}") from None
+                if values[field_name] < 0:
+                    raise ValueError(f"{var} must not be negative, got {raw!r}")
+        return cls(**values)
+
+
+class CapacityError(RuntimeError):
+    """A session the caps (`ServiceLimits`) do not allow."""
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -442,9 +470,10 @@ class ModelPool:
 class ModelService:
     """The live pool (synced with the manifest at each round) and the replay sessions."""
 
-    def __init__(self, manifest: str, settings: PoolSettings, output_type: type[BaseModel], session_idle_seconds: float = 900.0):
+    def __init__(self, manifest: str, settings: PoolSettings, output_type: type[BaseModel], session_idle_seconds: float = 900.0, limits: ServiceLimits | None = None):
         self.manifest = manifest
         self.settings = settings
+        self.limits = limits or ServiceLimits()
         self.output_type = output_type
         self.session_idle_seconds = session_idle_seconds
         self.manifest_error: str | None = None
@@ -464,6 +493,8 @@ class ModelService:
         self._manifest_stamp = self._stamp() if self.manifest else None
         try:
             specs = load_manifest(self.manifest)
+            if len(specs) > self.limits.max_workers:
+                raise ManifestError(f"model manifest {self.manifest}: {len(specs)} models, over the runner's cap of {self.limits.max_workers} workers (MODEL_RUNNER_MAX_WORKERS)")
         except ManifestError as exc:
             if initial:
                 raise
@@ -498,9 +529,14 @@ class ModelService:
         """A fresh pool with the manifest's current models, for a replay."""
         self.refresh()
         sid = uuid.uuid4().hex
-        pool = ModelPool(self.live.specs(), self.settings, self.output_type)
+        specs = self.live.specs()
         with self._lock:
-            self.sessions[sid] = pool
+            if len(self.sessions) >= self.limits.max_sessions:
+                raise CapacityError(f"{len(self.sessions)} sessions open, the cap is {self.limits.max_sessions} (MODEL_RUNNER_MAX_SESSIONS); close one first")
+            workers = len(self.live.slots) + sum(len(pool.slots) for pool in self.sessions.values())
+            if workers + len(specs) > self.limits.max_workers:
+                raise CapacityError(f"a session of {len(specs)} workers would bring the runner to {workers + len(specs)}, over its cap of {self.limits.max_workers} (MODEL_RUNNER_MAX_WORKERS)")
+            self.sessions[sid] = pool = ModelPool(specs, self.settings, self.output_type)
         return sid, pool
 
     def close_session(self, session: str) -> bool:

@@ -182,3 +182,11 @@ class DeepFrameForger(_Hostile):
     def misbehave(self) -> Any:
         _write_frame(b"[" * 15_000 + b"]" * 15_000)
         time.sleep(3600)
+
+
+class SlowLoader(Counter):
+    """Takes 60 s to load (its constructor sleeps), then behaves."""
+
+    def __init__(self) -> None:
+        time.sleep(60)
+        super().__init__()

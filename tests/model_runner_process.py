@@ -70,10 +70,19 @@ class Runner:
     def models(self) -> dict[str, dict]:
         return {m["model_id"]: m for m in self.get("/models")["models"]}
 
+    def wait_loaded(self, timeout: float = 30.0) -> None:
+        """Until no worker is still importing its model (`loading` in GET /models)."""
+        deadline = time.monotonic() + timeout
+        while any(m["loading"] for m in self.models().values()):
+            assert time.monotonic() < deadline, f"models still loading after {timeout} s: {self.models()}"
+            time.sleep(0.05)
+
     def warm_up(self, timeout: float = 30.0) -> dict[str, dict]:
-        """Rounds until every model has loaded (a worker still loading is ABSENT, by design)."""
+        """The first round once every model has loaded (a worker still loading is ABSENT, by
+        design, and sees no round), repeated if a model is loading again by then."""
         deadline = time.monotonic() + timeout
         while True:
+            self.wait_loaded(max(0.1, deadline - time.monotonic()))
             [outcomes] = self.predict(payload())
             if all(not (o["failed_reason"] or "").startswith("worker starting") for o in outcomes.values()):
                 return outcomes

@@ -25,6 +25,7 @@ import datetime as dt
 import logging
 import math
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -34,7 +35,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ from coordinator_dagster.models.runner import MAX_OUTPUT_BYTES, ModelSpec, Outco
 OUTPUT_TAIL_BYTES = 4096  # the last bytes a worker printed, kept for the reason when it dies
 STARTUP_TIMEOUT_SECONDS = 60.0  # a worker still loading its model after this is killed
 MAX_BACKOFF_SECONDS = 900.0
+READY_POLL_SECONDS = 0.005  # how often a round checks whether a loading model became ready
+SESSION_LOAD_SECONDS = 20.0  # a new replay session waits this long at most for its models to load
 LIVE = "live"
 log = logging.getLogger("coordinator.models")
 WORKER_ENV = ("PATH", "HOME", "LANG", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
@@ -176,6 +179,15 @@ class Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def loading(self) -> bool:
+        """Still importing its model: not ready, and nothing (ready, load error, exit) to read yet."""
+        if self.ready:
+            return False
+        try:
+            return not select.select([self.sock], [], [], 0)[0]
+        except (OSError, ValueError):  # closed: the worker is gone
+            return False
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             try:
@@ -213,10 +225,18 @@ class Worker:
             raise ProtocolError(f"protocol error: frame is a JSON {type(message).__name__}, not an object (worker restarted)")
         return message
 
-    def wait_ready(self, deadline: float) -> None:
-        """Raises TimeoutError, ChannelClosed, ProtocolError, or RuntimeError (load failure)."""
+    def wait_ready(self, deadline: float, give_up: threading.Event | None = None) -> None:
+        """Raises TimeoutError (past `deadline`, or once `give_up` is set while the model is still
+        loading), ChannelClosed, ProtocolError, or RuntimeError (load failure)."""
         if self.ready:
             return
+        while give_up is not None:
+            # Poll, so that the wait ends as soon as `give_up` is set; the frame itself is read
+            # only once its first byte is there (a timeout mid-frame would lose its start).
+            if select.select([self.sock], [], [], min(READY_POLL_SECONDS, max(0.0, deadline - time.monotonic())))[0]:
+                break
+            if give_up.is_set() or time.monotonic() >= deadline:
+                raise TimeoutError
         message = self._read(deadline, cap=1 << 20)
         if message.get("type") == "ready":
             self.ready = True
@@ -267,6 +287,12 @@ def _checked_answer(message: dict[str, Any], seq: int) -> dict[str, Any]:
     if ms is not None and (type(ms) not in (int, float) or not math.isfinite(ms) or ms < 0):
         raise refuse(f"'ms' must be a non-negative number, got {str(ms)[:50]!r}")
     return message
+
+
+def _loading(slot: "Slot") -> bool:
+    """Will this slot's round wait for a model to load (a worker not ready, or none yet)?"""
+    worker = slot.worker
+    return slot.unhealthy_until is None and (worker is None or not worker.ready)
 
 
 @dataclass
@@ -352,6 +378,7 @@ class ModelPool:
                     "last_error": slot.last_error,
                     "retry_in_seconds": retry_in,
                     "pid": worker.proc.pid if worker is not None and worker.alive() else None,
+                    "loading": worker is not None and worker.loading(),
                 }
             )
         return rows
@@ -363,8 +390,29 @@ class ModelPool:
             self.last_used = time.monotonic()
             deadline = time.monotonic() + self.settings.timeout_seconds
             slots = list(self.slots.values())
-            futures = [self._executor.submit(self._call, slot, payload, horizon, step, deadline) for slot in slots]
+            # A model still loading answers only if it is ready before the loaded models are all
+            # done: it never holds the round up (it is ABSENT "worker starting" instead).
+            others_done = threading.Event()
+            loading = [_loading(slot) for slot in slots]
+            futures = [self._executor.submit(self._call, slot, payload, horizon, step, deadline, others_done) for slot in slots]
+            loaded = [future for future, is_loading in zip(futures, loading) if not is_loading]
+            wait(loaded, timeout=max(0.0, deadline - time.monotonic()))
+            others_done.set()
             return [future.result() for future in futures]
+
+    def wait_loaded(self, seconds: float) -> None:
+        """Wait (at most `seconds` in all) until every worker has loaded its model or failed to;
+        a fresh replay session does this, so its first round does not find them all loading."""
+        deadline = time.monotonic() + seconds
+        for slot in list(self.slots.values()):
+            with slot.lock:
+                worker = slot.worker
+                if worker is None or worker.ready:
+                    continue
+                try:
+                    worker.wait_ready(deadline)
+                except Exception:  # noqa: BLE001 - the first round reports it
+                    continue
 
     def _fail(self, slot: Slot, reason: str) -> None:
         """A timeout, crash or load failure: replace the worker, or rest the model if it keeps failing."""
@@ -385,10 +433,10 @@ class ModelPool:
         slot.strikes = 0
         slot.unhealthy_until = None
 
-    def _call(self, slot: Slot, payload: dict[str, Any], horizon: int, step: int, deadline: float) -> Outcome:
+    def _call(self, slot: Slot, payload: dict[str, Any], horizon: int, step: int, deadline: float, others_done: threading.Event) -> Outcome:
         """`_attempt`, and whatever else goes wrong with this model's call fails only its row."""
         try:
-            return self._attempt(slot, payload, horizon, step, deadline)
+            return self._attempt(slot, payload, horizon, step, deadline, others_done)
         except Exception as exc:  # noqa: BLE001 - a model's fault must never fail the round
             log.exception("model %s: unexpected error while running its round", slot.spec.model_id)
             reason = f"runner error: {type(exc).__name__}: {exc}"[:500]
@@ -400,7 +448,7 @@ class ModelPool:
                 slot.last_error = reason
             return Outcome(slot.spec.model_id, "FAILED", None, None, reason, None)
 
-    def _attempt(self, slot: Slot, payload: dict[str, Any], horizon: int, step: int, deadline: float) -> Outcome:
+    def _attempt(self, slot: Slot, payload: dict[str, Any], horizon: int, step: int, deadline: float, others_done: threading.Event) -> Outcome:
         mid = slot.spec.model_id
         timeout = self.settings.timeout_seconds
         with slot.lock:
@@ -416,7 +464,7 @@ class ModelPool:
             if worker is None:
                 worker = slot.worker = Worker(slot.spec, self.settings)
             try:
-                worker.wait_ready(deadline)
+                worker.wait_ready(deadline, give_up=others_done)
             except TimeoutError:
                 if time.monotonic() - worker.started > STARTUP_TIMEOUT_SECONDS:
                     self._fail(slot, f"model did not load within {STARTUP_TIMEOUT_SECONDS:g} s")
@@ -537,6 +585,7 @@ class ModelService:
             if workers + len(specs) > self.limits.max_workers:
                 raise CapacityError(f"a session of {len(specs)} workers would bring the runner to {workers + len(specs)}, over its cap of {self.limits.max_workers} (MODEL_RUNNER_MAX_WORKERS)")
             self.sessions[sid] = pool = ModelPool(specs, self.settings, self.output_type)
+        pool.wait_loaded(SESSION_LOAD_SECONDS)
         return sid, pool
 
     def close_session(self, session: str) -> bool:

@@ -6,13 +6,16 @@ free port (port 0, read back from --port-file), and stopped with its whole group
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +28,25 @@ LAUNCH = ROOT / "scripts" / "launch.py"
 COORDINATOR = ROOT / ".venv" / "bin" / "coordinator"
 
 
+HOSTILE = "hostile_models"  # tests/hostile_models.py, as a model folder of its own (`hostile_folder`)
+_hostile_folder: list[Path] = []
+
+
+def hostile_folder() -> Path:
+    """A folder holding a copy of tests/hostile_models.py: a sandboxed worker sees its model's
+    folder, never the checkout."""
+    if not _hostile_folder:
+        folder = Path(tempfile.mkdtemp(prefix="hostile-models-"))
+        shutil.copy(ROOT / "tests" / "hostile_models.py", folder / "hostile_models.py")
+        folder.chmod(0o755)
+        atexit.register(shutil.rmtree, folder, True)
+        _hostile_folder.append(folder)
+    return _hostile_folder[0]
+
+
 def entry(model_id: str, entrypoint: str, index: int = 0, **extra) -> dict:
+    if entrypoint.startswith(HOSTILE + ":"):
+        extra.setdefault("path", str(hostile_folder()))
     return {"model_id": model_id, "name": model_id.title(), "cruncher": f"c-{model_id}", "cruncher_index": index, "entrypoint": entrypoint, **extra}
 
 
@@ -97,7 +118,7 @@ def model_runner(tmp_path: Path, manifest: Path, timeout: float = 1.0, token: st
     log = tmp_path / "runner.log"
     if token == "generate":
         token = secrets.token_urlsafe(32)
-    environ = {**os.environ, "MODEL_TIMEOUT_SECONDS": str(timeout), **env}
+    environ = {**os.environ, "MODEL_TIMEOUT_SECONDS": str(timeout), "MODEL_SANDBOX": "required", **env}
     environ.pop("MODEL_RUNNER_URL", None)
     environ.pop("MODEL_RUNNER_TOKEN", None)
     if token:

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from coordinator_dagster.models.manifest import ManifestError, parse_manifest
-from tests.model_runner_process import entry, group_members, model_runner, payload, write_manifest
+from tests.model_runner_process import HOSTILE, entry, group_members, model_runner, payload, write_manifest
 
-H = "tests.hostile_models"
+H = HOSTILE
 MOMENTUM = "coordinator_dagster.models.examples:MomentumTracker"
 
 HOSTILE = {

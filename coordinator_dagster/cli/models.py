@@ -8,7 +8,8 @@
 MODEL_RUNNER_PORT, MODELS_MANIFEST, MODEL_TIMEOUT_SECONDS, MODEL_MEMORY_LIMIT_MB, ...). Its API
 token is the first line of --token-file, else MODEL_RUNNER_TOKEN; without one it refuses to
 start unless told --insecure-no-token. Its caps are MODEL_RUNNER_MAX_SESSIONS and
-MODEL_RUNNER_MAX_WORKERS.
+MODEL_RUNNER_MAX_WORKERS; the workers' sandbox and limits MODEL_SANDBOX, MODEL_SCRATCH_MB,
+MODEL_CPU_SECONDS and MODEL_MAX_PROCESSES (`models/sandbox.py`, `models/worker.py`).
 """
 
 from __future__ import annotations
@@ -23,14 +24,17 @@ def _serve(args: argparse.Namespace) -> int:
     from coordinator_dagster.contracts import load_contract
     from coordinator_dagster.models.http_server import read_token, serve
     from coordinator_dagster.models.manifest import ManifestError
-    from coordinator_dagster.models.service import ModelService, PoolSettings, ServiceLimits
+    from coordinator_dagster.models.sandbox import SandboxUnavailable, sandbox_from_env
+    from coordinator_dagster.models.service import ModelService, PoolSettings, ServiceLimits, worker_limits_from_env
     from coordinator_dagster.settings import load_settings
 
     settings = load_settings()
     try:
         token = read_token(args.token_file)
         limits = ServiceLimits.from_env()
-    except (OSError, ValueError) as exc:
+        worker_limits = worker_limits_from_env()
+        sandbox = sandbox_from_env()
+    except (OSError, ValueError, SandboxUnavailable) as exc:
         print(f"coordinator models serve: {exc}", file=sys.stderr)
         return 2
     if not token and not args.insecure_no_token:
@@ -44,6 +48,8 @@ def _serve(args: argparse.Namespace) -> int:
         memory_limit_mb=settings.model_memory_limit_mb,
         unhealthy_after=settings.model_unhealthy_after,
         retry_seconds=settings.model_retry_seconds,
+        sandbox=sandbox,
+        **worker_limits,
     )
     logging.getLogger("coordinator.models").setLevel(logging.INFO)
     try:

@@ -152,7 +152,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise RequestError(401, "missing or wrong token: send 'Authorization: Bearer <MODEL_RUNNER_TOKEN>'")
             if method == "GET" and path == "/health":
                 service.refresh()
-                self._send(200, {"status": "ok", "models": len(service.live.slots), "manifest": service.manifest or None, "manifest_error": service.manifest_error, "sessions": len(service.sessions)})
+                self._send(200, {"status": "ok", "models": len(service.live.slots), "manifest": service.manifest or None, "manifest_error": service.manifest_error, "sessions": len(service.sessions), "sandbox": service.settings.sandbox.enabled})
             elif method == "GET" and path == "/models":
                 service.refresh()
                 self._send(200, {"models": service.live.describe(), "manifest_error": service.manifest_error})
@@ -219,7 +219,8 @@ def serve(service: ModelService, host: str, port: int, token: str, ready: thread
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-    announce(f"model runner listening on http://{bound_host}:{bound_port} ({len(service.live.slots)} models)")
+    sandbox = "sandboxed (bubblewrap)" if service.settings.sandbox.enabled else f"NOT sandboxed: {service.settings.sandbox.reason}"
+    announce(f"model runner listening on http://{bound_host}:{bound_port} ({len(service.live.slots)} models, {sandbox})")
     if ready is not None:
         ready.set()
     try:

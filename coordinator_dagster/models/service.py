@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +44,7 @@ from pydantic import BaseModel
 
 from coordinator_dagster.models.manifest import ManifestError, load_manifest, manifest_entry
 from coordinator_dagster.models.safe_json import UnsafeJSON, loads_bounded
+from coordinator_dagster.models.sandbox import Sandbox
 from coordinator_dagster.models.worker import HEADER, ChannelClosed, recv_exact, send_frame
 from coordinator_dagster.models.runner import MAX_OUTPUT_BYTES, ModelSpec, Outcome, validate_output
 
@@ -65,6 +66,24 @@ class PoolSettings:
     unhealthy_after: int = 3
     retry_seconds: float = 60.0
     python: str = sys.executable
+    cpu_seconds: int = 3600  # CPU time a worker may use in its life (RLIMIT_CPU); 0 = none
+    max_processes: int = 64  # processes and threads of a sandboxed worker (RLIMIT_NPROC); 0 = none
+    sandbox: Sandbox = Sandbox(False, reason="not configured")
+
+
+def _env_int(environ: Mapping[str, str], var: str, default: int) -> int:
+    raw = environ.get(var, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise ValueError(f"{var} must be a non-negative whole number, got {raw!r}")
+    return int(raw)
+
+
+def worker_limits_from_env(environ: Mapping[str, str] | None = None) -> dict[str, int]:
+    """MODEL_CPU_SECONDS and MODEL_MAX_PROCESSES, as PoolSettings fields (read at service start)."""
+    environ = os.environ if environ is None else environ
+    return {"cpu_seconds": _env_int(environ, "MODEL_CPU_SECONDS", 3600), "max_processes": _env_int(environ, "MODEL_MAX_PROCESSES", 64)}
 
 
 @dataclass(frozen=True)
@@ -75,20 +94,10 @@ class ServiceLimits:
     max_workers: int = 512  # worker processes of the live pool and every session together
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "ServiceLimits":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServiceLimits":
         """MODEL_RUNNER_MAX_SESSIONS and MODEL_RUNNER_MAX_WORKERS (read when the service is built)."""
         environ = os.environ if environ is None else environ
-        values = {}
-        for field_name, var in (("max_sessions", "MODEL_RUNNER_MAX_SESSIONS"), ("max_workers", "MODEL_RUNNER_MAX_WORKERS")):
-            raw = environ.get(var, "").strip()
-            if raw:
-                try:
-                    values[field_name] = int(raw)
-                except ValueError:
-                    raise ValueError(f"{var} must be a whole number, got {raw!r}") from None
-                if values[field_name] < 0:
-                    raise ValueError(f"{var} must not be negative, got {raw!r}")
-        return cls(**values)
+        return cls(_env_int(environ, "MODEL_RUNNER_MAX_SESSIONS", cls.max_sessions), _env_int(environ, "MODEL_RUNNER_MAX_WORKERS", cls.max_workers))
 
 
 class CapacityError(RuntimeError):
@@ -99,9 +108,25 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _exit_reason(returncode: int | None) -> str:
+_spawner: ThreadPoolExecutor | None = None
+_spawner_lock = threading.Lock()
+
+
+def _spawn(start: Callable[[], subprocess.Popen]) -> subprocess.Popen:
+    """Run `start` on one long-lived thread. bwrap's --die-with-parent (PR_SET_PDEATHSIG) fires
+    when the *thread* that started it ends, and rounds and requests run on short-lived threads."""
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawn-workers")
+    return _spawner.submit(start).result()
+
+
+def _exit_reason(returncode: int | None, sandboxed: bool = False) -> str:
     if returncode is None:
         return "worker stopped answering"
+    if sandboxed and returncode > 128:  # bwrap reports a worker killed by signal N as 128 + N
+        returncode = 128 - returncode
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
@@ -135,20 +160,28 @@ class Worker:
             "--fd", str(child.fileno()),
             "--entrypoint", spec.entrypoint,
             "--memory-mb", str(settings.memory_limit_mb),
+            "--cpu-seconds", str(settings.cpu_seconds),
             "--max-output-bytes", str(settings.max_output_bytes),
-            "--parent", str(os.getpid()),
         ]  # fmt: skip
+        if settings.sandbox.enabled:
+            # Its PID namespace ends with the worker; bwrap's --die-with-parent ends it with us.
+            command += ["--max-processes", str(settings.max_processes)]
+        else:
+            command += ["--parent", str(os.getpid())]
         if spec.path:
             command += ["--path", spec.path]
+        command = settings.sandbox.wrap(command, spec.path)
         try:
-            self.proc = subprocess.Popen(
-                command,
-                pass_fds=(child.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # its own group: killing it kills whatever it started
+            self.proc = _spawn(
+                lambda: subprocess.Popen(
+                    command,
+                    pass_fds=(child.fileno(),),  # bwrap hands it on to the worker, same number
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,  # its own group: killing it kills whatever it started
+                )
             )
         finally:
             child.close()
@@ -189,10 +222,12 @@ class Worker:
             return False
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
+        # The whole group, even when its leader has exited already: a model's forked children
+        # stay in it (unsandboxed; in the sandbox, killing bwrap ends its PID namespace).
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            if self.proc.poll() is None:
                 self.proc.kill()
         try:
             self.proc.wait(timeout=5)
@@ -208,7 +243,7 @@ class Worker:
             code = None
         self._drainer.join(timeout=1)
         tail = self.output_tail()
-        return _exit_reason(code) + (f"; last output: {tail}" if tail else "")
+        return _exit_reason(code, self.settings.sandbox.enabled) + (f"; last output: {tail}" if tail else "")
 
     def _read(self, deadline: float, cap: int) -> dict[str, Any]:
         """The next frame, decoded within bounds; ProtocolError for anything that is not a

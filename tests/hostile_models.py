@@ -190,3 +190,89 @@ class SlowLoader(Counter):
     def __init__(self) -> None:
         time.sleep(60)
         super().__init__()
+
+
+class Snooper(Counter):
+    """Tries to read what the payload's `snoop` names (files, other processes' environments), to
+    see other processes and to signal them; answers what it managed as `found` (empty: nothing)."""
+
+    def predict(self, subject: str, resolve_horizon_seconds: int, step_seconds: int) -> dict[str, Any]:
+        targets = self.last.get("snoop") or {}
+        found = []
+        for path in [*targets.get("files", []), *(f"/proc/{pid}/environ" for pid in targets.get("pids", []))]:
+            try:
+                with open(path, "rb") as handle:
+                    found.append(f"read {path}: {handle.read(200)!r}")
+            except OSError:
+                pass
+        for pid in targets.get("pids", []):
+            try:
+                os.kill(pid, 0)
+                found.append(f"can signal {pid}")
+            except OSError:
+                pass
+        secret = targets.get("secret", "")
+        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as handle:
+                    if secret and secret.encode() in handle.read():
+                        found.append(f"secret in /proc/{pid}/environ")
+            except OSError:
+                pass
+        visible = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+        return {"value": float(len(found)), "found": found, "visible_pids": visible, "uid": os.getuid()}
+
+    def tick(self, data: dict[str, Any]) -> None:
+        super().tick(data)
+        self.last = data
+
+
+class Networker(Counter):
+    """Tries to connect to each (host, port) of the payload's `connect`; answers which worked."""
+
+    def predict(self, subject: str, resolve_horizon_seconds: int, step_seconds: int) -> dict[str, Any]:
+        import socket
+
+        reached = []
+        for host, port in self.last.get("connect") or []:
+            try:
+                with socket.create_connection((host, port), timeout=1):
+                    reached.append(f"{host}:{port}")
+            except OSError:
+                pass
+        return {"value": float(len(reached)), "reached": reached}
+
+    def tick(self, data: dict[str, Any]) -> None:
+        super().tick(data)
+        self.last = data
+
+
+class Forker(_Hostile):
+    """Leaves a process behind (`sleep <payload marker>`): double-forked into a session of its
+    own when the payload says `escape`, else a plain child; then its worker exits, or, with
+    `stay`, answers normally."""
+
+    def tick(self, data: dict[str, Any]) -> None:
+        super().tick(data)
+        self.last = data
+
+    def misbehave(self) -> Any:
+        marker, escape = str(self.last["marker"]), bool(self.last.get("escape"))
+        if os.fork() == 0:
+            if escape:
+                os.setsid()
+                if os.fork() != 0:
+                    os._exit(0)
+            os.execv("/bin/sleep", ["sleep", marker])
+        if self.last.get("stay"):
+            return {"value": 1.0}
+        time.sleep(0.2)
+        os._exit(5)
+
+
+class Spinner(_Hostile):
+    """Burns CPU forever."""
+
+    def misbehave(self) -> Any:
+        while True:
+            pass

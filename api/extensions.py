@@ -7,7 +7,6 @@ never a silently missing route.
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 from fastapi import APIRouter, Depends
 
 from api.auth import require_admin, require_read
+from coordinator_dagster.scoring.callables import resolve_dotted
 
 TIERS = {"admin": [Depends(require_admin)], "read": [Depends(require_read)], "public": []}
 
@@ -52,15 +52,15 @@ def load_custom_routers(custom_dir: Path | None, specs: tuple[str, ...]) -> list
             raise CustomRouteError(f"{path}: defines no APIRouter named `router`")
         found.append((str(path), router, _tier(module, str(path))))
     for spec_text in specs:
+        # The module part names where AUTH_TIER is read, so the colon form is required here.
         module_name, _, attr = spec_text.partition(":")
         if not module_name or not attr:
             raise CustomRouteError(f"API_ROUTES entry {spec_text!r}: expected module:attribute")
         try:
-            module = importlib.import_module(module_name)
+            router = resolve_dotted(spec_text)
         except Exception as exc:
             raise CustomRouteError(f"API_ROUTES entry {spec_text!r}: {type(exc).__name__}: {exc}") from exc
-        router = getattr(module, attr, None)
         if not isinstance(router, APIRouter):
             raise CustomRouteError(f"API_ROUTES entry {spec_text!r}: not an APIRouter")
-        found.append((spec_text, router, _tier(module, spec_text)))
+        found.append((spec_text, router, _tier(sys.modules[module_name], spec_text)))
     return found

@@ -12,9 +12,8 @@ from coordinator_dagster.lake import schemas
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
 from coordinator_dagster.models.rounds import LIVE_ROUND_TAG, raw_input, split_missed
 from coordinator_dagster.lake.store import Lake
-from coordinator_dagster.models.runner import ModelSpec
+from coordinator_dagster.models.runner import ModelSpec, RoundRunner
 from resources import ClockResource, ContractResource, LakeResource, ModelRunnerResource
-from resources.models import RoundRunner
 
 
 def _predict(runner: RoundRunner, todo: pl.DataFrame, predicted_at: dt.datetime) -> pl.DataFrame:

@@ -28,8 +28,7 @@ import dagster as dg  # noqa: E402
 from assets import default_assets  # noqa: E402
 from coordinator_dagster.lake.store import Lake  # noqa: E402
 from coordinator_dagster.partitions import WINDOW_KEY_FORMAT  # noqa: E402
-from resources import ClockResource, ContractResource, InProcessModelRunner, LakeResource  # noqa: E402
-from coordinator_dagster.feeds.sources import CcxtFeed  # noqa: E402
+from resources import CcxtFeed, ClockResource, ContractResource, InProcessModelRunner, LakeResource  # noqa: E402
 from tests.exchange_server import ExchangeServer  # noqa: E402
 
 START = dt.datetime(2026, 10, 1, tzinfo=dt.timezone.utc)

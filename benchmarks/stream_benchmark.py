@@ -39,11 +39,12 @@ sys.path.insert(0, str(ROOT))
 import dagster as dg  # noqa: E402
 import polars as pl  # noqa: E402
 
+from coordinator_dagster.cli.listener_setup import dagster_reporter  # noqa: E402
 from coordinator_dagster.lake.store import Lake  # noqa: E402
 from coordinator_dagster.feeds.streaming.listener import Listener, ListenerConfig, running  # noqa: E402
 from coordinator_dagster.feeds.streaming.sources import CcxtStream  # noqa: E402
 from coordinator_dagster.feeds.streaming.writer import LakeWriter  # noqa: E402
-from coordinator_dagster.feeds.sources import CcxtFeed  # noqa: E402
+from coordinator_dagster.feeds.ccxt import CcxtSource  # noqa: E402
 from tests.exchange_server import ExchangeServer  # noqa: E402
 from tests.ws_exchange_server import WsExchangeServer  # noqa: E402
 
@@ -66,9 +67,9 @@ class Run:
         (dagster_home / "dagster.yaml").write_text("")
         self.instance = dg.DagsterInstance.from_config(str(dagster_home))
         self.lake = Lake(self.home)
-        feed = CcxtFeed(base_url=rest.base_url, backoff_seconds=0.05, timeout_seconds=5.0)
+        feed = CcxtSource(base_url=rest.base_url, backoff_seconds=0.05, timeout_seconds=5.0)
         stream = CcxtStream(feed, ws_url=ws.ws_url, idle_timeout=30.0)
-        writer = LakeWriter(self.lake, source="binance", kind="candle", granularity="1m", instance=self.instance)
+        writer = LakeWriter(self.lake, source="binance", kind="candle", granularity="1m", report=dagster_reporter(self.instance))
         config = ListenerConfig(
             capacity=capacity, backoff_initial=0.05, backoff_max=0.5, initial_backfill=dt.timedelta(0), gap_settle_seconds=0.0, flush_interval=0.05
         )

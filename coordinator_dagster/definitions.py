@@ -17,7 +17,7 @@ from coordinator_dagster.contracts import CrunchContract, load_contract
 from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS
 from coordinator_dagster.settings import Settings, load_settings
 from resources import ClockResource, ContractResource, FeedSource, InProcessModelRunner, LakeResource, ModelRunnerResource, RemoteModelRunner, SyntheticFeed
-from coordinator_dagster.feeds.sources import CcxtFeed, PythFeed
+from resources.feeds import CcxtFeed, PythFeed
 from sensors import default_jobs, default_sensors
 from sensors.schedules import build_checkpoint_schedule, build_ingest_schedule
 

@@ -6,17 +6,19 @@ tests and the embedded default swap the live source for a synthetic one without 
 
 from resources.clock import ClockResource
 from resources.contract import ContractResource
-from coordinator_dagster.feeds.sources import FeedSource, SyntheticFeed
+from resources.feeds import CcxtFeed, FeedSource, PythFeed, SyntheticFeed
 from resources.lake import LakeResource
 from resources.models import InProcessModelRunner, ModelRunnerResource, RemoteModelRunner
 
 __all__ = [
+    "CcxtFeed",
     "ClockResource",
     "ContractResource",
     "FeedSource",
     "InProcessModelRunner",
     "LakeResource",
     "ModelRunnerResource",
+    "PythFeed",
     "RemoteModelRunner",
     "SyntheticFeed",
 ]

@@ -10,11 +10,12 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
+from coordinator_dagster.cli.listener_setup import dagster_reporter
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.feeds.streaming.listener import Listener, ListenerConfig
 from coordinator_dagster.feeds.streaming.sources import StreamSource
 from coordinator_dagster.feeds.streaming.writer import LakeWriter
-from coordinator_dagster.feeds.sources import FeedSource
+from coordinator_dagster.feeds.sources import Source
 
 UTC = dt.timezone.utc
 
@@ -39,11 +40,11 @@ class SlowWriter(LakeWriter):
 
 
 def make_listener(
-    home, stream: StreamSource, gap_source: FeedSource | None, *, config: ListenerConfig | None = None, slow: float = 0.0
+    home, stream: StreamSource, gap_source: Source | None, *, config: ListenerConfig | None = None, slow: float = 0.0
 ) -> tuple[Listener, Lake, dg.DagsterInstance]:
     lake = Lake(home)
     instance = dg.DagsterInstance.ephemeral()
-    kwargs = dict(source=stream.source, kind=stream.kind, granularity=stream.granularity, instance=instance)
+    kwargs = dict(source=stream.source, kind=stream.kind, granularity=stream.granularity, report=dagster_reporter(instance))
     writer = SlowWriter(lake, delay=slow, **kwargs) if slow else LakeWriter(lake, **kwargs)
     return Listener(stream, writer, gap_source, config or fast_config()), lake, instance
 

@@ -5,6 +5,7 @@ waits on a failed blocking feed check."""
 import datetime as dt
 import hashlib
 import json
+import logging
 
 import dagster as dg
 import polars as pl
@@ -14,7 +15,10 @@ from assets import default_assets
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.settings import load_settings
 from coordinator_dagster.definitions import feed_resource
-from coordinator_dagster.feeds.sources import CcxtFeed, FeedUnavailableError, UnsupportedFeedError
+from coordinator_dagster.feeds.ccxt import CcxtSource
+from coordinator_dagster.feeds.pyth import PythSource
+from coordinator_dagster.feeds.sources import FeedUnavailableError, SyntheticSource, UnsupportedFeedError
+from resources import CcxtFeed, PythFeed, SyntheticFeed
 from sensors import score_sensor
 from tests.conftest import pipeline_resources
 from tests.exchange_server import ExchangeServer
@@ -43,7 +47,13 @@ def clean_server(server):
 
 
 def feed(server, **kw) -> CcxtFeed:
+    """The resource the assets read."""
     return CcxtFeed(base_url=server.base_url, backoff_seconds=0.01, timeout_seconds=0.3, **kw)
+
+
+def client(server, **kw) -> CcxtSource:
+    """The core client the resource wraps."""
+    return CcxtSource(base_url=server.base_url, backoff_seconds=0.01, timeout_seconds=0.3, **kw)
 
 
 def backfill(resources, first: str, last: str, raise_on_error=True):
@@ -79,15 +89,25 @@ def test_week_backfill_matches_the_exchange_and_reruns_identically(server, tmp_p
     assert file_hashes(lake) == before
 
 
-def test_429_500_timeout_and_truncated_page_are_retried_to_a_complete_window(server):
+def test_429_500_timeout_and_truncated_page_are_retried_to_a_complete_window(server, caplog):
+    caplog.set_level(logging.WARNING, logger="coordinator.feeds")
     server.faults.extend([429, 500, "timeout", "truncate"])
     start = WEEK_START
-    frame = feed(server).fetch(start, start + dt.timedelta(hours=3))
+    frame = client(server).fetch(start, start + dt.timedelta(hours=3))
     assert frame.height == 2 * 180
     btc = frame.filter(pl.col("subject") == "BTC")
     assert [ms(t) for t in btc["ts_event"]] == [r[0] for r in server.candles("BTC/USDT", ms(start), ms(start) + 3 * 3_600_000)]
     # 3 failed attempts + the truncated page + the page after it (BTC), then one page for ETH.
     assert server.requests.count("/api/v3/klines") == 6
+    retries = [r.getMessage() for r in caplog.records if r.name == "coordinator.feeds"]
+    assert len(retries) == 3 and "retry 1/4" in retries[0] and "429" in retries[0]
+
+
+@pytest.mark.parametrize(("resource", "client"), [(CcxtFeed, CcxtSource), (PythFeed, PythSource), (SyntheticFeed, SyntheticSource)])
+def test_each_resource_has_its_clients_fields_and_builds_it(resource, client):
+    assert {n: f.default for n, f in resource.model_fields.items()} == {n: f.default for n, f in client.model_fields.items()}
+    wrapped = resource(subjects=["BTC"], granularity="5m").source()
+    assert type(wrapped) is client and wrapped.subjects == ["BTC"] and wrapped.step_seconds == 300
 
 
 def test_persistent_failure_is_a_clear_error_and_writes_nothing_of_that_day(server, tmp_path):
@@ -106,7 +126,7 @@ def test_persistent_failure_is_a_clear_error_and_writes_nothing_of_that_day(serv
 def test_retries_exhausted_raise_feed_unavailable(server):
     server.faults.extend([429] * 10)
     with pytest.raises(FeedUnavailableError, match="RateLimitExceeded|DDoSProtection"):
-        feed(server, max_retries=2).fetch(WEEK_START, WEEK_START + dt.timedelta(hours=1))
+        client(server, max_retries=2).fetch(WEEK_START, WEEK_START + dt.timedelta(hours=1))
 
 
 def test_missing_minutes_are_recorded_by_the_blocking_gap_check(server, tmp_path):
@@ -123,9 +143,9 @@ def test_missing_minutes_are_recorded_by_the_blocking_gap_check(server, tmp_path
 
 def test_unsupported_granularity_and_symbol_are_refused(server):
     with pytest.raises(UnsupportedFeedError, match="no 7m candles"):
-        feed(server, granularity="7m").fetch(WEEK_START, WEEK_END)
+        client(server, granularity="7m").fetch(WEEK_START, WEEK_END)
     with pytest.raises(UnsupportedFeedError, match="no market for SOL"):
-        feed(server, subjects=["SOL"]).fetch(WEEK_START, WEEK_END)
+        client(server, subjects=["SOL"]).fetch(WEEK_START, WEEK_END)
     with pytest.raises(ValueError, match="no 7m candles"):
         feed_resource(load_settings({"FEED_SOURCE": "ccxt", "FEED_GRANULARITY": "7m"}))
     with pytest.raises(ValueError, match="FEED_SYMBOLS"):
@@ -157,7 +177,7 @@ def test_score_sensor_waits_on_a_frozen_feed_and_says_why(server, tmp_path):
 
 def test_ticks_are_the_last_trade_of_each_step(server):
     start = WEEK_START + dt.timedelta(minutes=30)
-    frame = feed(server, kind="tick", page_limit=100).fetch(start, start + dt.timedelta(hours=2))
+    frame = client(server, kind="tick", page_limit=100).fetch(start, start + dt.timedelta(hours=2))
     btc = frame.filter(pl.col("subject") == "BTC").sort("ts_event")
     assert btc.height == 120 and set(frame["kind"]) == {"tick"}
     assert btc["price"].to_list() == [server.close_price("BTCUSDT", ms(t)) for t in btc["ts_event"]]

@@ -1,4 +1,4 @@
-"""PythFeed against a loopback Hermes-shaped server: timestamped history for backfills, the
+"""The Pyth Hermes client (and its resource, PythFeed) against a loopback Hermes-shaped server: timestamped history for backfills, the
 latest price for live steps, the API key as a Bearer token, retries and refusals."""
 
 import datetime as dt
@@ -11,7 +11,9 @@ from assets import default_assets
 from coordinator_dagster.definitions import feed_resource
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.settings import load_settings
-from coordinator_dagster.feeds.sources import PYTH_FEED_IDS, FeedUnavailableError, PythFeed, UnsupportedFeedError
+from coordinator_dagster.feeds.pyth import PYTH_FEED_IDS, PythSource
+from coordinator_dagster.feeds.sources import FeedUnavailableError, UnsupportedFeedError
+from resources import PythFeed
 from tests.conftest import pipeline_resources
 from tests.hermes_server import HermesServer
 
@@ -26,8 +28,8 @@ def hermes():
         yield server
 
 
-def pyth(hermes, **kw) -> PythFeed:
-    return PythFeed(base_url=hermes.base_url, backoff_seconds=0.01, timeout_seconds=2, **kw)
+def pyth(hermes, **kw) -> PythSource:
+    return PythSource(base_url=hermes.base_url, backoff_seconds=0.01, timeout_seconds=2, **kw)
 
 
 def test_history_is_one_tick_per_step_with_price_times_ten_to_expo(hermes):
@@ -60,7 +62,7 @@ def test_retries_on_429_and_5xx_then_fails_clearly(hermes):
 
 def test_missing_updates_leave_a_gap_the_check_records(hermes, tmp_path):
     hermes.missing.add(int((HOUR + dt.timedelta(minutes=3)).timestamp()))
-    resources = pipeline_resources(tmp_path, NOW, feed=pyth(hermes))
+    resources = pipeline_resources(tmp_path, NOW, feed=PythFeed(base_url=hermes.base_url, backoff_seconds=0.01, timeout_seconds=2))
     result = dg.materialize(default_assets, selection=["feed_records"], resources=resources, partition_key="2026-11-20-10:00", raise_on_error=False)
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert not checks["feed_no_gaps"].passed and checks["feed_no_gaps"].metadata["missing_records"].value == 2  # BTC and ETH
@@ -70,9 +72,9 @@ def test_missing_updates_leave_a_gap_the_check_records(hermes, tmp_path):
 
 def test_candles_and_unknown_subjects_are_refused():
     with pytest.raises(UnsupportedFeedError, match="FEED_KIND=tick"):
-        PythFeed(kind="candle").check_config()
+        PythSource(kind="candle").check_config()
     with pytest.raises(UnsupportedFeedError, match="PYTH_FEED_IDS"):
-        PythFeed(subjects=["SOL"]).check_config()
+        PythSource(subjects=["SOL"]).check_config()
     sol = "ef0d8b6fda2ceba41da15d4095d1da392a0d2f8ed0c6c7bc0f4cfac8c280b56d"
     settings = load_settings({"FEED_SOURCE": "pyth", "FEED_KIND": "tick", "FEED_SUBJECTS": "BTC,SOL", "PYTH_FEED_IDS": f"SOL=0x{sol}"})
     built = feed_resource(settings)
@@ -85,3 +87,5 @@ def test_api_key_reaches_the_resource_as_an_env_var_at_launch(monkeypatch):
     assert "hunter2" not in settings.model_dump_json()
     built = feed_resource(settings)
     assert isinstance(built.api_key, dg.EnvVar) and built.api_key.env_var_name == "PYTH_API_KEY"
+    # Dagster resolves it when it initializes the resource; the client gets the value.
+    assert built.process_config_and_initialize().source().api_key == "hunter2-secret"

@@ -14,7 +14,7 @@ from assets import default_assets
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.models.rounds import LIVE_ROUND_TAG
 from resources import InProcessModelRunner, RemoteModelRunner
-from resources.models import RunnerServiceError
+from coordinator_dagster.models.client import RunnerServiceError
 from sensors import predict_sensor
 from tests.conftest import HOUR, HOUR_KEY, pipeline_resources
 from tests.model_runner_process import entry, model_runner, write_manifest

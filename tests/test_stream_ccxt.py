@@ -12,7 +12,7 @@ import pytest
 
 from coordinator_dagster.feeds.streaming.listener import running
 from coordinator_dagster.feeds.streaming.sources import CcxtStream
-from coordinator_dagster.feeds.sources import CcxtFeed
+from coordinator_dagster.feeds.ccxt import CcxtSource
 from tests.exchange_server import ExchangeServer
 from tests.stream_support import UTC, fast_config, make_listener, materializations, ms, stored, wait_until
 from tests.ws_exchange_server import WsExchangeServer
@@ -40,7 +40,7 @@ def listen(rest, ws, tmp_path):
     """Start a listener (stream + REST gap fill) and wait for its subscriptions."""
 
     def start(**kwargs):
-        feed = CcxtFeed(base_url=rest.base_url, backoff_seconds=0.01, timeout_seconds=2.0)
+        feed = CcxtSource(base_url=rest.base_url, backoff_seconds=0.01, timeout_seconds=2.0)
         stream = CcxtStream(feed, ws_url=ws.ws_url, idle_timeout=20.0)
         return make_listener(tmp_path / "home", stream, feed, **kwargs)
 

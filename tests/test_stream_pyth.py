@@ -1,5 +1,5 @@
 """The live listener on Pyth Hermes' server-sent event stream (the loopback Hermes double in
-tests/hermes_server.py, through httpx), with gaps filled through the REST path (PythFeed):
+tests/hermes_server.py, through httpx), with gaps filled through the REST path (PythSource):
 normal flow, duplicate and out-of-order updates, a stream dropped mid-step, a flood, malformed
 events. One tick per minute: the first price published in it, as the batch path stores."""
 
@@ -12,7 +12,7 @@ import pytest
 
 from coordinator_dagster.feeds.streaming.listener import running
 from coordinator_dagster.feeds.streaming.sources import HermesStream
-from coordinator_dagster.feeds.sources import PYTH_FEED_IDS, PythFeed
+from coordinator_dagster.feeds.pyth import PYTH_FEED_IDS, PythSource
 from tests.hermes_server import EXPO, HermesServer
 from tests.stream_support import UTC, fast_config, make_listener, materializations, stored, wait_until
 
@@ -29,7 +29,7 @@ def hermes():
 @pytest.fixture
 def listen(hermes, tmp_path):
     def start(**kwargs):
-        feed = PythFeed(base_url=hermes.base_url, kind="tick", backoff_seconds=0.01, timeout_seconds=2.0)
+        feed = PythSource(base_url=hermes.base_url, kind="tick", backoff_seconds=0.01, timeout_seconds=2.0)
         return make_listener(tmp_path / "home", HermesStream(feed, idle_timeout=20.0), feed, **kwargs)
 
     return start

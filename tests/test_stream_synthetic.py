@@ -14,20 +14,20 @@ import polars as pl
 
 from coordinator_dagster.feeds.streaming.listener import running
 from coordinator_dagster.feeds.streaming.sources import SyntheticStream
-from coordinator_dagster.feeds.sources import SyntheticFeed
+from coordinator_dagster.feeds.sources import SyntheticSource
 from tests.stream_support import fast_config, make_listener, materializations, stored, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def batch(feed: SyntheticFeed, frame: pl.DataFrame) -> pl.DataFrame:
+def batch(feed: SyntheticSource, frame: pl.DataFrame) -> pl.DataFrame:
     start = frame["ts_event"].min()
     end = frame["ts_event"].max() + dt.timedelta(seconds=feed.step_seconds)
     return feed.fetch(start, end).sort("subject", "ts_event")
 
 
 def test_the_live_synthetic_stream_writes_what_the_batch_path_computes(tmp_path):
-    feed = SyntheticFeed(subjects=["BTC", "ETH"], seed=11, granularity="1s")
+    feed = SyntheticSource(subjects=["BTC", "ETH"], seed=11, granularity="1s")
     # The start-up backfill (5 s through the batch source) and the live steps must join up.
     listener, lake, instance = make_listener(tmp_path / "home", SyntheticStream(feed), feed, config=fast_config(initial_backfill=dt.timedelta(seconds=5)))
     with running(listener):
@@ -41,7 +41,7 @@ def test_the_live_synthetic_stream_writes_what_the_batch_path_computes(tmp_path)
 
 
 def test_the_live_synthetic_stream_serves_ticks_too(tmp_path):
-    feed = SyntheticFeed(subjects=["SOL"], seed=3, granularity="1s", kind="tick")
+    feed = SyntheticSource(subjects=["SOL"], seed=3, granularity="1s", kind="tick")
     listener, lake, _ = make_listener(tmp_path / "home", SyntheticStream(feed), feed)
     with running(listener):
         wait_until(lambda: listener.stats.written >= 2, timeout=20, what="2 live ticks")
@@ -76,7 +76,7 @@ def test_coordinator_feeds_listen_streams_into_the_lake_and_reports_to_dagster(t
     output = (tmp_path / "listen.log").read_text()
     assert "connected: synthetic stream" in output and "stopped:" in output, output
     frame = stored(lake)
-    assert frame.equals(batch(SyntheticFeed(subjects=["BTC", "ETH"], seed=7, granularity="1s"), frame))
+    assert frame.equals(batch(SyntheticSource(subjects=["BTC", "ETH"], seed=7, granularity="1s"), frame))
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     try:
         events = materializations(instance)

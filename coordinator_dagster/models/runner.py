@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
@@ -53,6 +53,18 @@ class Outcome:
     output: str | None
     failed_reason: str | None
     latency_ms: float | None
+
+
+class RoundRunner(Protocol):
+    """What the predictions asset runs rounds through: this module's `InProcessRunner` or the
+    runner service's `RemoteRound` (models/client.py)."""
+
+    specs: list[ModelSpec]
+    statuses: dict[str, str]  # model_id -> health status as the runner reports it
+
+    def predict_round(self, payload: dict[str, Any], horizon_seconds: int, step_seconds: int) -> list[Outcome]: ...
+
+    def close(self) -> None: ...
 
 
 def validate_output(raw: Any, output_type: type[BaseModel]) -> tuple[float, str]:

@@ -7,7 +7,7 @@ over a whole partition at once; callables without one still work, row by row.
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 from collections.abc import Callable
 from typing import Any
 
@@ -25,20 +25,16 @@ def vectorized_twin(fn: Callable[..., Any]) -> Callable[..., Any] | None:
 
 
 def resolve_dotted(path: str) -> Any:
-    """`package.module:attr` or `package.module.attr` → the object; a clear error otherwise."""
-    if ":" in path:
-        module_name, _, attr_path = path.partition(":")
-    else:
-        module_name, _, attr_path = path.rpartition(".")
-    if not module_name or not attr_path:
+    """`package.module:attr` or `package.module.attr` → the object (`pkgutil.resolve_name`), with
+    an ImportError that says which part is wrong."""
+    module_name, colon, attr_path = path.partition(":")
+    if not module_name or (colon and not attr_path) or (not colon and "." not in path):
         raise ImportError(f"{path!r} is not a 'module:attribute' path")
     try:
-        target: Any = importlib.import_module(module_name)
+        return pkgutil.resolve_name(path)
+    except ValueError as exc:
+        raise ImportError(f"{path!r} is not a 'module:attribute' path") from exc
+    except AttributeError as exc:
+        raise ImportError(f"{path!r}: {exc}") from exc
     except ImportError as exc:
-        raise ImportError(f"cannot import module {module_name!r} from {path!r}: {exc}") from exc
-    for part in attr_path.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError as exc:
-            raise ImportError(f"module {module_name!r} has no attribute {attr_path!r}") from exc
-    return target
+        raise ImportError(f"cannot import module {exc.name or module_name!r} from {path!r}: {exc}") from exc

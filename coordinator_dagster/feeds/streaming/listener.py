@@ -6,7 +6,7 @@ Three parts run concurrently so the receiving side never waits for the disk or t
   the bounded `RecordBuffer` (microseconds per message);
 - the writer thread drains the buffer in micro-batches (everything waiting at once) and merges
   them into the hour partitions (`LakeWriter`), reporting each write to Dagster;
-- the gap thread fetches missing steps through the batch source (`FeedSource.fetch`, the REST
+- the gap thread fetches missing steps through the batch source (`Source.fetch`, the REST
   path) and writes them the same way: after every (re)connect, from the newest step written
   before to the first step of the new connection; for records the buffer had to drop; and for
   steps whose updates were malformed.
@@ -31,7 +31,7 @@ from coordinator_dagster.feeds.streaming.buffer import Pending, RecordBuffer
 from coordinator_dagster.feeds.streaming.records import Record, StepCloser
 from coordinator_dagster.feeds.streaming.sources import Malformed, StreamDisconnected, StreamSource, Update
 from coordinator_dagster.feeds.streaming.writer import LakeWriter, WriteResult
-from coordinator_dagster.feeds.sources import FeedSource
+from coordinator_dagster.feeds.sources import Source
 
 log = logging.getLogger("coordinator.feeds.listen")
 
@@ -85,7 +85,7 @@ class Listener:
         self,
         stream: StreamSource,
         writer: LakeWriter,
-        gap_source: FeedSource | None,
+        gap_source: Source | None,
         config: ListenerConfig | None = None,
         *,
         on_written: Callable[[list[Pending], list[WriteResult]], None] | None = None,

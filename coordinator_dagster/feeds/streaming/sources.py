@@ -28,17 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from coordinator_dagster.feeds.streaming.records import MalformedRecord, Record, candle_record, tick_record
-from coordinator_dagster.feeds.sources import (
-    CcxtFeed,
-    FeedError,
-    FeedSource,
-    PythFeed,
-    SyntheticFeed,
-    UnsupportedFeedError,
-    point_exchange_at,
-    point_websockets_at,
-    pyth_value,
-)
+from coordinator_dagster.feeds.ccxt import CcxtSource, point_exchange_at, point_websockets_at
+from coordinator_dagster.feeds.pyth import PythSource, pyth_value
+from coordinator_dagster.feeds.sources import FeedError, Source, SyntheticSource, UnsupportedFeedError
 
 UTC = dt.timezone.utc
 
@@ -72,7 +64,7 @@ class StreamSource(ABC):
     prefer_earliest = False  # a step's record is its earliest update (Pyth), not its latest
     idle_timeout: float | None = 30.0  # no message for this long: treat the connection as dead
 
-    def __init__(self, feed: FeedSource):
+    def __init__(self, feed: Source):
         self.feed = feed
         self.subjects = list(feed.subjects)
         self.step_ms = feed.step_seconds * 1000
@@ -102,7 +94,7 @@ class StreamSource(ABC):
 
 
 class CcxtStream(StreamSource):
-    def __init__(self, feed: CcxtFeed, ws_url: str = "", idle_timeout: float = 30.0):
+    def __init__(self, feed: CcxtSource, ws_url: str = "", idle_timeout: float = 30.0):
         super().__init__(feed)
         if feed.kind != "candle":
             raise UnsupportedFeedError("the live listener streams ccxt candles (watch_ohlcv): set FEED_KIND=candle, or use FEED_SOURCE=pyth for ticks")
@@ -258,7 +250,7 @@ class HermesStream(StreamSource):
     first_step_partial = True
     prefer_earliest = True
 
-    def __init__(self, feed: PythFeed, idle_timeout: float = 30.0):
+    def __init__(self, feed: PythSource, idle_timeout: float = 30.0):
         super().__init__(feed)
         feed.check_config()
         self.pyth = feed
@@ -335,7 +327,7 @@ class SyntheticStream(StreamSource):
     closed_records = True
     idle_timeout = None  # it emits once a step: silence is not a fault
 
-    def __init__(self, feed: SyntheticFeed, clock: Callable[[], float] = time.time):
+    def __init__(self, feed: SyntheticSource, clock: Callable[[], float] = time.time):
         super().__init__(feed)
         self.clock = clock
 
@@ -358,12 +350,12 @@ class SyntheticStream(StreamSource):
             yield received, items
 
 
-def stream_source(feed: FeedSource, *, ws_url: str = "", idle_timeout: float = 30.0) -> StreamSource:
-    """The adapter for the configured feed resource."""
-    if isinstance(feed, CcxtFeed):
+def stream_source(feed: Source, *, ws_url: str = "", idle_timeout: float = 30.0) -> StreamSource:
+    """The adapter for the configured feed client."""
+    if isinstance(feed, CcxtSource):
         return CcxtStream(feed, ws_url=ws_url, idle_timeout=idle_timeout)
-    if isinstance(feed, PythFeed):
+    if isinstance(feed, PythSource):
         return HermesStream(feed, idle_timeout=idle_timeout)
-    if isinstance(feed, SyntheticFeed):
+    if isinstance(feed, SyntheticSource):
         return SyntheticStream(feed)
     raise UnsupportedFeedError(f"no live stream for {type(feed).__name__}")

@@ -1,12 +1,13 @@
-"""Writing closed stream records into the lake's `feed_records` hour partitions, and telling
-Dagster about each write.
+"""Writing closed stream records into the lake's `feed_records` hour partitions, and reporting
+each write (to Dagster, through the callback the CLI binds to its instance).
 
 Each write is a read-merge-write of one hour partition under `Lake.partition_lock`, through
 `Lake.write` (schema conformed, temporary file + atomic rename): readers see the old or the new
 partition, concurrent writers of the same hour (the gap fill, a second listener) serialize, and
 a record already stored is replaced by the same key's newest value, as the batch path does.
-After the write, a runless `AssetMaterialization` of `feed_records` for that hour partition is
-reported to the Dagster instance so the UI's asset page and the sensors' event queries see it.
+After the write, a `WriteEvent` for that hour partition goes to the `report` callback (the
+listener's reports it as a runless `AssetMaterialization` so the UI's asset page and the sensors'
+event queries see it; this package does not import Dagster).
 Reporting goes through a thread of its own (`EventReporter`): a SQLite event-log commit costs
 10-200 ms here, which must not delay the next lake write; when events come faster than the
 instance takes them, the pending ones of a partition coalesce into its newest.
@@ -18,9 +19,8 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import polars as pl
 
@@ -43,6 +43,19 @@ class WriteResult:
     written_at: float  # wall-clock time the partition file was in place
 
 
+@dataclass(frozen=True)
+class WriteEvent:
+    """One partition write, as reported (the metadata values are ints and strings)."""
+
+    table: str
+    partition: str
+    description: str
+    metadata: dict[str, int | str]
+
+
+Report = Callable[[WriteEvent], None]
+
+
 def hour_key(ts_ms: int) -> str:
     """The WINDOW_PARTITIONS key (the hour) holding a record."""
     hour_ms = ts_ms - ts_ms % 3_600_000
@@ -57,12 +70,12 @@ class LakeWriter:
         source: str,
         kind: str,
         granularity: str,
-        instance: Any = None,
+        report: Report | None = None,
         origin: str = "coordinator feeds listen",
     ):
         self.lake = lake
         self.source, self.kind, self.granularity = source, kind, granularity
-        self.instance = instance  # a DagsterInstance, or None: no events reported
+        self.report = report  # None: no events reported
         self.origin = origin
         self._reporter: EventReporter | None = None
         self._reported = 0
@@ -88,20 +101,23 @@ class LakeWriter:
         return results
 
     def _report(self, result: WriteResult, merged: pl.DataFrame, via: str) -> None:
-        if self.instance is None:
+        if self.report is None:
             return
         if self._reporter is None:
-            self._reporter = EventReporter(self.instance)
+            self._reporter = EventReporter(self.report)
         self._reporter.submit(
-            result.partition,
-            {
-                "description": f"{via} write by {self.origin}",
-                "records": result.partition_records,
-                "new_records": result.new_records,
-                "newest_record": str(merged["ts_event"].max()),
-                "source": self.source,
-                "written_via": via,
-            },
+            WriteEvent(
+                TABLE,
+                result.partition,
+                f"{via} write by {self.origin}",
+                {
+                    "records": result.partition_records,
+                    "new_records": result.new_records,
+                    "newest_record": str(merged["ts_event"].max()),
+                    "source": self.source,
+                    "written_via": via,
+                },
+            )
         )
 
     @property
@@ -146,21 +162,21 @@ class LakeWriter:
 
 
 class EventReporter:
-    """Reports runless materializations of feed_records from a thread of its own."""
+    """Hands write events to `report` from a thread of its own."""
 
-    def __init__(self, instance: Any):
-        self.instance = instance
+    def __init__(self, report: Report):
+        self.report = report
         self.reported = 0
-        self._pending: dict[str, dict] = {}  # partition → newest event, in submission order
+        self._pending: dict[str, WriteEvent] = {}  # partition → newest event, in submission order
         self._cond = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="feeds-events", daemon=True)
         self._thread.start()
 
-    def submit(self, partition: str, event: dict) -> None:
+    def submit(self, event: WriteEvent) -> None:
         with self._cond:
-            self._pending.pop(partition, None)
-            self._pending[partition] = event
+            self._pending.pop(event.partition, None)
+            self._pending[event.partition] = event
             self._cond.notify()
 
     def close(self, timeout: float) -> None:
@@ -170,8 +186,6 @@ class EventReporter:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        import dagster as dg
-
         while True:
             with self._cond:
                 while not self._pending and not self._closing:
@@ -181,20 +195,7 @@ class EventReporter:
                 partition = next(iter(self._pending))
                 event = self._pending.pop(partition)
             try:
-                self.instance.report_runless_asset_event(
-                    dg.AssetMaterialization(
-                        asset_key=TABLE,
-                        partition=partition,
-                        description=event["description"],
-                        metadata={
-                            "records": dg.MetadataValue.int(event["records"]),
-                            "new_records": dg.MetadataValue.int(event["new_records"]),
-                            "newest_record": dg.MetadataValue.text(event["newest_record"]),
-                            "source": dg.MetadataValue.text(event["source"]),
-                            "written_via": dg.MetadataValue.text(event["written_via"]),
-                        },
-                    )
-                )
+                self.report(event)
                 self.reported += 1
             except Exception as error:  # noqa: BLE001 - the lake write stands; the UI misses one event
-                log.warning("could not report the write of %s %s to Dagster: %s: %s", TABLE, partition, type(error).__name__, error)
+                log.warning("could not report the write of %s %s: %s: %s", event.table, partition, type(error).__name__, error)

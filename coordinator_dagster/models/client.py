@@ -1,0 +1,170 @@
+"""The HTTP client of the model runner service (`coordinator models serve`): one run's view of it,
+a `RemoteRound` that lists the registered models and predicts rounds in the live session or in a
+fresh replay session.
+
+A predict is not idempotent: the models keep state, so a round they saw twice has changed them
+twice. The client therefore never resends a `POST` that may have reached the service. A kept-alive
+connection the service has closed while idle is noticed before anything is written to it and
+replaced by a fresh one; once a predict has been written, a dropped connection or a missing
+answer makes that round's models ABSENT, with the reason, and the round is recorded as such
+(a later run does not send it again). `GET` and `DELETE` are retried once on a dropped connection.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import select
+import socket
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel
+
+from coordinator_dagster.models.runner import ModelSpec, Outcome, validate_output
+
+_DROPPED = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+
+
+class RunnerServiceError(RuntimeError):
+    """The model runner service could not be reached or refused a request."""
+
+
+class RequestInDoubt(RunnerServiceError):
+    """A request that must not be repeated was sent, and no answer came back: it may have run."""
+
+
+def _closed_by_peer(sock: socket.socket | None) -> bool:
+    """Whether an idle kept-alive socket is unusable, checked without blocking: an idle HTTP/1.1
+    connection has nothing to read, so a readable one is at EOF (the server closed it) or holds
+    bytes no request asked for."""
+    if sock is None:
+        return True
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable)
+
+
+class Connection:
+    """A keep-alive JSON connection to the service. The standard library's client: a run process
+    imports it for free, where httpx (with rich and pygments behind it) costs ~0.5 s per run."""
+
+    def __init__(self, base: str, timeout: float):
+        parts = urlsplit(base)
+        if parts.scheme != "http" or not parts.hostname:
+            raise RunnerServiceError(f"model runner URL {base!r} must look like http://HOST:PORT")
+        self.host, self.port, self.prefix = parts.hostname, parts.port or 80, parts.path.rstrip("/")
+        self.timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+
+    def request(self, method: str, path: str, body: Any = None, *, idempotent: bool) -> tuple[int, bytes]:
+        """(status, body). A failure before anything was sent raises the socket's error; after,
+        an idempotent request is sent once more on a fresh connection and any other raises
+        `RequestInDoubt`."""
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        for attempt in (1, 2):
+            if self._conn is not None and _closed_by_peer(self._conn.sock):
+                self.close()  # closed by the service while idle: nothing of this request was sent
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                try:
+                    self._conn.connect()  # errors here: nothing was sent
+                except OSError:
+                    self.close()
+                    raise
+            try:
+                self._conn.request(method, self.prefix + path, body=data, headers=headers)
+                response = self._conn.getresponse()
+                return response.status, response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                if not idempotent:
+                    raise RequestInDoubt(f"{method} {path} was sent and got no answer ({exc!r})") from exc
+                if attempt == 2 or not isinstance(exc, _DROPPED):
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class RemoteRound:
+    """One run's view of the service: the live session, or a fresh replay session."""
+
+    def __init__(self, client: Connection, base: str, output_type: type[BaseModel], replay: bool):
+        self.client = client
+        self.base = base
+        self.output_type = output_type
+        self.session = "live"
+        # A replay's session (fresh workers) is opened at its first round: a re-materialization
+        # whose rounds are all recorded already starts no worker.
+        self._replay_pending = replay
+        self._registry(self._request("GET", "/models")["models"])
+
+    def _registry(self, models: Sequence[dict[str, Any]]) -> None:
+        self.specs = [ModelSpec(m["model_id"], m["name"], m["cruncher"], int(m["cruncher_index"]), m["entrypoint"], m.get("path") or "") for m in models]
+        self.statuses = {m["model_id"]: m["status"] for m in models}
+
+    def _request(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        try:
+            status, raw = self.client.request(method, path, body, idempotent=method in ("GET", "DELETE"))
+        except RequestInDoubt as exc:
+            raise RequestInDoubt(f"model runner at {self.base}: {exc}") from exc.__cause__
+        except (OSError, http.client.HTTPException) as exc:
+            raise RunnerServiceError(f"model runner at {self.base}: {method} {path} failed: {exc!r} (is `coordinator models serve` running?)") from exc
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            raise RunnerServiceError(f"model runner at {self.base}: {method} {path} -> {status}, not JSON: {raw[:300]!r}") from None
+        if status >= 400:
+            detail = answer.get("error") if isinstance(answer, dict) else answer
+            raise RunnerServiceError(f"model runner at {self.base}: {method} {path} -> {status}: {detail}")
+        return answer
+
+    def predict_round(self, payload: dict[str, Any], horizon_seconds: int, step_seconds: int) -> list[Outcome]:
+        if self._replay_pending:
+            self.session = self._request("POST", "/sessions", {})["session"]
+            self._replay_pending = False
+        try:
+            body = self._request(
+                "POST",
+                "/predict",
+                {"session": self.session, "inputs": [{"payload": payload, "horizon_seconds": horizon_seconds, "step_seconds": step_seconds}]},
+            )
+        except RequestInDoubt as exc:
+            reason = f"no answer from the model runner after the round was sent; not resent, as models keep state: {exc}"
+            return [Outcome(spec.model_id, "ABSENT", None, None, reason[:500], None) for spec in self.specs]
+        # The service syncs the manifest before a live round: the models that answered are the
+        # registered ones now.
+        self._registry(body["models"])
+        return [self._checked(Outcome(**row)) for row in body["results"][0]]
+
+    def _checked(self, outcome: Outcome) -> Outcome:
+        """Re-validate a PENDING answer against this code location's contract."""
+        if outcome.status != "PENDING":
+            return outcome
+        try:
+            validate_output(json.loads(outcome.output or "null"), self.output_type)
+        except ValueError as exc:
+            return Outcome(outcome.model_id, "FAILED", None, None, f"invalid output: {exc}"[:500], outcome.latency_ms)
+        return outcome
+
+    def close(self) -> None:
+        try:
+            if self.session != "live":
+                self._request("DELETE", f"/sessions/{self.session}")
+        finally:
+            self.client.close()
+
+
+def open_round(url: str, output_type: type[BaseModel], *, replay: bool, timeout_seconds: float) -> RemoteRound:
+    """A `RemoteRound` on the service at `url`; the caller closes it."""
+    client = Connection(url.rstrip("/"), timeout_seconds)
+    try:
+        return RemoteRound(client, url.rstrip("/"), output_type, replay)
+    except BaseException:
+        client.close()
+        raise

@@ -39,11 +39,11 @@ def feed(home, now, *keys):
 
 
 @pytest.fixture
-def runner(tmp_path):
+def runner(tmp_path, monkeypatch):
     manifest = tmp_path / "models.json"
     write_manifest(manifest, EXAMPLES)
-    # No token: this branch's RemoteModelRunner does not send one yet.
-    with model_runner(tmp_path, manifest, timeout=2.0, token=None) as service:
+    with model_runner(tmp_path, manifest, timeout=2.0) as service:
+        monkeypatch.setenv("MODEL_RUNNER_TOKEN", service.token)  # as make run hands it to the code location
         service.warm_up()
         service.manifest = manifest
         yield service

@@ -8,12 +8,16 @@ connection the service has closed while idle is noticed before anything is writt
 replaced by a fresh one; once a predict has been written, a dropped connection or a missing
 answer makes that round's models ABSENT, with the reason, and the round is recorded as such
 (a later run does not send it again). `GET` and `DELETE` are retried once on a dropped connection.
+
+Every request carries the service's API token (`Authorization: Bearer`), MODEL_RUNNER_TOKEN unless
+given, read when a round is opened.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import select
 import socket
 from collections.abc import Sequence
@@ -49,12 +53,13 @@ class Connection:
     """A keep-alive JSON connection to the service. The standard library's client: a run process
     imports it for free, where httpx (with rich and pygments behind it) costs ~0.5 s per run."""
 
-    def __init__(self, base: str, timeout: float):
+    def __init__(self, base: str, timeout: float, token: str = ""):
         parts = urlsplit(base)
         if parts.scheme != "http" or not parts.hostname:
             raise RunnerServiceError(f"model runner URL {base!r} must look like http://HOST:PORT")
         self.host, self.port, self.prefix = parts.hostname, parts.port or 80, parts.path.rstrip("/")
         self.timeout = timeout
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self._conn: http.client.HTTPConnection | None = None
 
     def request(self, method: str, path: str, body: Any = None, *, idempotent: bool) -> tuple[int, bytes]:
@@ -62,7 +67,7 @@ class Connection:
         an idempotent request is sent once more on a fresh connection and any other raises
         `RequestInDoubt`."""
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if data is not None else {}
+        headers = ({"Content-Type": "application/json"} if data is not None else {}) | self._auth
         for attempt in (1, 2):
             if self._conn is not None and _closed_by_peer(self._conn.sock):
                 self.close()  # closed by the service while idle: nothing of this request was sent
@@ -160,9 +165,12 @@ class RemoteRound:
             self.client.close()
 
 
-def open_round(url: str, output_type: type[BaseModel], *, replay: bool, timeout_seconds: float) -> RemoteRound:
-    """A `RemoteRound` on the service at `url`; the caller closes it."""
-    client = Connection(url.rstrip("/"), timeout_seconds)
+def open_round(url: str, output_type: type[BaseModel], *, replay: bool, timeout_seconds: float, token: str | None = None) -> RemoteRound:
+    """A `RemoteRound` on the service at `url` (with `token`, by default MODEL_RUNNER_TOKEN); the
+    caller closes it."""
+    if token is None:
+        token = os.environ.get("MODEL_RUNNER_TOKEN", "").strip()
+    client = Connection(url.rstrip("/"), timeout_seconds, token)
     try:
         return RemoteRound(client, url.rstrip("/"), output_type, replay)
     except BaseException:

@@ -12,6 +12,8 @@ Dagster nor an ASGI stack and is up in well under a second.
                                         -> {"models": [...], "results": [[outcome, ...], ...]}
     POST   /sessions                   a fresh pool for a replay -> {"session": id, "models": [...]}
     DELETE /sessions/<id>              stop that pool's workers
+    PUT    /assignment                 {"runners": [url, ...], "index": i}: serve only the models
+                                        `shares.owner` gives runner i of the node's runners
 
 Inputs of one request are run in order, one round after the other. The live session re-reads
 the manifest before each request. Errors are JSON `{"error": ...}` with a 4xx status; a 500 means
@@ -36,6 +38,7 @@ from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from coordinator_dagster.models.manifest import manifest_entry
 from coordinator_dagster.models.safe_json import UnsafeJSON, loads_bounded
 from coordinator_dagster.models.service import LIVE, CapacityError, ModelService, outcome_json
 
@@ -44,6 +47,7 @@ MAX_INPUTS_PER_REQUEST = 10_000
 MAX_REQUEST_DEPTH = 32  # a round input is a few levels deep (payload -> candles -> candle)
 MAX_SECONDS = 366 * 24 * 3600  # horizon and step: at most a year
 MAX_SESSION_ID = 100
+MAX_RUNNERS = 64
 
 log = logging.getLogger("coordinator.models")
 
@@ -86,6 +90,27 @@ def _parse_inputs(body: Any) -> tuple[str, list[tuple[dict, int, int]]]:
         except (KeyError, TypeError, ValueError) as exc:
             raise RequestError(400, f"inputs[{position}]: needs payload (with subject), horizon_seconds, step_seconds: {exc}") from None
     return session, parsed
+
+
+def _parse_assignment(body: Any) -> tuple[list[str], int]:
+    runners = body.get("runners") if isinstance(body, dict) else None
+    index = body.get("index") if isinstance(body, dict) else None
+    if not isinstance(runners, list) or not 1 <= len(runners) <= MAX_RUNNERS or not all(isinstance(r, str) and 0 < len(r) <= 300 for r in runners):
+        raise RequestError(400, f"'runners' must be a list of 1 to {MAX_RUNNERS} runner URLs")
+    if type(index) is not int or not 0 <= index < len(runners):
+        raise RequestError(400, "'index' must be this runner's position in 'runners'")
+    return runners, index
+
+
+def _models_body(service: ModelService) -> dict[str, Any]:
+    """This runner's models, the whole manifest (what the node's other runners serve), its share."""
+    runners, index = service.assignment or (None, None)
+    return {
+        "models": service.live.describe(),
+        "manifest": [manifest_entry(spec) for spec in service.manifest_specs],
+        "assignment": None if runners is None else {"runners": list(runners), "index": index},
+        "manifest_error": service.manifest_error,
+    }
 
 
 def read_token(token_file: str | None = None) -> str:
@@ -155,7 +180,12 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, {"status": "ok", "models": len(service.live.slots), "manifest": service.manifest or None, "manifest_error": service.manifest_error, "sessions": len(service.sessions), "sandbox": service.settings.sandbox.enabled})
             elif method == "GET" and path == "/models":
                 service.refresh()
-                self._send(200, {"models": service.live.describe(), "manifest_error": service.manifest_error})
+                self._send(200, _models_body(service))
+            elif method == "PUT" and path == "/assignment":
+                runners, index = _parse_assignment(self._body())
+                service.refresh()
+                service.assign(runners, index)
+                self._send(200, _models_body(service))
             elif method == "POST" and path == "/predict":
                 session, inputs = _parse_inputs(self._body())
                 if session == LIVE:
@@ -194,6 +224,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
 
 
 class ModelHTTPServer(ThreadingHTTPServer):

@@ -40,6 +40,7 @@ from pydantic import BaseModel
 from coordinator_dagster.models.manifest import ManifestError, load_manifest, manifest_entry
 from coordinator_dagster.models.runner import ModelSpec, Outcome, validate_output
 from coordinator_dagster.models.safe_json import UnsafeJSON, loads_bounded
+from coordinator_dagster.models.shares import share
 from coordinator_dagster.models.worker import ChannelClosed
 from coordinator_dagster.models.worker_handle import PoolSettings, ProtocolError, Worker, env_int, worker_limits_from_env
 
@@ -312,7 +313,9 @@ class ModelService:
         self.manifest_error: str | None = None
         self._manifest_stamp: tuple[int, int] | None = None
         self._lock = threading.Lock()
-        self.live = ModelPool(self._read_manifest(initial=True), settings, output_type)
+        self.manifest_specs: list[ModelSpec] = []  # the whole manifest; the live pool runs this runner's share
+        self.assignment: tuple[tuple[str, ...], int] | None = None  # (runners, this one's index); None: all
+        self.live = ModelPool(self._share(self._read_manifest(initial=True)), settings, output_type)
         self.sessions: dict[str, ModelPool] = {}
 
     def _stamp(self) -> tuple[int, int] | None:
@@ -332,15 +335,30 @@ class ModelService:
             if initial:
                 raise
             self.manifest_error = str(exc)
-            return self.live.specs()  # a broken edit keeps the models that were running
+            return self.manifest_specs  # a broken edit keeps the models that were running
         self.manifest_error = None
+        self.manifest_specs = specs
         return specs
+
+    def _share(self, specs: list[ModelSpec]) -> list[ModelSpec]:
+        """The models of `specs` this runner serves (`shares`), all of them when unassigned."""
+        if self.assignment is None:
+            return specs
+        runners, index = self.assignment
+        mine = set(share([spec.model_id for spec in specs], runners, index))
+        return [spec for spec in specs if spec.model_id in mine]
+
+    def assign(self, runners: Sequence[str], index: int) -> None:
+        """Serve only the models `shares.owner` gives runner `index` of `runners` (the node's list)."""
+        with self._lock:
+            self.assignment = (tuple(runners), index)
+            self.live.sync(self._share(self.manifest_specs))
 
     def refresh(self) -> None:
         """Re-read the manifest if it changed since the last round (hot reload)."""
         with self._lock:
             if self.manifest and self._stamp() != self._manifest_stamp:
-                self.live.sync(self._read_manifest())
+                self.live.sync(self._share(self._read_manifest()))
             self._expire_sessions()
 
     def _expire_sessions(self) -> None:

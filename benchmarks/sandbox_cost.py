@@ -14,13 +14,20 @@ Three measurements, each with the sandbox (MODEL_SANDBOX=required) and without i
                 sharing them) memory of one worker: the Python process, and, sandboxed, the two
                 bwrap processes around it
 
-Targets (issue 16): the sandbox adds < 10 ms per round of 10 models, < 300 ms per worker start.
+With `--shared-runners N` it also starts N sandboxed runners on loopback sharing the manifest
+(MODEL_RUNNER_URLS, `client.SharedRound`) and times `--rounds` rounds through the node's client,
+one run (open, round, close) per round as the code location does.
+
+Targets (issue 16): the sandbox adds < 10 ms per round of 10 models, < 300 ms per worker start;
+200 trivial models across two runners answer a round in < 200 ms.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
+import secrets
 import json
 import os
 import statistics
@@ -128,7 +135,44 @@ def measure_starts(mode: str, starts: int) -> list[float]:
     return times[1:]  # the first start warms the page cache
 
 
-def run(models: int, rounds: int, starts: int) -> int:
+def measure_shared_rounds(models: int, rounds: int, runners: int) -> tuple[list[float], list[float]]:
+    """(ms per round, ms per whole run: open + round + close) through `SharedRound`."""
+    from coordinator_dagster.contracts import default_contract
+    from coordinator_dagster.models.client import open_round
+
+    token = secrets.token_urlsafe(16)
+    with tempfile.TemporaryDirectory(prefix="shared-runners-") as tmp, contextlib.ExitStack() as stack:
+        manifest = Path(tmp) / "models.json"
+        write_manifest(manifest, models)
+        services = []
+        for i in range(runners):
+            home = Path(tmp) / f"runner-{i}"
+            home.mkdir()
+            services.append(stack.enter_context(model_runner(home, manifest, timeout=5.0, token=token, MODEL_SANDBOX="required")))
+        url = ",".join(service.url for service in services)
+        output_type = default_contract().output_type
+        round_ms, run_ms = [], []
+        for attempt in range(rounds + 60):
+            started = time.perf_counter()
+            shared = open_round(url, output_type, replay=False, timeout_seconds=60.0, token=token)
+            try:
+                round_started = time.perf_counter()
+                outcomes = shared.predict_round(payload(), 60, 60)
+                ended = time.perf_counter()
+            finally:
+                shared.close()
+            if not all(o.status == "PENDING" for o in outcomes):  # workers still loading after the assignment
+                for service in services:
+                    service.wait_loaded(120)
+                continue
+            round_ms.append((ended - round_started) * 1000.0)
+            run_ms.append((time.perf_counter() - started) * 1000.0)
+            if len(round_ms) == rounds:
+                break
+        return round_ms, run_ms
+
+
+def run(models: int, rounds: int, starts: int, shared_runners: int = 0) -> int:
     print(f"Sandbox cost: {models} models, {rounds} rounds, {starts} worker starts; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}", flush=True)
     rounds_ms, starts_ms, memory = {}, {}, {}
     for label, mode in MODES.items():
@@ -145,6 +189,10 @@ def run(models: int, rounds: int, starts: int) -> int:
         parts = ", ".join(f"{name} RSS {rss / 1024:.1f} MiB PSS {pss / 1024:.1f} MiB" for name, (rss, pss) in memory[label].items())
         total = sum(pss for _, pss in memory[label].values()) / 1024
         print(f"  memory per worker, {label}: {total:.1f} MiB PSS in all ({parts})")
+    if shared_runners:
+        round_ms, run_ms = measure_shared_rounds(models, rounds, shared_runners)
+        print(f"  round ({models} models across {shared_runners} sandboxed runners, SharedRound) ms  {summary(round_ms)}  (target p50 < 200)")
+        print(f"  whole run (open + round + close)                           ms  {summary(run_ms)}")
     return 0
 
 
@@ -153,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--starts", type=int, default=10)
+    parser.add_argument("--shared-runners", type=int, default=0, help="also time rounds across this many runners (MODEL_RUNNER_URLS)")
     args = parser.parse_args(argv)
-    return run(args.models, args.rounds, args.starts)
+    return run(args.models, args.rounds, args.starts, args.shared_runners)
 
 
 if __name__ == "__main__":

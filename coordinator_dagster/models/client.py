@@ -206,8 +206,10 @@ class SharedRound:
                 future.result()
             except RunnerServiceError as exc:
                 self._drop(url, str(exc))
-        reference = next(iter(self.rounds.values()), None)
-        self.specs = list(reference.manifest) if reference is not None else []
+        if not self.rounds:
+            self._pool.shutdown()
+            raise RunnerServiceError("no model runner accepted its share: " + "; ".join(self.down.values()))
+        self.specs = list(next(iter(self.rounds.values())).manifest)
         self.statuses = {spec.model_id: "unreachable" for spec in self.specs}
         for remote in self.rounds.values():
             self.statuses.update(remote.statuses)

@@ -27,7 +27,9 @@ help:
 install:
 	@scripts/bootstrap.sh
 
+# install_sandbox.sh: bubblewrap, the model workers' sandbox (a no-op once installed).
 run:
+	@scripts/install_sandbox.sh
 	@$(LAUNCH) scripts/run.sh
 
 stop:
@@ -35,9 +37,11 @@ stop:
 
 # pytest exit 5 means it collected no tests: a failure here, never a silent pass.
 # install_browser.sh: Debian's chromium + chromedriver for tests/test_ui_browser.py (a no-op once
-# installed; apt-get as root, about 12 s on a machine without them).
+# installed; apt-get as root, about 12 s on a machine without them). install_sandbox.sh:
+# bubblewrap, which the model runner's tests require (MODEL_SANDBOX=required).
 test: install
 	@scripts/install_browser.sh
+	@scripts/install_sandbox.sh
 	@$(LAUNCH) $(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: FAILED: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$rc

@@ -30,6 +30,12 @@ schedule, as before the listener existed:
     .venv/bin/python benchmarks/round_latency_benchmark.py --feed poll
 
 Every process the script starts is stopped before it exits, also on Ctrl-C or SIGTERM.
+
+`--sandbox-cost` measures instead what the model workers' sandbox costs (per round of `--models`
+models, per worker start, memory per worker; benchmarks/sandbox_cost.py), against the runner
+service alone, with and without the sandbox:
+
+    .venv/bin/python benchmarks/round_latency_benchmark.py --sandbox-cost --models 10 --rounds 50
 """
 
 from __future__ import annotations
@@ -222,7 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--round-timeout", type=float, default=240.0, help="give up if no round completes for this many seconds")
     parser.add_argument("--keep-home", action="store_true", help="keep the temporary COORDINATOR_HOME (its path is printed)")
+    parser.add_argument("--sandbox-cost", action="store_true", help="measure the model sandbox's cost on the runner alone (benchmarks/sandbox_cost.py)")
     args = parser.parse_args(argv)
+    if args.sandbox_cost:
+        from benchmarks.sandbox_cost import run as sandbox_cost
+
+        return sandbox_cost(args.models, args.rounds, starts=10)
     # SIGTERM unwinds like Ctrl-C, through the `finally` that stops the node.
     signal.signal(signal.SIGTERM, _interrupt)
 

@@ -8,6 +8,7 @@ once per call and that one object goes everywhere: the checkpoint partitions and
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,10 +64,12 @@ def feed_resource(settings: Settings) -> FeedSource:
 
 
 def model_runner_resource(settings: Settings) -> ModelRunnerResource:
-    """The runner service at MODEL_RUNNER_URL (models in worker processes that outlast runs), or,
-    without one, the models in each run's own process."""
-    if settings.model_runner_url:
-        return RemoteModelRunner(url=settings.model_runner_url, timeout_seconds=settings.model_timeout_seconds)
+    """The runner service at MODEL_RUNNER_URL (models in worker processes that outlast runs), the
+    several of MODEL_RUNNER_URLS (comma-separated; each serves a share of the models), or, without
+    either, the models in each run's own process."""
+    url = settings.model_runner_url or os.environ.get("MODEL_RUNNER_URLS", "").strip()
+    if url:
+        return RemoteModelRunner(url=url, timeout_seconds=settings.model_timeout_seconds)
     return InProcessModelRunner(manifest=settings.models_manifest, timeout_seconds=settings.model_timeout_seconds)
 
 

@@ -24,6 +24,9 @@
 #   API_HOST/API_PORT  report API address           default 127.0.0.1:8000
 #   MODEL_RUNNER_HOST/PORT  model runner address    default 127.0.0.1:8100
 #   MODEL_RUNNER_URL   an external runner to use instead of starting one here
+#   MODEL_RUNNER_URLS  several external runners (comma-separated), each serving a share of the models
+#   MODEL_RUNNER_TOKEN the runner's API token; generated into $COORDINATOR_HOME/model_runner.token
+#                      (mode 0600) when this script starts the runner and none is set
 #   FEED_LIVE          1: stream the feed with the listener (default); 0: poll every minute instead
 #   DAGSTER_WORKSPACE  the workspace.yaml to serve         default <checkout>/workspace.yaml
 #   READY_TIMEOUT      seconds to wait for "ready"  default 180
@@ -56,7 +59,7 @@ export DAGSTER_HOST="${DAGSTER_HOST:-127.0.0.1}" DAGSTER_PORT="${DAGSTER_PORT:-3
 export API_HOST="${API_HOST:-127.0.0.1}" API_PORT="${API_PORT:-8000}"
 export MODEL_RUNNER_HOST="${MODEL_RUNNER_HOST:-127.0.0.1}" MODEL_RUNNER_PORT="${MODEL_RUNNER_PORT:-8100}"
 START_MODELS=1
-if [ -n "${MODEL_RUNNER_URL:-}" ]; then START_MODELS=0; fi
+if [ -n "${MODEL_RUNNER_URL:-}" ] || [ -n "${MODEL_RUNNER_URLS:-}" ]; then START_MODELS=0; fi
 export FEED_LIVE="${FEED_LIVE:-1}"
 case "$FEED_LIVE" in 0 | 1) ;; *) die "FEED_LIVE must be 0 or 1, not '$FEED_LIVE'" ;; esac
 DAGSTER_WORKSPACE="${DAGSTER_WORKSPACE:-$ROOT/workspace.yaml}"
@@ -100,6 +103,18 @@ if [ "$START_MODELS" = 1 ]; then
     export MODEL_RUNNER_URL="http://$(connect_host "$MODEL_RUNNER_HOST"):$MODEL_RUNNER_PORT"
     PAIRS+=("model runner|$MODEL_RUNNER_HOST|$MODEL_RUNNER_PORT|MODEL_RUNNER_PORT")
 fi
+# ---- the model runner's API token ---------------------------------------------------------------
+# Generated once per home, readable by this user only, handed to the runner and the code location.
+if [ "$START_MODELS" = 1 ] && [ -z "${MODEL_RUNNER_TOKEN:-}" ]; then
+    TOKEN_FILE="$COORDINATOR_HOME/model_runner.token"
+    if [ ! -s "$TOKEN_FILE" ]; then
+        (umask 077 && "$PY" -c 'import secrets; print(secrets.token_urlsafe(32))' >"$TOKEN_FILE.tmp" && mv "$TOKEN_FILE.tmp" "$TOKEN_FILE")
+    fi
+    chmod 600 "$TOKEN_FILE"
+    MODEL_RUNNER_TOKEN="$(head -n1 "$TOKEN_FILE")"
+fi
+export MODEL_RUNNER_TOKEN="${MODEL_RUNNER_TOKEN:-}"
+
 for pair in "${PAIRS[@]}"; do
     IFS='|' read -r label host port var <<<"$pair"
     if port_busy "$(connect_host "$host")" "$port"; then

@@ -130,3 +130,149 @@ class EnvSnooper(Counter):
 
     def predict(self, subject: str, resolve_horizon_seconds: int, step_seconds: int) -> dict[str, Any]:
         return {"value": 1.0 if os.environ.get("PYTH_API_KEY") else 0.0}
+
+
+def _channel() -> Any:
+    """The worker's own channel to the supervisor (a model can always find it)."""
+    import socket
+
+    fd = int(sys.argv[sys.argv.index("--fd") + 1])
+    return socket.socket(fileno=os.dup(fd))
+
+
+def _write_frame(body: bytes) -> None:
+    import struct
+
+    _channel().sendall(struct.pack(">I", len(body)) + body)
+
+
+class DeepNester(_Hostile):
+    """Answers a 15,000-deep nested list (it raises its own recursion limit so it can encode it)."""
+
+    def misbehave(self) -> Any:
+        sys.setrecursionlimit(100_000)
+        deep: list = [1.0]
+        for _ in range(15_000):
+            deep = [deep]
+        return {"value": 1.0, "deep": deep}
+
+
+class ListForger(_Hostile):
+    """Writes a frame that is a JSON list, then answers normally."""
+
+    def misbehave(self) -> Any:
+        _write_frame(b"[1, 2, 3]")
+        return {"value": 1.0}
+
+
+class MsForger(_Hostile):
+    """Writes a well-formed answer for the current request whose "ms" is a string."""
+
+    def misbehave(self) -> Any:
+        import json
+
+        # The supervisor numbers requests from 1; this tracker has seen one request per round.
+        _write_frame(json.dumps({"type": "answer", "seq": self.rounds, "answer": '{"value": 1.0}', "ms": "x"}).encode())
+        time.sleep(3600)
+
+
+class DeepFrameForger(_Hostile):
+    """Writes a small frame nested 15,000 levels deep."""
+
+    def misbehave(self) -> Any:
+        _write_frame(b"[" * 15_000 + b"]" * 15_000)
+        time.sleep(3600)
+
+
+class SlowLoader(Counter):
+    """Takes 60 s to load (its constructor sleeps), then behaves."""
+
+    def __init__(self) -> None:
+        time.sleep(60)
+        super().__init__()
+
+
+class Snooper(Counter):
+    """Tries to read what the payload's `snoop` names (files, other processes' environments), to
+    see other processes and to signal them; answers what it managed as `found` (empty: nothing)."""
+
+    def predict(self, subject: str, resolve_horizon_seconds: int, step_seconds: int) -> dict[str, Any]:
+        targets = self.last.get("snoop") or {}
+        found = []
+        for path in [*targets.get("files", []), *(f"/proc/{pid}/environ" for pid in targets.get("pids", []))]:
+            try:
+                with open(path, "rb") as handle:
+                    found.append(f"read {path}: {handle.read(200)!r}")
+            except OSError:
+                pass
+        for pid in targets.get("pids", []):
+            try:
+                os.kill(pid, 0)
+                found.append(f"can signal {pid}")
+            except OSError:
+                pass
+        secret = targets.get("secret", "")
+        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as handle:
+                    if secret and secret.encode() in handle.read():
+                        found.append(f"secret in /proc/{pid}/environ")
+            except OSError:
+                pass
+        visible = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+        return {"value": float(len(found)), "found": found, "visible_pids": visible, "uid": os.getuid()}
+
+    def tick(self, data: dict[str, Any]) -> None:
+        super().tick(data)
+        self.last = data
+
+
+class Networker(Counter):
+    """Tries to connect to each (host, port) of the payload's `connect`; answers which worked."""
+
+    def predict(self, subject: str, resolve_horizon_seconds: int, step_seconds: int) -> dict[str, Any]:
+        import socket
+
+        reached = []
+        for host, port in self.last.get("connect") or []:
+            try:
+                with socket.create_connection((host, port), timeout=1):
+                    reached.append(f"{host}:{port}")
+            except OSError:
+                pass
+        return {"value": float(len(reached)), "reached": reached}
+
+    def tick(self, data: dict[str, Any]) -> None:
+        super().tick(data)
+        self.last = data
+
+
+class Forker(_Hostile):
+    """Leaves a process behind (`sleep <payload marker>`): double-forked into a session of its
+    own when the payload says `escape`, else a plain child; then its worker exits, or, with
+    `stay`, answers normally."""
+
+    def tick(self, data: dict[str, Any]) -> None:
+        super().tick(data)
+        self.last = data
+
+    def misbehave(self) -> Any:
+        marker, escape = str(self.last["marker"]), bool(self.last.get("escape"))
+        if os.fork() == 0:
+            if escape:
+                os.setsid()
+                if os.fork() != 0:
+                    os._exit(0)
+            os.execv("/bin/sleep", ["sleep", marker])
+        if self.last.get("stay"):
+            return {"value": 1.0}
+        time.sleep(0.2)
+        os._exit(5)
+
+
+class Spinner(_Hostile):
+    """Burns CPU forever."""
+
+    def misbehave(self) -> Any:
+        while True:
+            pass

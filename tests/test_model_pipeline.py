@@ -39,10 +39,11 @@ def feed(home, now, *keys):
 
 
 @pytest.fixture
-def runner(tmp_path):
+def runner(tmp_path, monkeypatch):
     manifest = tmp_path / "models.json"
     write_manifest(manifest, EXAMPLES)
     with model_runner(tmp_path, manifest, timeout=2.0) as service:
+        monkeypatch.setenv("MODEL_RUNNER_TOKEN", service.token)  # as make run hands it to the code location
         service.warm_up()
         service.manifest = manifest
         yield service
@@ -84,7 +85,7 @@ def test_live_runs_use_the_live_models_and_record_the_registry(tmp_path, runner)
 
     # The manifest changes while the node runs: the next live round uses the new set, the
     # registry keeps the removed model (inactive, "removed") and the first joined_at.
-    write_manifest(runner.manifest, [EXAMPLES[0], entry("raiser", "tests.hostile_models:Raiser", 3)])
+    write_manifest(runner.manifest, [EXAMPLES[0], entry("raiser", "hostile_models:Raiser", 3)])
     later = now + dt.timedelta(minutes=1)
     feed(home, later, HOUR_KEY)
     materialize(pipeline_resources(home, later, model_runner=remote), ["inputs", "predictions"], HOUR_KEY, tags={LIVE_ROUND_TAG: "2026-11-20T10:21:00Z"})

@@ -26,15 +26,19 @@ STAND_IN = textwrap.dedent(
     """
     import os, sys, time
     with open(sys.argv[1], "w") as fh:
-        fh.write(f"{os.getpid()} {os.environ.get('MODEL_RUNNER_URL', '')}")
+        fh.write(f"{os.getpid()} {os.environ.get('MODEL_RUNNER_URL', '')} {os.environ.get('MODEL_RUNNER_TOKEN', '')}")
     time.sleep(600)
     """
 )
 
 
-def _models(url: str) -> dict | None:
+def _models(url: str, home: Path) -> dict | None:
+    token_file = home / "model_runner.token"
+    if not token_file.exists():
+        return None
+    headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
     try:
-        return {m["model_id"]: m for m in httpx.get(url + "/models", timeout=5).json()["models"]}
+        return {m["model_id"]: m for m in httpx.get(url + "/models", headers=headers, timeout=5).json()["models"]}
     except httpx.HTTPError:
         return None
 
@@ -55,7 +59,7 @@ def _start(tmp_path: Path, stop_with: str):
         "RUN_DAGSTER_CMD": f"{sys.executable} {fake} {tmp_path / 'dagster.txt'}",
         "FEED_LIVE": "0",  # the feed listener has tests of its own (tests/test_scripts.py, test_stream_*)
     }
-    for var in ("DAGSTER_HOME", "MODEL_RUNNER_URL", "MODELS_MANIFEST"):
+    for var in ("DAGSTER_HOME", "MODEL_RUNNER_URL", "MODEL_RUNNER_TOKEN", "MODELS_MANIFEST"):
         env.pop(var, None)
     proc = subprocess.Popen([sys.executable, str(LAUNCH), "bash", str(ROOT / "scripts" / "run.sh")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return proc, home, f"http://127.0.0.1:{port}", env
@@ -64,15 +68,19 @@ def _start(tmp_path: Path, stop_with: str):
 def _check_running(tmp_path: Path, proc, home: Path, url: str) -> list[int]:
     dagster_file = tmp_path / "dagster.txt"
     assert _wait_for(lambda: dagster_file.exists() and dagster_file.read_text(), 30), "dagster stand-in did not start"
-    _, exported = dagster_file.read_text().split()
+    _, exported, token = dagster_file.read_text().split()
     assert exported == url  # the code location is pointed at the runner
-    assert _wait_for(lambda: _models(url) is not None, 30), (home / "logs" / "models.log").read_text()
-    models = _models(url)
+    # ... with the runner's token, generated into the home, readable by this user only.
+    token_file = home / "model_runner.token"
+    assert token == token_file.read_text().strip() and len(token) >= 40
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    assert _wait_for(lambda: _models(url, home) is not None, 30), (home / "logs" / "models.log").read_text()
+    models = _models(url, home)
     # The three example models, each in a worker process of its own (not the runner's process).
     runner_pid = int((home / "run" / "models.pid").read_text())
     assert set(models) == {"momentum", "mean-reversion", "contrarian"}
-    assert _wait_for(lambda: all(m["pid"] for m in _models(url).values()), 10)
-    pids = [m["pid"] for m in _models(url).values()]
+    assert _wait_for(lambda: all(m["pid"] for m in _models(url, home).values()), 10)
+    pids = [m["pid"] for m in _models(url, home).values()]
     assert runner_pid not in pids and len(set(pids)) == 3
     assert "model runner listening on" in (home / "logs" / "models.log").read_text()
     return [runner_pid, *pids]

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from coordinator_dagster.models.manifest import ManifestError, parse_manifest
-from tests.model_runner_process import entry, group_members, model_runner, payload, write_manifest
+from tests.model_runner_process import HOSTILE, entry, group_members, model_runner, payload, write_manifest
 
-H = "tests.hostile_models"
+H = HOSTILE
 MOMENTUM = "coordinator_dagster.models.examples:MomentumTracker"
 
 HOSTILE = {
@@ -87,7 +87,7 @@ def test_every_hostile_model_costs_only_its_own_prediction(tmp_path):
             assert after[mid]["status"] == "healthy"
 
         # The next round works for everyone, on fresh workers where they were restarted.
-        time.sleep(0.5)
+        runner.wait_loaded()
         [nxt] = runner.predict(payload())
         assert {mid: o["status"] for mid, o in nxt.items()} == dict.fromkeys(nxt, "PENDING"), nxt
         # State persists in the workers that lived (3 rounds: warm-up, hostile, this one) and
@@ -106,7 +106,9 @@ def test_a_model_that_keeps_dying_is_marked_unhealthy_and_retried_after_a_backof
     manifest = tmp_path / "models.json"
     write_manifest(manifest, [entry("momentum", MOMENTUM, 0), entry("dier", f"{H}:AlwaysExits", 1), entry("broken", f"{H}:BrokenImport", 2)])
     with model_runner(tmp_path, manifest, timeout=1.0, MODEL_UNHEALTHY_AFTER="2", MODEL_RETRY_SECONDS="4") as runner:
-        first, second = (runner.predict(payload())[0] for _ in range(2))
+        # warm_up: a round in which no model is still loading (a fresh worker may be, at first
+        # and right after a restart).
+        first, second = runner.warm_up(), runner.warm_up()
         for outcomes in (first, second):
             assert outcomes["momentum"]["status"] == "PENDING"
             assert outcomes["dier"]["status"] == "ABSENT" and outcomes["dier"]["failed_reason"].startswith("worker exited with code 9")
@@ -125,15 +127,16 @@ def test_a_model_that_keeps_dying_is_marked_unhealthy_and_retried_after_a_backof
         time.sleep(max(0.0, runner.models()["dier"]["retry_in_seconds"]) + 0.2)
         [retry] = runner.predict(payload())
         assert retry["dier"]["failed_reason"] == "unhealthy: retrying, worker restarted"
-        time.sleep(0.5)
-        [again] = runner.predict(payload())
+        again = runner.warm_up()
         assert again["dier"]["status"] == "ABSENT" and again["dier"]["failed_reason"].startswith("worker exited with code 9")
         models = runner.models()
         assert models["dier"]["status"] == "unhealthy" and 4 < models["dier"]["retry_in_seconds"] <= 8
         # The operator's view.
         from coordinator_dagster.cli.main import main
 
-        assert main(["models", "list", "--url", runner.url]) == 0
+        token_file = tmp_path / "token"
+        token_file.write_text(runner.token + "\n")
+        assert main(["models", "list", "--url", runner.url, "--token-file", str(token_file)]) == 0
         listing = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}
         assert listing == {"momentum": "healthy", "dier": "unhealthy", "broken": "unhealthy"}
 
@@ -178,7 +181,7 @@ def test_a_replay_session_has_fresh_models_and_leaves_live_state_alone(tmp_path)
         runner.predict(payload())
 
         def replay() -> list[dict]:
-            created = httpx.post(runner.url + "/sessions", json={}, timeout=30)
+            created = httpx.post(runner.url + "/sessions", json={}, headers=runner.headers, timeout=30)
             assert created.status_code == 201
             sid = created.json()["session"]
             deadline = time.monotonic() + 30
@@ -186,11 +189,11 @@ def test_a_replay_session_has_fresh_models_and_leaves_live_state_alone(tmp_path)
                 [probe] = runner.predict(history[0], session=sid)
                 if all(o["status"] == "PENDING" for o in probe.values()) or time.monotonic() > deadline:
                     break
-                httpx.delete(f"{runner.url}/sessions/{sid}", timeout=30)
-                sid = httpx.post(runner.url + "/sessions", json={}, timeout=30).json()["session"]
+                httpx.delete(f"{runner.url}/sessions/{sid}", headers=runner.headers, timeout=30)
+                sid = httpx.post(runner.url + "/sessions", json={}, headers=runner.headers, timeout=30).json()["session"]
             results = [probe, *runner.predict(*history[1:], session=sid)]
-            assert httpx.delete(f"{runner.url}/sessions/{sid}", timeout=30).status_code == 200
-            assert httpx.post(runner.url + "/predict", json={"session": sid, "inputs": []}, timeout=30).status_code == 404
+            assert httpx.delete(f"{runner.url}/sessions/{sid}", headers=runner.headers, timeout=30).status_code == 200
+            assert httpx.post(runner.url + "/predict", json={"session": sid, "inputs": []}, headers=runner.headers, timeout=30).status_code == 404
             return results
 
         first, second = replay(), replay()
@@ -208,20 +211,70 @@ def test_bad_requests_get_clear_errors_and_change_nothing(tmp_path):
     write_manifest(manifest, [entry("counter", f"{H}:Counter", 0)])
     with model_runner(tmp_path, manifest) as runner:
         runner.warm_up()
+        sid = httpx.post(runner.url + "/sessions", json={}, headers=runner.headers, timeout=30).json()["session"]
+        one = '{"payload": {"subject": "BTC"}, "horizon_seconds": %s, "step_seconds": 60}'
         cases = [
             ("POST", "/predict", b"{not json", 400, "body is not JSON"),
             ("POST", "/predict", b'{"inputs": "x"}', 400, "needs 'inputs'"),
             ("POST", "/predict", b'{"inputs": [{"payload": {}}]}', 400, "inputs[0]"),
             ("POST", "/predict", b'{"session": "nope", "inputs": []}', 404, "no session 'nope'"),
+            ("POST", "/predict", ('{"inputs": [%s]}' % (one % "1e999")).encode(), 400, "horizon_seconds must be a whole number of seconds, got inf"),
+            ("POST", "/predict", ('{"inputs": [%s]}' % (one % "true")).encode(), 400, "horizon_seconds must be a number of seconds, got bool"),
+            ("POST", "/predict", ('{"inputs": [%s]}' % (one % "-5")).encode(), 400, "horizon_seconds must be between 0"),
+            ("POST", "/predict", ('{"inputs": [%s]}' % (one % '"60"')).encode(), 400, "got str"),
+            ("POST", "/predict", b'{"inputs": ' + b"[" * 20_000 + b"]" * 20_000 + b"}", 400, "nested 20001 levels deep"),
+            ("POST", "/predict", ('{"session": "%s", "inputs": []}' % ("x" * 101)).encode(), 400, "at most 100 characters"),
             ("DELETE", "/sessions/nope", b"", 404, "no session"),
             ("GET", "/nowhere", b"", 404, "no route"),
         ]
         for method, path, body, status, message in cases:
-            response = httpx.request(method, runner.url + path, content=body, timeout=30)
-            assert response.status_code == status, (path, response.text)
-            assert message in response.json()["error"]
+            response = httpx.request(method, runner.url + path, content=body, headers=runner.headers, timeout=30)
+            assert response.status_code == status, (path, body[:80], response.text)
+            assert message in response.json()["error"], response.text
+        # Without the token (or with a wrong one, or another scheme) nothing but readiness answers.
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {runner.token}"}):
+            for method, path in (("GET", "/models"), ("POST", "/predict"), ("POST", "/sessions"), ("DELETE", f"/sessions/{sid}")):
+                response = httpx.request(method, runner.url + path, json={"session": sid, "inputs": []}, headers=headers, timeout=30)
+                assert response.status_code == 401, (method, path, headers, response.text)
+                assert "token" in response.json()["error"]
+            assert httpx.get(runner.url + "/health", headers=headers, timeout=30).json() == {"status": "ok"}
+        assert runner.get("/health")["sessions"] == 1  # the others' DELETE did not close it
         [after] = runner.predict(payload())
         assert after["counter"]["value"] == 2 + 101.0  # the bad requests reached no model
+
+
+def test_sessions_and_workers_are_capped(tmp_path):
+    manifest = tmp_path / "models.json"
+    write_manifest(manifest, [entry("counter", f"{H}:Counter", 0)])
+    with model_runner(tmp_path, manifest, MODEL_RUNNER_MAX_SESSIONS="1", MODEL_RUNNER_MAX_WORKERS="2") as runner:
+
+        def open_session() -> httpx.Response:
+            return httpx.post(runner.url + "/sessions", json={}, headers=runner.headers, timeout=30)
+
+        first = open_session()
+        assert first.status_code == 201
+        refused = open_session()
+        assert refused.status_code == 429 and "1 sessions open, the cap is 1 (MODEL_RUNNER_MAX_SESSIONS)" in refused.json()["error"]
+        httpx.delete(f"{runner.url}/sessions/{first.json()['session']}", headers=runner.headers, timeout=30)
+        # Two live models: a session of two more would make four workers, over the cap of two.
+        write_manifest(manifest, [entry("counter", f"{H}:Counter", 0), entry("other", f"{H}:Counter", 1)])
+        refused = open_session()
+        assert refused.status_code == 429 and "over its cap of 2 (MODEL_RUNNER_MAX_WORKERS)" in refused.json()["error"]
+        assert runner.get("/health")["sessions"] == 0
+        # A manifest over the cap keeps the running models and says why.
+        write_manifest(manifest, [entry(f"m{i}", f"{H}:Counter", i) for i in range(3)])
+        assert "3 models, over the runner's cap of 2 workers" in runner.get("/health")["manifest_error"]
+        assert set(runner.models()) == {"counter", "other"}
+
+
+def test_serve_needs_a_token(tmp_path):
+    import subprocess
+
+    from tests.model_runner_process import COORDINATOR
+
+    env = {k: v for k, v in __import__("os").environ.items() if k != "MODEL_RUNNER_TOKEN"}
+    result = subprocess.run([str(COORDINATOR), "models", "serve", "--port", "0"], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 2 and "no API token: set MODEL_RUNNER_TOKEN" in result.stderr
 
 
 def test_serve_refuses_a_bad_manifest_at_start(tmp_path):
@@ -231,7 +284,7 @@ def test_serve_refuses_a_bad_manifest_at_start(tmp_path):
 
     manifest = tmp_path / "models.json"
     manifest.write_text('[{"model_id": "a", "name": "A", "cruncher": "c", "cruncher_index": -1, "entrypoint": "x:Y"}]')
-    result = subprocess.run([str(COORDINATOR), "models", "serve", "--port", "0", "--manifest", str(manifest)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([str(COORDINATOR), "models", "serve", "--port", "0", "--insecure-no-token", "--manifest", str(manifest)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "cruncher_index must be a non-negative integer" in result.stderr
 
@@ -278,3 +331,44 @@ def test_a_model_folder_is_importable_by_its_worker(tmp_path):
         assert runner.models()["folder"]["path"] == str(folder.resolve())
         pgid = runner.proc.pid
     assert not group_members(pgid)
+
+
+def test_forged_and_deeply_nested_frames_fail_only_their_own_model(tmp_path):
+    manifest = tmp_path / "models.json"
+    forgers = {"deep": "DeepNester", "list": "ListForger", "ms": "MsForger", "deepframe": "DeepFrameForger"}
+    entries = [entry("counter", f"{H}:Counter", 0)] + [entry(mid, f"{H}:{cls}", i + 1) for i, (mid, cls) in enumerate(forgers.items())]
+    write_manifest(manifest, entries)
+    with model_runner(tmp_path, manifest, timeout=2.0, MODEL_UNHEALTHY_AFTER="3") as runner:
+        runner.warm_up()
+        [outcomes] = runner.predict(payload(hostile=True))  # a 200: the request itself never fails
+        assert {mid: o["status"] for mid, o in outcomes.items()} == {"counter": "PENDING", **dict.fromkeys(forgers, "FAILED")}
+        reasons = {mid: outcomes[mid]["failed_reason"] for mid in forgers}
+        assert reasons["deep"].startswith("protocol error: answer nested 15002 levels deep, over the limit of 64")
+        assert reasons["list"] == "protocol error: frame is a JSON list, not an object (worker restarted)"
+        assert reasons["ms"] == "protocol error: 'ms' must be a non-negative number, got 'x' (worker restarted)"
+        assert reasons["deepframe"].startswith("protocol error: frame nested 15000 levels deep")
+        models = runner.models()
+        for mid in forgers:  # counted towards unhealthy, worker replaced
+            assert models[mid]["consecutive_failures"] == 1 and models[mid]["last_error"] == reasons[mid]
+        # The next round is normal for everyone (the forgers on fresh workers).
+        nxt = runner.warm_up()
+        assert {mid: o["status"] for mid, o in nxt.items()} == dict.fromkeys(nxt, "PENDING"), nxt
+        assert nxt["counter"]["value"] == 3 + 101.0
+
+
+def test_a_model_still_loading_is_absent_without_delaying_the_round(tmp_path):
+    manifest = tmp_path / "models.json"
+    write_manifest(manifest, [entry("counter", f"{H}:Counter", 0)])
+    # A long per-model timeout: a round that waited for the loading model would take all of it.
+    with model_runner(tmp_path, manifest, timeout=30.0) as runner:
+        runner.warm_up()
+        write_manifest(manifest, [entry("counter", f"{H}:Counter", 0), entry("slow", f"{H}:SlowLoader", 1)])
+        for round_number in (2, 3):
+            started = time.monotonic()
+            [outcomes] = runner.predict(payload())
+            assert time.monotonic() - started < 15
+            assert outcomes["counter"]["status"] == "PENDING" and outcomes["counter"]["value"] == round_number + 101.0
+            assert outcomes["slow"]["status"] == "ABSENT"
+            assert outcomes["slow"]["failed_reason"] == "worker starting: model still loading"
+        slow = runner.models()["slow"]
+        assert slow["status"] == "healthy" and slow["consecutive_failures"] == 0 and slow["pid"]  # loading is no failure

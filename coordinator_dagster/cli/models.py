@@ -1,10 +1,15 @@
 """`coordinator models ...`: the isolated model runner service.
 
     coordinator models serve [--host H] [--port P] [--manifest PATH] [--port-file F]
-    coordinator models list [--url URL]
+        [--token-file F | --insecure-no-token]
+    coordinator models list [--url URL] [--token-file F]
 
 `serve` runs until SIGINT/SIGTERM; its defaults come from the node settings (MODEL_RUNNER_HOST,
-MODEL_RUNNER_PORT, MODELS_MANIFEST, MODEL_TIMEOUT_SECONDS, MODEL_MEMORY_LIMIT_MB, ...).
+MODEL_RUNNER_PORT, MODELS_MANIFEST, MODEL_TIMEOUT_SECONDS, MODEL_MEMORY_LIMIT_MB, ...). Its API
+token is the first line of --token-file, else MODEL_RUNNER_TOKEN; without one it refuses to
+start unless told --insecure-no-token. Its caps are MODEL_RUNNER_MAX_SESSIONS and
+MODEL_RUNNER_MAX_WORKERS; the workers' sandbox and limits MODEL_SANDBOX, MODEL_SCRATCH_MB,
+MODEL_CPU_SECONDS and MODEL_MAX_PROCESSES (`models/sandbox.py`, `models/worker.py`).
 """
 
 from __future__ import annotations
@@ -17,22 +22,38 @@ from pathlib import Path
 
 def _serve(args: argparse.Namespace) -> int:
     from coordinator_dagster.contracts import load_contract
-    from coordinator_dagster.models.http_server import serve
+    from coordinator_dagster.models.http_server import read_token, serve
     from coordinator_dagster.models.manifest import ManifestError
-    from coordinator_dagster.models.service import ModelService, PoolSettings
+    from coordinator_dagster.models.sandbox import SandboxUnavailable, sandbox_from_env
+    from coordinator_dagster.models.service import ModelService, PoolSettings, ServiceLimits, worker_limits_from_env
     from coordinator_dagster.settings import load_settings
 
     settings = load_settings()
+    try:
+        token = read_token(args.token_file)
+        limits = ServiceLimits.from_env()
+        worker_limits = worker_limits_from_env()
+        sandbox = sandbox_from_env()
+    except (OSError, ValueError, SandboxUnavailable) as exc:
+        print(f"coordinator models serve: {exc}", file=sys.stderr)
+        return 2
+    if not token and not args.insecure_no_token:
+        print("coordinator models serve: no API token: set MODEL_RUNNER_TOKEN or --token-file (make run generates one), or pass --insecure-no-token", file=sys.stderr)
+        return 2
+    if not token:
+        print("coordinator models serve: WARNING: --insecure-no-token: anyone who can reach this port can open sessions and run rounds", file=sys.stderr, flush=True)
     manifest = args.manifest if args.manifest is not None else settings.models_manifest
     pool_settings = PoolSettings(
         timeout_seconds=args.timeout if args.timeout is not None else settings.model_timeout_seconds,
         memory_limit_mb=settings.model_memory_limit_mb,
         unhealthy_after=settings.model_unhealthy_after,
         retry_seconds=settings.model_retry_seconds,
+        sandbox=sandbox,
+        **worker_limits,
     )
     logging.getLogger("coordinator.models").setLevel(logging.INFO)
     try:
-        service = ModelService(manifest, pool_settings, load_contract().output_type)
+        service = ModelService(manifest, pool_settings, load_contract().output_type, limits=limits)
     except ManifestError as exc:
         print(f"coordinator models serve: {exc}", file=sys.stderr)
         return 2
@@ -43,7 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or settings.model_runner_host
     port = settings.model_runner_port if args.port is None else args.port
     try:
-        serve(service, host, port, announce=_with_port_file(announce, args.port_file))
+        serve(service, host, port, token, announce=_with_port_file(announce, args.port_file))
     except OSError as exc:
         service.close()
         print(f"coordinator models serve: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
@@ -70,12 +91,16 @@ def _list(args: argparse.Namespace) -> int:
 
     from coordinator_dagster.settings import load_settings
 
+    from coordinator_dagster.models.http_server import read_token
+
     url = args.url or load_settings().model_runner_url
     if not url:
         print("coordinator models list: no runner URL (--url or MODEL_RUNNER_URL)", file=sys.stderr)
         return 2
+    token = read_token(args.token_file)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.get(url.rstrip("/") + "/models", timeout=10)
+        response = httpx.get(url.rstrip("/") + "/models", headers=headers, timeout=10)
         response.raise_for_status()
     except httpx.HTTPError as exc:
         print(f"coordinator models list: {url}: {exc}", file=sys.stderr)
@@ -98,7 +123,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--manifest", default=None, help="model manifest JSON (default MODELS_MANIFEST; empty = the example models)")
     serve.add_argument("--timeout", type=float, default=None, help="per-model seconds per round (default MODEL_TIMEOUT_SECONDS, 5)")
     serve.add_argument("--port-file", default=None, help="write the bound port to this file once listening")
+    serve.add_argument("--token-file", default=None, help="file whose first line is the API token (default MODEL_RUNNER_TOKEN)")
+    serve.add_argument("--insecure-no-token", action="store_true", help="serve without a token (anyone on the host can use the runner)")
     serve.set_defaults(func=_serve)
     listing = sub.add_parser("list", help="the runner's models and their health")
     listing.add_argument("--url", default=None, help="runner URL (default MODEL_RUNNER_URL)")
+    listing.add_argument("--token-file", default=None, help="file whose first line is the API token (default MODEL_RUNNER_TOKEN)")
     listing.set_defaults(func=_list)

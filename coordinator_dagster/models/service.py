@@ -16,25 +16,21 @@ has passed; one good answer makes it healthy again.
 
 A `ModelPool` is one set of workers. The service keeps one live pool, synced with the manifest
 at every round, and creates separate pools ("sessions") for replays, so a replay never touches
-the live models' state. The HTTP front end is `model_http`.
+the live models' state. The HTTP front end is `model_http`; one worker process, seen from
+here, is `worker_handle.Worker`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
+import logging
 import math
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,168 +38,48 @@ from typing import Any
 from pydantic import BaseModel
 
 from coordinator_dagster.models.manifest import ManifestError, load_manifest, manifest_entry
-from coordinator_dagster.models.worker import HEADER, ChannelClosed, recv_exact, send_frame
-from coordinator_dagster.models.runner import MAX_OUTPUT_BYTES, ModelSpec, Outcome, validate_output
+from coordinator_dagster.models.runner import ModelSpec, Outcome, validate_output
+from coordinator_dagster.models.safe_json import UnsafeJSON, loads_bounded
+from coordinator_dagster.models.shares import share
+from coordinator_dagster.models.worker import ChannelClosed
+from coordinator_dagster.models.worker_handle import PoolSettings, ProtocolError, Worker, env_int, worker_limits_from_env
 from coordinator_dagster.statuses import PredictionStatus
 
-OUTPUT_TAIL_BYTES = 4096  # the last bytes a worker printed, kept for the reason when it dies
+__all__ = ["LIVE", "CapacityError", "ModelPool", "ModelService", "PoolSettings", "ServiceLimits", "outcome_json", "worker_limits_from_env"]
+
 STARTUP_TIMEOUT_SECONDS = 60.0  # a worker still loading its model after this is killed
 MAX_BACKOFF_SECONDS = 900.0
+SESSION_LOAD_SECONDS = 20.0  # a new replay session waits this long at most for its models to load
 LIVE = "live"
-WORKER_ENV = ("PATH", "HOME", "LANG", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
+log = logging.getLogger("coordinator.models")
 
 
 @dataclass(frozen=True)
-class PoolSettings:
-    timeout_seconds: float = 5.0
-    memory_limit_mb: int = 1024
-    max_output_bytes: int = MAX_OUTPUT_BYTES
-    unhealthy_after: int = 3
-    retry_seconds: float = 60.0
-    python: str = sys.executable
+class ServiceLimits:
+    """Caps on what clients of the service can make it start."""
+
+    max_sessions: int = 4  # replay sessions open at once
+    max_workers: int = 512  # worker processes of the live pool and every session together
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServiceLimits":
+        """MODEL_RUNNER_MAX_SESSIONS and MODEL_RUNNER_MAX_WORKERS (read when the service is built)."""
+        environ = os.environ if environ is None else environ
+        return cls(env_int(environ, "MODEL_RUNNER_MAX_SESSIONS", cls.max_sessions), env_int(environ, "MODEL_RUNNER_MAX_WORKERS", cls.max_workers))
+
+
+class CapacityError(RuntimeError):
+    """A session the caps (`ServiceLimits`) do not allow."""
 
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _exit_reason(returncode: int | None) -> str:
-    if returncode is None:
-        return "worker stopped answering"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"worker died ({name})"
-    return f"worker exited with code {returncode}"
-
-
-class Worker:
-    """One model's process and its channel. Not thread-safe: its slot calls it from one thread."""
-
-    def __init__(self, spec: ModelSpec, settings: PoolSettings):
-        self.spec = spec
-        self.settings = settings
-        self.seq = 0
-        self.ready = False
-        self.load_error: str | None = None
-        self.tail: deque[bytes] = deque()
-        self._tail_size = 0
-        self._tail_lock = threading.Lock()
-        parent, child = socket.socketpair()
-        self.sock = parent
-        # Model code is untrusted: it sees a minimal environment, not the node's (API keys).
-        env = {k: v for k, v in os.environ.items() if k in WORKER_ENV or k.startswith("LC_")}
-        env.update({"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"})
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-        command = [
-            settings.python, "-m", "coordinator_dagster.models.worker",
-            "--fd", str(child.fileno()),
-            "--entrypoint", spec.entrypoint,
-            "--memory-mb", str(settings.memory_limit_mb),
-            "--max-output-bytes", str(settings.max_output_bytes),
-            "--parent", str(os.getpid()),
-        ]  # fmt: skip
-        if spec.path:
-            command += ["--path", spec.path]
-        try:
-            self.proc = subprocess.Popen(
-                command,
-                pass_fds=(child.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # its own group: killing it kills whatever it started
-            )
-        finally:
-            child.close()
-        self.started = time.monotonic()
-        self._drainer = threading.Thread(target=self._drain, name=f"drain-{spec.model_id}", daemon=True)
-        self._drainer.start()
-
-    def _drain(self) -> None:
-        """Read the worker's stdout/stderr as fast as it writes, keeping only the last bytes."""
-        stream = self.proc.stdout
-        assert stream is not None
-        while True:
-            chunk = stream.read1(65536)
-            if not chunk:
-                break
-            with self._tail_lock:
-                self.tail.append(chunk)
-                self._tail_size += len(chunk)
-                while self._tail_size - len(self.tail[0]) >= OUTPUT_TAIL_BYTES:
-                    self._tail_size -= len(self.tail.popleft())
-        stream.close()
-
-    def output_tail(self, limit: int = 400) -> str:
-        with self._tail_lock:
-            text = b"".join(self.tail)[-limit:].decode(errors="replace")
-        return " ".join(text.split())
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                self.proc.kill()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        self.sock.close()
-        self._drainer.join(timeout=1)
-
-    def death_reason(self) -> str:
-        try:
-            code = self.proc.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            code = None
-        self._drainer.join(timeout=1)
-        tail = self.output_tail()
-        return _exit_reason(code) + (f"; last output: {tail}" if tail else "")
-
-    def _read(self, deadline: float, cap: int | None = None) -> dict[str, Any] | int:
-        """The next frame, or its size if it is over `cap` (its bytes are read and dropped)."""
-        (size,) = HEADER.unpack(recv_exact(self.sock, HEADER.size, deadline))
-        if cap is not None and size > cap:
-            recv_exact(self.sock, size, deadline, sink=True)
-            return size
-        return json.loads(recv_exact(self.sock, size, deadline))
-
-    def wait_ready(self, deadline: float) -> None:
-        """Raises TimeoutError, ChannelClosed, or RuntimeError (load failure)."""
-        if self.ready:
-            return
-        message = self._read(deadline, cap=1 << 20)
-        if isinstance(message, dict) and message.get("type") == "ready":
-            self.ready = True
-            return
-        if isinstance(message, dict) and message.get("type") == "load_error":
-            self.load_error = str(message.get("error"))
-            raise RuntimeError(f"model failed to load: {self.load_error}")
-        raise RuntimeError(f"protocol error: expected 'ready', got {str(message)[:200]}")
-
-    def predict(self, payload: dict[str, Any], horizon: int, step: int, deadline: float) -> dict[str, Any] | int:
-        self.seq += 1
-        self.sock.settimeout(max(deadline - time.monotonic(), 0.001))
-        try:
-            send_frame(self.sock, {"type": "predict", "seq": self.seq, "payload": payload, "horizon": horizon, "step": step})
-        except socket.timeout:
-            raise TimeoutError from None
-        except OSError:
-            raise ChannelClosed from None
-        # The frame cap leaves room for the envelope around a maximal answer.
-        message = self._read(deadline, cap=2 * self.settings.max_output_bytes + 1024)
-        if isinstance(message, dict) and message.get("seq") != self.seq:
-            raise RuntimeError(f"protocol error: answer for request {message.get('seq')}, expected {self.seq}")
-        return message
+def _loading(slot: "Slot") -> bool:
+    """Will this slot's round wait for a model to load (a worker not ready, or none yet)?"""
+    worker = slot.worker
+    return slot.unhealthy_until is None and (worker is None or not worker.ready)
 
 
 @dataclass
@@ -289,6 +165,7 @@ class ModelPool:
                     "last_error": slot.last_error,
                     "retry_in_seconds": retry_in,
                     "pid": worker.proc.pid if worker is not None and worker.alive() else None,
+                    "loading": worker is not None and worker.loading(),
                 }
             )
         return rows
@@ -300,8 +177,29 @@ class ModelPool:
             self.last_used = time.monotonic()
             deadline = time.monotonic() + self.settings.timeout_seconds
             slots = list(self.slots.values())
-            futures = [self._executor.submit(self._call, slot, payload, horizon, step, deadline) for slot in slots]
+            # A model still loading answers only if it is ready before the loaded models are all
+            # done: it never holds the round up (it is ABSENT "worker starting" instead).
+            others_done = threading.Event()
+            loading = [_loading(slot) for slot in slots]
+            futures = [self._executor.submit(self._call, slot, payload, horizon, step, deadline, others_done) for slot in slots]
+            loaded = [future for future, is_loading in zip(futures, loading) if not is_loading]
+            wait(loaded, timeout=max(0.0, deadline - time.monotonic()))
+            others_done.set()
             return [future.result() for future in futures]
+
+    def wait_loaded(self, seconds: float) -> None:
+        """Wait (at most `seconds` in all) until every worker has loaded its model or failed to;
+        a fresh replay session does this, so its first round does not find them all loading."""
+        deadline = time.monotonic() + seconds
+        for slot in list(self.slots.values()):
+            with slot.lock:
+                worker = slot.worker
+                if worker is None or worker.ready:
+                    continue
+                try:
+                    worker.wait_ready(deadline)
+                except Exception:  # noqa: BLE001 - the first round reports it
+                    continue
 
     def _fail(self, slot: Slot, reason: str) -> None:
         """A timeout, crash or load failure: replace the worker, or rest the model if it keeps failing."""
@@ -322,7 +220,22 @@ class ModelPool:
         slot.strikes = 0
         slot.unhealthy_until = None
 
-    def _call(self, slot: Slot, payload: dict[str, Any], horizon: int, step: int, deadline: float) -> Outcome:
+    def _call(self, slot: Slot, payload: dict[str, Any], horizon: int, step: int, deadline: float, others_done: threading.Event) -> Outcome:
+        """`_attempt`, and whatever else goes wrong with this model's call fails only its row."""
+        try:
+            return self._attempt(slot, payload, horizon, step, deadline, others_done)
+        except Exception as exc:  # noqa: BLE001 - a model's fault must never fail the round
+            log.exception("model %s: unexpected error while running its round", slot.spec.model_id)
+            reason = f"runner error: {type(exc).__name__}: {exc}"[:500]
+            with slot.lock:
+                if slot.worker is not None:
+                    slot.worker.kill()
+                    slot.worker = None  # the next round starts a fresh one
+                slot.failures += 1
+                slot.last_error = reason
+            return Outcome(slot.spec.model_id, PredictionStatus.FAILED, None, None, reason, None)
+
+    def _attempt(self, slot: Slot, payload: dict[str, Any], horizon: int, step: int, deadline: float, others_done: threading.Event) -> Outcome:
         mid = slot.spec.model_id
         timeout = self.settings.timeout_seconds
         with slot.lock:
@@ -338,7 +251,7 @@ class ModelPool:
             if worker is None:
                 worker = slot.worker = Worker(slot.spec, self.settings)
             try:
-                worker.wait_ready(deadline)
+                worker.wait_ready(deadline, give_up=others_done)
             except TimeoutError:
                 if time.monotonic() - worker.started > STARTUP_TIMEOUT_SECONDS:
                     self._fail(slot, f"model did not load within {STARTUP_TIMEOUT_SECONDS:g} s")
@@ -347,11 +260,12 @@ class ModelPool:
                 reason = worker.death_reason()
                 self._fail(slot, reason)
                 return Outcome(mid, PredictionStatus.ABSENT, None, None, reason[:500], None)
-            except RuntimeError as exc:
+            except (RuntimeError, ProtocolError) as exc:
                 self._fail(slot, str(exc))
                 return Outcome(mid, PredictionStatus.FAILED, None, None, str(exc)[:500], None)
             try:
                 message = worker.predict(payload, horizon, step, deadline)
+                outcome = self._outcome(mid, message)
             except TimeoutError:
                 reason = f"no answer within {timeout:g} s (worker killed and restarted)"
                 self._fail(slot, reason)
@@ -360,30 +274,30 @@ class ModelPool:
                 reason = worker.death_reason()
                 self._fail(slot, reason)
                 return Outcome(mid, PredictionStatus.ABSENT, None, None, reason[:500], None)
-            except (RuntimeError, ValueError) as exc:
+            except ProtocolError as exc:
+                # Forged, oversized, malformed or too deeply nested: the channel cannot be trusted.
                 self._fail(slot, str(exc))
                 return Outcome(mid, PredictionStatus.FAILED, None, None, str(exc)[:500], None)
-            if isinstance(message, int):
-                # A frame over the cap did not come from the worker's own size check: the model
-                # wrote to the channel itself, so the channel cannot be trusted any more.
-                reason = f"oversized: answer frame of {message} bytes, over the {self.settings.max_output_bytes}-byte limit (worker restarted)"
-                self._fail(slot, reason)
-                return Outcome(mid, PredictionStatus.FAILED, None, None, reason, None)
             self._succeed(slot)
-            return self._outcome(mid, message)
+            return outcome
 
     def _outcome(self, mid: str, message: dict[str, Any]) -> Outcome:
+        """The row for a well-formed answer frame (`_checked_answer`); ProtocolError if its
+        answer cannot be decoded within bounds."""
         cap = self.settings.max_output_bytes
         latency = message.get("ms")
-        kind = message.get("type")
+        kind = message["type"]
         if kind == "error":
-            return Outcome(mid, PredictionStatus.FAILED, None, None, str(message.get("error"))[:500], latency)
+            return Outcome(mid, PredictionStatus.FAILED, None, None, message["error"][:500], latency)
         if kind == "oversized":
-            return Outcome(mid, PredictionStatus.FAILED, None, None, f"oversized: answer of {message.get('bytes')} bytes, over the {cap}-byte limit", latency)
+            return Outcome(mid, PredictionStatus.FAILED, None, None, f"oversized: answer of {message['bytes']} bytes, over the {cap}-byte limit", latency)
         try:
-            raw = json.loads(message["answer"])
+            raw = loads_bounded(message["answer"], 4 * cap)  # a str of at most `cap` characters
+        except UnsafeJSON as exc:
+            raise ProtocolError(f"protocol error: answer {exc} (worker restarted)") from None
+        try:
             value, encoded = validate_output(raw, self.output_type)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             return Outcome(mid, PredictionStatus.FAILED, None, None, f"invalid output: {exc}"[:500], latency)
         return Outcome(mid, PredictionStatus.PENDING, value, encoded, None, latency)
 
@@ -391,15 +305,18 @@ class ModelPool:
 class ModelService:
     """The live pool (synced with the manifest at each round) and the replay sessions."""
 
-    def __init__(self, manifest: str, settings: PoolSettings, output_type: type[BaseModel], session_idle_seconds: float = 900.0):
+    def __init__(self, manifest: str, settings: PoolSettings, output_type: type[BaseModel], session_idle_seconds: float = 900.0, limits: ServiceLimits | None = None):
         self.manifest = manifest
         self.settings = settings
+        self.limits = limits or ServiceLimits()
         self.output_type = output_type
         self.session_idle_seconds = session_idle_seconds
         self.manifest_error: str | None = None
         self._manifest_stamp: tuple[int, int] | None = None
         self._lock = threading.Lock()
-        self.live = ModelPool(self._read_manifest(initial=True), settings, output_type)
+        self.manifest_specs: list[ModelSpec] = []  # the whole manifest; the live pool runs this runner's share
+        self.assignment: tuple[tuple[str, ...], int] | None = None  # (runners, this one's index); None: all
+        self.live = ModelPool(self._share(self._read_manifest(initial=True)), settings, output_type)
         self.sessions: dict[str, ModelPool] = {}
 
     def _stamp(self) -> tuple[int, int] | None:
@@ -413,19 +330,36 @@ class ModelService:
         self._manifest_stamp = self._stamp() if self.manifest else None
         try:
             specs = load_manifest(self.manifest)
+            if len(specs) > self.limits.max_workers:
+                raise ManifestError(f"model manifest {self.manifest}: {len(specs)} models, over the runner's cap of {self.limits.max_workers} workers (MODEL_RUNNER_MAX_WORKERS)")
         except ManifestError as exc:
             if initial:
                 raise
             self.manifest_error = str(exc)
-            return self.live.specs()  # a broken edit keeps the models that were running
+            return self.manifest_specs  # a broken edit keeps the models that were running
         self.manifest_error = None
+        self.manifest_specs = specs
         return specs
+
+    def _share(self, specs: list[ModelSpec]) -> list[ModelSpec]:
+        """The models of `specs` this runner serves (`shares`), all of them when unassigned."""
+        if self.assignment is None:
+            return specs
+        runners, index = self.assignment
+        mine = set(share([spec.model_id for spec in specs], runners, index))
+        return [spec for spec in specs if spec.model_id in mine]
+
+    def assign(self, runners: Sequence[str], index: int) -> None:
+        """Serve only the models `shares.owner` gives runner `index` of `runners` (the node's list)."""
+        with self._lock:
+            self.assignment = (tuple(runners), index)
+            self.live.sync(self._share(self.manifest_specs))
 
     def refresh(self) -> None:
         """Re-read the manifest if it changed since the last round (hot reload)."""
         with self._lock:
             if self.manifest and self._stamp() != self._manifest_stamp:
-                self.live.sync(self._read_manifest())
+                self.live.sync(self._share(self._read_manifest()))
             self._expire_sessions()
 
     def _expire_sessions(self) -> None:
@@ -447,9 +381,15 @@ class ModelService:
         """A fresh pool with the manifest's current models, for a replay."""
         self.refresh()
         sid = uuid.uuid4().hex
-        pool = ModelPool(self.live.specs(), self.settings, self.output_type)
+        specs = self.live.specs()
         with self._lock:
-            self.sessions[sid] = pool
+            if len(self.sessions) >= self.limits.max_sessions:
+                raise CapacityError(f"{len(self.sessions)} sessions open, the cap is {self.limits.max_sessions} (MODEL_RUNNER_MAX_SESSIONS); close one first")
+            workers = len(self.live.slots) + sum(len(pool.slots) for pool in self.sessions.values())
+            if workers + len(specs) > self.limits.max_workers:
+                raise CapacityError(f"a session of {len(specs)} workers would bring the runner to {workers + len(specs)}, over its cap of {self.limits.max_workers} (MODEL_RUNNER_MAX_WORKERS)")
+            self.sessions[sid] = pool = ModelPool(specs, self.settings, self.output_type)
+        pool.wait_loaded(SESSION_LOAD_SECONDS)
         return sid, pool
 
     def close_session(self, session: str) -> bool:

@@ -1,7 +1,7 @@
 """One model's worker process, and the framing both ends of its channel use.
 
     python -m coordinator_dagster.models.worker --fd N --entrypoint mod:Tracker [--path DIR]
-        [--memory-mb M] [--max-output-bytes B] [--parent PID]
+        [--memory-mb M] [--cpu-seconds S] [--max-processes P] [--max-output-bytes B] [--parent PID]
 
 The supervisor (`model_service`) starts one worker per model and talks to it over a socket it
 hands down as file descriptor N, never over stdout: a model may print anything, forever, and
@@ -14,8 +14,11 @@ separately). Messages are frames: a 4-byte big-endian length, then that many byt
             | {"type": "error", "seq": n, "error": "..."}                  the model raised
             | {"type": "oversized", "seq": n, "bytes": b}                  answer over the cap
 
-The address-space limit (RLIMIT_AS) is set before the model is imported, so a model that
-allocates without bound gets MemoryError (or dies) inside its own process only. This module
+The resource limits are set before the model is imported and cannot be raised by it (soft =
+hard): address space (RLIMIT_AS), so a model that allocates without bound gets MemoryError (or
+dies) inside its own process only; CPU seconds over the worker's life (RLIMIT_CPU: past it the
+worker is killed and restarted); processes and threads (RLIMIT_NPROC, in the sandbox only: outside
+it the count is the node user's); no core files. The sandbox around the process is `sandbox`. This module
 imports only the standard library, so a worker starts in well under a second.
 """
 
@@ -71,13 +74,18 @@ def _answer_json(answer: Any) -> str:
     return json.dumps(answer, allow_nan=True)
 
 
-def _limit_memory(megabytes: int) -> None:
-    if megabytes <= 0:
-        return
+def _limit_resources(megabytes: int, cpu_seconds: int, max_processes: int) -> None:
     import resource
 
-    limit = megabytes * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    limits = [(resource.RLIMIT_CORE, 0)]
+    if megabytes > 0:
+        limits.append((resource.RLIMIT_AS, megabytes * 1024 * 1024))
+    if cpu_seconds > 0:
+        limits.append((resource.RLIMIT_CPU, cpu_seconds))
+    if max_processes > 0:
+        limits.append((resource.RLIMIT_NPROC, max_processes))
+    for which, value in limits:
+        resource.setrlimit(which, (value, value))
 
 
 def _die_with_parent(parent: int) -> None:
@@ -140,13 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entrypoint", required=True)
     parser.add_argument("--path", default="")
     parser.add_argument("--memory-mb", type=int, default=0)
+    parser.add_argument("--cpu-seconds", type=int, default=0)
+    parser.add_argument("--max-processes", type=int, default=0)
     parser.add_argument("--max-output-bytes", type=int, default=64 * 1024)
     parser.add_argument("--parent", type=int, default=0)
     args = parser.parse_args(argv)
     if args.parent:
         _die_with_parent(args.parent)
     sock = socket.socket(fileno=args.fd)
-    _limit_memory(args.memory_mb)
+    _limit_resources(args.memory_mb, args.cpu_seconds, args.max_processes)
     try:
         return serve(sock, args.entrypoint, args.path, args.max_output_bytes)
     except (BrokenPipeError, ConnectionResetError):

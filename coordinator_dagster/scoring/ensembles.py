@@ -18,6 +18,7 @@ import polars as pl
 from coordinator_dagster.lake import schemas
 from coordinator_dagster.domain_types import EnsembleConfig
 from coordinator_dagster.scoring.metrics import compute_metrics_frame
+from coordinator_dagster.statuses import PredictionStatus
 
 if TYPE_CHECKING:
     from coordinator_dagster.contracts import CrunchContract
@@ -72,7 +73,7 @@ def ensemble_rows(config: EnsembleConfig, weights: dict[str, float], predictions
     if not weights:
         return schemas.empty(schemas.PREDICTIONS)
     weight_frame = pl.DataFrame({"model_id": list(weights), "weight": list(weights.values())})
-    members = predictions.filter(pl.col("status") == "PENDING").join(weight_frame, on="model_id")
+    members = predictions.filter(pl.col("status") == PredictionStatus.PENDING.value).join(weight_frame, on="model_id")
     if members.is_empty():
         return schemas.empty(schemas.PREDICTIONS)
     weights_json = json.dumps(weights, sort_keys=True)
@@ -88,7 +89,7 @@ def ensemble_rows(config: EnsembleConfig, weights: dict[str, float], predictions
     rows = combined.with_columns(
         pl.lit(config.model_id).alias("model_id"),
         (pl.col("input_id") + "/" + pl.lit(config.model_id)).alias("prediction_id"),
-        pl.lit("PENDING").alias("status"),
+        pl.lit(PredictionStatus.PENDING.value).alias("status"),
         pl.format('{{"value":{},"members":{},"weights":{}}}', pl.col("value"), pl.col("members"), pl.lit(weights_json)).alias("output"),
         pl.lit(None, dtype=pl.String).alias("failed_reason"),
         pl.lit(None, dtype=pl.Float64).alias("latency_ms"),

@@ -19,6 +19,7 @@ from coordinator_dagster.feeds.granularity import granularity_seconds
 from coordinator_dagster.lake import schemas
 from coordinator_dagster.scoring.callables import vectorized, vectorized_twin
 from coordinator_dagster.domain_types import ScoreResult
+from coordinator_dagster.statuses import PredictionStatus
 
 if TYPE_CHECKING:
     from coordinator_dagster.contracts import CrunchContract
@@ -292,7 +293,7 @@ def score_predictions(
     truth is still unknown `ground_truth_grace_seconds` after its resolvable time is closed with
     a failed score and the reason, instead of staying PENDING forever.
     """
-    pending = predictions.filter((pl.col("status") == "PENDING") & (pl.col("resolvable_at") <= now))
+    pending = predictions.filter((pl.col("status") == PredictionStatus.PENDING.value) & (pl.col("resolvable_at") <= now))
     if pending.is_empty():
         return schemas.empty(schemas.SCORES)
     wanted = inputs.join(pending.select("input_id").unique(), on="input_id", how="semi")

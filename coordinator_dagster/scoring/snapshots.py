@@ -17,6 +17,7 @@ from coordinator_dagster.lake import schemas
 from coordinator_dagster.scoring.callables import vectorized, vectorized_twin
 from coordinator_dagster.scoring.ensembles import is_ensemble, with_ensemble_columns
 from coordinator_dagster.scoring.metrics import ENSEMBLE_METRICS, compute_metrics_frame
+from coordinator_dagster.statuses import PredictionStatus
 
 if TYPE_CHECKING:
     from coordinator_dagster.contracts import CrunchContract
@@ -148,7 +149,7 @@ def build_snapshots(
     by = ["period_start", "model_id"]
     ok = scores.filter(pl.col("success"))
     counts = predictions.group_by(by, maintain_order=True).agg(
-        pl.len().alias("prediction_count"), (pl.col("status") != "PENDING").sum().alias("failed_predictions")
+        pl.len().alias("prediction_count"), (pl.col("status") != PredictionStatus.PENDING.value).sum().alias("failed_predictions")
     ).join(
         scores.group_by(by, maintain_order=True).agg(pl.col("success").sum().alias("scored_count"), (~pl.col("success")).sum().alias("failed_scores")),
         on=by,

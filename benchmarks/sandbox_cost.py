@@ -119,10 +119,10 @@ def measure_rounds(mode: str, models: int, rounds: int) -> tuple[list[float], di
 def measure_starts(mode: str, starts: int) -> list[float]:
     """Milliseconds from spawning a worker to its model's "ready" frame."""
     from coordinator_dagster.models.runner import EXAMPLE_MODELS
-    from coordinator_dagster.models.sandbox import sandbox_from_env
+    from coordinator_dagster.models.sandbox import choose_sandbox
     from coordinator_dagster.models.worker_handle import PoolSettings, Worker
 
-    settings = PoolSettings(sandbox=sandbox_from_env(environ={"MODEL_SANDBOX": mode}))
+    settings = PoolSettings(sandbox=choose_sandbox(mode))
     times = []
     for i in range(starts + 1):
         started = time.perf_counter()

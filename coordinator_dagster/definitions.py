@@ -8,7 +8,6 @@ once per call and that one object goes everywhere: the checkpoint partitions and
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -67,7 +66,7 @@ def model_runner_resource(settings: Settings) -> ModelRunnerResource:
     """The runner service at MODEL_RUNNER_URL (models in worker processes that outlast runs), the
     several of MODEL_RUNNER_URLS (comma-separated; each serves a share of the models), or, without
     either, the models in each run's own process."""
-    url = settings.model_runner_url or os.environ.get("MODEL_RUNNER_URLS", "").strip()
+    url = settings.model_runner_url or settings.model_runner_urls.strip()
     if url:
         return RemoteModelRunner(url=url, timeout_seconds=settings.model_timeout_seconds)
     return InProcessModelRunner(manifest=settings.models_manifest, timeout_seconds=settings.model_timeout_seconds)

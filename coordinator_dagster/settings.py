@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -96,6 +96,15 @@ class Settings(NodeEnvironment):
     model_memory_limit_mb: int = Field(default=1024, ge=0)  # per worker (RLIMIT_AS); 0 = no limit
     model_unhealthy_after: int = Field(default=3, ge=1)  # consecutive timeouts/crashes
     model_retry_seconds: float = Field(default=60.0, gt=0)  # first backoff of an unhealthy model
+    # Several runners, comma-separated, each serving a share of the models (MODEL_RUNNER_URL wins).
+    model_runner_urls: str = ""
+    # The runner service's caps and its workers' sandbox and limits (docs/models.md).
+    model_runner_max_sessions: int = Field(default=4, ge=0)
+    model_runner_max_workers: int = Field(default=512, ge=0)
+    model_sandbox: Literal["auto", "required", "off"] = "auto"
+    model_scratch_mb: int = Field(default=64, ge=1)
+    model_cpu_seconds: int = Field(default=3600, ge=0)  # RLIMIT_CPU over a worker's life; 0 = none
+    model_max_processes: int = Field(default=64, ge=0)  # RLIMIT_NPROC of a sandboxed worker; 0 = none
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     # Where the hourly (and checkpoint) partitions start: PARTITIONS_START, else the start

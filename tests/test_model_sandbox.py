@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator_dagster.models.sandbox import Sandbox, python_dirs, sandbox_from_env
+from coordinator_dagster.models.sandbox import Sandbox, choose_sandbox, python_dirs
 from tests.model_runner_process import HOSTILE, entry, group_members, model_runner, payload, write_manifest
 from tests.process_support import wait_for
 
@@ -129,17 +129,17 @@ def test_the_sandbox_binds_only_the_python_installation_the_package_and_the_mode
 
 
 def test_model_sandbox_modes(monkeypatch):
-    off = sandbox_from_env(environ={"MODEL_SANDBOX": "off"})
+    off = choose_sandbox("off")
     assert not off.enabled and off.wrap(["python"]) == ["python"]
     with pytest.raises(ValueError, match="MODEL_SANDBOX must be one of off, auto, required"):
-        sandbox_from_env(environ={"MODEL_SANDBOX": "maybe"})
+        choose_sandbox("maybe")
     # Without bwrap on the PATH: `required` refuses, `auto` warns loudly and runs unsandboxed.
     from coordinator_dagster.models import sandbox as sandbox_module
 
     monkeypatch.setattr(sandbox_module.shutil, "which", lambda name: None)
     with pytest.raises(sandbox_module.SandboxUnavailable, match="bubblewrap package"):
-        sandbox_from_env(environ={"MODEL_SANDBOX": "required"})
-    auto = sandbox_from_env(environ={})
+        choose_sandbox("required")
+    auto = choose_sandbox()
     assert not auto.enabled and "not installed" in auto.reason
 
 

@@ -24,16 +24,15 @@ def _serve(args: argparse.Namespace) -> int:
     from coordinator_dagster.contracts import load_contract
     from coordinator_dagster.models.http_server import read_token, serve
     from coordinator_dagster.models.manifest import ManifestError
-    from coordinator_dagster.models.sandbox import SandboxUnavailable, sandbox_from_env
-    from coordinator_dagster.models.service import ModelService, PoolSettings, ServiceLimits, worker_limits_from_env
+    from coordinator_dagster.models.sandbox import SandboxUnavailable, choose_sandbox
+    from coordinator_dagster.models.service import ModelService, PoolSettings, ServiceLimits
     from coordinator_dagster.settings import load_settings
 
     settings = load_settings()
     try:
         token = read_token(args.token_file)
-        limits = ServiceLimits.from_env()
-        worker_limits = worker_limits_from_env()
-        sandbox = sandbox_from_env()
+        limits = ServiceLimits(settings.model_runner_max_sessions, settings.model_runner_max_workers)
+        sandbox = choose_sandbox(settings.model_sandbox, settings.model_scratch_mb)
     except (OSError, ValueError, SandboxUnavailable) as exc:
         print(f"coordinator models serve: {exc}", file=sys.stderr)
         return 2
@@ -49,7 +48,8 @@ def _serve(args: argparse.Namespace) -> int:
         unhealthy_after=settings.model_unhealthy_after,
         retry_seconds=settings.model_retry_seconds,
         sandbox=sandbox,
-        **worker_limits,
+        cpu_seconds=settings.model_cpu_seconds,
+        max_processes=settings.model_max_processes,
     )
     logging.getLogger("coordinator.models").setLevel(logging.INFO)
     try:

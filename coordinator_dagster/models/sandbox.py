@@ -112,22 +112,20 @@ def probe(sandbox: Sandbox) -> str:
     return ""
 
 
-def sandbox_from_env(python: str = sys.executable, environ: dict[str, str] | None = None) -> Sandbox:
+def choose_sandbox(mode: str = "auto", scratch_mb: int = 64, python: str = sys.executable) -> Sandbox:
     """The sandbox MODEL_SANDBOX asks for, checked on this host (SandboxUnavailable if it is
     required and impossible; a loud warning and no sandbox if it is `auto` and impossible)."""
-    environ = os.environ if environ is None else environ
-    mode = environ.get("MODEL_SANDBOX", "auto").strip().lower() or "auto"
+    mode = mode.strip().lower() or "auto"
     if mode not in MODES:
         raise ValueError(f"MODEL_SANDBOX must be one of {', '.join(MODES)}, got {mode!r}")
-    raw_scratch = environ.get("MODEL_SCRATCH_MB", "").strip() or "64"
-    if not raw_scratch.isdigit() or int(raw_scratch) < 1:
-        raise ValueError(f"MODEL_SCRATCH_MB must be a positive whole number, got {raw_scratch!r}")
+    if scratch_mb < 1:
+        raise ValueError(f"MODEL_SCRATCH_MB must be a positive whole number, got {scratch_mb!r}")
     if mode == "off":
         return Sandbox(False, python=python, reason="MODEL_SANDBOX=off")
     bwrap = shutil.which("bwrap") or ""
     problem = "bwrap (Debian's bubblewrap package) is not installed; scripts/install_sandbox.sh installs it"
     if bwrap:
-        sandbox = Sandbox(True, bwrap=bwrap, python=python, scratch_mb=int(raw_scratch))
+        sandbox = Sandbox(True, bwrap=bwrap, python=python, scratch_mb=scratch_mb)
         problem = probe(sandbox)
         if not problem:
             return sandbox

@@ -25,11 +25,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,10 +41,10 @@ from coordinator_dagster.models.runner import ModelSpec, Outcome, validate_outpu
 from coordinator_dagster.models.safe_json import UnsafeJSON, loads_bounded
 from coordinator_dagster.models.shares import share
 from coordinator_dagster.models.worker import ChannelClosed
-from coordinator_dagster.models.worker_handle import PoolSettings, ProtocolError, Worker, env_int, worker_limits_from_env
+from coordinator_dagster.models.worker_handle import PoolSettings, ProtocolError, Worker
 from coordinator_dagster.statuses import PredictionStatus
 
-__all__ = ["LIVE", "CapacityError", "ModelPool", "ModelService", "PoolSettings", "ServiceLimits", "outcome_json", "worker_limits_from_env"]
+__all__ = ["LIVE", "CapacityError", "ModelPool", "ModelService", "PoolSettings", "ServiceLimits", "outcome_json"]
 
 STARTUP_TIMEOUT_SECONDS = 60.0  # a worker still loading its model after this is killed
 MAX_BACKOFF_SECONDS = 900.0
@@ -61,11 +60,6 @@ class ServiceLimits:
     max_sessions: int = 4  # replay sessions open at once
     max_workers: int = 512  # worker processes of the live pool and every session together
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServiceLimits":
-        """MODEL_RUNNER_MAX_SESSIONS and MODEL_RUNNER_MAX_WORKERS (read when the service is built)."""
-        environ = os.environ if environ is None else environ
-        return cls(env_int(environ, "MODEL_RUNNER_MAX_SESSIONS", cls.max_sessions), env_int(environ, "MODEL_RUNNER_MAX_WORKERS", cls.max_workers))
 
 
 class CapacityError(RuntimeError):

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,19 +50,6 @@ class PoolSettings:
     sandbox: Sandbox = Sandbox(False, reason="not configured")
 
 
-def env_int(environ: Mapping[str, str], var: str, default: int) -> int:
-    raw = environ.get(var, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit():
-        raise ValueError(f"{var} must be a non-negative whole number, got {raw!r}")
-    return int(raw)
-
-
-def worker_limits_from_env(environ: Mapping[str, str] | None = None) -> dict[str, int]:
-    """MODEL_CPU_SECONDS and MODEL_MAX_PROCESSES, as PoolSettings fields (read at service start)."""
-    environ = os.environ if environ is None else environ
-    return {"cpu_seconds": env_int(environ, "MODEL_CPU_SECONDS", 3600), "max_processes": env_int(environ, "MODEL_MAX_PROCESSES", 64)}
 
 
 _spawner: ThreadPoolExecutor | None = None

@@ -29,6 +29,8 @@ from tests.api_fixtures import (
 )
 from tests.interleave import ReadTurns
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 PREDICTION_FIELDS = (
     "prediction_id",
     "input_id",

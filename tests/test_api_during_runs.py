@@ -8,6 +8,7 @@ import threading
 
 import dagster as dg
 import httpx
+import pytest
 
 from api.app import create_app
 from api.settings import ApiSettings
@@ -15,6 +16,8 @@ from assets import default_assets
 from tests.api_fixtures import serve
 from tests.conftest import HOUR, HOUR_KEY, pipeline_resources
 from tests.interleave import ReadTurns
+
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
 
 ROUTES = [
     ("/reports/predictions", {"limit": 50}),

@@ -19,6 +19,8 @@ from api.solana import b58decode, b58encode, signature_error
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
 from tests.api_fixtures import CHECKPOINT_KEYS, MODELS, SUBMITTED_TX, seed_extras, seed_lake, serve
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 OLD, NEW = (f"CKP-{key}" for key in CHECKPOINT_KEYS)  # OLD is SUBMITTED by the seed, NEW is PENDING
 SIG_A = b58encode(bytes(range(1, 65)))
 SIG_B = b58encode(bytes(range(2, 66)))

@@ -113,6 +113,7 @@ _WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.process
 def test_a_writer_killed_mid_write_leaves_the_previous_partition_readable(lake, tmp_path):
     lake.write("feed_records", feed(7), KEY)
     writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(lake.home)], stdout=subprocess.PIPE, text=True)
@@ -205,6 +206,7 @@ def test_catalog_file_opens_in_a_plain_duckdb_client(lake):
     assert lake.catalog_is_current()
 
 
+@pytest.mark.process
 def test_catalog_held_by_another_client_does_not_fail_the_writer(lake):
     lake.refresh_catalog()
     holder = subprocess.Popen(
@@ -226,6 +228,7 @@ def _flock_waiters(path) -> int:
         return sum(1 for line in locks if "->" in line and line.split()[6].rsplit(":", 1)[1] == str(inode))
 
 
+@pytest.mark.process
 def test_partition_lock_serializes_writers_of_one_partition(lake):
     # The holder keeps the lock until told to let go, so the order of events, not a sleep, decides.
     script = textwrap.dedent(

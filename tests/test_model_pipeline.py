@@ -19,6 +19,8 @@ from sensors import predict_sensor
 from tests.conftest import HOUR, HOUR_KEY, pipeline_resources
 from tests.model_runner_process import entry, model_runner, write_manifest
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 NEXT_KEY = "2026-11-20-11:00"
 EXAMPLES = [
     entry("momentum", "coordinator_dagster.models.examples:MomentumTracker", 0),

@@ -13,10 +13,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.model_runner_process import group_members
 from tests.process_support import free_port as _free_port
 from tests.process_support import wait_for as _wait_for
+
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "scripts" / "launch.py"

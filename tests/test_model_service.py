@@ -11,6 +11,8 @@ import pytest
 from coordinator_dagster.models.manifest import ManifestError, parse_manifest
 from tests.model_runner_process import entry, group_members, model_runner, payload, write_manifest
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 H = "tests.hostile_models"
 MOMENTUM = "coordinator_dagster.models.examples:MomentumTracker"
 

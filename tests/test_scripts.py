@@ -17,6 +17,8 @@ import pytest
 from tests.process_support import free_port as _free_port
 from tests.process_support import wait_for as _wait_for
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "scripts" / "launch.py"
 RUN_SH = ROOT / "scripts" / "run.sh"

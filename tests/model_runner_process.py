@@ -64,7 +64,7 @@ class Runner:
     def models(self) -> dict[str, dict]:
         return {m["model_id"]: m for m in self.get("/models")["models"]}
 
-    def warm_up(self, timeout: float = 30.0) -> dict[str, dict]:
+    def warm_up(self, timeout: float = 120.0) -> dict[str, dict]:
         """Rounds until every model has loaded (a worker still loading is ABSENT, by design)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -85,7 +85,7 @@ def model_runner(tmp_path: Path, manifest: Path, timeout: float = 1.0, **env: st
     with open(log, "ab") as out:
         proc = subprocess.Popen(command, env=environ, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while not port_file.exists():
             assert proc.poll() is None, f"runner exited with {proc.returncode}: {log.read_text()}"
             assert time.monotonic() < deadline, f"runner did not start: {log.read_text()}"

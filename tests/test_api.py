@@ -421,7 +421,7 @@ def test_serves_consistent_answers_while_partitions_are_rewritten(tmp_path) -> N
             versions_seen.extend(versions)
 
     def reader(number: int, check, base_url: str) -> None:
-        with httpx.Client(base_url=base_url, timeout=10) as http:
+        with httpx.Client(base_url=base_url, timeout=60) as http:
             while not stop.is_set():
                 try:
                     check(http)

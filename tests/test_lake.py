@@ -113,6 +113,12 @@ _WRITER = textwrap.dedent(
 )
 
 
+def _state(pid: int) -> str:
+    """A process's state letter from /proc (T: stopped by a signal)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
 @pytest.mark.process
 def test_a_writer_killed_mid_write_leaves_the_previous_partition_readable(lake, tmp_path):
     lake.write("feed_records", feed(7), KEY)
@@ -120,10 +126,17 @@ def test_a_writer_killed_mid_write_leaves_the_previous_partition_readable(lake, 
     try:
         assert writer.stdout.readline().strip() == "ready"
         folder = lake.partition_path("feed_records", KEY).parent
-        deadline = time.monotonic() + 30
-        # Kill it only while a temporary file exists, i.e. in the middle of a write.
-        while not any(p.name.endswith(".tmp") for p in folder.iterdir()):
+        deadline = time.monotonic() + 120  # bounds a wait for the writer's next write
+        # Kill it only while a temporary file exists, i.e. in the middle of a write: freeze it,
+        # look, and let it go on if it was between writes, so a rename cannot slip in between.
+        while True:
             assert time.monotonic() < deadline, "the writer never started a write"
+            writer.send_signal(signal.SIGSTOP)
+            while _state(writer.pid) not in ("T", "t"):
+                time.sleep(0.001)
+            if any(p.name.endswith(".tmp") for p in folder.iterdir()):
+                break
+            writer.send_signal(signal.SIGCONT)
             time.sleep(0.005)
         writer.send_signal(signal.SIGKILL)
         writer.wait(timeout=10)

@@ -40,11 +40,16 @@ def feed(home, now, *keys):
         materialize(pipeline_resources(home, now), ["feed_records"], key)
 
 
+ROUND_TIMEOUT = 60.0
+
+
 @pytest.fixture
 def runner(tmp_path):
     manifest = tmp_path / "models.json"
     write_manifest(manifest, EXAMPLES)
-    with model_runner(tmp_path, manifest, timeout=2.0) as service:
+    # No model here is slow: the generous timeout only bounds how long a fresh worker (a replay's,
+    # or a model added to the manifest) may take to load on a loaded machine before its round.
+    with model_runner(tmp_path, manifest, timeout=ROUND_TIMEOUT) as service:
         service.warm_up()
         service.manifest = manifest
         yield service
@@ -54,7 +59,7 @@ def test_a_replay_through_the_service_matches_the_in_process_runner(tmp_path, ru
     """Replays run on fresh workers in time order: deterministic models give the same rows."""
     now = HOUR + dt.timedelta(hours=3)
     remote_home, local_home = tmp_path / "remote", tmp_path / "local"
-    for home, model_runner_resource in ((remote_home, RemoteModelRunner(url=runner.url, timeout_seconds=2.0)), (local_home, InProcessModelRunner())):
+    for home, model_runner_resource in ((remote_home, RemoteModelRunner(url=runner.url, timeout_seconds=ROUND_TIMEOUT)), (local_home, InProcessModelRunner())):
         feed(home, now, "2026-11-20-09:00", HOUR_KEY)
         result = materialize(pipeline_resources(home, now, model_runner=model_runner_resource), ["inputs", "predictions"], HOUR_KEY)
         metadata = result.asset_materializations_for_node("predictions")[0].metadata
@@ -74,7 +79,7 @@ def test_live_runs_use_the_live_models_and_record_the_registry(tmp_path, runner)
     home = tmp_path / "home"
     now = HOUR + dt.timedelta(minutes=20, seconds=5)
     feed(home, now, "2026-11-20-09:00", HOUR_KEY)
-    remote = RemoteModelRunner(url=runner.url, timeout_seconds=2.0)
+    remote = RemoteModelRunner(url=runner.url, timeout_seconds=ROUND_TIMEOUT)
     materialize(pipeline_resources(home, now, model_runner=remote), ["inputs", "predictions"], HOUR_KEY, tags={LIVE_ROUND_TAG: "2026-11-20T10:20:00Z"})
     lake = Lake(home)
     rows = lake.read("predictions", HOUR_KEY)
@@ -91,10 +96,8 @@ def test_live_runs_use_the_live_models_and_record_the_registry(tmp_path, runner)
     feed(home, later, HOUR_KEY)
     materialize(pipeline_resources(home, later, model_runner=remote), ["inputs", "predictions"], HOUR_KEY, tags={LIVE_ROUND_TAG: "2026-11-20T10:21:00Z"})
     newest = lake.read("predictions", HOUR_KEY).filter(pl.col("round_ts") == HOUR + dt.timedelta(minutes=21))
-    assert dict(newest.select("model_id", "status").unique().rows()) in (
-        {"momentum": "PENDING", "raiser": "PENDING"},
-        {"momentum": "PENDING", "raiser": "ABSENT"},  # only while the new worker loads
-    )
+    # The new model's worker loads within the round's (generous) timeout.
+    assert dict(newest.select("model_id", "status").unique().rows()) == {"momentum": "PENDING", "raiser": "PENDING"}
     registry = {r["model_id"]: r for r in lake.read("models").iter_rows(named=True)}
     assert registry["mean-reversion"]["active"] is False and registry["mean-reversion"]["status"] == "removed"
     assert registry["raiser"]["active"] and registry["raiser"]["joined_at"] == later

@@ -89,4 +89,3 @@ def pytest_runtest_setup(item: pytest.Item):
 def pytest_runtest_call(item: pytest.Item):
     with _processes_only_if_marked(item):
         return (yield)
-

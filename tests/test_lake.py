@@ -133,6 +133,7 @@ def test_a_writer_killed_mid_write_leaves_the_previous_partition_readable(lake, 
             assert time.monotonic() < deadline, "the writer never started a write"
             writer.send_signal(signal.SIGSTOP)
             while _state(writer.pid) not in ("T", "t"):
+                assert time.monotonic() < deadline and writer.poll() is None, "the writer did not stop"
                 time.sleep(0.001)
             if any(p.name.endswith(".tmp") for p in folder.iterdir()):
                 break

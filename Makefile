@@ -3,6 +3,7 @@
 #
 #   make run      Dagster UI http://127.0.0.1:3000 + report API http://127.0.0.1:8000 (Ctrl-C stops)
 #   make test     the test suite            (make test PYTEST_ARGS="-k lake -x")
+#   make test-fast  the tests that start no server or subprocess (-m "not process"): the inner loop
 #   make demo     a 2-day simulated competition in one process (make demo DEMO_ARGS="--days 1")
 #   make bench    times `coordinator demo`  (make bench BENCH_ARGS="--runs 5")
 #   make stop     stop a `make run` started elsewhere
@@ -11,7 +12,7 @@
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help install run stop test demo bench clean clean-data
+.PHONY: help install run stop test test-fast demo bench clean clean-data
 
 VENV := .venv
 PYTEST_ARGS ?=
@@ -22,7 +23,7 @@ BENCH_ARGS ?=
 LAUNCH := python3 scripts/launch.py --no-setsid
 
 help:
-	@sed -n '4,11s/^# \{0,1\}//p' Makefile
+	@sed -n '4,12s/^# \{0,1\}//p' Makefile
 
 install:
 	@scripts/bootstrap.sh
@@ -44,6 +45,13 @@ test: install
 	@scripts/install_sandbox.sh
 	@$(LAUNCH) $(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: FAILED: pytest collected no tests (exit 5)" >&2; fi; \
+	exit $$rc
+
+# No browser, no servers, no subprocesses: tests marked `process` (tests/conftest.py refuses an
+# unmarked test that starts one) are left out.
+test-fast: install
+	@$(LAUNCH) $(VENV)/bin/python -m pytest -m "not process" $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-fast: FAILED: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$rc
 
 demo: install

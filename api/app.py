@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import time
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -54,7 +56,7 @@ class FiniteJSONResponse(JSONResponse):
             return json.dumps(_finite(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
-def create_app(settings: ApiSettings | None = None) -> FastAPI:
+def create_app(settings: ApiSettings | None = None, *, cache_clock: Callable[[], float] = time.monotonic) -> FastAPI:
     settings = settings if settings is not None else ApiSettings.from_env()
     app = FastAPI(
         title="coordinator-dagster report API",
@@ -74,7 +76,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     # Innermost first: the cache sits inside CORS (its headers depend on the request) and the
     # body limit outside everything.
     app.add_middleware(
-        ResponseCache, lake=app.state.lake, read_key_required=settings.api_key is not None and settings.read_auth
+        ResponseCache,
+        lake=app.state.lake,
+        read_key_required=settings.api_key is not None and settings.read_auth,
+        clock=cache_clock,
     )
     if settings.cors_origins:
         app.add_middleware(

@@ -19,6 +19,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -65,8 +66,9 @@ def table_identity(lake: Lake, name: str) -> tuple:
 
 
 class ResponseCache:
-    def __init__(self, app: ASGIApp, lake: Lake, read_key_required: bool):
+    def __init__(self, app: ASGIApp, lake: Lake, read_key_required: bool, clock: Callable[[], float] = time.monotonic):
         self.app = app
+        self.clock = clock  # tests pass their own to step past IDENTITY_TTL without sleeping
         self.lake = lake
         self.read_key_required = read_key_required
         self._entries: OrderedDict[tuple, tuple[tuple, Message, list[bytes]]] = OrderedDict()
@@ -77,7 +79,7 @@ class ResponseCache:
     def _identity(self, name: str) -> tuple:
         if self.lake.table(name).layout != "window":
             return table_identity(self.lake, name)
-        now = time.monotonic()
+        now = self.clock()
         memo = self._memo.get(name)
         if memo is not None and now - memo[0] < IDENTITY_TTL:
             return memo[1]

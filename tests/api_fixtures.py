@@ -205,7 +205,7 @@ def rewrite_window(seeded: SeededLake, key: str) -> None:
 
 
 @contextlib.contextmanager
-def serve(app: FastAPI, timeout: float = 10.0, health_path: str = "/healthz") -> Iterator[str]:
+def serve(app: FastAPI, timeout: float = 60.0, health_path: str = "/healthz") -> Iterator[str]:
     """Run `app` under a real uvicorn server on 127.0.0.1 in a thread; yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

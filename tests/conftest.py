@@ -1,6 +1,12 @@
-"""Shared fixtures: a lake in tmp_path and the resources that point the assets at it."""
+"""Shared fixtures: a lake in tmp_path and the resources that point the assets at it; and the
+guard that keeps the `process` marker honest."""
 
+import contextlib
 import datetime as dt
+import platform
+import socket
+import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -39,3 +45,47 @@ def pipeline_resources(home, now: dt.datetime, **overrides):
 def resources(home):
     """Resources with the clock pinned three hours after HOUR: its rounds are all due and scorable."""
     return pipeline_resources(home, HOUR + dt.timedelta(hours=3))
+
+
+# ---- the `process` marker --------------------------------------------------------------------
+# `make test-fast` runs `-m "not process"` for the inner loop. A test that starts a subprocess or
+# binds a socket without the marker fails here (in its setup, module fixtures included, and in its
+# call), so the fast set cannot quietly grow slow again.
+
+
+# Dagster's telemetry (on for a persistent instance) asks `platform` for the processor, which
+# runs `uname -p` once and caches it: run it here, before any test, so it is nobody's subprocess.
+platform.platform()
+
+
+@contextlib.contextmanager
+def _processes_only_if_marked(item: pytest.Item) -> Iterator[None]:
+    if item.get_closest_marker("process") is not None:
+        yield
+        return
+
+    def refuse(what: str):
+        def refused(*args, **kwargs):
+            raise RuntimeError(f"{item.nodeid} {what} but is not marked `process` (pytest.mark.process)")
+
+        return refused
+
+    saved = subprocess.Popen._execute_child, socket.socket.bind
+    subprocess.Popen._execute_child = refuse("starts a subprocess")
+    socket.socket.bind = refuse("binds a socket (starts a server)")
+    try:
+        yield
+    finally:
+        subprocess.Popen._execute_child, socket.socket.bind = saved
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    with _processes_only_if_marked(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    with _processes_only_if_marked(item):
+        return (yield)

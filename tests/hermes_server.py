@@ -36,7 +36,7 @@ class HermesServer(LoopbackServer):
         self._start_server()
 
     # ---- server-sent events ------------------------------------------------------------
-    def wait_streams(self, count: int, timeout: float = 20.0) -> None:
+    def wait_streams(self, count: int, timeout: float = 120.0) -> None:
         """Wait until `count` stream requests have arrived in total."""
         with self._streams_changed:
             if not self._streams_changed.wait_for(lambda: len(self.stream_ids) >= count, timeout):

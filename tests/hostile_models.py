@@ -185,10 +185,10 @@ class DeepFrameForger(_Hostile):
 
 
 class SlowLoader(Counter):
-    """Takes 60 s to load (its constructor sleeps), then behaves."""
+    """Takes ten minutes to load (its constructor sleeps), then behaves."""
 
     def __init__(self) -> None:
-        time.sleep(60)
+        time.sleep(600)
         super().__init__()
 
 

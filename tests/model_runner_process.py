@@ -91,14 +91,14 @@ class Runner:
     def models(self) -> dict[str, dict]:
         return {m["model_id"]: m for m in self.get("/models")["models"]}
 
-    def wait_loaded(self, timeout: float = 30.0) -> None:
+    def wait_loaded(self, timeout: float = 120.0) -> None:
         """Until no worker is still importing its model (`loading` in GET /models)."""
         deadline = time.monotonic() + timeout
         while any(m["loading"] for m in self.models().values()):
             assert time.monotonic() < deadline, f"models still loading after {timeout} s: {self.models()}"
             time.sleep(0.05)
 
-    def warm_up(self, timeout: float = 30.0) -> dict[str, dict]:
+    def warm_up(self, timeout: float = 120.0) -> dict[str, dict]:
         """The first round once every model has loaded (a worker still loading is ABSENT, by
         design, and sees no round), repeated if a model is loading again by then."""
         deadline = time.monotonic() + timeout
@@ -129,7 +129,7 @@ def model_runner(tmp_path: Path, manifest: Path, timeout: float = 1.0, token: st
     with open(log, "ab") as out:
         proc = subprocess.Popen(command, env=environ, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while not port_file.exists():
             assert proc.poll() is None, f"runner exited with {proc.returncode}: {log.read_text()}"
             assert time.monotonic() < deadline, f"runner did not start: {log.read_text()}"

@@ -1,9 +1,11 @@
 """Helpers shared by the live listener's tests: a listener on a temporary lake with an
-ephemeral Dagster instance, a slow writer (a disk that cannot keep up), and polling."""
+ephemeral Dagster instance, a slow writer (a disk that cannot keep up, or that writes nothing
+until the test opens its gate), and polling."""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Callable
 
@@ -28,28 +30,43 @@ def fast_config(**overrides) -> ListenerConfig:
 
 
 class SlowWriter(LakeWriter):
-    """A LakeWriter on a disk that takes `delay` s per write, so the buffer has to fill up."""
+    """A LakeWriter on a disk that takes `delay` s per write and, given a `gate`, writes nothing
+    until the gate is set: a test then knows the buffer filled up, however fast the machine."""
 
-    def __init__(self, *args, delay: float, **kwargs):
+    def __init__(self, *args, delay: float, gate: threading.Event | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.delay = delay
+        self.gate = gate
 
     def write(self, records, *, via="stream"):
+        if self.gate is not None:
+            self.gate.wait()
         time.sleep(self.delay)
         return super().write(records, via=via)
 
 
 def make_listener(
-    home, stream: StreamSource, gap_source: Source | None, *, config: ListenerConfig | None = None, slow: float = 0.0
+    home,
+    stream: StreamSource,
+    gap_source: Source | None,
+    *,
+    config: ListenerConfig | None = None,
+    slow: float = 0.0,
+    gate: threading.Event | None = None,
 ) -> tuple[Listener, Lake, dg.DagsterInstance]:
     lake = Lake(home)
     instance = dg.DagsterInstance.ephemeral()
     kwargs = dict(source=stream.source, kind=stream.kind, granularity=stream.granularity, report=dagster_reporter(instance))
-    writer = SlowWriter(lake, delay=slow, **kwargs) if slow else LakeWriter(lake, **kwargs)
+    writer = SlowWriter(lake, delay=slow, gate=gate, **kwargs) if slow or gate else LakeWriter(lake, **kwargs)
     return Listener(stream, writer, gap_source, config or fast_config()), lake, instance
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+# Bounds a wait for something that will happen, never how fast: on two cores shared with other
+# suites a listener's first connection (importing ccxt, loading markets) has taken over 20 s.
+WAIT_SECONDS = 120.0
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_SECONDS, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -29,6 +28,9 @@ from tests.api_fixtures import (
     seed_lake,
     serve,
 )
+from tests.interleave import ReadTurns
+
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
 
 PREDICTION_FIELDS = (
     "prediction_id",
@@ -406,12 +408,19 @@ def test_settings_come_from_the_environment_when_the_app_is_created(tmp_path, mo
 # ---- serving while partitions are rewritten ---------------------------------------------------
 
 
+REWRITES = 12
+
+
 def test_serves_consistent_answers_while_partitions_are_rewritten(tmp_path) -> None:
+    """Exactly REWRITES rewrites of an hour of predictions and of the leaderboard, each followed
+    by fresh requests from both readers (which keep reading while the next rewrite runs): every
+    answer is whole, and the leaderboard shows every version the writer wrote, in order."""
     seeded = seed_lake(tmp_path / "home")
     expected_items = as_items(seeded.predictions)
     failures: list[str] = []
-    counts = {"predictions": 0, "leaderboard": 0}
+    versions_seen: list[int] = []
     stop = threading.Event()
+    turns = ReadTurns(readers=2)
 
     def get(http: httpx.Client, path: str, **params) -> object:
         response = http.get(path, params=params)
@@ -434,34 +443,36 @@ def test_serves_consistent_answers_while_partitions_are_rewritten(tmp_path) -> N
         values = [e["ranking_value"] for e in entries]
         if [e["model_id"] for e in entries] != [m[0] for m in MODELS] or len(versions) != 1 or values != sorted(values, reverse=True):
             failures.append(f"leaderboard mixes versions or lost its order: {entries}")
+        else:
+            versions_seen.extend(versions)
 
-    def reader(name: str, check, base_url: str) -> None:
-        with httpx.Client(base_url=base_url, timeout=10) as http:
-            while not stop.is_set() and counts[name] < 300:
+    def reader(number: int, check, base_url: str) -> None:
+        with httpx.Client(base_url=base_url, timeout=60) as http:
+            while not stop.is_set():
                 try:
                     check(http)
                 except (httpx.HTTPError, ValueError, KeyError) as exc:
-                    failures.append(f"{name}: {exc!r}")
-                counts[name] += 1
+                    failures.append(f"reader {number}: {exc!r}")
+                turns.finished(number)
 
     with serve(create_app(ApiSettings(home=seeded.lake.home))) as base_url:
         threads = [
-            threading.Thread(target=reader, args=("predictions", check_predictions, base_url)),
-            threading.Thread(target=reader, args=("leaderboard", check_leaderboard, base_url)),
+            threading.Thread(target=reader, args=(0, check_predictions, base_url)),
+            threading.Thread(target=reader, args=(1, check_leaderboard, base_url)),
         ]
         for thread in threads:
             thread.start()
-        rewrites = 0
-        deadline = time.monotonic() + 2.0
-        # At least 10 rewrites however loaded the machine is (the readers read until told to stop,
-        # up to 300 reads each); at least 2 s of them on a fast one.
-        while (rewrites < 10 or time.monotonic() < deadline) and any(t.is_alive() for t in threads):
-            rewrite_window(seeded, seeded.window_keys[rewrites % len(seeded.window_keys)])
-            seeded.lake.write("leaderboard", leaderboard_frame(version=rewrites + 1))
-            rewrites += 1
-        stop.set()
-        for thread in threads:
-            thread.join(30)
+        try:
+            for version in range(1, REWRITES + 1):
+                rewrite_window(seeded, seeded.window_keys[version % len(seeded.window_keys)])
+                seeded.lake.write("leaderboard", leaderboard_frame(version=version))
+                turns.wait_for_fresh_reads()
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(30)
     assert failures == []
-    assert rewrites >= 10
-    assert counts["predictions"] >= 5 and counts["leaderboard"] >= 5
+    # Every read after a rewrite began once it was done, so each version was seen, none went back.
+    assert sorted(set(versions_seen) - {0}) == list(range(1, REWRITES + 1))
+    assert versions_seen == sorted(versions_seen)
+    assert turns.count(0) >= 2 * REWRITES and turns.count(1) >= 2 * REWRITES

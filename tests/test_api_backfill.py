@@ -10,6 +10,8 @@ from api.app import create_app
 from api.settings import ApiSettings
 from tests.api_fixtures import fake_dagster, new_dagster_state, seed_extras, seed_lake, serve
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 KEY = "admin-key"
 AUTH = {"X-API-Key": KEY}
 

@@ -8,12 +8,16 @@ import threading
 
 import dagster as dg
 import httpx
+import pytest
 
 from api.app import create_app
 from api.settings import ApiSettings
 from assets import default_assets
 from tests.api_fixtures import serve
 from tests.conftest import HOUR, HOUR_KEY, pipeline_resources
+from tests.interleave import ReadTurns
+
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
 
 ROUTES = [
     ("/reports/predictions", {"limit": 50}),
@@ -31,12 +35,13 @@ def test_api_answers_every_request_while_dagster_materializes(tmp_path) -> None:
     home = tmp_path / "home"
     resources = pipeline_resources(home, HOUR + dt.timedelta(hours=3))
     failures: list[str] = []
-    counts = [0]
     stop = threading.Event()
+    turns = ReadTurns(readers=3)
+    runs = [0]
 
-    def reader(base_url: str) -> None:
+    def reader(number: int, base_url: str) -> None:
         with httpx.Client(base_url=base_url, timeout=30) as http:
-            i = 0
+            i = number  # the readers start on different routes
             while not stop.is_set():
                 path, params = ROUTES[i % len(ROUTES)]
                 i += 1
@@ -46,13 +51,16 @@ def test_api_answers_every_request_while_dagster_materializes(tmp_path) -> None:
                         failures.append(f"{path}: {response.status_code} {response.text[:300]}")
                 except httpx.HTTPError as exc:
                     failures.append(f"{path}: {exc!r}")
-                counts[0] += 1
+                turns.finished(number)
 
     def run(selection, partition_key=None, tags=None):
         dg.materialize(default_assets, selection=selection, resources=resources, partition_key=partition_key, tags=tags)
+        runs[0] += 1
+        # Every reader asks every route at least once after each run (and keeps asking during the next).
+        turns.wait_for_fresh_reads(len(ROUTES) + 1)
 
     with serve(create_app(ApiSettings(home=home))) as base_url:
-        threads = [threading.Thread(target=reader, args=(base_url,)) for _ in range(3)]
+        threads = [threading.Thread(target=reader, args=(n, base_url)) for n in range(3)]
         for thread in threads:
             thread.start()
         try:
@@ -67,5 +75,6 @@ def test_api_answers_every_request_while_dagster_materializes(tmp_path) -> None:
                 thread.join(30)
         final = httpx.get(f"{base_url}/reports/predictions", params={"limit": 1}).json()
     assert failures == []
-    assert counts[0] >= 20
+    assert runs[0] == 7
+    assert all(turns.count(n) >= runs[0] * (len(ROUTES) + 1) for n in range(3))
     assert final["total"] > 0

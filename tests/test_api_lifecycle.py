@@ -19,6 +19,8 @@ from api.solana import b58decode, b58encode, signature_error
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
 from tests.api_fixtures import CHECKPOINT_KEYS, MODELS, SUBMITTED_TX, seed_extras, seed_lake, serve
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 OLD, NEW = (f"CKP-{key}" for key in CHECKPOINT_KEYS)  # OLD is SUBMITTED by the seed, NEW is PENDING
 SIG_A = b58encode(bytes(range(1, 65)))
 SIG_B = b58encode(bytes(range(2, 66)))
@@ -439,12 +441,13 @@ def test_event_times_are_utc(writes) -> None:
 
 
 def test_cached_answers_follow_rewrites_and_writes(tmp_path) -> None:
-    import time as _time
-
+    from api.cache import IDENTITY_TTL
     from tests.api_fixtures import leaderboard_frame
 
     seeded = seed_lake(tmp_path / "home")
-    with serve(create_app(ApiSettings(home=seeded.lake.home))) as base_url, httpx.Client(base_url=base_url) as http:
+    now = [0.0]  # the cache's clock: it moves only when this test moves it
+    app = create_app(ApiSettings(home=seeded.lake.home), cache_clock=lambda: now[0])
+    with serve(app) as base_url, httpx.Client(base_url=base_url) as http:
         first = http.get("/reports/leaderboard").json()
         assert http.get("/reports/leaderboard").json() == first  # served from the cache
         seeded.lake.write("leaderboard", leaderboard_frame(version=7))
@@ -455,12 +458,15 @@ def test_cached_answers_follow_rewrites_and_writes(tmp_path) -> None:
         http.post(f"/reports/checkpoints/{NEW}/confirm", json={"tx_hash": SIG_A}).raise_for_status()
         assert http.get("/reports/checkpoints").json()[0]["status"] == "SUBMITTED"
         assert http.get("/reports/emissions/latest").json()["status"] == "SUBMITTED"
-        # Predictions: a rewritten hour shows after at most the identity TTL.
+        # Predictions: a rewritten hour may be answered from the cache for up to the identity TTL,
+        # and is answered afresh once it has passed.
         page = http.get("/reports/predictions", params={"limit": 5}).json()
         key = seeded.window_keys[-1]
         hour = seeded.raw_predictions.filter(pl.col("round_ts") >= seeded.end - dt.timedelta(hours=1))
         seeded.lake.write("predictions", hour.head(4), key)
-        _time.sleep(0.05)
+        now[0] += IDENTITY_TTL / 2
+        assert http.get("/reports/predictions", params={"limit": 5}).json() == page
+        now[0] += IDENTITY_TTL
         after = http.get("/reports/predictions", params={"limit": 5}).json()
         assert after["total"] == page["total"] - hour.height + 4
         assert after["items"] != page["items"]

@@ -19,6 +19,8 @@ from api.settings import ApiSettings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from tests.api_fixtures import fake_dagster, new_dagster_state, seed_extras, seed_lake, serve
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 MAX_EXAMPLES = 40
 
 

@@ -2,6 +2,8 @@
 
 import datetime as dt
 import json
+import shutil
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -31,8 +33,12 @@ def feed_range(resources, first, last):
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    """Feed for 09:00–11:59, then every window asset for 10:00, then leaderboard and checkpoint."""
+def built(tmp_path_factory):
+    """Feed for 09:00–11:59, then every window asset for 10:00, then leaderboard and checkpoint.
+
+    Built once per module and shared, so no test may write to it: tests that write take
+    `pipeline_copy`, and `pipeline` fails any test after which the shared lake has changed.
+    """
     home = tmp_path_factory.mktemp("pipeline") / "home"
     resources = pipeline_resources(home, NOW)
     feed_range(resources, PREV_KEY, NEXT_KEY)
@@ -44,13 +50,36 @@ def pipeline(tmp_path_factory):
     return home, resources, Lake(home, default_contract().aggregation.windows), results
 
 
+def lake_fingerprint(home: Path) -> dict[str, tuple[int, int, int]]:
+    """Every file of a lake with its inode, size and modification time: an atomic replace changes
+    the inode, an append adds a file."""
+    return {str(p.relative_to(home)): (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(home.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def pipeline(built):
+    """The shared pipeline, read-only: the test fails if it changed any file of the lake."""
+    before = lake_fingerprint(built[0])
+    yield built
+    assert lake_fingerprint(built[0]) == before, "this test wrote to the shared pipeline lake: use pipeline_copy"
+
+
+@pytest.fixture
+def pipeline_copy(built, tmp_path):
+    """A private copy of the pipeline's lake, with resources pointing at it, for tests that write."""
+    home = tmp_path / "home"
+    # The operator catalog names the original's files by absolute path: the copy builds its own.
+    shutil.copytree(built[0], home, ignore=shutil.ignore_patterns("coordinator.duckdb", "catalog.json"))
+    return home, pipeline_resources(home, NOW), Lake(home, default_contract().aggregation.windows), built[3]
+
+
 def materialization_metadata(result, key):
     [event] = result.asset_materializations_for_node(key)
     return event.metadata
 
 
-def test_feed_records_writes_the_window_and_is_idempotent(pipeline):
-    _, resources, lake, _ = pipeline
+def test_feed_records_writes_the_window_and_is_idempotent(pipeline_copy):
+    _, resources, lake, _ = pipeline_copy
     frame = lake.read("feed_records", HOUR_KEY)
     assert frame.height == 120  # 60 one-minute candles × BTC, ETH
     assert frame["ts_event"].min() == HOUR and frame["ts_event"].max() == HOUR + dt.timedelta(minutes=59)
@@ -87,8 +116,8 @@ def test_window_assets_produce_the_competition(pipeline):
 
 
 @pytest.mark.parametrize("asset", ["inputs", "scores", "snapshots"])
-def test_rematerializing_a_recomputable_asset_gives_identical_rows(pipeline, asset):
-    _, resources, lake, _ = pipeline
+def test_rematerializing_a_recomputable_asset_gives_identical_rows(pipeline_copy, asset):
+    _, resources, lake, _ = pipeline_copy
     before = lake.read(asset, HOUR_KEY)
     run(resources, [asset], HOUR_KEY)
     after = lake.read(asset, HOUR_KEY)
@@ -96,8 +125,8 @@ def test_rematerializing_a_recomputable_asset_gives_identical_rows(pipeline, ass
     assert after.height == after.unique().height  # no duplicates
 
 
-def test_recorded_predictions_are_never_overwritten(pipeline, tmp_path):
-    _, resources, lake, _ = pipeline
+def test_recorded_predictions_are_never_overwritten(pipeline_copy, tmp_path):
+    _, resources, lake, _ = pipeline_copy
     before = lake.read("predictions", HOUR_KEY)
     manifest = tmp_path / "models.json"
     manifest.write_text(json.dumps([
@@ -145,8 +174,8 @@ def test_checkpoint_emission_sums_and_uses_registered_indices(pipeline):
     assert "share_percent" in metadata["emission"].value
 
 
-def test_a_checkpoint_that_left_pending_is_immutable(pipeline):
-    _, resources, lake, _ = pipeline
+def test_a_checkpoint_that_left_pending_is_immutable(pipeline_copy):
+    _, resources, lake, _ = pipeline_copy
     before = lake.read("checkpoints", WEEK_KEY)
     lake.append_event(
         "checkpoint_events",

@@ -7,10 +7,13 @@ import subprocess
 import sys
 
 import polars as pl
+import pytest
 
 from coordinator_dagster.cli.demo import run_demo
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
 from coordinator_dagster.lake.store import Lake
+
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
 
 
 def test_demo_command_runs_feed_to_checkpoint_and_is_reproducible(tmp_path):

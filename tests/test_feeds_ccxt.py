@@ -23,6 +23,8 @@ from sensors import score_sensor
 from tests.conftest import pipeline_resources
 from tests.exchange_server import ExchangeServer
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 UTC = dt.timezone.utc
 WEEK_START = dt.datetime(2026, 11, 1, tzinfo=UTC)
 WEEK_END = WEEK_START + dt.timedelta(days=7)

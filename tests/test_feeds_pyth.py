@@ -17,6 +17,8 @@ from resources import PythFeed
 from tests.conftest import pipeline_resources
 from tests.hermes_server import HermesServer
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 UTC = dt.timezone.utc
 HOUR = dt.datetime(2026, 11, 20, 10, tzinfo=UTC)
 NOW = HOUR + dt.timedelta(minutes=30, seconds=20)

@@ -20,6 +20,8 @@ from coordinator_dagster.contracts import CONFIG_ENV_VAR
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
 from coordinator_dagster.cli.scaffold import available_packs, render, render_values
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 # Variables that would point a workspace's commands at another lake, contract or instance.
 _NODE_VARS = ("COORDINATOR_HOME", "CRUNCH_CONFIG_MODULE", "MODELS_MANIFEST", "DAGSTER_HOME", "PYTHONPATH")
 

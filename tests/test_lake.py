@@ -1,10 +1,12 @@
 """The Parquet lake: schemas on write, atomic replacement, crash safety, DuckDB views."""
 
 import datetime as dt
+import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import duckdb
@@ -13,6 +15,7 @@ import pytest
 
 from coordinator_dagster.lake import schemas
 from coordinator_dagster.lake.store import Lake
+from tests.interleave import ReadTurns
 
 T0 = dt.datetime(2026, 11, 20, 10, tzinfo=dt.timezone.utc)
 KEY = "2026-11-20-10:00"
@@ -110,16 +113,31 @@ _WRITER = textwrap.dedent(
 )
 
 
+def _state(pid: int) -> str:
+    """A process's state letter from /proc (T: stopped by a signal)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.process
 def test_a_writer_killed_mid_write_leaves_the_previous_partition_readable(lake, tmp_path):
     lake.write("feed_records", feed(7), KEY)
     writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(lake.home)], stdout=subprocess.PIPE, text=True)
     try:
         assert writer.stdout.readline().strip() == "ready"
         folder = lake.partition_path("feed_records", KEY).parent
-        deadline = time.monotonic() + 30
-        # Kill it only while a temporary file exists, i.e. in the middle of a write.
-        while not any(p.name.endswith(".tmp") for p in folder.iterdir()):
+        deadline = time.monotonic() + 120  # bounds a wait for the writer's next write
+        # Kill it only while a temporary file exists, i.e. in the middle of a write: freeze it,
+        # look, and let it go on if it was between writes, so a rename cannot slip in between.
+        while True:
             assert time.monotonic() < deadline, "the writer never started a write"
+            writer.send_signal(signal.SIGSTOP)
+            while _state(writer.pid) not in ("T", "t"):
+                assert time.monotonic() < deadline and writer.poll() is None, "the writer did not stop"
+                time.sleep(0.001)
+            if any(p.name.endswith(".tmp") for p in folder.iterdir()):
+                break
+            writer.send_signal(signal.SIGCONT)
             time.sleep(0.005)
         writer.send_signal(signal.SIGKILL)
         writer.wait(timeout=10)
@@ -202,6 +220,7 @@ def test_catalog_file_opens_in_a_plain_duckdb_client(lake):
     assert lake.catalog_is_current()
 
 
+@pytest.mark.process
 def test_catalog_held_by_another_client_does_not_fail_the_writer(lake):
     lake.refresh_catalog()
     holder = subprocess.Popen(
@@ -216,63 +235,89 @@ def test_catalog_held_by_another_client_does_not_fail_the_writer(lake):
         holder.wait()
 
 
+def _flock_waiters(path) -> int:
+    """How many processes or threads the kernel shows blocked on an flock of `path` (/proc/locks)."""
+    inode = os.stat(path).st_ino
+    with open("/proc/locks") as locks:
+        return sum(1 for line in locks if "->" in line and line.split()[6].rsplit(":", 1)[1] == str(inode))
+
+
+@pytest.mark.process
 def test_partition_lock_serializes_writers_of_one_partition(lake):
+    # The holder keeps the lock until told to let go, so the order of events, not a sleep, decides.
     script = textwrap.dedent(
         f"""
-        import time
+        import sys
         from coordinator_dagster.lake.store import Lake
         lake = Lake({str(lake.home)!r})
         with lake.partition_lock("predictions", "2026-11-20-10:00"):
             print("locked", flush=True)
-            time.sleep(1.0)
+            sys.stdin.readline()
         """
     )
-    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    acquired = threading.Event()
+
+    def second_writer() -> None:
+        with lake.partition_lock("predictions", "2026-11-20-10:00"):
+            acquired.set()
+
     try:
         assert holder.stdout.readline().strip() == "locked"
-        started = time.monotonic()
-        with lake.partition_lock("predictions", "2026-11-20-10:00"):
-            waited = time.monotonic() - started
+        # Writers of another partition never wait.
         with lake.partition_lock("predictions", "2026-11-20-11:00"):
             pass
+        waiter = threading.Thread(target=second_writer, daemon=True)
+        waiter.start()
+        lock_file = next((lake.root / ".locks" / "predictions").glob("2026-11-20-1000.lock"))
+        deadline = time.monotonic() + 60  # bounds a wait for the thread to reach the lock
+        while _flock_waiters(lock_file) == 0:
+            assert time.monotonic() < deadline and waiter.is_alive(), "the second writer never blocked on the lock"
+            time.sleep(0.01)
+        # The kernel has the second writer queued behind the holder: it waits, it did not get in.
+        assert not acquired.is_set()
+        holder.stdin.write("release\n")
+        holder.stdin.flush()
+        assert holder.wait(timeout=60) == 0
+        assert acquired.wait(timeout=60), "the second writer never got the lock after the first let go"
+        waiter.join(timeout=60)
     finally:
+        if holder.poll() is None:
+            holder.kill()
         holder.wait(timeout=10)
-    assert waited > 0.3, "a second writer of the same partition must wait for the first"
 
 
 def test_reads_during_rewrites_see_one_whole_version(lake):
     """A partition replaced while it is read gives the old or the new rows, never an error.
 
     Reading by path let polars open the file twice and mix two versions (a page-size error or a
-    panic, which is a BaseException); the lake reads through one open handle.
+    panic, which is a BaseException); the lake reads through one open handle. The writer does a
+    fixed number of rewrites, each followed by fresh reads; the reader never waits for the writer.
     """
-    import threading
-
     versions = [feed(60, price=100.0), feed(30, price=200.0)]
     lake.write("feed_records", versions[0], KEY)
     stop = threading.Event()
+    turns = ReadTurns(readers=1)
+    seen, errors = [], []
 
-    def rewrite():
-        i = 0
+    def read() -> None:
         while not stop.is_set():
-            i += 1
-            lake.write("feed_records", versions[i % 2], KEY)
-
-    writer = threading.Thread(target=rewrite, daemon=True)
-    writer.start()
-    seen, errors = set(), []
-    deadline = time.monotonic() + 3.0
-    try:
-        while time.monotonic() < deadline:
             try:
                 frame = lake.read("feed_records", KEY)
+                seen.append((frame.height, frame["open"][0]))
             except BaseException as exc:  # polars panics derive from BaseException
                 errors.append(repr(exc))
-                continue
-            seen.add((frame.height, frame["open"][0]))
+            turns.finished(0)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        for i in range(1, 21):
+            lake.write("feed_records", versions[i % 2], KEY)
+            turns.wait_for_fresh_reads()
     finally:
         stop.set()
-        writer.join(timeout=10)
+        reader.join(timeout=60)
     assert errors == []
-    assert seen <= {(60, 100.0), (30, 200.0)}
-    assert len(seen) == 2
+    assert set(seen) == {(60, 100.0), (30, 200.0)}
+    assert len(seen) >= 40

@@ -429,6 +429,7 @@ def cli(*args, stdin=None):
     )
 
 
+@pytest.mark.process
 def test_cli_valid_tampered_stdin_wrapped_and_garbage(tmp_path, proof):
     good = tmp_path / "proof.json"
     good.write_text(json.dumps(proof, indent=2))

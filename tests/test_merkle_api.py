@@ -17,6 +17,8 @@ from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.scoring.merkle import verify_proof
 from tests.api_fixtures import serve
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 CHECKPOINT = "CKP-2026-11-15"
 
 

@@ -13,10 +13,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.model_runner_process import group_members
 from tests.process_support import free_port as _free_port
 from tests.process_support import wait_for as _wait_for
+
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "scripts" / "launch.py"
@@ -67,19 +70,19 @@ def _start(tmp_path: Path, stop_with: str):
 
 def _check_running(tmp_path: Path, proc, home: Path, url: str) -> list[int]:
     dagster_file = tmp_path / "dagster.txt"
-    assert _wait_for(lambda: dagster_file.exists() and dagster_file.read_text(), 30), "dagster stand-in did not start"
+    assert _wait_for(lambda: dagster_file.exists() and dagster_file.read_text(), 120), "dagster stand-in did not start"
     _, exported, token = dagster_file.read_text().split()
     assert exported == url  # the code location is pointed at the runner
     # ... with the runner's token, generated into the home, readable by this user only.
     token_file = home / "model_runner.token"
     assert token == token_file.read_text().strip() and len(token) >= 40
     assert token_file.stat().st_mode & 0o777 == 0o600
-    assert _wait_for(lambda: _models(url, home) is not None, 30), (home / "logs" / "models.log").read_text()
+    assert _wait_for(lambda: _models(url, home) is not None, 120), (home / "logs" / "models.log").read_text()
     models = _models(url, home)
     # The three example models, each in a worker process of its own (not the runner's process).
     runner_pid = int((home / "run" / "models.pid").read_text())
     assert set(models) == {"momentum", "mean-reversion", "contrarian"}
-    assert _wait_for(lambda: all(m["pid"] for m in _models(url, home).values()), 10)
+    assert _wait_for(lambda: all(m["pid"] for m in _models(url, home).values()), 120)
     pids = [m["pid"] for m in _models(url, home).values()]
     assert runner_pid not in pids and len(set(pids)) == 3
     assert "model runner listening on" in (home / "logs" / "models.log").read_text()
@@ -99,7 +102,7 @@ def test_run_sh_starts_the_runner_and_stops_it_on_sigterm(tmp_path):
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, out
         assert f"model runner {url}" in out and "stopping dagster dev, the report API, the model runner" in out
-        assert _wait_for(lambda: _gone(pids), 15), f"left running: {pids}"
+        assert _wait_for(lambda: _gone(pids), 120), f"left running: {pids}"
         assert not (home / "run" / "models.pid").exists()
     finally:
         _kill(proc, pids)
@@ -115,7 +118,7 @@ def test_stop_sh_stops_the_runner_too(tmp_path):
         result = subprocess.run(["bash", str(ROOT / "scripts" / "stop.sh")], env=env, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "stopping models" in result.stdout
-        assert _wait_for(lambda: _gone(pids), 15), f"left running: {pids}"
+        assert _wait_for(lambda: _gone(pids), 120), f"left running: {pids}"
     finally:
         _kill(proc, pids)
 

@@ -15,6 +15,8 @@ from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.scoring.ranking import compare_versions
 from tests.conftest import pipeline_resources
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 # A whole week of hourly partitions (plus the hour after it, for the last rounds' truth).
 RANGE = {"dagster/asset_partition_range_start": "2026-11-15-00:00", "dagster/asset_partition_range_end": "2026-11-22-00:00"}
 WEEK_HOURS = 7 * 24 + 1

@@ -17,6 +17,8 @@ import pytest
 from tests.process_support import free_port as _free_port
 from tests.process_support import wait_for as _wait_for
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "scripts" / "launch.py"
 RUN_SH = ROOT / "scripts" / "run.sh"
@@ -102,7 +104,12 @@ FAKE = textwrap.dedent(
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     with open(sys.argv[1], "w") as fh:
         fh.write(f"{os.getpid()} {child.pid}")
-    time.sleep(float(sys.argv[2]))
+    # Runs until a file appears (the test says when), or for a number of seconds.
+    if sys.argv[2].startswith("/"):
+        while not os.path.exists(sys.argv[2]):
+            time.sleep(0.05)
+    else:
+        time.sleep(float(sys.argv[2]))
     sys.exit(int(sys.argv[3]))
     """
 )
@@ -137,14 +144,16 @@ def _run_sh_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def _start_run_sh(tmp_path: Path, dagster_seconds: float, dagster_exit: int):
+def _start_run_sh(tmp_path: Path, dagster_until: str, dagster_exit: int):
+    """run.sh with stand-ins; the fake `dagster dev` runs until the file `dagster_until` appears
+    (or for that many seconds), then exits with `dagster_exit`."""
     fake, home = tmp_path / "fake.py", tmp_path / "home"
-    env = _run_sh_env(tmp_path, RUN_DAGSTER_CMD=f"{sys.executable} {fake} {tmp_path / 'dagster.pids'} {dagster_seconds} {dagster_exit}")
+    env = _run_sh_env(tmp_path, RUN_DAGSTER_CMD=f"{sys.executable} {fake} {tmp_path / 'dagster.pids'} {dagster_until} {dagster_exit}")
     proc = subprocess.Popen(
         [sys.executable, str(LAUNCH), "bash", str(RUN_SH)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     pidfiles = [tmp_path / f"{name}.pids" for name in ("api", "dagster", "models", "feeds")]
-    assert _wait_for(lambda: all(p.exists() and p.read_text() for p in pidfiles), 30), "stand-ins did not start"
+    assert _wait_for(lambda: all(p.exists() and p.read_text() for p in pidfiles), 120), "stand-ins did not start"
     pids = [int(pid) for p in pidfiles for pid in p.read_text().split()]
     return proc, home, pids
 
@@ -160,7 +169,7 @@ def _stop(proc: subprocess.Popen, pids: list[int]) -> None:
 
 
 def test_run_sh_stops_everything_on_sigterm(tmp_path):
-    proc, home, pids = _start_run_sh(tmp_path, dagster_seconds=600, dagster_exit=0)
+    proc, home, pids = _start_run_sh(tmp_path, dagster_until="600", dagster_exit=0)
     try:
         assert all(_alive(pid) for pid in pids)
         assert all((home / "run" / f"{name}.pid").exists() for name in ("api", "dagster", "models", "feeds"))
@@ -170,19 +179,21 @@ def test_run_sh_stops_everything_on_sigterm(tmp_path):
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, out
         assert "stopped" in out
-        assert _wait_for(lambda: not any(_alive(pid) for pid in pids), 10), f"left running: {[p for p in pids if _alive(p)]}"
+        assert _wait_for(lambda: not any(_alive(pid) for pid in pids), 60), f"left running: {[p for p in pids if _alive(p)]}"
         assert not list((home / "run").glob("*.pid"))
     finally:
         _stop(proc, pids)
 
 
 def test_run_sh_stops_the_api_when_dagster_dev_exits(tmp_path):
-    proc, _, pids = _start_run_sh(tmp_path, dagster_seconds=1, dagster_exit=3)
+    exit_now = tmp_path / "dagster.exit"
+    proc, _, pids = _start_run_sh(tmp_path, dagster_until=str(exit_now), dagster_exit=3)
     try:
+        exit_now.touch()  # only once every stand-in runs: dagster dev exits with status 3
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 3, out
         assert "dagster dev exited (status 3)" in out
-        assert _wait_for(lambda: not any(_alive(pid) for pid in pids), 10), f"left running: {[p for p in pids if _alive(p)]}"
+        assert _wait_for(lambda: not any(_alive(pid) for pid in pids), 60), f"left running: {[p for p in pids if _alive(p)]}"
     finally:
         _stop(proc, pids)
 

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from coordinator_dagster.feeds.streaming.listener import running
 from coordinator_dagster.feeds.streaming.sources import SyntheticStream
 from coordinator_dagster.feeds.sources import SyntheticSource
 from tests.stream_support import fast_config, make_listener, materializations, stored, wait_until
+
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,8 +34,8 @@ def test_the_live_synthetic_stream_writes_what_the_batch_path_computes(tmp_path)
     # The start-up backfill (5 s through the batch source) and the live steps must join up.
     listener, lake, instance = make_listener(tmp_path / "home", SyntheticStream(feed), feed, config=fast_config(initial_backfill=dt.timedelta(seconds=5)))
     with running(listener):
-        wait_until(lambda: listener.stats.closed >= 6, timeout=20, what="3 live seconds × 2 subjects")
-        wait_until(lambda: listener.stats.gap_records >= 10, timeout=20, what="the start-up backfill")
+        wait_until(lambda: listener.stats.closed >= 6, what="3 live seconds × 2 subjects")
+        wait_until(lambda: listener.stats.gap_records >= 10, what="the start-up backfill")
     frame = stored(lake)
     assert frame.equals(batch(feed, frame))  # same values, no second missing, none twice
     assert frame.height >= 16
@@ -44,7 +47,7 @@ def test_the_live_synthetic_stream_serves_ticks_too(tmp_path):
     feed = SyntheticSource(subjects=["SOL"], seed=3, granularity="1s", kind="tick")
     listener, lake, _ = make_listener(tmp_path / "home", SyntheticStream(feed), feed)
     with running(listener):
-        wait_until(lambda: listener.stats.written >= 2, timeout=20, what="2 live ticks")
+        wait_until(lambda: listener.stats.written >= 2, what="2 live ticks")
     frame = stored(lake)
     assert frame.equals(batch(feed, frame))
     assert set(frame["kind"]) == {"tick"} and frame["open"].is_null().all()
@@ -65,9 +68,9 @@ def test_coordinator_feeds_listen_streams_into_the_lake_and_reports_to_dagster(t
         from coordinator_dagster.lake.store import Lake
 
         lake = Lake(home)
-        wait_until(lambda: lake.has_files("feed_records") and stored(lake).height >= 8, timeout=60, what="records from the listener process")
+        wait_until(lambda: lake.has_files("feed_records") and stored(lake).height >= 8, what="records from the listener process")
         process.send_signal(signal.SIGINT)
-        assert process.wait(20) == 0
+        assert process.wait(120) == 0
     finally:
         if process.poll() is None:
             process.kill()

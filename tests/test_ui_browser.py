@@ -41,7 +41,10 @@ from tests.process_support import free_port as _free_port
 
 # dagster-graphql 1.13.27's DagsterGraphQLClient._execute passes variables to gql's execute() the
 # way gql 4 deprecates; the warning is about that library's call, not this project's code.
-pytestmark = pytest.mark.filterwarnings("ignore:Using variable_values and operation_name arguments:DeprecationWarning")
+pytestmark = [
+    pytest.mark.process,
+    pytest.mark.filterwarnings("ignore:Using variable_values and operation_name arguments:DeprecationWarning"),
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "scripts" / "launch.py"

@@ -91,7 +91,7 @@ class WsExchangeServer:
         """Streams subscribed so far, over every connection (ccxt subscribes each symbol)."""
         return sum(len(params) for params in self.subscriptions)
 
-    def wait_subscribed(self, count: int = 1, timeout: float = 20.0) -> None:
+    def wait_subscribed(self, count: int = 1, timeout: float = 120.0) -> None:
         """Wait until `count` streams have been subscribed in total (symbols × connections)."""
         with self._subscribed:
             if not self._subscribed.wait_for(lambda: self.subscribed() >= count, timeout):

@@ -26,42 +26,14 @@ check_namespaces() {
     rm -f /tmp/coordinator-sandbox-check.err
 }
 
-if [ -x "$BWRAP" ]; then
-    check_namespaces
-    exit 0
+# shellcheck source=scripts/apt_packages.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt_packages.sh"
+if apt_packages_missing "$BWRAP"; then
+    apt_packages_install install_sandbox SANDBOX_INSTALL "$BWRAP" "${PACKAGES[@]}"
+    if apt_packages_missing "$BWRAP"; then  # SANDBOX_INSTALL=skip
+        say "model workers will run unsandboxed (MODEL_SANDBOX=auto) or not at all (required)"
+        exit 0
+    fi
+    say "ready: $("$BWRAP" --version)"
 fi
-if [ "${SANDBOX_INSTALL:-}" = skip ]; then
-    say "SANDBOX_INSTALL=skip: not installing ${PACKAGES[*]}; model workers will run unsandboxed (MODEL_SANDBOX=auto) or not at all (required)"
-    exit 0
-fi
-if ! command -v apt-get >/dev/null 2>&1; then
-    say "ERROR: $BWRAP is missing and this machine has no apt-get; install bubblewrap (https://github.com/containers/bubblewrap)"
-    exit 1
-fi
-if [ "$(id -u)" -ne 0 ]; then
-    say "ERROR: $BWRAP is missing and installing it needs root. Run:"
-    say "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${PACKAGES[*]}"
-    say "(or set SANDBOX_INSTALL=skip)"
-    exit 1
-fi
-
-started=$(date +%s)
-export DEBIAN_FRONTEND=noninteractive
-# Two `make test` started at once must not run apt together (apt's own lock fails fast).
-exec 8>/tmp/coordinator-install-sandbox.lock
-command -v flock >/dev/null 2>&1 && flock 8
-if [ ! -x "$BWRAP" ]; then
-    say "installing ${PACKAGES[*]} with apt-get (a few seconds, once per machine)"
-    apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null 2>&1 || {
-        apt-get update -qq && apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
-    } || {
-        say "ERROR: apt-get install ${PACKAGES[*]} failed"
-        exit 1
-    }
-fi
-[ -x "$BWRAP" ] || {
-    say "ERROR: apt-get finished but $BWRAP is missing"
-    exit 1
-}
 check_namespaces
-say "ready in $(($(date +%s) - started)) s: $("$BWRAP" --version)"

@@ -195,6 +195,7 @@ def test_domain_packages_do_not_import_dagster():
     assert not offences, "\n".join(offences)
 
 
+@pytest.mark.process
 def test_the_feed_and_runner_clients_load_without_dagster():
     code = f"import sys\nfor m in {PLAIN_CLIENTS!r}: __import__(m)\nprint(sorted(m for m in sys.modules if m.split('.')[0] == 'dagster'))"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -464,6 +464,7 @@ def test_cli_valid_tampered_stdin_wrapped_and_garbage(tmp_path, proof):
     assert done.returncode == 1 and done.stdout.startswith("INVALID: malformed proof:")
 
 
+@pytest.mark.process
 def test_cli_refuses_a_non_canonical_timestamp_and_an_answer_naming_another_root(tmp_path, proof):
     # A "U" for the "T": the timestamp parses and normalises to the hashed one, yet it is not the
     # text that was hashed, so the proof is refused (it used to verify).
@@ -483,6 +484,7 @@ def test_cli_refuses_a_non_canonical_timestamp_and_an_answer_naming_another_root
     assert done.returncode == 1 and done.stdout.startswith("INVALID: answer: its merkle_root"), done
 
 
+@pytest.mark.process
 def test_cli_help_lists_what_it_checks():
     done = subprocess.run(
         [sys.executable, "-m", "coordinator_dagster.cli.main", "verify-proof", "--help"], capture_output=True, text=True, timeout=60

@@ -21,6 +21,8 @@ from coordinator_dagster.models.client import open_round
 from resources import RemoteModelRunner
 from tests.conftest import HOUR, HOUR_KEY, pipeline_resources
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 MODELS = [
     {"model_id": m, "name": m.title(), "cruncher": f"c-{m}", "cruncher_index": i, "entrypoint": f"pkg.{m}:Model", "status": "healthy"}
     for i, m in enumerate(("alpha", "beta"))

@@ -15,6 +15,8 @@ from coordinator_dagster.models.sandbox import Sandbox, choose_sandbox, python_d
 from tests.model_runner_process import HOSTILE, entry, group_members, model_runner, payload, write_manifest
 from tests.process_support import wait_for
 
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

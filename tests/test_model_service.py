@@ -12,7 +12,7 @@ from coordinator_dagster.contracts import default_contract
 from coordinator_dagster.models.manifest import ManifestError, parse_manifest
 from coordinator_dagster.models.runner import ModelSpec
 from coordinator_dagster.models.service import ModelPool, PoolSettings
-from tests.model_runner_process import HOSTILE, entry, group_members, model_runner, payload, write_manifest
+from tests.model_runner_process import HOSTILE, entry, group_members, hostile_folder, model_runner, payload, write_manifest
 from tests.process_support import wait_for
 
 pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
@@ -113,8 +113,8 @@ def test_a_model_that_keeps_dying_is_marked_unhealthy_and_retried_after_a_backof
     now = [1000.0]
     specs = [
         ModelSpec("momentum", "Momentum", "c-momentum", 0, MOMENTUM),
-        ModelSpec("dier", "Dier", "c-dier", 1, f"{H}:AlwaysExits"),
-        ModelSpec("broken", "Broken", "c-broken", 2, f"{H}:BrokenImport"),
+        ModelSpec("dier", "Dier", "c-dier", 1, f"{H}:AlwaysExits", str(hostile_folder())),
+        ModelSpec("broken", "Broken", "c-broken", 2, f"{H}:BrokenImport", str(hostile_folder())),
     ]
     settings = PoolSettings(timeout_seconds=60.0, unhealthy_after=2, retry_seconds=4.0)
     pool = ModelPool(specs, settings, default_contract().output_type, clock=lambda: now[0])

@@ -7,10 +7,14 @@ from __future__ import annotations
 import contextlib
 import secrets
 
+import pytest
+
 from coordinator_dagster.contracts import default_contract
 from coordinator_dagster.models.client import SharedRound, open_round
 from coordinator_dagster.models.shares import owner, share
 from tests.model_runner_process import HOSTILE, entry, model_runner, payload, stop, write_manifest
+
+pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
 
 IDS = [f"model-{i}" for i in range(40)]
 

@@ -129,6 +129,7 @@ def test_the_checkpoint_reward_table_lists_a_cruncher_with_an_unranked_model():
     assert table.select("rank", "cruncher_index", "models").rows()[:2] == [(1, 1, "a"), (2, 2, "c, b")]
 
 
+@pytest.mark.process
 def test_the_report_api_lists_tied_and_unranked_models_in_the_leaderboards_order(tmp_path):
     import httpx
 

@@ -220,6 +220,10 @@ class Worker:
         loading), ChannelClosed, ProtocolError, or RuntimeError (load failure)."""
         if self.ready:
             return
+        if self.load_error is not None:
+            # Already read by an earlier wait (a session's wait for its models to load): the
+            # worker has exited since, but its round still reports why it failed to load.
+            raise RuntimeError(f"model failed to load: {self.load_error}")
         while give_up is not None:
             # Poll, so that the wait ends as soon as `give_up` is set; the frame itself is read
             # only once its first byte is there (a timeout mid-frame would lose its start).

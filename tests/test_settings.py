@@ -97,6 +97,7 @@ def test_errors_name_the_variable(environ, message):
     assert str(raised.value).startswith(message.split(":")[0]) and message in str(raised.value)
 
 
+@pytest.mark.process
 def test_nothing_reads_the_environment_at_import():
     # With a setting that cannot validate, importing every module that reads settings still works.
     code = "import coordinator_dagster.settings, coordinator_dagster.definitions, api.settings, api.app, coordinator_dagster.cli.main"

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from coordinator_dagster.feeds.granularity import granularity_seconds
+from coordinator_dagster.models.reference_models import REFERENCE_BASE_CLASSNAME
 
 
 def default_home() -> Path:
@@ -105,6 +106,9 @@ class Settings(NodeEnvironment):
     model_scratch_mb: int = Field(default=64, ge=1)
     model_cpu_seconds: int = Field(default=3600, ge=0)  # RLIMIT_CPU over a worker's life; 0 = none
     model_max_processes: int = Field(default=64, ge=0)  # RLIMIT_NPROC of a sandboxed worker; 0 = none
+    # Models derived from this class (`module.Class`, the reference engine's name) get its
+    # feed_update/predict protocol (coordinator_dagster/models/reference_models.py).
+    model_base_classname: str = Field(default=REFERENCE_BASE_CLASSNAME, pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     # Where the hourly (and checkpoint) partitions start: PARTITIONS_START, else the start

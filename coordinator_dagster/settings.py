@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, Pydanti
 
 from coordinator_dagster.feeds.granularity import granularity_seconds
 from coordinator_dagster.models.reference_models import REFERENCE_BASE_CLASSNAME
+from coordinator_dagster.reference_settings import refused_variables
 
 
 def default_home() -> Path:
@@ -55,6 +56,8 @@ class NodeEnvironment(BaseSettings):
 
 
 FEED_SOURCES = ("synthetic", "ccxt", "pyth")
+# The reference engine's FEED_SOURCE values that name an exchange: ccxt with that exchange.
+EXCHANGE_SOURCES = ("binance",)
 
 
 class Settings(NodeEnvironment):
@@ -116,6 +119,23 @@ class Settings(NodeEnvironment):
     # None: the embedded example's 2026-01-01 (coordinator_dagster.partitions.DEFAULT_START).
     partitions_start: dt.datetime | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _exchange_source(cls, data: Any) -> Any:
+        if isinstance(data, dict) and str(data.get("feed_source", "")).strip().lower() in EXCHANGE_SOURCES:
+            data = {**data, "feed_exchange": data["feed_source"].strip().lower(), "feed_source": "ccxt"}
+        return data
+
+    @model_validator(mode="after")
+    def _pair_subjects(self) -> Settings:
+        # A subject named as the exchange names the pair (the reference's BTCUSDT) is that pair.
+        if self.feed_source == "ccxt":
+            quote = self.feed_quote.upper()
+            for subject in self.feed_subjects:
+                if subject not in self.feed_symbols and subject.endswith(quote) and len(subject) > len(quote):
+                    self.feed_symbols[subject] = f"{subject[: -len(quote)]}/{quote}"
+        return self
+
     @field_validator("feed_subjects", mode="before")
     @classmethod
     def _subjects(cls, value: Any) -> Any:
@@ -161,7 +181,10 @@ class Settings(NodeEnvironment):
     @classmethod
     def _source(cls, value: str) -> str:
         if value not in FEED_SOURCES:
-            raise ValueError(f"FEED_SOURCE must be one of {', '.join(FEED_SOURCES)}, got {value!r}")
+            raise ValueError(
+                f"FEED_SOURCE must be one of {', '.join(FEED_SOURCES)}, got {value!r} "
+                f"(or the reference's {', '.join(EXCHANGE_SOURCES)}: ccxt with that exchange)"
+            )
         return value
 
     @field_validator("feed_kind")
@@ -197,6 +220,9 @@ _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("coordinator_setting
 def read_settings(cls: type[S], environ: Mapping[str, str] | None = None) -> S:
     """`cls` read from `environ` (default: the process environment, read now), with errors that
     name the variables (`FEED_SOURCE: ...`) rather than the fields."""
+    refused = refused_variables(os.environ if environ is None else environ)
+    if refused:
+        raise SettingsError("; ".join(refused))
     token = _ENVIRON.set(environ)
     try:
         return cls()

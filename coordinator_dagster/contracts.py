@@ -56,6 +56,8 @@ __all__ = [
 ]
 
 CONFIG_ENV_VAR = "CRUNCH_CONFIG_MODULE"
+# The reference engine's way to name the scoring function; a contract that names one wins.
+SCORING_ENV_VAR = "SCORING_FUNCTION"
 
 
 class ContractError(ValueError):
@@ -199,9 +201,25 @@ def default_contract() -> CrunchContract:
 def load_contract(spec: str | None = None) -> CrunchContract:
     """The contract named by `spec` or `$CRUNCH_CONFIG_MODULE` (`module:attr`), else the default.
 
-    `attr` may be a `CrunchContract` or a function returning one.
+    `attr` may be a `CrunchContract`, or a class or function returning one (the reference's
+    `CrunchConfig` class). `$SCORING_FUNCTION` (`module:function`) replaces the default scoring
+    function of a contract that does not choose its own.
     """
     spec = spec if spec is not None else os.environ.get(CONFIG_ENV_VAR, "")
+    return _scoring_from_environment(_load(spec))
+
+
+def _scoring_from_environment(contract: CrunchContract) -> CrunchContract:
+    scoring = os.environ.get(SCORING_ENV_VAR, "").strip()
+    if not scoring or contract.scoring_function is not default_scoring_function:
+        return contract
+    try:
+        return type(contract)(**{**dict(contract), "scoring_function": scoring})
+    except ValueError as exc:
+        raise ContractError(f"{SCORING_ENV_VAR}={scoring!r}: {exc}") from exc
+
+
+def _load(spec: str) -> CrunchContract:
     if not spec.strip():
         return default_contract()
     try:

@@ -69,7 +69,10 @@ def model_runner_resource(settings: Settings) -> ModelRunnerResource:
     url = settings.model_runner_url or settings.model_runner_urls.strip()
     if url:
         return RemoteModelRunner(url=url, timeout_seconds=settings.model_timeout_seconds)
-    return InProcessModelRunner(manifest=settings.models_manifest, timeout_seconds=settings.model_timeout_seconds)
+    return InProcessModelRunner(
+        manifest=settings.models_manifest, timeout_seconds=settings.model_timeout_seconds,
+        base_classname=settings.model_base_classname, feed_shape=settings.feed_kind,
+    )
 
 
 def default_resources(settings: Settings, contract: CrunchContract) -> dict[str, Any]:

@@ -92,8 +92,17 @@ class PredictionScope(BaseModel):
     horizon_seconds: int = Field(default=60, gt=0)
 
 
+class AggregationWindow(BaseModel):
+    """One leaderboard window given as an object (the reference engine's shape); kept as its hours."""
+
+    hours: int = Field(ge=1)
+
+
 class Aggregation(BaseModel):
-    """Leaderboard windows (name → hours), the score field they average, and the ranking."""
+    """Leaderboard windows (name → hours), the score field they average, and the ranking.
+
+    A window may be given as hours or as an `AggregationWindow(hours=...)`.
+    """
 
     windows: dict[str, int] = Field(
         default_factory=lambda: {"score_recent": 24, "score_steady": 72, "score_anchor": 168}
@@ -101,6 +110,13 @@ class Aggregation(BaseModel):
     value_field: str = "value"
     ranking_key: str = "score_recent"
     ranking_direction: str = "desc"
+
+    @field_validator("windows", mode="before")
+    @classmethod
+    def _window_objects(cls, windows: Any) -> Any:
+        if isinstance(windows, dict):
+            return {name: getattr(w, "hours", w) for name, w in windows.items()}
+        return windows
 
     @model_validator(mode="after")
     def _check(self) -> "Aggregation":

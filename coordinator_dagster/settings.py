@@ -18,6 +18,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from coordinator_dagster.feeds.granularity import granularity_seconds
+from coordinator_dagster.models.reference_models import REFERENCE_BASE_CLASSNAME
+from coordinator_dagster.reference_settings import refused_variables
 
 
 def default_home() -> Path:
@@ -54,6 +56,8 @@ class NodeEnvironment(BaseSettings):
 
 
 FEED_SOURCES = ("synthetic", "ccxt", "pyth")
+# The reference engine's FEED_SOURCE values that name an exchange: ccxt with that exchange.
+EXCHANGE_SOURCES = ("binance",)
 
 
 class Settings(NodeEnvironment):
@@ -105,12 +109,32 @@ class Settings(NodeEnvironment):
     model_scratch_mb: int = Field(default=64, ge=1)
     model_cpu_seconds: int = Field(default=3600, ge=0)  # RLIMIT_CPU over a worker's life; 0 = none
     model_max_processes: int = Field(default=64, ge=0)  # RLIMIT_NPROC of a sandboxed worker; 0 = none
+    # Models derived from this class (`module.Class`, the reference engine's name) get its
+    # feed_update/predict protocol (coordinator_dagster/models/reference_models.py).
+    model_base_classname: str = Field(default=REFERENCE_BASE_CLASSNAME, pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     # Where the hourly (and checkpoint) partitions start: PARTITIONS_START, else the start
     # remembered in HOME/partitions_start (`make run` writes it when a home first runs), else
     # None: the embedded example's 2026-01-01 (coordinator_dagster.partitions.DEFAULT_START).
     partitions_start: dt.datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exchange_source(cls, data: Any) -> Any:
+        if isinstance(data, dict) and str(data.get("feed_source", "")).strip().lower() in EXCHANGE_SOURCES:
+            data = {**data, "feed_exchange": data["feed_source"].strip().lower(), "feed_source": "ccxt"}
+        return data
+
+    @model_validator(mode="after")
+    def _pair_subjects(self) -> Settings:
+        # A subject named as the exchange names the pair (the reference's BTCUSDT) is that pair.
+        if self.feed_source == "ccxt":
+            quote = self.feed_quote.upper()
+            for subject in self.feed_subjects:
+                if subject not in self.feed_symbols and subject.endswith(quote) and len(subject) > len(quote):
+                    self.feed_symbols[subject] = f"{subject[: -len(quote)]}/{quote}"
+        return self
 
     @field_validator("feed_subjects", mode="before")
     @classmethod
@@ -157,7 +181,10 @@ class Settings(NodeEnvironment):
     @classmethod
     def _source(cls, value: str) -> str:
         if value not in FEED_SOURCES:
-            raise ValueError(f"FEED_SOURCE must be one of {', '.join(FEED_SOURCES)}, got {value!r}")
+            raise ValueError(
+                f"FEED_SOURCE must be one of {', '.join(FEED_SOURCES)}, got {value!r} "
+                f"(or the reference's {', '.join(EXCHANGE_SOURCES)}: ccxt with that exchange)"
+            )
         return value
 
     @field_validator("feed_kind")
@@ -193,6 +220,9 @@ _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("coordinator_setting
 def read_settings(cls: type[S], environ: Mapping[str, str] | None = None) -> S:
     """`cls` read from `environ` (default: the process environment, read now), with errors that
     name the variables (`FEED_SOURCE: ...`) rather than the fields."""
+    refused = refused_variables(os.environ if environ is None else environ)
+    if refused:
+        raise SettingsError("; ".join(refused))
     token = _ENVIRON.set(environ)
     try:
         return cls()

@@ -16,11 +16,15 @@ from pydantic import BaseModel
 
 from coordinator_dagster.models.client import open_round
 from coordinator_dagster.models.manifest import load_manifest
+from coordinator_dagster.models.reference_models import REFERENCE_BASE_CLASSNAME
 from coordinator_dagster.models.runner import InProcessRunner, ModelSpec, RoundRunner
 
 
 class ModelRunnerResource(dg.ConfigurableResource, ABC):
     timeout_seconds: float = 5.0
+    # Reference-style models: their base class by name and the feed shape they are handed.
+    base_classname: str = REFERENCE_BASE_CLASSNAME
+    feed_shape: str = "candle"
 
     @abstractmethod
     def open(self, output_type: type[BaseModel], replay: bool = False) -> RoundRunner:
@@ -38,7 +42,7 @@ class InProcessModelRunner(ModelRunnerResource):
         return load_manifest(self.manifest)
 
     def open(self, output_type: type[BaseModel], replay: bool = False) -> RoundRunner:
-        return InProcessRunner(self.specs(), output_type, self.timeout_seconds)
+        return InProcessRunner(self.specs(), output_type, self.timeout_seconds, self.base_classname, self.feed_shape)
 
 
 class RemoteModelRunner(ModelRunnerResource):

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("coordinator_dagster", "assets", "sensors", "resources", "api")
+PACKAGES = ("coordinator_dagster", "assets", "sensors", "resources", "api", "crunch_node")
 WRAPPERS = ("assets", "sensors", "resources", "api")
 # The assembly (build_defs and the code location) and the CLI, the outermost layer, may use the
 # wrappers; every other module of coordinator_dagster is the core.

@@ -50,6 +50,8 @@ def _serve(args: argparse.Namespace) -> int:
         sandbox=sandbox,
         cpu_seconds=settings.model_cpu_seconds,
         max_processes=settings.model_max_processes,
+        base_classname=settings.model_base_classname,
+        feed_shape=settings.feed_kind,
     )
     logging.getLogger("coordinator.models").setLevel(logging.INFO)
     try:

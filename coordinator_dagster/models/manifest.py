@@ -9,6 +9,11 @@ A manifest is a JSON file: a list of entries (or `{"models": [...]}`), one per m
 `path`, optional, is the model's folder, relative to the manifest's directory, put first on the
 worker's import path so the folder's modules import. Parsing never imports model code: that
 happens only inside a model's own worker process.
+
+The reference engine's model list (`models.dev.yml`: `models:` entries with `id`, `model_name`,
+`cruncher_name`, `submission_id`, `desired_state`) is read too: each RUNNING entry runs the one
+model class of `submissions/<submission_id>/main.py` next to the file, its cruncher index the
+entry's position.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from pathlib import Path
 from coordinator_dagster.models.runner import EXAMPLE_MODELS, ModelSpec
 
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-ENTRYPOINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+ENTRYPOINT = re.compile(r"^[A-Za-z_][\w.]*:([A-Za-z_][\w.]*|\*)$")
 REQUIRED = ("model_id", "name", "cruncher", "cruncher_index", "entrypoint")
 OPTIONAL = ("path",)
 
@@ -72,6 +77,34 @@ def parse_manifest(text: str, source: str = "manifest", base_dir: Path | None = 
     return specs
 
 
+def parse_reference_models(text: str, source: str, base_dir: Path | None = None) -> list[ModelSpec]:
+    """The specs of a reference `models.dev.yml`, as manifest entries checked like any other."""
+    import yaml  # Dagster's own dependency
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"model list {source}: not valid YAML: {exc}") from None
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, list):
+        raise ManifestError(f"model list {source}: expected a 'models:' list")
+    entries = []
+    for position, item in enumerate(models):
+        where = f"model list {source}, entry {position}"
+        if not isinstance(item, dict):
+            raise ManifestError(f"{where}: expected a mapping, got {type(item).__name__}")
+        missing = [key for key in ("id", "model_name", "cruncher_name", "submission_id") if key not in item]
+        if missing:
+            raise ManifestError(f"{where}: missing keys {missing}")
+        if str(item.get("desired_state", "RUNNING")).upper() != "RUNNING":
+            continue
+        entries.append({
+            "model_id": str(item["id"]), "name": str(item["model_name"]), "cruncher": str(item["cruncher_name"]),
+            "cruncher_index": position, "entrypoint": "main:*", "path": f"submissions/{item['submission_id']}",
+        })
+    return parse_manifest(json.dumps(entries), source, base_dir)
+
+
 def load_manifest(path: str | Path | None) -> list[ModelSpec]:
     """The manifest at `path`; no path means the three example models."""
     if not path:
@@ -81,6 +114,8 @@ def load_manifest(path: str | Path | None) -> list[ModelSpec]:
         text = file.read_text()
     except OSError as exc:
         raise ManifestError(f"model manifest {file}: cannot read it: {exc.strerror or exc}") from None
+    if file.suffix in (".yml", ".yaml"):
+        return parse_reference_models(text, str(file), file.resolve().parent)
     return parse_manifest(text, str(file), file.resolve().parent)
 
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from coordinator_dagster.scoring.callables import resolve_dotted
+from coordinator_dagster.models.reference_models import REFERENCE_BASE_CLASSNAME, load_model
 from coordinator_dagster.statuses import PredictionStatus
 
 MAX_OUTPUT_BYTES = 64 * 1024
@@ -93,7 +93,10 @@ def validate_output(raw: Any, output_type: type[BaseModel]) -> tuple[float, str]
 
 
 class InProcessRunner:
-    def __init__(self, specs: Sequence[ModelSpec], output_type: type[BaseModel], timeout_seconds: float):
+    def __init__(
+        self, specs: Sequence[ModelSpec], output_type: type[BaseModel], timeout_seconds: float,
+        base_classname: str = REFERENCE_BASE_CLASSNAME, feed_shape: str = "candle",
+    ):
         self.specs = list(specs)
         self.output_type = output_type
         self.timeout_seconds = timeout_seconds
@@ -103,7 +106,7 @@ class InProcessRunner:
         self._busy: dict[str, Future] = {}
         for spec in self.specs:
             try:
-                self._models[spec.model_id] = resolve_dotted(spec.entrypoint)()
+                self._models[spec.model_id] = load_model(spec.entrypoint, base_classname, feed_shape)
             except Exception as exc:  # a model that cannot load fails its own predictions only
                 self._load_errors[spec.model_id] = f"model failed to load: {exc!r}"
         # Health as the registry shows it: a model that could not load is unhealthy for the run.

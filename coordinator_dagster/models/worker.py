@@ -34,6 +34,8 @@ import time
 import traceback
 from typing import Any
 
+from coordinator_dagster.models.reference_models import REFERENCE_BASE_CLASSNAME
+
 HEADER = struct.Struct(">I")
 
 
@@ -103,18 +105,20 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _load(entrypoint: str, path: str) -> Any:
+def _load(entrypoint: str, path: str, base_classname: str, feed_shape: str) -> Any:
     if path:
         sys.path.insert(0, path)
-    from coordinator_dagster.scoring.callables import resolve_dotted
+    from coordinator_dagster.models.reference_models import load_model
 
-    target = resolve_dotted(entrypoint)
-    return target() if callable(target) else target
+    return load_model(entrypoint, base_classname, feed_shape)
 
 
-def serve(sock: socket.socket, entrypoint: str, path: str, max_output_bytes: int) -> int:
+def serve(
+    sock: socket.socket, entrypoint: str, path: str, max_output_bytes: int,
+    base_classname: str = REFERENCE_BASE_CLASSNAME, feed_shape: str = "candle",
+) -> int:
     try:
-        model = _load(entrypoint, path)
+        model = _load(entrypoint, path, base_classname, feed_shape)
     except BaseException as exc:  # noqa: BLE001 - whatever loading does, report it and stop
         send_frame(sock, {"type": "load_error", "error": f"{type(exc).__name__}: {exc}"[:2000]})
         return 3
@@ -152,13 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-processes", type=int, default=0)
     parser.add_argument("--max-output-bytes", type=int, default=64 * 1024)
     parser.add_argument("--parent", type=int, default=0)
+    parser.add_argument("--base-classname", default=REFERENCE_BASE_CLASSNAME)
+    parser.add_argument("--feed-shape", default="candle")
     args = parser.parse_args(argv)
     if args.parent:
         _die_with_parent(args.parent)
     sock = socket.socket(fileno=args.fd)
     _limit_resources(args.memory_mb, args.cpu_seconds, args.max_processes)
     try:
-        return serve(sock, args.entrypoint, args.path, args.max_output_bytes)
+        return serve(sock, args.entrypoint, args.path, args.max_output_bytes, args.base_classname, args.feed_shape)
     except (BrokenPipeError, ConnectionResetError):
         return 0  # the supervisor went away
 

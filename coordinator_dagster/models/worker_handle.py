@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coordinator_dagster.models.reference_models import REFERENCE_BASE_CLASSNAME
 from coordinator_dagster.models.runner import MAX_OUTPUT_BYTES, ModelSpec
 from coordinator_dagster.models.safe_json import UnsafeJSON, loads_bounded
 from coordinator_dagster.models.sandbox import Sandbox
@@ -48,6 +49,8 @@ class PoolSettings:
     cpu_seconds: int = 3600  # CPU time a worker may use in its life (RLIMIT_CPU); 0 = none
     max_processes: int = 64  # processes and threads of a sandboxed worker (RLIMIT_NPROC); 0 = none
     sandbox: Sandbox = Sandbox(False, reason="not configured")
+    base_classname: str = REFERENCE_BASE_CLASSNAME  # reference-style models are found by this base
+    feed_shape: str = "candle"  # the reference's input shape those models are handed
 
 
 
@@ -106,6 +109,8 @@ class Worker:
             "--memory-mb", str(settings.memory_limit_mb),
             "--cpu-seconds", str(settings.cpu_seconds),
             "--max-output-bytes", str(settings.max_output_bytes),
+            "--base-classname", settings.base_classname,
+            "--feed-shape", settings.feed_shape,
         ]  # fmt: skip
         if settings.sandbox.enabled:
             # Its PID namespace ends with the worker; bwrap's --die-with-parent ends it with us.

@@ -1,0 +1,1 @@
+"""The reference's `crunch_node.services` names that contract modules import."""

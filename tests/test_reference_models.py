@@ -103,6 +103,7 @@ def test_the_reference_model_list_is_a_manifest(tmp_path):
         load_manifest(bad)
 
 
+@pytest.mark.process
 def test_in_the_sandboxed_runner_service(tmp_path):
     models = _submissions(tmp_path)
     # The runner's model list: the reference's file plus one of our trackers, as JSON.

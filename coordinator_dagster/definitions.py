@@ -97,7 +97,7 @@ def build_defs(
     resources = {**default_resources(settings, contract), **overrides}
     # Partitions start where the node's data starts (PARTITIONS_START; see partitions.py).
     start = settings.partitions_start or DEFAULT_START
-    period_partitions = checkpoint_partitions(contract.checkpoint_period, start)
+    period_partitions = checkpoint_partitions(settings.checkpoint_interval_seconds or contract.checkpoint_period, start)
     checkpoints = build_checkpoints_asset(period_partitions)
     checkpoint_job = next(job for job in default_jobs if job.name == "checkpoint_job")
     return dg.Definitions(

@@ -87,6 +87,8 @@ class Settings(NodeEnvironment):
     # Live streaming (`coordinator feeds listen`): with FEED_LIVE=1 the listener writes feed_records
     # and the minute ingest schedule starts stopped.
     feed_live: bool = False
+    # Overrides the contract's checkpoint_period with any period (see partitions.checkpoint_partitions).
+    checkpoint_interval_seconds: int | None = Field(default=None, ge=60)
     model_timeout_seconds: float = Field(default=5.0, gt=0)
     models_manifest: str = ""
     # The model runner service (`coordinator models serve`); empty URL: models run in-process.
@@ -128,6 +130,15 @@ class Settings(NodeEnvironment):
     @classmethod
     def _key_present(cls, value: Any) -> Any:
         return bool(value.strip()) if isinstance(value, str) else value
+
+    @field_validator("checkpoint_interval_seconds")
+    @classmethod
+    def _a_period_the_partitions_can_hold(cls, value: int | None) -> int | None:
+        if value is not None:
+            from coordinator_dagster.partitions import DEFAULT_START, checkpoint_partitions  # Dagster, only when set
+
+            checkpoint_partitions(value, DEFAULT_START)
+        return value
 
     @field_validator("partitions_start")
     @classmethod

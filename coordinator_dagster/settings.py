@@ -81,8 +81,9 @@ class Settings(NodeEnvironment):
     feed_max_retries: int = Field(default=4, ge=0)
     feed_backoff_seconds: float = Field(default=1.0, ge=0)
     # Feed checks
-    feed_max_gap_steps: int = Field(default=1, ge=1)
-    feed_frozen_records: int = Field(default=30, ge=2)
+    # Unset: scaled to the granularity (feeds.checks.FeedCheckConfig.for_step).
+    feed_max_gap_steps: int | None = Field(default=None, ge=1)
+    feed_frozen_records: int | None = Field(default=None, ge=2)
     feed_freshness_seconds: int = Field(default=180, gt=0)
     # Live streaming (`coordinator feeds listen`): with FEED_LIVE=1 the listener writes feed_records
     # and the minute ingest schedule starts stopped.

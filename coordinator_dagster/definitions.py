@@ -15,13 +15,15 @@ import dagster as dg
 
 from assets import build_checkpoints_asset, window_assets
 from assets.leaderboard import leaderboard
+from assets.retention import build_feed_retention_asset
 from coordinator_dagster.contracts import CrunchContract, load_contract
 from coordinator_dagster.partitions import DEFAULT_START, checkpoint_partitions, starting_at
 from coordinator_dagster.settings import Settings, load_settings
 from resources import ClockResource, FeedSource, InProcessModelRunner, LakeResource, ModelRunnerResource, RemoteModelRunner, SyntheticFeed
 from resources.feeds import CcxtFeed, PythFeed
 from sensors import default_jobs, default_sensors
-from sensors.schedules import build_checkpoint_schedule, build_ingest_schedule
+from sensors.jobs import retention_job
+from sensors.schedules import build_checkpoint_schedule, build_ingest_schedule, retention_schedule
 
 
 def feed_resource(settings: Settings) -> FeedSource:
@@ -101,10 +103,14 @@ def build_defs(
     checkpoints = build_checkpoints_asset(period_partitions)
     checkpoint_job = next(job for job in default_jobs if job.name == "checkpoint_job")
     return dg.Definitions(
-        assets=[*starting_at(window_assets, start), leaderboard, checkpoints],
-        jobs=default_jobs,
+        assets=[*starting_at(window_assets, start), leaderboard, checkpoints, build_feed_retention_asset(settings.feed_record_ttl_days)],
+        jobs=[*default_jobs, retention_job],
         sensors=default_sensors,
-        schedules=[build_ingest_schedule(resources["feed"].granularity, live=settings.feed_live), build_checkpoint_schedule(checkpoint_job, period_partitions)],
+        schedules=[
+            build_ingest_schedule(resources["feed"].granularity, live=settings.feed_live),
+            build_checkpoint_schedule(checkpoint_job, period_partitions),
+            retention_schedule,
+        ],
         resources=resources,
         executor=dg.in_process_executor,
     )

@@ -90,6 +90,7 @@ class Settings(NodeEnvironment):
     feed_live: bool = False
     # Overrides the contract's checkpoint_period with any period (see partitions.checkpoint_partitions).
     checkpoint_interval_seconds: int | None = Field(default=None, ge=60)
+    feed_record_ttl_days: int = Field(default=90, ge=1)  # feed_retention deletes older feed hours
     model_timeout_seconds: float = Field(default=5.0, gt=0)
     models_manifest: str = ""
     # The model runner service (`coordinator models serve`); empty URL: models run in-process.

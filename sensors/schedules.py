@@ -1,5 +1,5 @@
 """Schedules: minute-by-minute ingestion of the live window (unless a live listener writes it),
-and checkpoints per period."""
+checkpoints per period, and daily feed retention."""
 
 import datetime as dt
 
@@ -7,7 +7,7 @@ import dagster as dg
 
 from coordinator_dagster.feeds.granularity import granularity_seconds
 from coordinator_dagster.partitions import period_key_for, period_window, window_key
-from sensors.jobs import ingest_job
+from sensors.jobs import ingest_job, retention_job
 
 
 def build_ingest_schedule(granularity: str, live: bool = False) -> dg.ScheduleDefinition:
@@ -70,3 +70,14 @@ def build_checkpoint_schedule(checkpoint_job, partitions_def: dg.PartitionsDefin
         return dg.RunRequest(run_key=f"checkpoint:{key}", partition_key=key)
 
     return checkpoint_schedule
+
+
+# Daily, at an odd minute away from the checkpoint schedule's :05.
+retention_schedule = dg.ScheduleDefinition(
+    name="retention_schedule",
+    job=retention_job,
+    cron_schedule="17 3 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Delete feed_records hours past FEED_RECORD_TTL_DAYS that no unpaid checkpoint needs.",
+)

@@ -57,6 +57,7 @@ def feed_resource(settings: Settings) -> FeedSource:
             base_url=settings.pyth_hermes_url,
             feed_ids=settings.pyth_feed_ids,
             api_key=dg.EnvVar("PYTH_API_KEY") if settings.pyth_api_key_set else "",
+            concurrency=settings.pyth_concurrency,
         )
     else:
         feed = SyntheticFeed(**common, seed=settings.synthetic_seed)

@@ -75,6 +75,7 @@ class Settings(NodeEnvironment):
     pyth_hermes_url: str = "https://hermes.pyth.network"
     pyth_feed_ids: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)  # PYTH_FEED_IDS="SOL=<64 hex>"
     # Only whether PYTH_API_KEY is there: its value reaches the resource as dg.EnvVar at launch.
+    pyth_concurrency: int = Field(default=4, ge=1)  # Hermes history requests in flight at once
     pyth_api_key_set: Annotated[bool, NoDecode] = Field(default=False, validation_alias="PYTH_API_KEY")
     # Every real source
     feed_timeout_seconds: float = Field(default=10.0, gt=0)

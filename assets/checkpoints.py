@@ -11,7 +11,7 @@ from coordinator_dagster.scoring import ranking
 from coordinator_dagster.checkpoint_lifecycle import may_rebuild
 from coordinator_dagster.checks import CHECKPOINT_CHECKS, emission_exact
 from coordinator_dagster.scoring.merkle import build_checkpoint_tree
-from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS
+from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS, period_window
 from coordinator_dagster.statuses import CheckpointStatus
 from resources import Contract, LakeResource
 
@@ -46,8 +46,8 @@ def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.Asset
                 "and is not rebuilt (its emission may already be on-chain)",
                 allow_retries=False,
             )
-        window = context.partition_time_window
-        period = store.read_window("snapshots", window.start, window.end, column="period_start")
+        start, end = period_window(partitions_def, key)
+        period = store.read_window("snapshots", start, end, column="period_start")
         entries = ranking.checkpoint_entries(contract, period, store.read("models"))
         tree = build_checkpoint_tree(period.to_dicts())
         emission = contract.build_emission(entries, contract.crunch_pubkey, contract.compute_provider, contract.data_provider)
@@ -55,8 +55,8 @@ def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.Asset
         row = pl.DataFrame(
             {
                 "checkpoint_id": [cid],
-                "period_start": [window.start],
-                "period_end": [window.end],
+                "period_start": [start],
+                "period_end": [end],
                 "status": [CheckpointStatus.PENDING.value],
                 "ranking_key": [entries[0]["ranking_key"] if entries else contract.aggregation.value_field],
                 "model_count": [len(entries)],

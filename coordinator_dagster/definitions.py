@@ -15,13 +15,15 @@ import dagster as dg
 
 from assets import build_checkpoints_asset, window_assets
 from assets.leaderboard import leaderboard
+from assets.retention import build_feed_retention_asset
 from coordinator_dagster.contracts import CrunchContract, load_contract
 from coordinator_dagster.partitions import DEFAULT_START, checkpoint_partitions, starting_at
 from coordinator_dagster.settings import Settings, load_settings
 from resources import ClockResource, FeedSource, InProcessModelRunner, LakeResource, ModelRunnerResource, RemoteModelRunner, SyntheticFeed
 from resources.feeds import CcxtFeed, PythFeed
 from sensors import default_jobs, default_sensors
-from sensors.schedules import build_checkpoint_schedule, build_ingest_schedule
+from sensors.jobs import retention_job
+from sensors.schedules import build_checkpoint_schedule, build_ingest_schedule, retention_schedule
 
 
 def feed_resource(settings: Settings) -> FeedSource:
@@ -55,6 +57,7 @@ def feed_resource(settings: Settings) -> FeedSource:
             base_url=settings.pyth_hermes_url,
             feed_ids=settings.pyth_feed_ids,
             api_key=dg.EnvVar("PYTH_API_KEY") if settings.pyth_api_key_set else "",
+            concurrency=settings.pyth_concurrency,
         )
     else:
         feed = SyntheticFeed(**common, seed=settings.synthetic_seed)
@@ -100,14 +103,18 @@ def build_defs(
     resources = {**default_resources(settings, contract), **overrides}
     # Partitions start where the node's data starts (PARTITIONS_START; see partitions.py).
     start = settings.partitions_start or DEFAULT_START
-    period_partitions = checkpoint_partitions(contract.checkpoint_period, start)
+    period_partitions = checkpoint_partitions(settings.checkpoint_interval_seconds or contract.checkpoint_period, start)
     checkpoints = build_checkpoints_asset(period_partitions)
     checkpoint_job = next(job for job in default_jobs if job.name == "checkpoint_job")
     return dg.Definitions(
-        assets=[*starting_at(window_assets, start), leaderboard, checkpoints],
-        jobs=default_jobs,
+        assets=[*starting_at(window_assets, start), leaderboard, checkpoints, build_feed_retention_asset(settings.feed_record_ttl_days)],
+        jobs=[*default_jobs, retention_job],
         sensors=default_sensors,
-        schedules=[build_ingest_schedule(resources["feed"].granularity, live=settings.feed_live), build_checkpoint_schedule(checkpoint_job, period_partitions)],
+        schedules=[
+            build_ingest_schedule(resources["feed"].granularity, live=settings.feed_live),
+            build_checkpoint_schedule(checkpoint_job, period_partitions),
+            retention_schedule,
+        ],
         resources=resources,
         executor=dg.in_process_executor,
     )

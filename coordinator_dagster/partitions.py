@@ -29,18 +29,82 @@ def window_partitions(start: dt.datetime) -> dg.HourlyPartitionsDefinition:
     return dg.HourlyPartitionsDefinition(start_date=window_key(start), end_offset=1)
 
 
-def checkpoint_partitions(period: str, start: dt.datetime) -> dg.TimeWindowPartitionsDefinition:
-    """`period` ("weekly": Sunday 00:00 UTC to Sunday, Dagster's default; "daily") partitions
-    whose first period holds `start`, so the period in which the data starts has its checkpoint."""
-    if period not in CHECKPOINT_PARTITIONS:
-        raise ValueError(f"unknown checkpoint period {period!r}; expected one of {sorted(CHECKPOINT_PARTITIONS)}")
-    if window_key(start) == window_key(DEFAULT_START):
-        return CHECKPOINT_PARTITIONS[period]
+PERIOD_SECONDS = {"daily": 86_400, "weekly": 604_800}
+# Multi-day periods other than a week have no uniform cron; their keys are listed up front, this
+# many years of them (a 3-day period: ~1,200 keys).
+LISTED_PERIOD_YEARS = 10
+
+
+def checkpoint_partitions(period: str | int, start: dt.datetime) -> dg.PartitionsDefinition:
+    """Checkpoint partitions for `period`, whose first period holds `start`, so the period in
+    which the data starts has its checkpoint.
+
+    `period` is "weekly" (Sunday 00:00 UTC to Sunday, Dagster's default), "daily", or a length in
+    seconds (CHECKPOINT_INTERVAL_SECONDS):
+    - one day or one week: the daily or weekly partitions above (keys "YYYY-MM-DD");
+    - a divisor of a day on the clock's grid (whole minutes dividing an hour, whole hours dividing
+      a day: 15 min, 6 h, 12 h …): a cron partition per period, keys "YYYY-MM-DD-HH:MM";
+    - whole days (3 days, 14 days …): periods of that many days from the day holding `start`,
+      listed (`LISTED_PERIOD_YEARS`), keys "YYYY-MM-DD" of each period's first day.
+    Anything else (90 min, 36 h) is refused: its periods would not line up with the hours that
+    snapshots and the schedule use.
+    """
+    seconds = PERIOD_SECONDS.get(period) if isinstance(period, str) else period
+    if seconds is None:
+        raise ValueError(f"unknown checkpoint period {period!r}; expected one of {sorted(PERIOD_SECONDS)} or a number of seconds")
+    default = window_key(start) == window_key(DEFAULT_START)
     day = start.astimezone(dt.timezone.utc).date()
-    if period == "weekly":
+    if seconds == PERIOD_SECONDS["weekly"]:
         sunday = day - dt.timedelta(days=(day.weekday() + 1) % 7)
-        return dg.WeeklyPartitionsDefinition(start_date=sunday.strftime(PERIOD_KEY_FORMAT))
-    return dg.DailyPartitionsDefinition(start_date=day.strftime(PERIOD_KEY_FORMAT))
+        return WEEKLY_CHECKPOINT_PARTITIONS if default else dg.WeeklyPartitionsDefinition(start_date=sunday.strftime(PERIOD_KEY_FORMAT))
+    if seconds == PERIOD_SECONDS["daily"]:
+        return DAILY_CHECKPOINT_PARTITIONS if default else dg.DailyPartitionsDefinition(start_date=day.strftime(PERIOD_KEY_FORMAT))
+    cron = _cron_dividing_a_day(seconds)
+    if cron is not None:
+        # The first period is the one holding `start` on the day's grid.
+        midnight = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
+        first = midnight + dt.timedelta(seconds=seconds * ((start - midnight) // dt.timedelta(seconds=seconds)))
+        return dg.TimeWindowPartitionsDefinition(start=first.strftime(WINDOW_KEY_FORMAT), fmt=WINDOW_KEY_FORMAT, cron_schedule=cron, timezone="UTC")
+    if seconds % 86_400 == 0:
+        step = dt.timedelta(seconds=seconds)
+        count = LISTED_PERIOD_YEARS * 366 * 86_400 // seconds
+        return dg.StaticPartitionsDefinition([(day + step * i).strftime(PERIOD_KEY_FORMAT) for i in range(count)])
+    raise ValueError(
+        f"checkpoint period of {seconds} s: expected whole minutes dividing an hour, whole hours dividing a day, "
+        "or whole days (CHECKPOINT_INTERVAL_SECONDS)"
+    )
+
+
+def _cron_dividing_a_day(seconds: int) -> str | None:
+    if seconds < 86_400 and seconds % 3600 == 0 and 24 % (seconds // 3600) == 0:
+        return f"0 */{seconds // 3600} * * *"
+    if seconds < 3600 and seconds % 60 == 0 and 60 % (seconds // 60) == 0:
+        return f"*/{seconds // 60} * * * *"
+    return None
+
+
+def period_window(partitions_def: dg.PartitionsDefinition, key: str) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of checkpoint period `key`, for time-window and listed partitions alike."""
+    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+        window = partitions_def.time_window_for_partition_key(key)
+        return window.start, window.end
+    keys = partitions_def.get_partition_keys()
+    at = keys.index(key)
+    start = period_start(key)
+    step = period_start(keys[1]) - period_start(keys[0])
+    return start, start + step if at + 1 == len(keys) else period_start(keys[at + 1])
+
+
+def period_key_for(partitions_def: dg.PartitionsDefinition, ts: dt.datetime) -> str | None:
+    """The key of the checkpoint period holding `ts` (None before the first one)."""
+    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+        return partitions_def.get_partition_key_for_timestamp(ts.timestamp()) if ts >= partitions_def.start else None
+    keys = partitions_def.get_partition_keys()
+    first, second = period_start(keys[0]), period_start(keys[1])
+    if ts < first:
+        return None
+    index = (ts - first) // (second - first)
+    return keys[index] if index < len(keys) else None
 
 
 def window_key(ts: dt.datetime) -> str:
@@ -83,4 +147,7 @@ def window_keys_between(start: dt.datetime, end: dt.datetime) -> list[str]:
 
 
 def period_start(key: str) -> dt.datetime:
-    return dt.datetime.strptime(key, PERIOD_KEY_FORMAT).replace(tzinfo=dt.timezone.utc)
+    """The start of a checkpoint period key ("YYYY-MM-DD", or "YYYY-MM-DD-HH:MM" for periods
+    shorter than a day)."""
+    fmt = WINDOW_KEY_FORMAT if len(key) > len("YYYY-MM-DD") else PERIOD_KEY_FORMAT
+    return dt.datetime.strptime(key, fmt).replace(tzinfo=dt.timezone.utc)

@@ -153,7 +153,7 @@ def failed_feed_checks(
 def due_score_rounds(
     contract: CrunchContract, lake: Lake, step_seconds: int, now: dt.datetime, cursor: dict[str, str], config: FeedCheckConfig | None = None
 ):
-    config = config or FeedCheckConfig()
+    config = config or FeedCheckConfig.for_step(step_seconds)
     subjects = sorted({p.scope.subject for p in contract.scheduled_predictions if p.active})
     requests: dict[dt.datetime, list[str]] = {}
     waiting = []

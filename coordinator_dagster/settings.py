@@ -79,18 +79,23 @@ class Settings(NodeEnvironment):
     pyth_hermes_url: str = "https://hermes.pyth.network"
     pyth_feed_ids: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)  # PYTH_FEED_IDS="SOL=<64 hex>"
     # Only whether PYTH_API_KEY is there: its value reaches the resource as dg.EnvVar at launch.
+    pyth_concurrency: int = Field(default=4, ge=1)  # Hermes history requests in flight at once
     pyth_api_key_set: Annotated[bool, NoDecode] = Field(default=False, validation_alias="PYTH_API_KEY")
     # Every real source
     feed_timeout_seconds: float = Field(default=10.0, gt=0)
     feed_max_retries: int = Field(default=4, ge=0)
     feed_backoff_seconds: float = Field(default=1.0, ge=0)
     # Feed checks
-    feed_max_gap_steps: int = Field(default=1, ge=1)
-    feed_frozen_records: int = Field(default=30, ge=2)
+    # Unset: scaled to the granularity (feeds.checks.FeedCheckConfig.for_step).
+    feed_max_gap_steps: int | None = Field(default=None, ge=1)
+    feed_frozen_records: int | None = Field(default=None, ge=2)
     feed_freshness_seconds: int = Field(default=180, gt=0)
     # Live streaming (`coordinator feeds listen`): with FEED_LIVE=1 the listener writes feed_records
     # and the minute ingest schedule starts stopped.
     feed_live: bool = False
+    # Overrides the contract's checkpoint_period with any period (see partitions.checkpoint_partitions).
+    checkpoint_interval_seconds: int | None = Field(default=None, ge=60)
+    feed_record_ttl_days: int = Field(default=90, ge=1)  # feed_retention deletes older feed hours
     model_timeout_seconds: float = Field(default=5.0, gt=0)
     models_manifest: str = ""
     # The model runner service (`coordinator models serve`); empty URL: models run in-process.
@@ -152,6 +157,15 @@ class Settings(NodeEnvironment):
     @classmethod
     def _key_present(cls, value: Any) -> Any:
         return bool(value.strip()) if isinstance(value, str) else value
+
+    @field_validator("checkpoint_interval_seconds")
+    @classmethod
+    def _a_period_the_partitions_can_hold(cls, value: int | None) -> int | None:
+        if value is not None:
+            from coordinator_dagster.partitions import DEFAULT_START, checkpoint_partitions  # Dagster, only when set
+
+            checkpoint_partitions(value, DEFAULT_START)
+        return value
 
     @field_validator("partitions_start")
     @classmethod

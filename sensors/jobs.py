@@ -10,3 +10,5 @@ score_job = dg.define_asset_job(
 checkpoint_job = dg.define_asset_job("checkpoint_job", selection=["checkpoints"], description="Build a period's emission checkpoint.")
 
 default_jobs = [ingest_job, predict_job, score_job, checkpoint_job]
+# Not among default_jobs: its asset is built with the node's TTL (build_defs adds both).
+retention_job = dg.define_asset_job("retention_job", selection=["feed_retention"], description="Delete feed records past their TTL.")

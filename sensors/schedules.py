@@ -1,13 +1,13 @@
 """Schedules: minute-by-minute ingestion of the live window (unless a live listener writes it),
-and checkpoints per period."""
+checkpoints per period, and daily feed retention."""
 
 import datetime as dt
 
 import dagster as dg
 
 from coordinator_dagster.feeds.granularity import granularity_seconds
-from coordinator_dagster.partitions import window_key
-from sensors.jobs import ingest_job
+from coordinator_dagster.partitions import period_key_for, period_window, window_key
+from sensors.jobs import ingest_job, retention_job
 
 
 def build_ingest_schedule(granularity: str, live: bool = False) -> dg.ScheduleDefinition:
@@ -36,15 +36,19 @@ def build_ingest_schedule(granularity: str, live: bool = False) -> dg.ScheduleDe
     return ingest_schedule
 
 
-def build_checkpoint_schedule(checkpoint_job, partitions_def: dg.TimeWindowPartitionsDefinition) -> dg.ScheduleDefinition:
+def build_checkpoint_schedule(checkpoint_job, partitions_def: dg.PartitionsDefinition) -> dg.ScheduleDefinition:
     """Shortly after each period ends, build the checkpoint of the period that just ended.
+
+    Periods of whole days other than a week (listed partitions, see partitions.py) have no cron of
+    their own: the schedule ticks daily and builds a period only on the day it ended.
 
     Written out rather than `build_schedule_from_partitioned_job`, which calls an API that
     Dagster 1.13 deprecates (and the test suite turns deprecations into errors).
     """
     # Five minutes past the boundary: the period's last snapshots have been scored by then.
-    minute, *rest = partitions_def.cron_schedule.split()
-    cron = " ".join(["5", *rest]) if minute == "0" else partitions_def.cron_schedule
+    period_cron = partitions_def.cron_schedule if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition) else "0 0 * * *"
+    minute, *rest = period_cron.split()
+    cron = " ".join(["5", *rest]) if minute == "0" else period_cron
 
     @dg.schedule(
         job=checkpoint_job,
@@ -55,11 +59,25 @@ def build_checkpoint_schedule(checkpoint_job, partitions_def: dg.TimeWindowParti
     )
     def checkpoint_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
         tick = context.scheduled_execution_time.astimezone(dt.timezone.utc)
-        # The period holding the moment just before its boundary is the one that just ended.
-        ended_at = tick - dt.timedelta(minutes=10)
-        if ended_at < partitions_def.start:
+        # The period holding the moment just before its boundary is the one that just ended (the
+        # tick is 5 minutes past an hour boundary, or on the boundary for periods under an hour).
+        ended_at = tick - (dt.timedelta(minutes=10) if minute == "0" else dt.timedelta(seconds=1))
+        key = period_key_for(partitions_def, ended_at)
+        if key is None:
             return dg.SkipReason("no checkpoint period has ended yet")
-        key = partitions_def.get_partition_key_for_timestamp(ended_at.timestamp())
+        if period_window(partitions_def, key)[1] > tick:
+            return dg.SkipReason(f"checkpoint period {key} has not ended yet")
         return dg.RunRequest(run_key=f"checkpoint:{key}", partition_key=key)
 
     return checkpoint_schedule
+
+
+# Daily, at an odd minute away from the checkpoint schedule's :05.
+retention_schedule = dg.ScheduleDefinition(
+    name="retention_schedule",
+    job=retention_job,
+    cron_schedule="17 3 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Delete feed_records hours past FEED_RECORD_TTL_DAYS that no unpaid checkpoint needs.",
+)

@@ -5,7 +5,8 @@ Speaks the real wire format the unmodified ccxt `binance` class expects: `GET /a
 `[openTime, "o", "h", "l", "c", "v", closeTime, "quoteVolume", trades, "takerBase", "takerQuote",
 "0"]`). Candles are a deterministic function of (symbol, open time), so a test can compare what
 landed in the lake with `server.candles(...)` exactly. Faults are queued per request: an HTTP
-status (429, 500), "timeout" (answer after the client gave up) or "truncate" (half a page).
+status (429, 500), "timeout" (answer after the client gave up) or "truncate" (half a page);
+`down_from` (open ms) makes every klines request from then on answer 500, an outage.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class ExchangeServer(LoopbackServer):
         self.faults: deque[object] = deque()  # consumed one per klines request
         self.missing: set[tuple[str, int]] = set()  # (market id, open ms) the exchange never had
         self.frozen_from: dict[str, int] = {}  # market id → open ms from which the close stops moving
+        self.down_from: int | None = None  # klines from this open ms answer 500 (an outage)
         self.timeout_delay = timeout_delay
         self.trade_every_ms = 15_000  # one aggregate trade every 15 s, at the minute's close price
         self.requests: list[str] = []
@@ -137,6 +139,8 @@ class ExchangeServer(LoopbackServer):
             def _klines(self, query: dict[str, str]) -> None:
                 with server._lock:
                     fault = server.faults.popleft() if server.faults else None
+                if fault is None and server.down_from is not None and int(query.get("startTime", 0)) >= server.down_from:
+                    fault = 500
                 if isinstance(fault, int):
                     self._send(fault, {"code": -1003 if fault == 429 else -1000, "msg": f"injected {fault}"})
                     return

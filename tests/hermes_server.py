@@ -29,6 +29,10 @@ class HermesServer(LoopbackServer):
         self.now = now  # unix seconds the "latest" answer is published at
         self.faults: deque[int] = deque()
         self.missing: set[int] = set()  # publish times with no update (404)
+        # When set, history requests wait until this many are in flight at once (a client that
+        # asks one at a time breaks it: `rendezvous_broken`, and gets a 503).
+        self.rendezvous: threading.Barrier | None = None
+        self.rendezvous_broken = False
         self.requests: list[tuple[str, str | None]] = []  # (path, Authorization header)
         self.streams: list[queue.Queue] = []  # one per open event stream
         self.stream_ids: list[list[str]] = []  # ids[] of each stream request, in order
@@ -127,6 +131,13 @@ class HermesServer(LoopbackServer):
                     self._send(400, {"message": "bad request"})
                     return
                 when = server.now if tail == "latest" else int(tail)
+                if tail != "latest" and server.rendezvous is not None:
+                    try:
+                        server.rendezvous.wait()
+                    except threading.BrokenBarrierError:
+                        server.rendezvous_broken = True
+                        self._send(503, {"message": "rendezvous broken"})
+                        return
                 if when in server.missing:
                     self._send(404, {"message": "Price ids not found"})
                     return

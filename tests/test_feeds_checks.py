@@ -105,3 +105,23 @@ def test_inputs_checks():
     assert [o.passed for o in fc.inputs_outcomes(dup)] == [False, True]
     nan = schemas.conform(pl.DataFrame([{**base, "window_close": [1.0, float("nan")], "window_ts": [T0, T0]}]), schemas.INPUTS, "inputs")
     assert [o.passed for o in fc.inputs_outcomes(nan)] == [True, False]
+
+
+def test_default_tolerances_scale_with_the_granularity():
+    # Durations, not counts: a 10 s hole and 30 unchanged minutes, at least 1 step and 30 records.
+    assert fc.FeedCheckConfig.for_step(1) == fc.FeedCheckConfig(10, 1800, 180)
+    assert fc.FeedCheckConfig.for_step(60) == fc.FeedCheckConfig() == fc.FeedCheckConfig(1, 30, 180)
+    assert fc.FeedCheckConfig.for_step(3600) == fc.FeedCheckConfig(1, 30, 180)
+    assert fc.FeedCheckConfig.for_step(1, max_gap_steps=2, frozen_records=40) == fc.FeedCheckConfig(2, 40, 180)
+    # A 1 s tick stream that skips a few seconds and holds a price for a minute passes at 1 s,
+    # where the one-minute tolerances would block it.
+    seconds = [s for s in range(600) if s % 97 not in (5, 6, 7)]  # 3-second holes
+    frame = pl.DataFrame(
+        {"subject": "BTC", "ts_event": [T0 + dt.timedelta(seconds=s) for s in seconds], "close": [100.0 + (s // 60) for s in seconds]}
+    )
+    end = T0 + dt.timedelta(seconds=600)
+    scaled = fc.FeedCheckConfig.for_step(1)
+    assert fc.no_gaps(frame, ["BTC"], T0, end, 1, scaled.max_gap_steps).passed
+    assert fc.not_frozen(frame, scaled.frozen_records).passed
+    assert not fc.no_gaps(frame, ["BTC"], T0, end, 1, 1).passed
+    assert not fc.not_frozen(frame, 30).passed

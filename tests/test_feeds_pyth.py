@@ -2,6 +2,7 @@
 latest price for live steps, the API key as a Bearer token, retries and refusals."""
 
 import datetime as dt
+import threading
 
 import dagster as dg
 import polars as pl
@@ -91,3 +92,16 @@ def test_api_key_reaches_the_resource_as_an_env_var_at_launch(monkeypatch):
     assert isinstance(built.api_key, dg.EnvVar) and built.api_key.env_var_name == "PYTH_API_KEY"
     # Dagster resolves it when it initializes the resource; the client gets the value.
     assert built.process_config_and_initialize().source().api_key == "hunter2-secret"
+
+
+def test_history_requests_go_out_concurrently_and_land_in_step_order(hermes):
+    # The double answers history only once 4 requests are in flight together: a client asking one
+    # step at a time breaks the rendezvous (and the fetch fails) instead of passing.
+    hermes.rendezvous = threading.Barrier(4, timeout=10)
+    frame = pyth(hermes, concurrency=4, max_retries=0).fetch(HOUR, HOUR + dt.timedelta(minutes=8), now=HOUR + dt.timedelta(days=1))
+    assert not hermes.rendezvous_broken
+    btc = frame.filter(pl.col("subject") == "BTC")
+    first = int(HOUR.timestamp())
+    assert [int(t.timestamp()) for t in btc["ts_event"]] == [first + 60 * i for i in range(8)]
+    assert btc["price"].to_list() == [HermesServer.price(PYTH_FEED_IDS["BTC"], first + 60 * i) / 1e8 for i in range(8)]
+    assert len(hermes.requests) == 8

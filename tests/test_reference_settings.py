@@ -14,7 +14,6 @@ from coordinator_dagster.scoring.scores import default_scoring_function
 from coordinator_dagster.settings import Settings, SettingsError, load_settings, variable_name
 
 ROOT = Path(__file__).resolve().parents[1]
-PENDING = "see retention/checkpoint period"  # settings another change of the node takes on
 
 
 def documented() -> dict[str, str]:
@@ -44,8 +43,6 @@ def test_the_table_is_there():
 @pytest.mark.parametrize("name", sorted(ROWS))
 def test_each_reference_variable_is_supported_or_refused(name, tmp_path):
     row = ROWS[name]
-    if row == PENDING:
-        return
     if row.startswith("supported"):
         assert name in SUPPORTED, f"{name}: migrating.md says supported, but no setting reads it"
         assert name not in REFUSED

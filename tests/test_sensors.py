@@ -149,13 +149,13 @@ def test_the_whole_definitions_load(tmp_path):
     defs = build_defs(settings=Settings(home=tmp_path))
     dg.Definitions.validate_loadable(defs)
     assert {a.key.to_user_string() for a in defs.resolve_all_asset_specs()} == {
-        "feed_records", "inputs", "predictions", "scores", "snapshots", "leaderboard", "checkpoints"
+        "feed_records", "inputs", "predictions", "scores", "snapshots", "leaderboard", "checkpoints", "feed_retention"
     }
     for name in ("ingest_job", "predict_job", "score_job", "checkpoint_job"):
         assert defs.resolve_job_def(name) is not None
     assert {s.name for s in defs.sensors} == {"predict_sensor", "score_sensor"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in defs.sensors)
-    assert {s.name for s in defs.schedules} == {"ingest_schedule", "checkpoint_schedule"}
+    assert {s.name for s in defs.schedules} == {"ingest_schedule", "checkpoint_schedule", "retention_schedule"}
 
 
 def test_a_daily_checkpoint_period_comes_from_the_contract(tmp_path):

@@ -22,7 +22,7 @@ from coordinator_dagster.contracts import CrunchContract, load_contract
 from coordinator_dagster.definitions import build_defs
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
 from coordinator_dagster.lake.store import Lake
-from coordinator_dagster.partitions import WINDOW_KEY_FORMAT, checkpoint_partitions
+from coordinator_dagster.partitions import WINDOW_KEY_FORMAT, checkpoint_partitions, period_key_for, period_window
 from coordinator_dagster.settings import load_settings
 from resources import ClockResource
 
@@ -81,10 +81,8 @@ def run_demo(
     # The partitions start with the demo's data: the hour before the window (the first rounds' history).
     feed_start = start - dt.timedelta(hours=1)
     periods = checkpoint_partitions(contract.checkpoint_period, feed_start)
-    last_period = periods.time_window_for_partition_key(
-        periods.get_partition_key_for_timestamp((end - dt.timedelta(microseconds=1)).timestamp())
-    )
-    now = max(truth_end + dt.timedelta(seconds=contract.ground_truth_grace_seconds), last_period.end)
+    _, last_period_end = period_window(periods, period_key_for(periods, end - dt.timedelta(microseconds=1)))
+    now = max(truth_end + dt.timedelta(seconds=contract.ground_truth_grace_seconds), last_period_end)
     # The feed is always the seeded synthetic one, over the contract's subjects; the registered
     # models are the node's own (MODELS_MANIFEST), so a workspace's demo runs its own models.
     # Everything else is the defaults, whatever the environment says (no ccxt, no runner service).

@@ -36,11 +36,34 @@ _EXAMPLES = 5
 
 @dataclass(frozen=True)
 class FeedCheckConfig:
-    """Tolerances; the defaults suit one-minute candles of liquid pairs."""
+    """Tolerances; the defaults suit one-minute candles of liquid pairs (`for_step` scales them)."""
 
     max_gap_steps: int = 1  # consecutive records at most this many steps apart (1: nothing missing)
     frozen_records: int = 30  # this many consecutive identical prices means a frozen feed
     freshness_seconds: int = 180  # newest record of a live window at most this old
+
+    @classmethod
+    def for_step(cls, step_seconds: int, max_gap_steps: int | None = None, frozen_records: int | None = None, freshness_seconds: int = 180) -> FeedCheckConfig:
+        """The tolerances for a feed of `step_seconds`, each given one winning over its default.
+
+        The defaults are durations, so they mean the same at every granularity: a hole of up to
+        `GAP_TOLERANCE` and a price unchanged for less than `FROZEN_AFTER` pass. At one minute and
+        coarser that is 1 step and 30 records, as before; at one second a real tick stream (Pyth
+        skips seconds, liquid pairs repeat a price for many seconds) needs 10 steps and 1,800.
+        >>> FeedCheckConfig.for_step(1)
+        FeedCheckConfig(max_gap_steps=10, frozen_records=1800, freshness_seconds=180)
+        >>> FeedCheckConfig.for_step(60), FeedCheckConfig.for_step(300).frozen_records
+        (FeedCheckConfig(max_gap_steps=1, frozen_records=30, freshness_seconds=180), 30)
+        """
+        gap = max_gap_steps if max_gap_steps is not None else max(1, -(-GAP_TOLERANCE_SECONDS // step_seconds))
+        frozen = frozen_records if frozen_records is not None else max(MIN_FROZEN_RECORDS, -(-FROZEN_AFTER_SECONDS // step_seconds))
+        return cls(gap, frozen, freshness_seconds)
+
+
+# The duration-based defaults of `FeedCheckConfig.for_step`.
+GAP_TOLERANCE_SECONDS = 10
+FROZEN_AFTER_SECONDS = 30 * 60
+MIN_FROZEN_RECORDS = 30
 
 
 def _stamp(ts: dt.datetime) -> str:

@@ -1,9 +1,15 @@
 """The Pyth Hermes client: one tick per step over HTTP (history for backfills, the latest price
-for live steps), Pyth's feed ids and the price arithmetic the batch and streaming paths share."""
+for live steps), Pyth's feed ids and the price arithmetic the batch and streaming paths share.
+
+Hermes serves history one publish time per request (`/v2/updates/price/{publish_time}`, every
+subject in one call) and has no range endpoint; Pyth's Benchmarks TradingView shim has ranges but
+only of one-minute-and-coarser bars, not ticks. So history requests go out `concurrency` at a
+time (bounded: Hermes rate-limits per IP or key, and a 429 is retried with backoff)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import polars as pl
@@ -31,6 +37,7 @@ class PythSource(Source):
     max_retries: int = 4
     backoff_seconds: float = 1.0
     live_seconds: int = 120  # steps this recent come from the latest price
+    concurrency: int = 4  # history requests in flight at once (PYTH_CONCURRENCY)
 
     @property
     def source_name(self) -> str:
@@ -88,12 +95,21 @@ class PythSource(Source):
                     slot = ts - ts % step
                     if grid[0] <= slot <= grid[-1] and slot >= live_from:
                         found[(subject, slot)] = price
-            for slot in grid:
-                if all((s, slot) in found for s in self.subjects):
-                    continue
-                for subject, ts, price in self._parse(self._get(client, f"/v2/updates/price/{slot}", ids), by_id):
-                    if 0 <= ts - slot < step:  # an update published in this step, or it is missing
-                        found.setdefault((subject, slot), price)
+            wanted = [slot for slot in grid if not all((s, slot) in found for s in self.subjects)]
+
+            def history(slot: int) -> dict | None:
+                return self._get(client, f"/v2/updates/price/{slot}", ids)
+
+            with ThreadPoolExecutor(max_workers=max(1, self.concurrency), thread_name_prefix="hermes") as pool:
+                try:
+                    # map() yields in slot order, so the first update per step wins as before.
+                    for slot, body in zip(wanted, pool.map(history, wanted)):
+                        for subject, ts, price in self._parse(body, by_id):
+                            if 0 <= ts - slot < step:  # an update published in this step, or it is missing
+                                found.setdefault((subject, slot), price)
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)  # a step failed for good: ask no more
+                    raise
         rows = empty_rows()
         for (subject, slot), price in sorted(found.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             rows["subject"].append(subject)

@@ -54,8 +54,9 @@ class Source(BaseModel, ABC):
     granularity: str = "1m"
     # Tolerances of the feed checks (see coordinator_dagster/feeds/checks.py); they sit on the
     # feed because they depend on it, and the score sensor reads the same values.
-    max_gap_steps: int = 1
-    frozen_records: int = 30
+    # None: scaled to the granularity (FeedCheckConfig.for_step).
+    max_gap_steps: int | None = None
+    frozen_records: int | None = None
     freshness_seconds: int = 180
 
     # Where retries are reported; a Dagster resource points it at the run's log.
@@ -69,7 +70,7 @@ class Source(BaseModel, ABC):
         """Refuse, before any run, a kind or granularity this source cannot serve (no network)."""
 
     def check_settings(self) -> FeedCheckConfig:
-        return FeedCheckConfig(self.max_gap_steps, self.frozen_records, self.freshness_seconds)
+        return FeedCheckConfig.for_step(self.step_seconds, self.max_gap_steps, self.frozen_records, self.freshness_seconds)
 
     @property
     def source_name(self) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 import polars as pl
 
 from coordinator_dagster.lake import schemas
-from coordinator_dagster.partitions import PERIOD_KEY_FORMAT, WINDOW_KEY_FORMAT
+from coordinator_dagster.partitions import WINDOW_KEY_FORMAT, period_start
 
 DATA_FILE = "data.parquet"
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -203,7 +203,7 @@ class LakeLayout:
         if table.layout == "window":
             return base / window_folder(dt.datetime.strptime(key or "", WINDOW_KEY_FORMAT)) / DATA_FILE
         if table.layout == "period":
-            dt.datetime.strptime(key or "", PERIOD_KEY_FORMAT)  # validates the key
+            period_start(key or "")  # validates the key
             return base / f"period={key}" / DATA_FILE
         if table.layout == "single":
             return base / DATA_FILE

@@ -58,6 +58,21 @@ class LakeWrites(LakeLayout):
             self.write(name, parts.get(key, empty), key)
         return len(keys)
 
+    def remove_windows(self, name: str, keys: Iterable[str]) -> list[str]:
+        """Delete the hourly partitions `keys` of a window table (retention); the keys that had a
+        file. A partition's lock is held while its file goes, so no writer of it is cut short."""
+        removed = []
+        for key in keys:
+            path = self.partition_path(name, key)
+            with self.partition_lock(name, key):
+                if path.is_file():
+                    path.unlink()
+                    removed.append(key)
+            for folder in (path.parent, path.parent.parent):  # hour=, then date= once empty
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        return removed
+
     def append_event(self, name: str, frame: pl.DataFrame) -> Path:
         """Append one event file; events are never rewritten (the newest event is the state)."""
         table = self.table(name)

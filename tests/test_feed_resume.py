@@ -65,6 +65,7 @@ def hashes(home) -> dict[str, str]:
     return {str(p.relative_to(lake.root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in lake.files("feed_records")}
 
 
+@pytest.mark.process
 def test_a_backfill_that_failed_on_day_five_resumes_from_day_five(server, tmp_path):
     # The reference: the whole range in one go.
     with dg.DagsterInstance.ephemeral() as instance:

@@ -16,7 +16,9 @@ CHECKPOINT_COLUMNS = ["checkpoint_id", "period_start", "period_end", "status"]
 
 
 def build_feed_retention_asset(ttl_days: int) -> dg.AssetsDefinition:
-    @dg.asset(name="feed_retention", group_name="maintenance", kinds={"parquet"})
+    # In the pipeline's group beside feed_records: with a second group the UI's global lineage
+    # folds every group into one box, hiding the pipeline's shape.
+    @dg.asset(name="feed_retention", group_name="pipeline", kinds={"parquet"})
     def feed_retention(
         context: dg.AssetExecutionContext, lake: LakeResource, contract: Contract, clock: ClockResource, feed: FeedSource
     ) -> dg.MaterializeResult:

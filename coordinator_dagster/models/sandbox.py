@@ -67,16 +67,18 @@ class Sandbox:
         for folder in python_dirs(self.python):
             binds += ["--ro-bind", folder, folder]
         binds += ["--ro-bind", str(PACKAGE_DIR), str(PACKAGE_DIR)]
-        # After the tmpfs, so a model folder under /tmp is not hidden by it.
-        model = ["--ro-bind", model_path, model_path] if model_path else []
+        if model_path:
+            binds += ["--ro-bind", model_path, model_path]
         # fmt: off
         return [
             self.bwrap,
             "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "model",
-            *binds,
             "--proc", "/proc", "--dev", "/dev",
-            "--size", str(self.scratch_mb * 1024 * 1024), "--tmpfs", "/tmp", *model,
+            # The scratch tmpfs before the binds: a checkout, virtual environment or model folder
+            # under /tmp is then bound on top of it instead of hidden by it.
+            "--size", str(self.scratch_mb * 1024 * 1024), "--tmpfs", "/tmp",
+            *binds,
             "--chdir", "/tmp", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp",
             "--setenv", "PYTHONPATH", str(PACKAGE_DIR.parent),
             *command,

@@ -130,6 +130,25 @@ def test_the_sandbox_binds_only_the_python_installation_the_package_and_the_mode
     assert command[-3:] == ["python", "-m", "x"]
 
 
+def test_a_python_under_tmp_still_runs_in_the_sandbox(tmp_path):
+    """The scratch /tmp must not hide what is bound below it: a checkout (and its .venv) cloned
+    under /tmp, as a CI job may, runs its workers like any other."""
+    import subprocess
+    import sys
+
+    assert str(tmp_path).startswith("/tmp/")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    sandbox = Sandbox(True, bwrap="/usr/bin/bwrap", python=str(venv / "bin" / "python"))
+    model = tmp_path / "models"
+    model.mkdir()
+    (model / "note.txt").write_text("seen")
+    command = sandbox.wrap([sandbox.python, "-c", f"print(open('{model / 'note.txt'}').read())"], str(model))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "seen"
+
+
 def test_model_sandbox_modes(monkeypatch):
     off = choose_sandbox("off")
     assert not off.enabled and off.wrap(["python"]) == ["python"]

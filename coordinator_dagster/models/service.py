@@ -1,6 +1,6 @@
 """The model runner service's supervisor: worker processes, rounds, health, sessions.
 
-Each model runs in its own worker process (`model_worker`), kept alive across rounds so its state
+Each model runs in its own worker process (`models.worker`), kept alive across rounds so its state
 persists. A round fans one input out to every model at once and waits at most the per-model
 timeout. What each model's row becomes:
 
@@ -16,8 +16,12 @@ has passed; one good answer makes it healthy again.
 
 A `ModelPool` is one set of workers. The service keeps one live pool, synced with the manifest
 at every round, and creates separate pools ("sessions") for replays, so a replay never touches
-the live models' state. The HTTP front end is `model_http`; one worker process, seen from
-here, is `worker_handle.Worker`.
+the live models' state. The HTTP front end is `models.http_server`; one worker process, seen
+from here, is `worker_handle.Worker`.
+
+About 400 lines in one module because a round, the health rules and the session pools share one
+lock discipline (a slot's lock, the pool's round lock, the service's session lock); the worker
+process, its sandbox, frame decoding and the shares over several runners have modules of their own.
 """
 
 from __future__ import annotations

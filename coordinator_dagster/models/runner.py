@@ -1,12 +1,12 @@
 """Running participant models for a round: registry entries, timeouts, output validation.
 
 `validate_output` decides PENDING or FAILED for every runner. The out-of-process runner (one
-worker process per model, for a live node) is `model_service`; this module's runner is the
+worker process per model, for a live node) is `models.service`; this module's runner is the
 in-process one, for tests and `coordinator demo`: each model gets its own single-thread executor
 so its calls stay in order (models are stateful) and a model that hangs blocks only itself; its
 later rounds are ABSENT until the call returns. Python cannot kill a thread, so a model that
 never returns keeps its thread for the life of the process; the worker processes of
-`model_service` remove that limit.
+`models.service` remove that limit.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ what they are on the host too.
 `MODEL_SANDBOX` (read when the service is built): `auto` (default) sandboxes when the host can
 and otherwise runs workers unsandboxed after a loud warning; `required` refuses to start without
 it; `off` never sandboxes. Resource limits (address space, CPU seconds, processes) are rlimits
-the worker sets on itself before it imports the model (`model_worker`), in both cases.
+the worker sets on itself before it imports the model (`models.worker`), in both cases.
 """
 
 from __future__ import annotations

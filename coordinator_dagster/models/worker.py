@@ -3,7 +3,7 @@
     python -m coordinator_dagster.models.worker --fd N --entrypoint mod:Tracker [--path DIR]
         [--memory-mb M] [--cpu-seconds S] [--max-processes P] [--max-output-bytes B] [--parent PID]
 
-The supervisor (`model_service`) starts one worker per model and talks to it over a socket it
+The supervisor (`models.service`) starts one worker per model and talks to it over a socket it
 hands down as file descriptor N, never over stdout: a model may print anything, forever, and
 that must not corrupt or block the protocol (the supervisor drains and caps stdout/stderr
 separately). Messages are frames: a 4-byte big-endian length, then that many bytes of JSON.
@@ -147,7 +147,7 @@ def serve(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="model_worker")
+    parser = argparse.ArgumentParser(prog="coordinator_dagster.models.worker")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--entrypoint", required=True)
     parser.add_argument("--path", default="")

@@ -1,7 +1,7 @@
 """The supervisor's side of one model worker process: starting it (sandboxed), its channel, and
 checking everything it sends.
 
-A `Worker` starts `model_worker` (through the sandbox, `sandbox.py`) with a socket pair as its
+A `Worker` starts `models.worker` (through the sandbox, `sandbox.py`) with a socket pair as its
 channel, drains its stdout/stderr, and reads its frames within bounds: anything that is not a
 well-formed answer to the request just sent (forged, oversized, malformed, too deeply nested) is
 a `ProtocolError`, after which the pool (`service.py`) replaces the worker. `PoolSettings` are

@@ -19,9 +19,17 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-DEFAULT_START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-WINDOW_KEY_FORMAT = "%Y-%m-%d-%H:%M"
-PERIOD_KEY_FORMAT = "%Y-%m-%d"
+# The key <-> time helpers live in windows.py (no Dagster) so the lake and the feeds can use them;
+# they are re-exported here for the Dagster side.
+from coordinator_dagster.windows import (  # noqa: F401
+    DEFAULT_START,
+    PERIOD_KEY_FORMAT,
+    WINDOW_KEY_FORMAT,
+    period_start,
+    window_key,
+    window_keys_between,
+    window_start,
+)
 
 
 def window_partitions(start: dt.datetime) -> dg.HourlyPartitionsDefinition:
@@ -107,11 +115,6 @@ def period_key_for(partitions_def: dg.PartitionsDefinition, ts: dt.datetime) -> 
     return keys[index] if index < len(keys) else None
 
 
-def window_key(ts: dt.datetime) -> str:
-    """The hourly partition key holding `ts`."""
-    return ts.astimezone(dt.timezone.utc).replace(minute=0, second=0, microsecond=0).strftime(WINDOW_KEY_FORMAT)
-
-
 WINDOW_PARTITIONS = window_partitions(DEFAULT_START)
 # Weekly periods start on Sunday 00:00 UTC (Dagster's default), the first one on 2026-01-04.
 WEEKLY_CHECKPOINT_PARTITIONS = dg.WeeklyPartitionsDefinition(start_date="2026-01-04")
@@ -130,24 +133,3 @@ def starting_at(assets: Sequence[dg.AssetsDefinition], start: dt.datetime) -> li
         return spec.replace_attributes(partitions_def=windows) if spec.partitions_def == WINDOW_PARTITIONS else spec
 
     return [asset.map_asset_specs(move) for asset in assets]
-
-
-def window_start(key: str) -> dt.datetime:
-    return dt.datetime.strptime(key, WINDOW_KEY_FORMAT).replace(tzinfo=dt.timezone.utc)
-
-
-def window_keys_between(start: dt.datetime, end: dt.datetime) -> list[str]:
-    """Keys of the hours overlapping [start, end)."""
-    hour = start.astimezone(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
-    keys = []
-    while hour < end:
-        keys.append(hour.strftime(WINDOW_KEY_FORMAT))
-        hour += dt.timedelta(hours=1)
-    return keys
-
-
-def period_start(key: str) -> dt.datetime:
-    """The start of a checkpoint period key ("YYYY-MM-DD", or "YYYY-MM-DD-HH:MM" for periods
-    shorter than a day)."""
-    fmt = WINDOW_KEY_FORMAT if len(key) > len("YYYY-MM-DD") else PERIOD_KEY_FORMAT
-    return dt.datetime.strptime(key, fmt).replace(tzinfo=dt.timezone.utc)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 
-from coordinator_dagster.partitions import window_start
+from coordinator_dagster.windows import window_start
 
 HOUR = dt.timedelta(hours=1)
 CLOSED_THROUGH = "closed_through"  # the metadata entry every feed_records materialization carries

@@ -24,7 +24,7 @@ from pathlib import Path
 import polars as pl
 
 from coordinator_dagster.lake import schemas
-from coordinator_dagster.partitions import WINDOW_KEY_FORMAT, period_start
+from coordinator_dagster.windows import WINDOW_KEY_FORMAT, period_start
 
 DATA_FILE = "data.parquet"
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

@@ -14,7 +14,7 @@ import polars as pl
 
 from coordinator_dagster.lake import schemas
 from coordinator_dagster.lake.layout import LakeLayout
-from coordinator_dagster.partitions import window_keys_between
+from coordinator_dagster.windows import window_keys_between
 
 
 class LakeReads(LakeLayout):

@@ -20,7 +20,7 @@ import polars as pl
 from coordinator_dagster.lake import schemas
 from coordinator_dagster.lake.durable import replace_durably
 from coordinator_dagster.lake.layout import LakeLayout
-from coordinator_dagster.partitions import WINDOW_KEY_FORMAT
+from coordinator_dagster.windows import WINDOW_KEY_FORMAT
 
 
 class LakeWrites(LakeLayout):

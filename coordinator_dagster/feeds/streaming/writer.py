@@ -26,7 +26,7 @@ import polars as pl
 
 from coordinator_dagster.lake import schemas
 from coordinator_dagster.lake.store import Lake
-from coordinator_dagster.partitions import WINDOW_KEY_FORMAT
+from coordinator_dagster.windows import WINDOW_KEY_FORMAT
 from coordinator_dagster.feeds.records import merge_records
 from coordinator_dagster.feeds.streaming.records import Record, records_frame
 

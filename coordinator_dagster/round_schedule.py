@@ -22,6 +22,7 @@ from coordinator_dagster.feeds import checks as feed_checks
 from coordinator_dagster.feeds.checks import FeedCheckConfig
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.models.rounds import LIVE_ROUND_TAG, parse_round_stamp, round_stamp
+from coordinator_dagster.scoring.scores import with_close_ts
 from coordinator_dagster.partitions import window_key
 
 CLOSED_KEY = "closed-hour"  # score cursor entry: the newest hour given its final scoring pass
@@ -44,6 +45,19 @@ def newest_record(lake: Lake, subject: str, at: dt.datetime) -> dt.datetime | No
     """Newest ts_event of `subject` in the hour partition holding `at` (None if none)."""
     frame = lake.read("feed_records", window_key(at)).filter(pl.col("subject") == subject)
     return frame["ts_event"].max() if frame.height else None
+
+
+def newest_close(lake: Lake, subject: str, at: dt.datetime, step_seconds: int) -> tuple[dt.datetime, dt.timedelta] | None:
+    """(close time, length) of the newest stored record of `subject` up to `at`: a candle, keyed
+    by its open time, closes one granularity after its `ts_event`; a tick is its own close (length
+    0). Reads the hours holding `at` and the step before it, where the candle closing at `at`
+    opens (None if neither holds a record)."""
+    frame = lake.read_window("feed_records", at - dt.timedelta(seconds=step_seconds), at + dt.timedelta(microseconds=1))
+    frame = frame.filter((pl.col("subject") == subject) & (pl.col("ts_event") <= at))
+    if not frame.height:
+        return None
+    newest = with_close_ts(frame).sort("ts_event").row(-1, named=True)
+    return newest["close_ts"], newest["close_ts"] - newest["ts_event"]
 
 
 def load_cursor(raw: str | None) -> dict[str, str]:
@@ -162,19 +176,24 @@ def due_score_rounds(
         if not scheduled.active:
             continue
         horizon = dt.timedelta(seconds=scheduled.resolve_horizon_seconds)
-        # The newest round whose resolvable time's candle has closed.
-        due = _round_floor(now - horizon - dt.timedelta(seconds=step_seconds), scheduled.prediction_interval_seconds)
+        # The newest round whose resolvable time has passed; it is scored once the record holding
+        # the price at T + H has landed: the candle that closes at T + H (it opened one step
+        # earlier), or a tick at T + H. Waiting for the candle that opens at T + H would score
+        # every round one candle late.
+        due = _round_floor(now - horizon, scheduled.prediction_interval_seconds)
         if cursor.get(scheduled.scope_key, "") >= round_stamp(due):
             continue
         resolvable = due + horizon
-        newest = newest_record(lake, scheduled.scope.subject, resolvable)
-        if newest is None or newest < resolvable:
+        newest = newest_close(lake, scheduled.scope.subject, resolvable, step_seconds)
+        if newest is None or newest[0] < resolvable:
             waiting.append(f"{scheduled.scope_key}: round {round_stamp(due)} waits for truth data at {round_stamp(resolvable)}")
             continue
         # A score run scores the whole window, every subject: any subject's failure holds it.
+        # The checks cover the records up to the one holding the truth (open times before T + H
+        # for candles, up to T + H for ticks).
         hour = due.replace(minute=0, second=0, microsecond=0)
         step = dt.timedelta(seconds=step_seconds)
-        failed = failed_feed_checks(lake, subjects, hour, resolvable + step, step_seconds, config)
+        failed = failed_feed_checks(lake, subjects, hour, resolvable - newest[1] + step, step_seconds, config)
         if failed:
             waiting.append(f"{scheduled.scope_key}: round {round_stamp(due)} waits: feed check failed: {'; '.join(failed)}")
             continue

@@ -168,13 +168,13 @@ def test_score_sensor_waits_on_a_frozen_feed_and_says_why(server, tmp_path):
     with dg.instance_for_test() as instance:
         skipped = score_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor))
     assert isinstance(skipped, dg.SkipReason)
-    assert "btc-60s: round 2026-11-04T10:18:00Z waits: feed check failed: feed_price_not_frozen" in skipped.skip_message
+    assert "btc-60s: round 2026-11-04T10:19:00Z waits: feed check failed: feed_price_not_frozen" in skipped.skip_message
     # Once the feed is repaired and re-materialized, the round is scored.
     server.frozen_from.clear()
     backfill(resources, "2026-11-04-09:00", "2026-11-04-10:00")
     with dg.instance_for_test() as instance:
         ready = score_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor))
-    assert "score:2026-11-04T10:18:00Z" in [r.run_key for r in ready.run_requests]
+    assert "score:2026-11-04T10:19:00Z" in [r.run_key for r in ready.run_requests]
 
 
 def test_ticks_are_the_last_trade_of_each_step(server):

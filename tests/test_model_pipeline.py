@@ -192,7 +192,7 @@ def test_no_catch_up_run_when_the_last_round_of_the_hour_was_recorded(tmp_path):
 
 
 def test_scoring_yields_to_the_live_rounds_prediction(tmp_path):
-    """The candle that makes round 10:20 due also resolves 10:18 (truth at 10:19): while the node
+    """The candle that makes round 10:20 due also resolves 10:19 (truth at 10:20): while the node
     predicts live, the score run waits (at most 30 s) until 10:20's predictions are persisted."""
     from coordinator_dagster.definitions import build_defs
     from coordinator_dagster.settings import Settings
@@ -212,7 +212,7 @@ def test_scoring_yields_to_the_live_rounds_prediction(tmp_path):
 
     with dg.instance_for_test() as instance:
         # Before any live prediction the node is not predicting live: scoring does not wait.
-        assert any(r.run_key == "score:2026-11-20T10:18:00Z" for r in score(now, instance).run_requests)
+        assert any(r.run_key == "score:2026-11-20T10:19:00Z" for r in score(now, instance).run_requests)
         predict(now - dt.timedelta(minutes=1), "2026-11-20T10:19:00Z", instance)  # the 10:19 live run
         held = score(now, instance)
         assert isinstance(held, dg.SkipReason)
@@ -221,10 +221,10 @@ def test_scoring_yields_to_the_live_rounds_prediction(tmp_path):
         )
         # Not for ever: 30 s after the round, scoring goes ahead without them.
         late = score(HOUR + dt.timedelta(minutes=20, seconds=31), instance)
-        assert [r.run_key for r in late.run_requests if r.run_key.startswith("score:")] == ["score:2026-11-20T10:18:00Z"]
+        assert [r.run_key for r in late.run_requests if r.run_key.startswith("score:")] == ["score:2026-11-20T10:19:00Z"]
         predict(now, "2026-11-20T10:20:00Z", instance)
         released = score(now, instance)
-        assert [r.run_key for r in released.run_requests if r.run_key.startswith("score:")] == ["score:2026-11-20T10:18:00Z"]
+        assert [r.run_key for r in released.run_requests if r.run_key.startswith("score:")] == ["score:2026-11-20T10:19:00Z"]
 
 
 def test_model_runner_url_selects_the_service(tmp_path):

@@ -71,5 +71,18 @@ def test_scoring_yields_to_the_live_rounds_predictions_only_while_predicting_liv
     assert held.runs == []
     assert held.skip_reason.startswith("scoring waits for the live round's predictions first: btc-60s: round 2026-11-20T10:20:00Z")
     plan = plan_score_runs(CONTRACT, lake, STEP, now, None, predicting_live=False)
-    # Round 10:18 resolves at 10:19, whose candle closed at 10:20.
-    assert [r.run_key for r in plan.runs if r.run_key.startswith("score:")] == ["score:2026-11-20T10:18:00Z"]
+    # Round 10:19 resolves at 10:20: the candle closing then (it opened at 10:19) has landed.
+    assert [r.run_key for r in plan.runs if r.run_key.startswith("score:")] == ["score:2026-11-20T10:19:00Z"]
+
+
+def test_a_round_is_scored_once_the_candle_closing_at_its_resolvable_time_lands(lake):
+    """Round 10:10 with a 60 s horizon resolves at 10:11. Its truth is the close of the candle
+    that opened at 10:10; the candle opening at 10:11 is not needed."""
+    land(lake, HOUR - dt.timedelta(hours=1), HOUR + dt.timedelta(minutes=10))  # up to the 10:09 candle
+    now = HOUR + dt.timedelta(minutes=11, seconds=1)
+    waiting = plan_score_runs(CONTRACT, lake, STEP, now, None)
+    assert [r.run_key for r in waiting.runs if r.run_key.startswith("score:")] == []
+    assert "btc-60s: round 2026-11-20T10:10:00Z waits for truth data at 2026-11-20T10:11:00Z" in waiting.waiting
+    land(lake, HOUR - dt.timedelta(hours=1), HOUR + dt.timedelta(minutes=11))  # the 10:10 candle lands
+    plan = plan_score_runs(CONTRACT, lake, STEP, now, None)
+    assert [r.run_key for r in plan.runs if r.run_key.startswith("score:")] == ["score:2026-11-20T10:10:00Z"]

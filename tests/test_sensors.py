@@ -69,8 +69,8 @@ def test_score_sensor_waits_for_the_truth_then_requests_scoring(home):
     ingest(at(home, now))
     result = evaluate(score_sensor, at(home, now))
     [request] = [r for r in result.run_requests if r.run_key.startswith("score:")]
-    # Round 10:18 resolves at 10:19, whose candle closed at 10:20.
-    assert request.run_key == "score:2026-11-20T10:18:00Z"
+    # Round 10:19 resolves at 10:20, when the candle that opened at 10:19 closed.
+    assert request.run_key == "score:2026-11-20T10:19:00Z"
     assert request.partition_key == HOUR_KEY
     skipped = evaluate(score_sensor, at(home, now), cursor=result.cursor)
     assert isinstance(skipped, dg.SkipReason)

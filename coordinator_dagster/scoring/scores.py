@@ -47,7 +47,7 @@ def _close_offset_us(feed: pl.DataFrame) -> pl.Expr:
     )
 
 
-def _with_close_ts(feed: pl.DataFrame) -> pl.DataFrame:
+def with_close_ts(feed: pl.DataFrame) -> pl.DataFrame:
     return feed.with_columns(
         (pl.col("ts_event") + pl.duration(microseconds=_close_offset_us(feed))).alias("close_ts")
     )
@@ -74,7 +74,7 @@ def _truth_frame(
     """Default ground truth for every input at once (the rule of `default_resolve_ground_truth`)."""
     if inputs.is_empty():
         return pl.DataFrame(schema=_TRUTH_SCHEMA)
-    timed = _with_close_ts(feed)
+    timed = with_close_ts(feed)
     closes = timed.select(
         "subject", pl.col("close_ts").alias("at"), pl.coalesce("close", "price").alias("px"), pl.lit(1).alias("rank")
     )
@@ -214,7 +214,7 @@ def truth_window(records: pl.DataFrame, round_ts: dt.datetime, resolvable_at: dt
     closing at T + horizon, so a reference-style rule (first close → last close) measures
     exactly the predicted move.
     """
-    close_ts = _with_close_ts(records)["close_ts"]
+    close_ts = with_close_ts(records)["close_ts"]
     first = max(close_ts.search_sorted(round_ts, side="right") - 1, 0)
     last = close_ts.search_sorted(resolvable_at, side="right")
     return records[first:last].to_dicts()

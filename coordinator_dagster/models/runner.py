@@ -34,7 +34,7 @@ class ModelSpec:
     model_id: str
     name: str
     cruncher: str
-    cruncher_index: int
+    cruncher_index: int | None  # None: not known (orchestrator-hosted models); emission refuses to guess it
     entrypoint: str  # "package.module:TrackerClass"
     path: str = ""  # the model's folder, put first on its import path (empty: importable as is)
 

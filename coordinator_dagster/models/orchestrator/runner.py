@@ -239,7 +239,7 @@ class OrchestratorRunner:
         indexes = self.config.cruncher_indexes
         index = indexes.get(info.wallet_pubkey, indexes.get(info.cruncher_id))
         # No known index stays None: emission refuses to guess a participant's on-chain index.
-        return ModelSpec(info.model_id, info.model_name, info.cruncher_name, index, f"orchestrator:{info.deployment_id}")  # type: ignore[arg-type]
+        return ModelSpec(info.model_id, info.model_name, info.cruncher_name, index, f"orchestrator:{info.deployment_id}")
 
     async def _statuses(self) -> dict[str, str]:
         out = {}

@@ -36,6 +36,7 @@ from pydantic import BaseModel
 from coordinator_dagster.models.orchestrator import variants
 from coordinator_dagster.models.orchestrator.channel import ModelChannel, SecureCredentials
 from coordinator_dagster.models.orchestrator.events import EventError, FailureCode, ModelInfo, ModelState, failure_report, parse_event
+from coordinator_dagster.models.orchestrator.protocol.commons_pb2 import Argument
 from coordinator_dagster.models.orchestrator.registry import Registry
 from coordinator_dagster.models.orchestrator.streaks import Miss, Streaks
 from coordinator_dagster.models.reference_models import reference_feed
@@ -253,12 +254,13 @@ class OrchestratorRunner:
 
     async def _round(self, payload: dict[str, Any], horizon: int, step: int) -> list[Outcome]:
         infos = sorted(self.registry.models.values(), key=lambda i: i.model_id)
-        plan = call_plan(self.config.base_classname, payload, horizon, step, self.config.feed_shape)
+        # Encoded once: every model gets the same arguments.
+        plan = [(method, variants.arguments(*args)) for method, args in call_plan(self.config.base_classname, payload, horizon, step, self.config.feed_shape)]
         outcomes = await asyncio.gather(*(self._ask(info, plan) for info in infos))
         self.streaks.save()
         return list(outcomes)
 
-    async def _ask(self, info: ModelInfo, plan: list[tuple[str, list[Any]]]) -> Outcome:
+    async def _ask(self, info: ModelInfo, plan: list[tuple[str, list[Argument]]]) -> Outcome:
         def absent(reason: str, latency: float | None = None) -> Outcome:
             return Outcome(info.model_id, PredictionStatus.ABSENT, None, None, reason[:500], latency)
 
@@ -285,7 +287,7 @@ class OrchestratorRunner:
             async with asyncio.timeout(limit):
                 for method, args in plan:
                     remaining = max(0.001, limit - (time.perf_counter() - started))
-                    response = await channel.call(method, variants.arguments(*args), remaining)
+                    response = await channel.call(method, args, remaining)
                     if response.status.code != "SUCCESS":
                         break
         except TimeoutError:

@@ -208,7 +208,8 @@ class OrchestratorRunner:
             self.channels[info.model_id] = ModelChannel(info, self.credentials)
             tasks.append(self._start_setup(self.channels[info.model_id]))
         if wait and tasks:
-            await asyncio.wait(tasks)
+            # Bounded: a model still loading (or unreachable) is ABSENT, never a stalled run.
+            await asyncio.wait(tasks, timeout=self.config.connect_timeout)
 
     def _start_setup(self, channel: ModelChannel) -> asyncio.Task:
         """The channel's Setup in progress, or a new one: never two at once for one channel (each

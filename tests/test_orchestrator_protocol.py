@@ -156,3 +156,19 @@ def test_generated_modules_match_the_proto_files(tmp_path):
         assert generated == compiled[module.DESCRIPTOR.name], module.__name__
     service = dynamic_subclass_pb2.DESCRIPTOR.services_by_name["DynamicSubclassService"]
     assert [m.name for m in service.methods] == ["Setup", "Call", "Rest"]
+
+
+def test_weak_models_rule_reads_the_leaderboard():
+    import polars as pl
+
+    from coordinator_dagster.models.orchestrator.rules import weak_models
+
+    board = pl.DataFrame({
+        "model_id": ["a", "b", "c", "d", "ens"], "is_ensemble": [False, False, False, False, True],
+        "score_recent": [0.5, -0.2, -0.9, -0.5, -3.0], "prediction_count": [100, 100, 100, 3, 100],
+    })
+    # d is weak but has too few predictions to judge; the ensemble is the node's own.
+    assert weak_models(board, "score_recent", 0.0, min_predictions=10) == ["c", "b"]
+    assert weak_models(board, "score_recent", -0.6) == ["c"]
+    with pytest.raises(ValueError, match="no column 'score_steady'"):
+        weak_models(board, "score_steady", 0.0)

@@ -277,3 +277,19 @@ class _Constant:
 
     def predict(self, subject: str, horizon: int, step: int) -> dict:
         return {"value": self.value}
+
+
+def test_the_disable_command_reports_low_performance(setup, monkeypatch, tmp_path, capsys):
+    from coordinator_dagster.cli.main import main
+
+    node = setup.node()
+    orchestrator = setup.orchestrator(entry("weak", node))
+    for name, value in {"COORDINATOR_HOME": str(tmp_path), "MODEL_RUNNER": "orchestrator", "CRUNCH_ID": CRUNCH,
+                        "MODEL_RUNNER_NODE_HOST": "127.0.0.1", "MODEL_RUNNER_NODE_PORT": str(orchestrator.port)}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["models", "disable", "weak", "--dry-run"]) == 0 and orchestrator.failures() == []
+    assert main(["models", "disable", "weak", "gone", "--reason", "worst decile for a month"]) == 1  # "gone" is not listed
+    assert orchestrator.wait_for_failures(1) == [("weak", "LOW_PERFORMANCE")]
+    assert orchestrator.received[0]["data"][0]["failure_reason"] == "worst decile for a month"
+    out = capsys.readouterr().out
+    assert "reported LOW_PERFORMANCE" in out and "gone" in out and "not listed by the orchestrator" in out

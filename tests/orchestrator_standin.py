@@ -5,10 +5,13 @@ outside world, speaking the real wire formats).
   `init` (the models it lists) on each connection, broadcasts `update` events when told, and
   records the `report_failure` messages it receives.
 - `ModelNode`: a gRPC server implementing `dynamic_subclass.DynamicSubclassService` with the
-  messages generated from the protocol's .proto files: `Setup` instantiates a model class,
-  `Call` calls its methods with the decoded variants. Behaviours for the tests: `hang` (never
-  answers `predict` until released), `answer` (replaces predict's answer, e.g. a string),
-  `status` (answers every Call with that status code), `stop()` (the node goes away).
+  messages generated from the protocol's .proto files. By default it answers as CrunchDAO's
+  model-runner server does: `Setup` instantiates the model class once (a later Setup keeps the
+  instance), success is an empty status, errors are gRPC errors (FAILED_PRECONDITION for no
+  class to instantiate or a Call before Setup, INTERNAL when the model raised). Behaviours for
+  the tests: `hang` (never answers `predict` until released), `answer` (replaces predict's
+  answer, e.g. a string), `status` (answers every Call with that code in the message's status,
+  as model-runner-client reads it), `stop()` (the node goes away).
 """
 
 from __future__ import annotations
@@ -59,27 +62,38 @@ class ModelNode:
     def _setup(self, request: SetupRequest, context: grpc.ServicerContext) -> SetupResponse:
         if self.initial_metadata:
             context.send_initial_metadata(self.initial_metadata)
+        if self.instance is not None:
+            return SetupResponse()
         if self.class_name and request.className != self.class_name:
-            return SetupResponse(status=Status(code="BAD_IMPLEMENTATION", message=f"no subclass of {request.className}"))
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"no subclass of {request.className} in the submission")
         self.instance = self.factory()
         self.setups += 1
-        return SetupResponse(status=Status(code="SUCCESS"))
+        return SetupResponse()
 
     def _call(self, request: CallRequest, context: grpc.ServicerContext) -> CallResponse:
         self.calls.append(request.methodName)
+        if self.instance is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "Setup has not been called yet")
         if self.status != "SUCCESS":
             return CallResponse(status=Status(code=self.status, message="the model raised ZeroDivisionError"))
         args = [variants.decode(a.data) for a in sorted(request.methodArguments, key=lambda a: a.position)]
         kwargs = {k.keyword: variants.decode(k.data) for k in request.methodKwArguments}
         if request.methodName == "predict" and self.hang.is_set():
             self.release.wait(30)
-        result = getattr(self.instance, request.methodName)(*args, **kwargs)
+        try:
+            result = getattr(self.instance, request.methodName)(*args, **kwargs)
+        except Exception as exc:
+            context.abort(grpc.StatusCode.INTERNAL, f"The model raised an exception: {exc!r}")
         if request.methodName == "predict" and self.answer is not _UNSET:
             result = self.answer
-        return CallResponse(status=Status(code="SUCCESS"), methodResponse=variants.encode(result))
+        return CallResponse() if result is None else CallResponse(methodResponse=variants.encode(result))
 
     def _rest(self, request: Empty, context: grpc.ServicerContext) -> RestResponse:
-        return RestResponse(status=Status(code="SUCCESS"))
+        return RestResponse()
+
+    def restart(self) -> None:
+        """The container restarted at the same address: its instance is gone."""
+        self.instance = None
 
     def stop(self) -> None:
         """Go away as a killed container does: calls in flight are cut, not answered."""

@@ -168,6 +168,44 @@ def test_a_node_reporting_bad_implementation_is_reported_at_once_and_errors_afte
     assert orchestrator.wait_for_failures(2) == [("bad", "BAD_IMPLEMENTATION"), ("raising", "MULTIPLE_FAILED")]
 
 
+def test_a_model_that_raises_fails_with_the_reason_and_a_streak_is_multiple_failed(setup):
+    """CrunchDAO's model-runner signals a raising model with a gRPC INTERNAL error."""
+
+    class Raising(_Constant):
+        def predict(self, subject: str, horizon: int, step: int) -> dict:
+            raise ZeroDivisionError("division by zero in predict")
+
+    node = setup.node(lambda: Raising(0.0))
+    orchestrator = setup.orchestrator(entry("raising", node))
+    runner = setup.runner(orchestrator, failure_limit=2)
+    [outcome] = runner.predict_round(payloads(1)[0], 60, 60)
+    assert outcome.status == PredictionStatus.FAILED and "division by zero in predict" in outcome.failed_reason
+    runner.predict_round(payloads(2)[1], 60, 60)
+    assert orchestrator.wait_for_failures(1) == [("raising", "MULTIPLE_FAILED")]
+
+
+def test_a_models_state_outlives_the_run_that_set_it_up(setup):
+    """Each Dagster run opens its own runner and calls Setup; the node keeps its instance."""
+    node = setup.node(_Counter)
+    orchestrator = setup.orchestrator(entry("m", node))
+    values = []
+    for payload in payloads(3):
+        runner = setup.runner(orchestrator)
+        values.append(runner.predict_round(payload, 60, 60)[0].value)
+        runner.close()
+    assert values == [1.0, 2.0, 3.0] and node.setups == 1
+
+
+def test_a_node_that_lost_its_instance_is_set_up_again(setup):
+    node = setup.node(_Counter)
+    runner = setup.runner(setup.orchestrator(entry("m", node)))
+    assert runner.predict_round(payloads(1)[0], 60, 60)[0].value == 1.0
+    node.restart()  # the container restarted at the same address
+    [outcome] = runner.predict_round(payloads(2)[1], 60, 60)
+    assert outcome.status == PredictionStatus.ABSENT and "no instance" in outcome.failed_reason
+    assert runner.predict_round(payloads(3)[2], 60, 60)[0].value == 1.0 and node.setups == 2
+
+
 def test_a_setup_refused_as_bad_implementation_is_reported(setup):
     node = setup.node(class_name="some.OtherBase")  # the submission has no subclass of ours
     orchestrator = setup.orchestrator(entry("m", node))
@@ -293,3 +331,14 @@ def test_the_disable_command_reports_low_performance(setup, monkeypatch, tmp_pat
     assert orchestrator.received[0]["data"][0]["failure_reason"] == "worst decile for a month"
     out = capsys.readouterr().out
     assert "reported LOW_PERFORMANCE" in out and "gone" in out and "not listed by the orchestrator" in out
+
+
+class _Counter(_Constant):
+    """Counts its rounds: state a model keeps between calls."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+
+    def predict(self, subject: str, horizon: int, step: int) -> dict:
+        self.value += 1.0
+        return {"value": self.value}

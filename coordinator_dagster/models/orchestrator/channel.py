@@ -32,6 +32,10 @@ CHANNEL_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
+# A model node answers in one of two ways: a `status` in the message (code SUCCESS, ...), or, as
+# CrunchDAO's model-runner server does, an empty status on success and a gRPC error otherwise
+# (INTERNAL: the model raised; FAILED_PRECONDITION: no instance, or no class to instantiate).
+OK_CODES = ("", "SUCCESS")
 WALLET_HEADER = "x-server-wallet-pubkey"
 MESSAGE_HEADER = "x-server-auth-message"
 SIGNATURE_HEADER = "x-server-auth-signature"
@@ -112,14 +116,16 @@ class ModelChannel:
         self._rest = self.channel.unary_unary(f"/{SERVICE}/Rest", request_serializer=Empty.SerializeToString, response_deserializer=RestResponse.FromString)
 
     async def setup(self, class_name: str, timeout: float) -> tuple[str, str]:
-        """(status code, message) of instantiating the participant's class; SUCCESS makes the
-        channel ready. Secure mode checks the wallet delegation first."""
+        """(status code, message) of instantiating the participant's class; SUCCESS (or an empty
+        status, as CrunchDAO's model-runner answers) makes the channel ready. A node that has an
+        instance already keeps it (Setup is idempotent there), so a model's state outlives the
+        run that set it up. Secure mode checks the wallet delegation first."""
         call = self._setup(SetupRequest(className=class_name), timeout=timeout, wait_for_ready=True)
         if self.credentials is not None:
             metadata = await call.initial_metadata()
             check_delegation({str(k).lower(): v for k, v in (metadata or ())}, self.info)
         response = await call
-        self.ready = response.status.code == "SUCCESS"
+        self.ready = response.status.code in OK_CODES
         return response.status.code, response.status.message
 
     async def call(self, method: str, args: list[Argument], timeout: float) -> CallResponse:

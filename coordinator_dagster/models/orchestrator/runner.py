@@ -34,7 +34,7 @@ import websockets
 from pydantic import BaseModel
 
 from coordinator_dagster.models.orchestrator import variants
-from coordinator_dagster.models.orchestrator.channel import ModelChannel, SecureCredentials
+from coordinator_dagster.models.orchestrator.channel import OK_CODES, ModelChannel, SecureCredentials
 from coordinator_dagster.models.orchestrator.events import EventError, FailureCode, ModelInfo, ModelState, failure_report, parse_event
 from coordinator_dagster.models.orchestrator.protocol.commons_pb2 import Argument
 from coordinator_dagster.models.orchestrator.registry import Registry
@@ -47,6 +47,7 @@ T = TypeVar("T")
 TRACKER_BASE = "TrackerBase"  # coordinator_dagster.models.tracker.TrackerBase, by its class name
 # Codes with which a model node says the coordinator called it wrongly: not the model's fault.
 CALLER_ERRORS = ("INVALID_ARGUMENT", "FAILED_PRECONDITION")
+
 
 
 class OrchestratorError(RuntimeError):
@@ -225,10 +226,14 @@ class OrchestratorRunner:
         try:
             code, message = await channel.setup(self.config.base_classname, self.config.setup_timeout)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INTERNAL):
+                # No subclass of the base class in the submission, or its constructor raised.
+                await self._report(channel.info, FailureCode.BAD_IMPLEMENTATION, f"Setup: {exc.details()}")
+                return f"Setup failed ({exc.code().name}: {exc.details()})"
             return f"model node not reachable ({exc.code().name}: {exc.details()})"
         except Exception as exc:  # a refused wallet delegation, a TLS failure: this model only
             return f"model node refused: {exc}"
-        if code == "SUCCESS":
+        if code in OK_CODES:
             return None
         if code == "BAD_IMPLEMENTATION":
             await self._report(channel.info, FailureCode.BAD_IMPLEMENTATION, message or "Setup: bad implementation")
@@ -289,14 +294,23 @@ class OrchestratorRunner:
                 for method, args in plan:
                     remaining = max(0.001, limit - (time.perf_counter() - started))
                     response = await channel.call(method, args, remaining)
-                    if response.status.code != "SUCCESS":
+                    if response.status.code not in OK_CODES:
                         break
         except TimeoutError:
             return await self._missed(info, Miss.TIMEOUT, absent(f"no answer within {limit:g} s"))
         except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            status, details = exc.code(), exc.details()
+            if status == grpc.StatusCode.DEADLINE_EXCEEDED:
                 return await self._missed(info, Miss.TIMEOUT, absent(f"no answer within {limit:g} s"))
-            return await self._missed(info, Miss.TIMEOUT, absent(f"model node unreachable ({exc.code().name}: {exc.details()})", elapsed()))
+            if status == grpc.StatusCode.INTERNAL:
+                return await self._missed(info, Miss.FAILED, failed(f"model raised: {details}", elapsed()))
+            if status == grpc.StatusCode.FAILED_PRECONDITION:
+                # The node lost its instance (restarted at the same address): Setup again next round.
+                channel.ready = False
+                return absent(f"model node has no instance ({details}); set up again for the next round", elapsed())
+            if status == grpc.StatusCode.INVALID_ARGUMENT:
+                return failed(f"model node refused the call (INVALID_ARGUMENT): {details}", elapsed())
+            return await self._missed(info, Miss.TIMEOUT, absent(f"model node unreachable ({status.name}: {details})", elapsed()))
         latency = elapsed()
         assert response is not None
         code, message = response.status.code, response.status.message
@@ -305,7 +319,7 @@ class OrchestratorRunner:
             return failed(f"model node: BAD_IMPLEMENTATION: {message}", latency)
         if code in CALLER_ERRORS:
             return failed(f"model node refused the call ({code}): {message}", latency)
-        if code != "SUCCESS":
+        if code not in OK_CODES:
             return await self._missed(info, Miss.FAILED, failed(f"model raised ({code}): {message}", latency))
         try:
             value, encoded = validate_output(variants.decode(response.methodResponse), self.output_type)

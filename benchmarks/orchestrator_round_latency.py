@@ -65,7 +65,8 @@ def main() -> int:
         return 0
 
     from coordinator_dagster.domain_types import InferenceOutput
-    from coordinator_dagster.models.orchestrator.runner import OrchestratorConfig, OrchestratorRunner
+    from coordinator_dagster.models.orchestrator.config import OrchestratorConfig
+    from coordinator_dagster.models.orchestrator.runner import OrchestratorRunner
     from coordinator_dagster.models.runner import InProcessRunner, ModelSpec
     from coordinator_dagster.statuses import PredictionStatus
     from tests.orchestrator_standin import StandInOrchestrator, entry

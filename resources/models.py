@@ -17,7 +17,8 @@ from pydantic import BaseModel
 
 from coordinator_dagster.models.client import open_round
 from coordinator_dagster.models.manifest import load_manifest
-from coordinator_dagster.models.orchestrator.runner import OrchestratorConfig, OrchestratorError, OrchestratorRunner, cruncher_indexes
+from coordinator_dagster.models.orchestrator.config import OrchestratorConfig, OrchestratorError, cruncher_indexes
+from coordinator_dagster.models.orchestrator.runner import OrchestratorRunner
 from coordinator_dagster.models.reference_models import REFERENCE_BASE_CLASSNAME
 from coordinator_dagster.models.runner import InProcessRunner, ModelSpec, RoundRunner
 

@@ -15,7 +15,8 @@ from coordinator_dagster.models.orchestrator.events import EventError, FailureCo
 from coordinator_dagster.models.orchestrator.protocol import commons_pb2, dynamic_subclass_pb2
 from coordinator_dagster.models.orchestrator.protocol.commons_pb2 import Variant, VariantType
 from coordinator_dagster.models.orchestrator.registry import Registry
-from coordinator_dagster.models.orchestrator.runner import call_plan, cruncher_indexes
+from coordinator_dagster.models.orchestrator.config import cruncher_indexes
+from coordinator_dagster.models.orchestrator.runner import call_plan
 from coordinator_dagster.models.orchestrator.streaks import Miss, Streaks
 
 PROTOCOL = Path(__file__).resolve().parents[1] / "coordinator_dagster" / "models" / "orchestrator" / "protocol"

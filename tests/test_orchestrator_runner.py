@@ -14,7 +14,8 @@ import pytest
 from coordinator_dagster.domain_types import InferenceOutput
 from coordinator_dagster.models.examples import ContrarianTracker, MeanReversionTracker, MomentumTracker
 from coordinator_dagster.models.orchestrator.events import FailureCode
-from coordinator_dagster.models.orchestrator.runner import OrchestratorConfig, OrchestratorError, OrchestratorRunner, report_failures
+from coordinator_dagster.models.orchestrator.config import OrchestratorConfig, OrchestratorError
+from coordinator_dagster.models.orchestrator.runner import OrchestratorRunner, report_failures
 from coordinator_dagster.models.runner import EXAMPLE_MODELS, InProcessRunner
 from coordinator_dagster.statuses import PredictionStatus
 from tests.orchestrator_standin import ModelNode, StandInOrchestrator, entry
@@ -140,6 +141,7 @@ def test_a_model_that_times_out_is_absent_then_reported_multiple_timeout(setup):
     assert orchestrator.wait_for_failures(1) == [("slow", "MULTIPLE_TIMEOUT")]
     assert "2 consecutive rounds" in orchestrator.received[0]["data"][0]["failure_reason"]
     assert orchestrator.received[0]["data"][0]["ip"] == "127.0.0.1"
+    assert [(r.model_id, r.deployment_id, r.code) for r in runner.reports] == [("slow", "dep-slow", FailureCode.MULTIPLE_TIMEOUT)]
     # Reported: the node stops calling it (the orchestrator stops the model).
     assert [o.model_id for o in runner.predict_round(payloads(3)[2], 60, 60)] == ["good"]
 

@@ -20,7 +20,8 @@ from cryptography.x509.oid import NameOID
 
 from coordinator_dagster.domain_types import InferenceOutput
 from coordinator_dagster.models.orchestrator.channel import MESSAGE_HEADER, SIGNATURE_HEADER, WALLET_HEADER, server_name
-from coordinator_dagster.models.orchestrator.runner import OrchestratorConfig, OrchestratorRunner
+from coordinator_dagster.models.orchestrator.config import OrchestratorConfig
+from coordinator_dagster.models.orchestrator.runner import OrchestratorRunner
 from coordinator_dagster.models.examples import MomentumTracker
 from coordinator_dagster.statuses import PredictionStatus
 from tests.orchestrator_standin import ModelNode, StandInOrchestrator, entry

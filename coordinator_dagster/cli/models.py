@@ -124,7 +124,8 @@ def _list(args: argparse.Namespace) -> int:
 
 def _disable(args: argparse.Namespace) -> int:
     from coordinator_dagster.models.orchestrator.events import FailureCode
-    from coordinator_dagster.models.orchestrator.runner import OrchestratorConfig, OrchestratorError, report_failures
+    from coordinator_dagster.models.orchestrator.config import OrchestratorConfig, OrchestratorError
+    from coordinator_dagster.models.orchestrator.runner import report_failures
     from coordinator_dagster.models.orchestrator.rules import weak_models
     from coordinator_dagster.settings import load_settings
 

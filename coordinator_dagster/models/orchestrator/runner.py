@@ -22,11 +22,10 @@ live model's state, so this runner refuses replays (`OrchestratorError`).
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
-from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -35,6 +34,7 @@ from pydantic import BaseModel
 
 from coordinator_dagster.models.orchestrator import variants
 from coordinator_dagster.models.orchestrator.channel import OK_CODES, ModelChannel, SecureCredentials
+from coordinator_dagster.models.orchestrator.config import OrchestratorConfig, OrchestratorError
 from coordinator_dagster.models.orchestrator.events import EventError, FailureCode, ModelInfo, ModelState, failure_report, parse_event
 from coordinator_dagster.models.orchestrator.protocol.commons_pb2 import Argument
 from coordinator_dagster.models.orchestrator.registry import Registry
@@ -48,31 +48,6 @@ TRACKER_BASE = "TrackerBase"  # coordinator_dagster.models.tracker.TrackerBase, 
 # Codes with which a model node says the coordinator called it wrongly: not the model's fault.
 CALLER_ERRORS = ("INVALID_ARGUMENT", "FAILED_PRECONDITION")
 
-
-
-class OrchestratorError(RuntimeError):
-    """The orchestrator could not be reached, or refused what the node asked."""
-
-
-@dataclass(frozen=True)
-class OrchestratorConfig:
-    host: str
-    port: int
-    crunch_id: str
-    base_classname: str
-    timeout_seconds: float
-    feed_shape: str = "candle"
-    cert_dir: str = ""  # secure mode (mTLS) when set
-    # On-chain index of each cruncher, by wallet public key or cruncher id.
-    cruncher_indexes: Mapping[str, int] = field(default_factory=dict)
-    failure_limit: int = 3  # consecutive misses before a report
-    streaks_path: str = ""
-    connect_timeout: float = 10.0
-    setup_timeout: float = 30.0
-
-    @property
-    def uri(self) -> str:
-        return f"ws://{self.host}:{self.port}/{self.crunch_id}"
 
 
 def call_plan(base_classname: str, payload: dict[str, Any], horizon: int, step: int, feed_shape: str) -> list[tuple[str, list[Any]]]:
@@ -390,11 +365,3 @@ def report_failures(config: OrchestratorConfig, model_ids: Sequence[str], code: 
         return asyncio.run(go())
     except (OSError, TimeoutError, websockets.WebSocketException, EventError) as exc:
         raise OrchestratorError(f"model orchestrator at {config.uri}: {exc!r}") from exc
-
-
-def cruncher_indexes(text: str) -> dict[str, int]:
-    """The ORCHESTRATOR_CRUNCHERS file's content: `{"<wallet pubkey or cruncher id>": index}`."""
-    loaded = json.loads(text)
-    if not isinstance(loaded, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in loaded.values()):
-        raise ValueError("expected a JSON object of wallet public key (or cruncher id) -> non-negative on-chain index")
-    return {str(k): v for k, v in loaded.items()}

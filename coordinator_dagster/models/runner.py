@@ -61,8 +61,8 @@ class Outcome:
 
 
 class RoundRunner(Protocol):
-    """What the predictions asset runs rounds through: this module's `InProcessRunner` or the
-    runner service's `RemoteRound` (models/client.py)."""
+    """What the predictions asset runs rounds through: this module's `InProcessRunner`, the
+    runner service's `RemoteRound` (models/client.py) or `OrchestratorRunner` (models/orchestrator/)."""
 
     specs: list[ModelSpec]
     statuses: dict[str, str]  # model_id -> health status as the runner reports it

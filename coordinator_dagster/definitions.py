@@ -19,7 +19,7 @@ from assets.retention import build_feed_retention_asset
 from coordinator_dagster.contracts import CrunchContract, load_contract
 from coordinator_dagster.partitions import DEFAULT_START, checkpoint_partitions, starting_at
 from coordinator_dagster.settings import Settings, load_settings
-from resources import ClockResource, FeedSource, InProcessModelRunner, LakeResource, ModelRunnerResource, RemoteModelRunner, SyntheticFeed
+from resources import ClockResource, FeedSource, InProcessModelRunner, LakeResource, ModelRunnerResource, OrchestratorModelRunner, RemoteModelRunner, SyntheticFeed
 from resources.feeds import CcxtFeed, PythFeed
 from sensors import default_jobs, default_sensors
 from sensors.jobs import retention_job
@@ -68,7 +68,16 @@ def feed_resource(settings: Settings) -> FeedSource:
 def model_runner_resource(settings: Settings) -> ModelRunnerResource:
     """The runner service at MODEL_RUNNER_URL (models in worker processes that outlast runs), the
     several of MODEL_RUNNER_URLS (comma-separated; each serves a share of the models), or, without
-    either, the models in each run's own process."""
+    either, the models in each run's own process; with MODEL_RUNNER=orchestrator, the models CrunchDAO's
+    model orchestrator hosts."""
+    if settings.model_runner == "orchestrator":
+        return OrchestratorModelRunner(
+            host=settings.model_runner_node_host, port=settings.model_runner_node_port, crunch_id=settings.crunch_id,
+            cert_dir=settings.secure_cert_dir, crunchers_file=settings.orchestrator_crunchers,
+            failure_limit=settings.model_unhealthy_after, timeout_seconds=settings.model_timeout_seconds,
+            base_classname=settings.model_base_classname, feed_shape=settings.feed_kind,
+            streaks_path=str(settings.home / "orchestrator" / f"{settings.crunch_id}.streaks.json"),
+        )
     url = settings.model_runner_url or settings.model_runner_urls.strip()
     if url:
         return RemoteModelRunner(url=url, timeout_seconds=settings.model_timeout_seconds)

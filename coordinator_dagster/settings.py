@@ -110,6 +110,15 @@ class Settings(NodeEnvironment):
     # The runner service's caps and its workers' sandbox and limits (docs/models.md).
     model_runner_max_sessions: int = Field(default=4, ge=0)
     model_runner_max_workers: int = Field(default=512, ge=0)
+    # MODEL_RUNNER=orchestrator: models hosted by CrunchDAO's model orchestrator (docs/orchestrator.md),
+    # announced at ws://MODEL_RUNNER_NODE_HOST:MODEL_RUNNER_NODE_PORT/CRUNCH_ID; SECURE_CERT_DIR
+    # (ca.crt, tls.crt, tls.key) for its secure mode; ORCHESTRATOR_CRUNCHERS maps wallets to indexes.
+    model_runner: Literal["default", "orchestrator"] = "default"
+    model_runner_node_host: str = "localhost"
+    model_runner_node_port: int = Field(default=9091, ge=1, le=65535)
+    crunch_id: str = ""
+    secure_cert_dir: str = ""
+    orchestrator_crunchers: str = ""
     model_sandbox: Literal["auto", "required", "off"] = "auto"
     model_scratch_mb: int = Field(default=64, ge=1)
     model_cpu_seconds: int = Field(default=3600, ge=0)  # RLIMIT_CPU over a worker's life; 0 = none
@@ -139,6 +148,12 @@ class Settings(NodeEnvironment):
             for subject in self.feed_subjects:
                 if subject not in self.feed_symbols and subject.endswith(quote) and len(subject) > len(quote):
                     self.feed_symbols[subject] = f"{subject[: -len(quote)]}/{quote}"
+        return self
+
+    @model_validator(mode="after")
+    def _orchestrator(self) -> Settings:
+        if self.model_runner == "orchestrator" and not self.crunch_id.strip():
+            raise ValueError("MODEL_RUNNER=orchestrator needs CRUNCH_ID (the crunch whose models the orchestrator announces)")
         return self
 
     @field_validator("feed_subjects", mode="before")

@@ -8,7 +8,7 @@ from resources.clock import ClockResource
 from resources.contract import Contract
 from resources.feeds import CcxtFeed, FeedSource, PythFeed, SyntheticFeed
 from resources.lake import LakeResource
-from resources.models import InProcessModelRunner, ModelRunnerResource, RemoteModelRunner
+from resources.models import InProcessModelRunner, ModelRunnerResource, OrchestratorModelRunner, RemoteModelRunner
 
 __all__ = [
     "CcxtFeed",
@@ -18,6 +18,7 @@ __all__ = [
     "InProcessModelRunner",
     "LakeResource",
     "ModelRunnerResource",
+    "OrchestratorModelRunner",
     "PythFeed",
     "RemoteModelRunner",
     "SyntheticFeed",

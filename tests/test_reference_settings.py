@@ -60,8 +60,8 @@ def test_every_refused_variable_is_documented():
 
 
 def test_all_refusals_are_named_at_once(tmp_path):
-    with pytest.raises(SettingsError, match=r"^CRUNCH_ID is .*MODEL_RUNNER_TIMEOUT_SECONDS is .*use MODEL_TIMEOUT_SECONDS"):
-        load_settings({"COORDINATOR_HOME": str(tmp_path), "MODEL_RUNNER_TIMEOUT_SECONDS": "60", "CRUNCH_ID": "x", "NETWORK": ""})
+    with pytest.raises(SettingsError, match=r"^CRUNCH_PUBKEY is .*MODEL_RUNNER_TIMEOUT_SECONDS is .*use MODEL_TIMEOUT_SECONDS"):
+        load_settings({"COORDINATOR_HOME": str(tmp_path), "MODEL_RUNNER_TIMEOUT_SECONDS": "60", "CRUNCH_PUBKEY": "x", "NETWORK": ""})
 
 
 def test_binance_is_ccxt_with_binance_and_pair_subjects(tmp_path):

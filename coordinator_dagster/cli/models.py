@@ -3,6 +3,8 @@
     coordinator models serve [--host H] [--port P] [--manifest PATH] [--port-file F]
         [--token-file F | --insecure-no-token]
     coordinator models list [--url URL] [--token-file F]
+    coordinator models disable [MODEL_ID ...] [--below COLUMN=FLOOR [--min-predictions N]]
+        [--reason TEXT] [--dry-run]
 
 `serve` runs until SIGINT/SIGTERM; its defaults come from the node settings (MODEL_RUNNER_HOST,
 MODEL_RUNNER_PORT, MODELS_MANIFEST, MODEL_TIMEOUT_SECONDS, MODEL_MEMORY_LIMIT_MB, ...). Its API
@@ -10,6 +12,11 @@ token is the first line of --token-file, else MODEL_RUNNER_TOKEN; without one it
 start unless told --insecure-no-token. Its caps are MODEL_RUNNER_MAX_SESSIONS and
 MODEL_RUNNER_MAX_WORKERS; the workers' sandbox and limits MODEL_SANDBOX, MODEL_SCRATCH_MB,
 MODEL_CPU_SECONDS and MODEL_MAX_PROCESSES (`models/sandbox.py`, `models/worker.py`).
+
+`disable` is for models hosted by CrunchDAO's model orchestrator (MODEL_RUNNER=orchestrator): it
+reports the models named, and those an operator rule finds weak on the leaderboard (`--below
+score_recent=-0.5`, `models/orchestrator/rules.py`), as LOW_PERFORMANCE; the orchestrator stops
+them and tells their crunchers why.
 """
 
 from __future__ import annotations
@@ -115,6 +122,50 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _disable(args: argparse.Namespace) -> int:
+    from coordinator_dagster.models.orchestrator.events import FailureCode
+    from coordinator_dagster.models.orchestrator.config import OrchestratorConfig, OrchestratorError
+    from coordinator_dagster.models.orchestrator.runner import report_failures
+    from coordinator_dagster.models.orchestrator.rules import weak_models
+    from coordinator_dagster.settings import load_settings
+
+    settings = load_settings()
+    if settings.model_runner != "orchestrator":
+        print("coordinator models disable: only for MODEL_RUNNER=orchestrator (models hosted by the model orchestrator)", file=sys.stderr)
+        return 2
+    model_ids = list(args.model_ids)
+    reason = args.reason
+    if args.below:
+        column, _, floor = args.below.partition("=")
+        try:
+            from coordinator_dagster.contracts import load_contract
+            from coordinator_dagster.lake.store import Lake
+
+            board = Lake.for_contract(settings.home, load_contract()).read("leaderboard")
+            weak = weak_models(board, column.strip(), float(floor), args.min_predictions)
+        except (OSError, ValueError) as exc:
+            print(f"coordinator models disable: --below {args.below}: {exc}", file=sys.stderr)
+            return 2
+        model_ids += [m for m in weak if m not in model_ids]
+        reason = reason or f"{column.strip()} below {float(floor):g} on the leaderboard (operator rule)"
+    if not model_ids:
+        print("coordinator models disable: no model to disable")
+        return 0
+    reason = reason or "disabled by the coordinator's operator for low performance"
+    if args.dry_run:
+        print("would report LOW_PERFORMANCE: " + ", ".join(model_ids) + f" ({reason})")
+        return 0
+    config = OrchestratorConfig(settings.model_runner_node_host, settings.model_runner_node_port, settings.crunch_id, settings.model_base_classname, settings.model_timeout_seconds)
+    try:
+        sent = report_failures(config, model_ids, FailureCode.LOW_PERFORMANCE, reason)
+    except OrchestratorError as exc:
+        print(f"coordinator models disable: {exc}", file=sys.stderr)
+        return 1
+    for model_id in model_ids:
+        print(f"{model_id:<24} {'reported LOW_PERFORMANCE' if model_id in sent else 'not listed by the orchestrator'}")
+    return 0 if len(sent) == len(model_ids) else 1
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     """Add this module's subcommands to the `coordinator` parser."""
     models = commands.add_parser("models", help="the isolated model runner service")
@@ -132,3 +183,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     listing.add_argument("--url", default=None, help="runner URL (default MODEL_RUNNER_URL)")
     listing.add_argument("--token-file", default=None, help="file whose first line is the API token (default MODEL_RUNNER_TOKEN)")
     listing.set_defaults(func=_list)
+    disable = sub.add_parser("disable", help="report orchestrator-hosted models as LOW_PERFORMANCE (MODEL_RUNNER=orchestrator)")
+    disable.add_argument("model_ids", nargs="*", metavar="MODEL_ID", help="models to disable")
+    disable.add_argument("--below", default=None, metavar="COLUMN=FLOOR", help="also every model whose leaderboard COLUMN is below FLOOR")
+    disable.add_argument("--min-predictions", type=int, default=0, help="with --below: only models with at least this many predictions")
+    disable.add_argument("--reason", default=None, help="the reason the cruncher is told")
+    disable.add_argument("--dry-run", action="store_true", help="print the models, report nothing")
+    disable.set_defaults(func=_disable)

@@ -34,7 +34,7 @@ class ModelSpec:
     model_id: str
     name: str
     cruncher: str
-    cruncher_index: int
+    cruncher_index: int | None  # None: not known (orchestrator-hosted models); emission refuses to guess it
     entrypoint: str  # "package.module:TrackerClass"
     path: str = ""  # the model's folder, put first on its import path (empty: importable as is)
 
@@ -61,8 +61,8 @@ class Outcome:
 
 
 class RoundRunner(Protocol):
-    """What the predictions asset runs rounds through: this module's `InProcessRunner` or the
-    runner service's `RemoteRound` (models/client.py)."""
+    """What the predictions asset runs rounds through: this module's `InProcessRunner`, the
+    runner service's `RemoteRound` (models/client.py) or `OrchestratorRunner` (models/orchestrator/)."""
 
     specs: list[ModelSpec]
     statuses: dict[str, str]  # model_id -> health status as the runner reports it

@@ -148,6 +148,16 @@ def check_forecast(raw: Any, horizon_seconds: int, steps: Iterable[int]) -> dict
         except (TypeError, ValueError):
             raise DensityError(f"step {key!r} is not a whole number of seconds") from None
     checked: dict[int, list[dict[str, Any]]] = {}
+    # Trackers often repeat one density object over a whole step ([density] * n): check it once.
+    # The canonical dicts are shared between positions and must be treated as read-only.
+    memo: dict[int, dict[str, Any]] = {}
+
+    def checked_density(density: Any, where: str) -> dict[str, Any]:
+        key = id(density)
+        if key not in memo:
+            memo[key] = check_density(_unwrap(density), where)
+        return memo[key]
+
     for step in steps:
         if step > horizon_seconds:
             continue
@@ -158,7 +168,7 @@ def check_forecast(raw: Any, horizon_seconds: int, steps: Iterable[int]) -> dict
         if not isinstance(densities, list) or len(densities) != expected:
             got = len(densities) if isinstance(densities, list) else type(densities).__name__
             raise DensityError(f"step {step}: expected {expected} densities, got {got}")
-        checked[step] = [check_density(_unwrap(d), f"step {step}, density {i}") for i, d in enumerate(densities)]
+        checked[step] = [checked_density(d, f"step {step}, density {i}") for i, d in enumerate(densities)]
     return checked
 
 

@@ -170,3 +170,16 @@ def test_constants_are_the_participant_packages():
 
     assert grid.SYNTH_HALF_WIDTHS == CRPS_BOUNDS["t"] and grid.NUM_POINTS == CRPS_BOUNDS["num_points"]
     assert grid.BASE_STEP_SECONDS == CRPS_BOUNDS["base_step"] and SYNTH_ASSET_WEIGHTS == ASSET_WEIGHTS
+
+
+def test_round_scores_land_in_the_lake_table_the_leaderboards_read(tmp_path):
+    from coordinator_dagster.lake.store import Lake
+    from coordinator_dagster.partitions import window_keys_between
+
+    prices = pl.DataFrame({"subject": "BTC", "ts_event": [T0 + dt.timedelta(minutes=m) for m in range(61)], "price": [100.0 + m for m in range(61)]})
+    norm = {3600: [check_density({"type": "builtin", "name": "norm", "params": {"loc": 60, "scale": 30}})]}
+    scores = round_scores([DensityAnswer("a", "BTC", "1h", 3600, T0, norm), DensityAnswer("b", "BTC", "1h", 3600, T0, None, "ABSENT", "late")], prices)
+    lake = Lake(tmp_path)
+    lake.write_windows("density_round_scores", scores, "performed_at", window_keys_between(T0, T0 + dt.timedelta(hours=1)))
+    back = lake.query("SELECT model_id, subject, horizon_seconds, performed_at, status, score FROM density_round_scores ORDER BY model_id")
+    assert back.rows() == [("a", "BTC", 3600, T0, "SCORED", 1.0), ("b", "BTC", 3600, T0, "ABSENT", 0.0)]

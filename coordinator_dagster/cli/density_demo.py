@@ -60,7 +60,14 @@ def load_trackers(manifest: str | Path | None) -> dict[str, Any]:
     for spec in load_manifest(manifest):
         if spec.path and spec.path not in sys.path:
             sys.path.insert(0, spec.path)
-        trackers[spec.model_id] = resolve_dotted(spec.entrypoint)()
+        try:
+            factory = resolve_dotted(spec.entrypoint)
+        except ImportError as exc:
+            raise RuntimeError(
+                f"model {spec.model_id}: cannot import {spec.entrypoint} ({exc}); install what the workspace's "
+                "requirements.txt lists into the coordinator's environment"
+            ) from exc
+        trackers[spec.model_id] = factory()
     return trackers
 
 

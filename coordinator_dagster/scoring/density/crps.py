@@ -192,9 +192,9 @@ def _gaussian_crps(lo, step, w, p, observed, num_points):
     gap = np.empty(len(lo))
     squares = np.zeros(len(lo))
     ends = []
-    for j, running, _ in _gaussian_walk(lo, step, coef, loc, scale, b, shrink, num_points):
-        np.multiply(running, factor, out=gap)
-        np.minimum(gap, 1.0, out=gap)
+    # Second walk with the pdf pre-scaled by the normalising factor: the running sum is the cdf.
+    for j, running, _ in _gaussian_walk(lo, step, coef * factor[None, :], loc, scale, b, shrink, num_points):
+        np.minimum(running, 1.0, out=gap)
         gap[: prefix[j]] -= 1.0
         if j == 0 or j == num_points - 1:
             ends.append(gap.copy())

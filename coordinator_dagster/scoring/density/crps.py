@@ -215,8 +215,10 @@ def _direct_crps(lo, step, codes, w, p, observed, num_points):
                 rows = np.flatnonzero(codes[:, slot] == code)
                 q = p[rows, slot]
                 pdf[:, rows] += w[rows, slot] * _leaf_pdf(NAMES[code], grid[:, rows], q[:, 0], q[:, 1], q[:, 2], q[:, 3])
-        mass = step * (pdf.sum(axis=0) - 0.5 * (pdf[0] + pdf[-1]))
-        cdf = np.cumsum(pdf, axis=0)
+        mass = step * (pdf.sum(axis=0) - 0.5 * (pdf[0] + pdf[-1]))  # before pdf becomes the running sum
+        cdf = pdf
+        for j in range(1, num_points):  # row by row: several times faster than np.cumsum(axis=0) here
+            np.add(cdf[j], cdf[j - 1], out=cdf[j])
         cdf *= np.where(mass > 0, step / mass, step)[None, :]
         np.minimum(cdf, 1.0, out=cdf)
         cdf -= grid >= observed[None, :]

@@ -31,6 +31,7 @@ from coordinator_dagster.domain_types import (
     ScoreResult,
 )
 from coordinator_dagster.prediction_profiles import PredictionProfile
+from coordinator_dagster.scoring.density.spec import DensityForecast
 from coordinator_dagster.scoring.emission import default_build_emission
 from coordinator_dagster.scoring.metrics import ENSEMBLE_METRICS, METRICS
 from coordinator_dagster.scoring.scores import default_resolve_ground_truth, default_scoring_function
@@ -43,10 +44,12 @@ __all__ = [
     "ContractError",
     "CrunchContract",
     "CruncherReward",
+    "DensityForecast",
     "EmissionCheckpoint",
     "EnsembleConfig",
     "InferenceOutput",
     "LaxInferenceOutput",
+    "PredictionProfile",
     "PredictionScope",
     "ProviderReward",
     "RawInput",

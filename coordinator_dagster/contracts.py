@@ -30,6 +30,8 @@ from coordinator_dagster.domain_types import (
     ScheduledPrediction,
     ScoreResult,
 )
+from coordinator_dagster.prediction_profiles import PredictionProfile
+from coordinator_dagster.scoring.density.spec import DensityForecast
 from coordinator_dagster.scoring.emission import default_build_emission
 from coordinator_dagster.scoring.metrics import ENSEMBLE_METRICS, METRICS
 from coordinator_dagster.scoring.scores import default_resolve_ground_truth, default_scoring_function
@@ -42,10 +44,12 @@ __all__ = [
     "ContractError",
     "CrunchContract",
     "CruncherReward",
+    "DensityForecast",
     "EmissionCheckpoint",
     "EnsembleConfig",
     "InferenceOutput",
     "LaxInferenceOutput",
+    "PredictionProfile",
     "PredictionScope",
     "ProviderReward",
     "RawInput",
@@ -120,6 +124,9 @@ class CrunchContract(BaseModel):
     ground_truth_grace_seconds: int = Field(
         default=3600, gt=0, description="after this long past its resolvable time an unresolved prediction is closed"
     )
+    # Density competitions (Synth): assets × horizon × steps × cadence × deadline, each becoming
+    # rounds (coordinator_dagster.prediction_profiles); empty for point-prediction competitions.
+    prediction_profiles: list[PredictionProfile] = Field(default_factory=list)
 
     resolve_ground_truth: Callable[..., Any] = default_resolve_ground_truth
     scoring_function: Callable[..., Any] = default_scoring_function
@@ -166,6 +173,9 @@ class CrunchContract(BaseModel):
                 raise ValueError(f"ensemble {ensemble.name}: min_metric {ensemble.min_metric.metric!r} is not a configured metric")
         if any(m in ENSEMBLE_METRICS for m in self.metrics) and not self.ensembles:
             raise ValueError(f"metrics {[m for m in self.metrics if m in ENSEMBLE_METRICS]} need at least one ensemble")
+        profile_names = [p.name for p in self.prediction_profiles]
+        if len(profile_names) != len(set(profile_names)):
+            raise ValueError(f"prediction_profiles names must be unique, got {profile_names}")
         keys = [p.scope_key for p in self.scheduled_predictions]
         if len(keys) != len(set(keys)):
             raise ValueError(f"scheduled_predictions scope_key values must be unique, got {keys}")

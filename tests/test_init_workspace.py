@@ -97,6 +97,35 @@ def test_a_generated_workspace_passes_its_tests_and_runs_its_demo(tmp_path, pack
         assert sum(r["reward_pct"] for r in emission["cruncher_rewards"]) == FRAC64_MULTIPLIER
 
 
+
+def test_the_synth_workspace_runs_two_days_of_both_profiles_with_the_unmodified_example_tracker(tmp_path):
+    pytest.importorskip("crunch_synth")  # the workspace's requirements.txt, in the coordinator's environment
+    assert init("synth-cup", "--template", "synth", "--dir", str(tmp_path)) == 0
+    workspace = tmp_path / "synth-cup"
+    manifest = json.loads((workspace / "synth_cup" / "models" / "manifest.json").read_text())
+    entrypoints = {entry["model_id"]: entry["entrypoint"] for entry in manifest}
+    # The example model is crunch-synth's own class from the installed package, not a copy.
+    assert entrypoints["example"] == "crunch_synth.examples.exampletracker:GaussianStepTracker"
+    assert "crunch-synth==0.15.0" in (workspace / "requirements.txt").read_text()
+
+    tests = make(workspace, "test", timeout=600)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert re.search(r"\d+ passed", tests.stdout) and "failed" not in tests.stdout
+
+    demo = make(workspace, "demo", "DEMO_ARGS=--days 2", timeout=1200)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    scores = read_table(workspace, "density_round_scores")
+    # 2 days × (24 hourly 24h rounds + 120 twelve-minute 1h rounds) × 3 assets × 3 models
+    assert scores.height == 2 * (24 + 120) * 3 * 3
+    assert set(scores["model_id"]) == {"example", "benchmark", "volmix"}
+    assert set(scores["subject"]) == {"BTC", "ETH", "SOL"}
+    assert dict(scores.group_by("profile").len().iter_rows()) == {"24h": 2 * 24 * 9, "1h": 2 * 120 * 9}
+    assert set(scores.filter(pl.col("model_id") == "example")["status"]) == {"SCORED"}
+    per_round = scores.group_by("subject", "horizon_seconds", "performed_at").agg(pl.col("score").max())
+    assert (per_round["score"] == 1.0).all()  # every round has its best model at 1
+    assert "mean normalised score per model and horizon" in demo.stdout
+
+
 def test_the_workspace_code_location_loads_with_dagster(tmp_path):
     assert init("loc-check", "--dir", str(tmp_path)) == 0
     workspace = tmp_path / "loc-check"
@@ -171,7 +200,7 @@ def test_unknown_template_missing_parent_and_spaces_are_refused(tmp_path, capsys
 def test_list_templates_names_every_pack(capsys):
     assert init("--list-templates") == 0
     out = capsys.readouterr().out
-    assert {line.split()[0] for line in out.splitlines()} == {"realtime", "tournament"}
+    assert {line.split()[0] for line in out.splitlines()} == {"realtime", "synth", "tournament"}
 
 
 def _documented_settings() -> set[str]:

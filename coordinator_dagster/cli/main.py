@@ -39,6 +39,16 @@ def _demo(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     home = Path(args.home) if args.home else demo_home(settings.home)
+    from coordinator_dagster.contracts import load_contract
+
+    contract = load_contract()
+    if contract.prediction_profiles:  # a density competition (Synth): its own round loop
+        from coordinator_dagster.cli.density_demo import format_density_result, run_density_demo
+
+        print(f"coordinator demo: {args.days} day(s) of {[p.name for p in contract.prediction_profiles]} rounds from {args.start:%Y-%m-%d}, seed {args.seed}, into {home}")
+        result = run_density_demo(home, args.start, args.days, contract, settings.models_manifest, seed=args.seed, report=print_progress)
+        print(format_density_result(result))
+        return 0
     # With DAGSTER_HOME set, the demo's runs are recorded where the UI can show them.
     instance = dagster_instance(settings)
     print(f"coordinator demo: {args.days} day(s) from {args.start:%Y-%m-%d}, seed {args.seed}, into its own home {home} (--home to choose)")

@@ -59,6 +59,7 @@ def lake_tables(window_names: Iterable[str]) -> dict[str, Table]:
         Table("checkpoints", "period", schemas.CHECKPOINTS),
         Table("checkpoint_events", "events", schemas.CHECKPOINT_EVENTS),
         Table("models", "single", schemas.MODELS),
+        Table("density_round_scores", "window", schemas.DENSITY_ROUND_SCORES, versioned=True),
     ]
     return {t.name: t for t in tables}
 

@@ -142,6 +142,27 @@ MODELS = pl.Schema(
 )
 
 
+# Density competitions (Synth): one row per model per density-forecast round (asset × horizon ×
+# round time), the round's CRPS total and its normalised score; the leaderboards per horizon and
+# per asset × horizon read this table.
+DENSITY_ROUND_SCORES = pl.Schema(
+    {
+        "model_id": pl.String,
+        "subject": pl.String,  # the asset
+        "profile": pl.String,  # the prediction profile the round belongs to ("24h", "1h", ...)
+        "horizon_seconds": pl.Int64,
+        "performed_at": UTC_TS,  # the round's time: the last price the models had
+        "resolvable_at": UTC_TS,  # performed_at + horizon
+        "status": pl.String,  # SCORED, or FAILED / ABSENT (scored as the round's worst)
+        "failed_reason": pl.String,
+        "density_count": pl.Int64,  # densities that entered the CRPS total
+        "crps": pl.Float64,  # Σ CRPS / asset half-width (lower is better); the round's worst if not SCORED
+        "score": pl.Float64,  # normalised in the round: best 1, worst 5 % and missing 0
+        "asset_weight": pl.Float64,
+    }
+)
+
+
 def leaderboard_schema(window_names: Iterable[str]) -> pl.Schema:
     """The leaderboard's columns depend on the contract's aggregation windows."""
     columns: dict[str, pl.DataType] = {

@@ -2,6 +2,7 @@
 over a lake written the way the assets write it."""
 
 import datetime as dt
+import json
 
 import httpx
 import polars as pl
@@ -48,6 +49,12 @@ def client(tmp_path_factory):
     lake.write("models", models)
     decided = TopKPerGroup(top_k=3, benchmark_model_id="bench", benchmark_cutoff=True, pool_amount=7, pool_unit="unit").payouts(ENTRIES, "pk")
     lake.write("checkpoint_payouts", payout_frame("CKP-2026-11-15", decided.rows, 7, "unit"), "2026-11-15")
+    checkpoint = {
+        "checkpoint_id": "CKP-2026-11-15", "period_start": dt.datetime(2026, 11, 15, tzinfo=dt.timezone.utc),
+        "period_end": dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc), "status": "PENDING", "ranking_key": "horizon:anchor",
+        "model_count": len(ENTRIES), "entries": json.dumps(ENTRIES), "emission": decided.emission.model_dump_json(), "merkle_root": None,
+    }
+    lake.write("checkpoints", pl.DataFrame([checkpoint], schema=schemas.CHECKPOINTS), "2026-11-15")
     with serve(create_app(ApiSettings(home=home))) as base_url, httpx.Client(base_url=base_url, timeout=10) as http:
         yield http
 
@@ -76,3 +83,9 @@ def test_a_checkpoints_payout_table_reports_the_retained_share(client):
     retained = [line for line in body["lines"] if line["status"] == "retained"]
     assert [(line["group_key"], line["slot"], line["prize"]) for line in retained] == [("3600", 3, 1), ("86400", 3, 1)]
     assert client.get("/reports/checkpoints/CKP-1999-01-03/payouts").status_code == 404
+
+
+def test_the_emission_reports_its_retained_share(client):
+    emission = client.get("/reports/checkpoints/CKP-2026-11-15/emission").json()
+    assert emission["retained_pct"] == 242_183_852
+    assert sum(r["reward_pct"] for r in emission["cruncher_rewards"]) + emission["retained_pct"] == FRAC64_MULTIPLIER

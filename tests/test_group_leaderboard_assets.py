@@ -114,3 +114,25 @@ def test_checkpoint_with_the_default_rule_records_prizes_from_its_shares(tmp_pat
     assert payouts["status"].to_list() == ["paid"] * 3
     assert payouts["reward_pct"].to_list() == [500_000_000, 250_000_000, 250_000_000]
     assert payouts["prize"].to_list() == [499, 250, 250] and payouts["prize"].sum() == 999
+
+
+def test_round_scores_come_from_the_density_table_when_the_lake_has_one():
+    from assets.group_leaderboard import DENSITY_TABLE, read_round_scores
+
+    class Store:
+        """A lake with the density scoring's table (added by the density competitions' scoring)."""
+
+        tables = {DENSITY_TABLE: None, "scores": None}
+
+        def __init__(self):
+            self.read = []
+
+        def read_window(self, name, start, end):
+            self.read.append((name, start, end))
+            return pl.DataFrame({"model_id": ["m"], "score": [0.5]})
+
+    store = Store()
+    frame = read_round_scores(store, default_contract(), HOUR, HOUR + dt.timedelta(hours=1))
+    # Rounds performed up to two days before the window may resolve inside it.
+    assert store.read == [(DENSITY_TABLE, HOUR - dt.timedelta(days=2), HOUR + dt.timedelta(hours=1))]
+    assert frame["score"].to_list() == [0.5]

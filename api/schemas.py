@@ -95,6 +95,9 @@ class Emission(ApiModel):
     cruncher_rewards: list[CruncherReward]
     compute_provider_rewards: list[ProviderReward]
     data_provider_rewards: list[ProviderReward]
+    retained_pct: int = Field(
+        default=0, description="crunchers' share the reward rule left unpaid (frac64); cruncher_rewards + retained_pct = 1,000,000,000"
+    )
 
 
 class MerkleCycle(ApiModel):
@@ -164,7 +167,9 @@ class EmissionCliFormat(ApiModel):
     prizes: list[CliReward]
     compute_provider_rewards: list[ProviderReward]
     data_provider_rewards: list[ProviderReward]
-    total_reward_pct: int = Field(description="sum of the prizes; always 1,000,000,000 when there are any")
+    total_reward_pct: int = Field(
+        description="sum of the prizes; 1,000,000,000 when there are any, unless the reward rule retains a share (the emission's retained_pct)"
+    )
 
 
 class CheckpointReward(ApiModel):

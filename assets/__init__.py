@@ -1,11 +1,12 @@
 """Pipeline assets, one module per stage; thin wrappers over `coordinator_dagster`'s functions.
 
-feed_records → inputs → predictions → scores → snapshots → leaderboard, and snapshots →
-checkpoints. Every asset reads its inputs from the lake and writes its partitions there.
+feed_records → inputs → predictions → scores → snapshots → leaderboard, scores →
+group_leaderboard (per horizon and asset × horizon), and snapshots → checkpoints. Every asset reads its inputs from the lake and writes its partitions there.
 """
 
 from assets.checkpoints import build_checkpoints_asset, checkpoints
 from assets.feeds import feed_records
+from assets.group_leaderboard import group_leaderboard
 from assets.inputs import inputs
 from assets.leaderboard import leaderboard
 from assets.predictions import predictions
@@ -13,13 +14,14 @@ from assets.scores import scores
 from assets.snapshots import snapshots
 
 window_assets = [feed_records, inputs, predictions, scores, snapshots]
-default_assets = [*window_assets, leaderboard, checkpoints]
+default_assets = [*window_assets, leaderboard, group_leaderboard, checkpoints]
 
 __all__ = [
     "build_checkpoints_asset",
     "checkpoints",
     "default_assets",
     "feed_records",
+    "group_leaderboard",
     "inputs",
     "leaderboard",
     "predictions",

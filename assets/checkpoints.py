@@ -1,13 +1,17 @@
 """`checkpoints`: one emission checkpoint per checkpoint period."""
 
+import datetime as dt
 import json
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
+from assets.group_leaderboard import ranking_window, read_round_scores
 from assets.metadata import check_result, emission_markdown, emission_shares
 from assets.snapshots import snapshots
-from coordinator_dagster.scoring import ranking
+from coordinator_dagster.scoring import group_ranking, payouts, ranking
+from coordinator_dagster.scoring.top_k_rewards import TopKPerGroup
 from coordinator_dagster.checkpoint_lifecycle import may_rebuild
 from coordinator_dagster.checks import CHECKPOINT_CHECKS, emission_exact
 from coordinator_dagster.scoring.merkle import build_checkpoint_tree
@@ -20,6 +24,25 @@ def checkpoint_id(period_key: str) -> str:
     return f"CKP-{period_key}"
 
 
+class CheckpointConfig(dg.Config):
+    """Launch-time settings of one checkpoint (the Launchpad's config)."""
+
+    pool_amount: int | None = Field(
+        default=None,
+        ge=0,
+        description="the period's reward pool in its smallest unit (e.g. USDC micro-units); prizes are "
+        "then computed in that unit. Unset: the reward rule's own pool_amount, if any.",
+    )
+
+
+def _group_entries(store, contract, models: pl.DataFrame, start, end) -> list[dict]:
+    """Entries in the published leaderboard shape, with the windows ending at the period's end."""
+    windows = contract.aggregation.windows
+    rounds = read_round_scores(store, contract, end - dt.timedelta(hours=max(windows.values())), end)
+    board = group_ranking.group_leaderboard(rounds, windows, ranking_window(contract), contract.aggregation.ranking_direction, as_of=end)
+    return group_ranking.published_entries(board, list(windows), models)
+
+
 def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         name="checkpoints",
@@ -29,9 +52,14 @@ def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.Asset
         group_name="pipeline",
         check_specs=[dg.AssetCheckSpec(name, asset="checkpoints", blocking=True) for name in CHECKPOINT_CHECKS],
     )
-    def checkpoints(context: dg.AssetExecutionContext, lake: LakeResource, contract: Contract) -> dg.MaterializeResult:
+    def checkpoints(
+        context: dg.AssetExecutionContext, lake: LakeResource, contract: Contract, config: CheckpointConfig
+    ) -> dg.MaterializeResult:
         """One row per checkpoint period (grain: checkpoint_id): the period's snapshots
-        aggregated per model, ranked, and split into frac64 rewards by `build_emission`.
+        aggregated per model, ranked, and split into frac64 rewards by `build_emission`. With the
+        production rule (`TopKPerGroup`) the entries are instead the period's leaderboards per
+        group, and its payout table (paid and retained slots) goes to `checkpoint_payouts`; with a
+        pool amount every share also has its prize in the pool's smallest unit.
 
         Built PENDING; once its status has moved on (SUBMITTED, CLAIMABLE, PAID, appended as
         checkpoint events) the checkpoint is immutable and re-materializing it is refused.
@@ -48,28 +76,49 @@ def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.Asset
             )
         start, end = period_window(partitions_def, key)
         period = store.read_window("snapshots", start, end, column="period_start")
-        entries = ranking.checkpoint_entries(contract, period, store.read("models"))
+        models = store.read("models")
+        rule = contract.build_emission
+        addresses = (contract.crunch_pubkey, contract.compute_provider, contract.data_provider)
+        if isinstance(rule, TopKPerGroup):
+            entries = _group_entries(store, contract, models, start, end)
+            decided = rule.payouts(entries, *addresses, pool_amount=config.pool_amount)
+            emission, rows, pool, unit = decided.emission, decided.rows, decided.pool_amount, rule.pool_unit
+            ranking_key = f"{rule.group_by}:{rule.score_key}"
+            paid = [
+                {"model_id": r.model_id, "cruncher_index": r.cruncher_index, "cruncher": r.cruncher, "rank": r.slot}
+                for r in rows
+                if r.status == "paid"
+            ]
+        else:
+            entries = ranking.checkpoint_entries(contract, period, models)
+            emission = rule(entries, *addresses)
+            pool, unit = config.pool_amount, ""
+            rows = payouts.emission_rows(emission.model_dump(mode="json"), entries, pool)
+            ranking_key = entries[0]["ranking_key"] if entries else contract.aggregation.value_field
+            paid = entries
         tree = build_checkpoint_tree(period.to_dicts())
-        emission = contract.build_emission(entries, contract.crunch_pubkey, contract.compute_provider, contract.data_provider)
         emission_json = emission.model_dump(mode="json")
+        payout_table = payouts.payout_frame(cid, rows, pool, unit)
         row = pl.DataFrame(
             {
                 "checkpoint_id": [cid],
                 "period_start": [start],
                 "period_end": [end],
                 "status": [CheckpointStatus.PENDING.value],
-                "ranking_key": [entries[0]["ranking_key"] if entries else contract.aggregation.value_field],
+                "ranking_key": [ranking_key],
                 "model_count": [len(entries)],
                 "entries": [json.dumps(entries, sort_keys=True)],
                 "emission": [json.dumps(emission_json, sort_keys=True)],
                 "merkle_root": [tree.checkpoint_root],
             }
         )
+        store.write("checkpoint_payouts", payout_table, key)
         store.write("checkpoints", row, key)
         store.ensure_catalog()
         total = sum(r["reward_pct"] for r in emission_json["cruncher_rewards"])
+        shares = emission_markdown(emission_shares(paid, emission_json))
         return dg.MaterializeResult(
-            check_results=[check_result(o) for o in emission_exact(emission_json, entries)],
+            check_results=[check_result(o) for o in emission_exact(emission_json, paid)],
             metadata={
                 "dagster/row_count": 1,
                 "checkpoint_id": cid,
@@ -77,7 +126,10 @@ def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.Asset
                 "snapshots_used": period.height,
                 "cruncher_reward_total": total,
                 "merkle_root": tree.checkpoint_root or "no snapshots",
-                "emission": dg.MetadataValue.md(emission_markdown(emission_shares(entries, emission_json))),
+                "retained_pct": emission.retained_pct,
+                "pool_amount": pool if pool is not None else "not given",
+                "emission": dg.MetadataValue.md(shares),
+                "payouts": dg.MetadataValue.md(payouts.payout_markdown(payout_table)),
             }
         )
 

@@ -60,14 +60,15 @@ def no_prediction_left_behind(predictions: pl.DataFrame, scores: pl.DataFrame, n
 def emission_exact(emission: dict[str, Any], entries: list[dict[str, Any]]) -> list[CheckOutcome]:
     rewards = emission.get("cruncher_rewards", [])
     shares = [r["reward_pct"] for r in rewards]
-    total = sum(shares)
+    # A share the rule retains (unfilled top-K slots) is part of the exact total, never lost.
+    total = sum(shares) + int(emission.get("retained_pct", 0))
     indices = {r["cruncher_index"] for r in rewards}
     missing = [e["model_id"] for e in entries if e.get("cruncher_index") not in indices]
     return [
         CheckOutcome(
             REWARDS_SUM_EXACTLY,
-            total == FRAC64_MULTIPLIER or (not rewards and not entries),
-            f"cruncher rewards sum to exactly {FRAC64_MULTIPLIER:,}",
+            total == FRAC64_MULTIPLIER or (not rewards and total == 0 and not entries),
+            f"cruncher rewards plus the retained share sum to exactly {FRAC64_MULTIPLIER:,}",
             {"total": total},
         ),
         CheckOutcome(NO_NEGATIVE_SHARE, all(s >= 0 for s in shares), "no reward share is negative", {"min_share": min(shares, default=0)}),

@@ -36,6 +36,7 @@ from coordinator_dagster.scoring.emission import default_build_emission
 from coordinator_dagster.scoring.metrics import ENSEMBLE_METRICS, METRICS
 from coordinator_dagster.scoring.scores import default_resolve_ground_truth, default_scoring_function
 from coordinator_dagster.scoring.snapshots import default_aggregate_snapshot
+from coordinator_dagster.scoring.top_k_rewards import TopKPerGroup
 
 __all__ = [
     "FRAC64_MULTIPLIER",
@@ -55,6 +56,7 @@ __all__ = [
     "RawInput",
     "ScheduledPrediction",
     "ScoreResult",
+    "TopKPerGroup",
     "default_contract",
     "load_contract",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 
 from assets import build_checkpoints_asset, window_assets
+from assets.group_leaderboard import group_leaderboard
 from assets.leaderboard import leaderboard
 from assets.retention import build_feed_retention_asset
 from coordinator_dagster.contracts import CrunchContract, load_contract
@@ -116,7 +117,7 @@ def build_defs(
     checkpoints = build_checkpoints_asset(period_partitions)
     checkpoint_job = next(job for job in default_jobs if job.name == "checkpoint_job")
     return dg.Definitions(
-        assets=[*starting_at(window_assets, start), leaderboard, checkpoints, build_feed_retention_asset(settings.feed_record_ttl_days)],
+        assets=[*starting_at(window_assets, start), leaderboard, group_leaderboard, checkpoints, build_feed_retention_asset(settings.feed_record_ttl_days)],
         jobs=[*default_jobs, retention_job],
         sensors=default_sensors,
         schedules=[

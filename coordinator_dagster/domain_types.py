@@ -173,16 +173,25 @@ class ProviderReward(BaseModel):
 
 
 class EmissionCheckpoint(BaseModel):
-    """The reward split submitted on-chain; every non-empty list sums to FRAC64_MULTIPLIER."""
+    """The reward split submitted on-chain; every non-empty list sums to FRAC64_MULTIPLIER.
+
+    A rule that leaves part of the crunchers' pool unpaid (the production top-K rule's unfilled
+    slots) says so in `retained_pct`: then the cruncher rewards plus the retained share make
+    exactly FRAC64_MULTIPLIER. The reference's rules retain nothing (0).
+    """
 
     crunch: str
     cruncher_rewards: list[CruncherReward]
     compute_provider_rewards: list[ProviderReward] = Field(default_factory=list)
     data_provider_rewards: list[ProviderReward] = Field(default_factory=list)
+    retained_pct: int = Field(default=0, ge=0, le=FRAC64_MULTIPLIER, description="crunchers' pool share left unpaid (frac64)")
 
     @model_validator(mode="after")
     def _sums(self) -> "EmissionCheckpoint":
-        for name in ("cruncher_rewards", "compute_provider_rewards", "data_provider_rewards"):
+        crunchers = sum(r.reward_pct for r in self.cruncher_rewards)
+        if (self.cruncher_rewards or self.retained_pct) and crunchers + self.retained_pct != FRAC64_MULTIPLIER:
+            raise ValueError(f"cruncher_rewards plus retained_pct must sum to exactly {FRAC64_MULTIPLIER}")
+        for name in ("compute_provider_rewards", "data_provider_rewards"):
             rewards = getattr(self, name)
             if rewards and sum(r.reward_pct for r in rewards) != FRAC64_MULTIPLIER:
                 raise ValueError(f"{name} must sum to exactly {FRAC64_MULTIPLIER}")

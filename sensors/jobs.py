@@ -5,7 +5,9 @@ import dagster as dg
 ingest_job = dg.define_asset_job("ingest_job", selection=["feed_records"], description="Fetch the current window's feed records.")
 predict_job = dg.define_asset_job("predict_job", selection=["inputs", "predictions"], description="Build a window's round inputs and ask every model.")
 score_job = dg.define_asset_job(
-    "score_job", selection=["scores", "snapshots", "leaderboard"], description="Score a window, refresh its snapshots and the leaderboard."
+    "score_job",
+    selection=["scores", "snapshots", "leaderboard", "group_leaderboard"],
+    description="Score a window, refresh its snapshots and the leaderboards.",
 )
 checkpoint_job = dg.define_asset_job("checkpoint_job", selection=["checkpoints"], description="Build a period's emission checkpoint.")
 

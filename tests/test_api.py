@@ -354,6 +354,9 @@ def test_openapi_documents_every_route(client: httpx.Client) -> None:
         "/reports/checkpoints/{checkpoint_id}/status",
         "/reports/checkpoints/{checkpoint_id}/emission/cli-format",
         "/reports/emissions/latest",
+        # issue 18: leaderboards per group and payout tables
+        "/reports/leaderboard/ranks",
+        "/reports/checkpoints/{checkpoint_id}/payouts",
         "/data/backfill/{table}",
         "/data/backfill/{table}/{partition_key}",
         "/reports/backfill",

@@ -6,13 +6,14 @@ every route), added to `ROUTES`. Admin routes take `AdminCaller` themselves (the
 called); the tiers here guard whole routers.
 """
 
-from api.routes import backfill, checkpoints, data, feeds, health, info, leaderboard, merkle, models, predictions, snapshots
+from api.routes import backfill, checkpoints, data, feeds, health, info, leaderboard, merkle, models, predictions, ranks, snapshots
 
 # (router, tier): "public", or "read" (needs the key when API_READ_AUTH=true).
 ROUTES = (
     (health.router, "public"),
     (info.router, "public"),
     (leaderboard.router, "public"),
+    (ranks.router, "public"),
     (models.router, "public"),
     (models.diversity_router, "public"),
     (feeds.router, "public"),
@@ -21,6 +22,7 @@ ROUTES = (
     (snapshots.ensemble_router, "public"),
     (checkpoints.router, "public"),
     (checkpoints.emissions_router, "public"),
+    (ranks.payouts_router, "public"),
     (merkle.router, "public"),
     (data.router, "read"),
     (backfill.router, "public"),  # admin: every route takes AdminCaller itself

@@ -56,6 +56,10 @@ def lake_tables(window_names: Iterable[str]) -> dict[str, Table]:
         Table("leaderboard", "single", schemas.leaderboard_schema(window_names)),
         # The leaderboard as of each hour (the newest build of that hour), for per-model history.
         Table("leaderboard_history", "window", schemas.leaderboard_schema(window_names)),
+        # Leaderboards per horizon and per asset × horizon (density competitions), and each
+        # checkpoint's payout table (paid and retained slots).
+        Table("group_leaderboard", "single", schemas.group_leaderboard_schema(window_names)),
+        Table("checkpoint_payouts", "period", schemas.CHECKPOINT_PAYOUTS),
         Table("checkpoints", "period", schemas.CHECKPOINTS),
         Table("checkpoint_events", "events", schemas.CHECKPOINT_EVENTS),
         Table("models", "single", schemas.MODELS),

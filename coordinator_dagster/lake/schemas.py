@@ -118,6 +118,27 @@ CHECKPOINTS = pl.Schema(
     }
 )
 
+# One row per line of a checkpoint's payout table (`coordinator_dagster.scoring.payouts`): a paid
+# or retained slot, or a model left unpaid with its reason; amounts in frac64 and, when the
+# checkpoint carries a pool amount, in the pool's smallest unit.
+CHECKPOINT_PAYOUTS = pl.Schema(
+    {
+        "checkpoint_id": pl.String,
+        "group_key": pl.String,  # "3600", "BTC:3600", or "" for a rule without groups
+        "slot": pl.Int64,  # 1..K; null for an unpaid model
+        "status": pl.String,  # paid, retained or unpaid
+        "model_id": pl.String,
+        "cruncher": pl.String,
+        "cruncher_index": pl.Int64,
+        "score": pl.Float64,
+        "reward_pct": pl.Int64,
+        "prize": pl.Int64,
+        "pool_amount": pl.Int64,
+        "pool_unit": pl.String,
+        "reason": pl.String,
+    }
+)
+
 CHECKPOINT_EVENTS = pl.Schema(
     {
         "checkpoint_id": pl.String,
@@ -177,6 +198,27 @@ def leaderboard_schema(window_names: Iterable[str]) -> pl.Schema:
     for name in window_names:
         columns[name] = pl.Float64
     columns["prediction_count"] = pl.Int64
+    columns["as_of"] = UTC_TS
+    return pl.Schema(columns)
+
+
+def group_leaderboard_schema(window_names: Iterable[str]) -> pl.Schema:
+    """Leaderboards per group of rounds (`coordinator_dagster.scoring.group_ranking`), long form:
+    one row per model per group; the overall ranking is the group "".
+    """
+    columns: dict[str, pl.DataType] = {
+        "group_kind": pl.String,  # overall, horizon or param
+        "group_key": pl.String,  # "", "3600", "BTC:3600"
+        "subject": pl.String,  # the asset of a param group, else null
+        "horizon_seconds": pl.Int64,  # the horizon of a horizon or param group, else null
+        "rank": pl.Int64,
+        "model_id": pl.String,
+        "ranking_key": pl.String,
+        "ranking_value": pl.Float64,
+    }
+    for name in window_names:
+        columns[name] = pl.Float64
+    columns["round_count"] = pl.Int64  # rounds in the longest window
     columns["as_of"] = UTC_TS
     return pl.Schema(columns)
 

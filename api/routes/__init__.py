@@ -6,20 +6,42 @@ every route), added to `ROUTES`. Admin routes take `AdminCaller` themselves (the
 called); the tiers here guard whole routers.
 """
 
-from api.routes import backfill, checkpoints, data, feeds, health, info, leaderboard, merkle, models, predictions, snapshots
+from api.routes import (
+    backfill,
+    checkpoints,
+    dashboard_charts,
+    dashboard_checkpoints,
+    data,
+    feeds,
+    health,
+    info,
+    leaderboard,
+    merkle,
+    models,
+    predictions,
+    snapshots,
+)
 
 # (router, tier): "public", or "read" (needs the key when API_READ_AUTH=true).
 ROUTES = (
     (health.router, "public"),
     (info.router, "public"),
     (leaderboard.router, "public"),
+    (dashboard_charts.schema_router, "public"),
+    (dashboard_charts.models_router, "public"),
     (models.router, "public"),
+    (models.contract_router, "public"),
     (models.diversity_router, "public"),
+    (dashboard_charts.feeds_router, "public"),
     (feeds.router, "public"),
+    (dashboard_charts.predictions_router, "read"),
     (predictions.router, "read"),
     (snapshots.router, "read"),
     (snapshots.ensemble_router, "public"),
+    # Before checkpoints.router: /latest and /latest/prizes are not checkpoint ids.
+    (dashboard_checkpoints.router, "public"),
     (checkpoints.router, "public"),
+    (checkpoints.v1_router, "public"),
     (checkpoints.emissions_router, "public"),
     (merkle.router, "public"),
     (data.router, "read"),

@@ -121,7 +121,7 @@ def rewards(
     model_id: Annotated[str | None, Query(max_length=200, description="only this model's rewards")] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="newest checkpoints to cover")] = 20,
 ) -> list[DashboardReward]:
-    out = []
+    out, names = [], _names(db)
     for row in _rows(db, sql.Where(), limit):
         entries = {e.get("cruncher_index"): e for e in json.loads(row["entries"] or "[]")}
         for reward in json.loads(row["emission"]).get("cruncher_rewards", []):
@@ -132,7 +132,7 @@ def rewards(
                 DashboardReward(
                     checkpoint_id=row["checkpoint_id"], period_start=shapes.chart_time(row["period_start"]),
                     period_end=shapes.chart_time(row["period_end"]), status=row["status"], model_id=entry.get("model_id"),
-                    model_name=entry.get("name"), cruncher=entry.get("cruncher"), cruncher_index=reward["cruncher_index"],
+                    model_name=entry.get("name") or names.get(entry.get("model_id")), cruncher=entry.get("cruncher"), cruncher_index=reward["cruncher_index"],
                     rank=entry.get("rank"), prediction_count=entry.get("prediction_count"),
                     reward_pct=shapes.percent(reward["reward_pct"]), reward_frac64=reward["reward_pct"],
                 )

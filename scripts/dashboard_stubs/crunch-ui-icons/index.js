@@ -25,3 +25,4 @@ export const Settings = icon("Settings");
 export const Chart = icon("Chart");
 export const Link = icon("Link");
 export const SmallCross = icon("SmallCross");
+export const ExternalLink = icon("ExternalLink");

@@ -47,7 +47,7 @@ def test_leaderboard_rows_have_windows_metrics_names_ranking_and_status(http):
     for rank, row in enumerate(rows, start=1):
         assert row["rank"] == rank
         assert row["model_name"] == NAMES[row["model_id"]][0]
-        assert row["cruncher_name"] == NAMES[row["model_id"]][1]
+        assert row["cruncher_name"] == row["username"] == NAMES[row["model_id"]][1]
         for name in (*WINDOWS, *METRICS):
             assert is_number_or_null(row[name]), name
             assert row["score_metrics"][name] == row[name]
@@ -75,7 +75,7 @@ def test_schema_has_a_column_per_window_and_metric_and_widgets_on_this_api(http)
     columns = http.get("/reports/schema/leaderboard-columns").json()
     widgets = http.get("/reports/schema/metrics-widgets").json()
     assert columns == schema["leaderboard_columns"] and widgets == schema["metrics_widgets"]
-    assert [c["property"] for c in columns] == ["cruncher_name", "model_id", *WINDOWS, *METRICS]
+    assert [c["property"] for c in columns] == ["username", "model_id", *WINDOWS, *METRICS]
     assert {c["type"] for c in columns} == {"USERNAME", "PROJECT", "VALUE"}  # the webapp's column types
     assert columns[1]["nativeConfiguration"] == {"type": "model", "statusProperty": "status"}
     assert len({c["id"] for c in columns}) == len(columns)

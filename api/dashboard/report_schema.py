@@ -31,7 +31,7 @@ def _hours(hours: int) -> str:
 def leaderboard_columns(contract: CrunchContract) -> list[dict[str, Any]]:
     agg = contract.aggregation
     columns: list[dict[str, Any]] = [
-        {"id": 1, "type": "USERNAME", "property": "cruncher_name", "format": None, "displayName": "Cruncher",
+        {"id": 1, "type": "USERNAME", "property": "username", "format": None, "displayName": "Cruncher",
          "tooltip": None, "nativeConfiguration": None, "order": -10},
         {"id": 2, "type": "PROJECT", "property": "model_id", "format": None, "displayName": "Model",
          "tooltip": None, "nativeConfiguration": {"type": "model", "statusProperty": "status"}, "order": 0},

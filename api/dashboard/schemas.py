@@ -31,6 +31,7 @@ class DashboardLeaderboardEntry(LeaderboardEntry):
     __doc__ = f"A leaderboard row: the project's fields, {_FLAT}."
     model_config = ConfigDict(frozen=True, extra="allow")
     cruncher_name: str | None
+    username: str | None = Field(description="= cruncher_name, the property the dashboard's default cruncher column reads")
     status: str = Field(description="active (the model is in the manifest) or inactive")
     created_at: dt.datetime | None = Field(description="when the ranking was computed (= as_of)")
     score_metrics: dict[str, float | None] = Field(description="every window and metric, by name")

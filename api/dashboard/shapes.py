@@ -109,6 +109,8 @@ def leaderboard_row(
         "model_name": entry.get("model_name") or model.get("name"),
         "cruncher": entry.get("cruncher") or model.get("cruncher"),
         "cruncher_name": entry.get("cruncher") or model.get("cruncher"),
+        # The dashboard's default USERNAME column reads `username`.
+        "username": entry.get("cruncher") or model.get("cruncher"),
         "ranking_key": entry["ranking_key"],
         "ranking_value": finite(entry.get("ranking_value")),
         "windows": window_values,

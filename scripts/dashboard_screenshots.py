@@ -111,7 +111,8 @@ def demo_start(today: dt.date) -> dt.date:
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 1800) -> None:
     log(f"$ {' '.join(cmd)}  (in {cwd})")
-    completed = subprocess.run(cmd, cwd=cwd, env=env, timeout=timeout)
+    # Children's output goes to stderr: stdout is the list of PNGs.
+    completed = subprocess.run(cmd, cwd=cwd, env=env, timeout=timeout, stdout=sys.stderr)
     if completed.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed with exit code {completed.returncode}")
 
@@ -168,10 +169,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build-dir", type=Path, help="where to copy and build the webapp (default: a temporary folder)")
     parser.add_argument("--skip-install", action="store_true", help="reuse --build-dir as installed and built before")
     parser.add_argument("--wait-ms", type=int, default=15000, help="page time before each capture")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (demo lake, build, browser profiles)")
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"{CHROMIUM} is missing: run scripts/install_browser.sh")
     work = Path(tempfile.mkdtemp(prefix="dashboard-shots-"))
+    try:
+        shots = capture(args, work)
+    finally:
+        if args.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    for path in shots:
+        print(path)
+    return 0
+
+
+def capture(args: argparse.Namespace, work: Path) -> list[Path]:
     build = (args.build_dir or work / "webapp").resolve()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -203,9 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                 path = out / f"{page}.png"
                 screenshot(f"{base}/{page}", path, work / f"profile-{page}", args.wait_ms)
                 shots.append(path)
-    for path in shots:
-        print(path)
-    return 0
+    return shots
 
 
 if __name__ == "__main__":

@@ -79,6 +79,8 @@ def test_schema_has_a_column_per_window_and_metric_and_widgets_on_this_api(http)
     assert {c["type"] for c in columns} == {"USERNAME", "PROJECT", "VALUE"}  # the webapp's column types
     assert columns[1]["nativeConfiguration"] == {"type": "model", "statusProperty": "status"}
     assert len({c["id"] for c in columns}) == len(columns)
+    # The dashboard's own default widgets are ids 1–3: sharing one would replace ours on a fresh install.
+    assert min(w["id"] for w in widgets) > 3 and len({w["id"] for w in widgets}) == len(widgets)
     paths = set(http.get("/openapi.json").json()["paths"])
     for widget in widgets:
         assert widget["type"] == "CHART"

@@ -5,7 +5,8 @@ configuration.
 Columns follow the webapp's `LeaderboardColumn` (types USERNAME, PROJECT, VALUE); widgets its
 `Widget` (CHART with a line or bar `nativeConfiguration`), each pointing at one of this API's
 chart routes. Ids and orders are stable for a given contract: the dashboard keeps an operator's
-overrides by column property and by widget id.
+overrides by column property and by widget id (or endpoint). Widget ids start at 11: the
+dashboard's own default widgets (ids 1–3) would otherwise replace ours by id on a fresh install.
 """
 
 from __future__ import annotations
@@ -78,25 +79,25 @@ def metrics_widgets(contract: CrunchContract) -> list[dict[str, Any]]:
     windows = [{"name": n, "label": label(n)} for n in contract.aggregation.windows]
     metrics = [{"name": m, "label": label(m)} for m in contract.metrics]
     widgets = [
-        _line(1, "Score Metrics", 10, "/reports/models/metrics", [{"name": "value", "label": "Score"}, *metrics],
+        _line(11, "Score and metrics per hour", 10, "/reports/models/metrics", [{"name": "value", "label": "Score"}, *metrics],
               tooltip="Per model and hour: the snapshot's mean score and metrics"),
-        _line(2, "Rolling score by parameters", 20, "/reports/models/params", windows,
+        _line(12, "Rolling score by parameters", 20, "/reports/models/params", windows,
               tooltip="Per model and scope: each window's mean score, hour by hour",
               filterConfig=_SCOPE_FILTERS, groupByProperty="param"),
-        _line(3, "Predictions", 30, "/reports/predictions", [{"name": "score_value", "label": "Score"}],
+        _line(13, "Predictions", 30, "/reports/predictions", [{"name": "score_value", "label": "Score"}],
               tooltip="Every scored prediction (capped; see the API's X-Result-Limit header)",
               alertConfig={"reasonField": "score_failed_reason", "field": "score_success"},
               filterConfig=_SCOPE_FILTERS, groupByProperty="param"),
     ]
     if metrics:
-        widgets.append(_bar(4, "Multi-Metric Overview", 15, "/reports/models/summary", "model_id", metrics,
+        widgets.append(_bar(14, "Multi-Metric Overview", 15, "/reports/models/summary", "model_id", metrics,
                             tooltip="Each model's newest snapshot metrics"))
     diversity = [{"name": m, "label": label(m)} for m in contract.metrics if m in DIVERSITY_METRICS]
     if diversity:
-        widgets.append(_bar(5, "Model Diversity", 25, "/reports/diversity", "model_id",
+        widgets.append(_bar(15, "Model Diversity", 25, "/reports/diversity", "model_id",
                             [*diversity, {"name": "diversity_score", "label": "Diversity Score"}],
                             tooltip="How differently each model predicts from the others"))
-    widgets.append(_bar(6, "Reward History", 40, "/reports/checkpoints/rewards", "period_end",
+    widgets.append(_bar(16, "Reward History", 40, "/reports/checkpoints/rewards", "period_end",
                         [{"name": "reward_pct", "label": "Reward %"}], format="decimal-2",
                         tooltip="Each model's share of each checkpoint's emission, in percent", groupByProperty="model_name"))
     return sorted(widgets, key=lambda w: w["order"])

@@ -1,6 +1,6 @@
 """Contract test of the fields CrunchDAO's dashboard (coordinator-webapp `apps/starter`) reads,
-against the real API under uvicorn on 127.0.0.1 over a seeded lake; and the shaping rules'
-worked examples (prizes, percentages, chart times)."""
+against the real API under uvicorn on 127.0.0.1 over a seeded lake. The shaping rules' worked
+examples are in tests/test_dashboard_shapes.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.dashboard import shapes
 from api.settings import ApiSettings
 from tests.api_fixtures import CHECKPOINT_KEYS, MODELS, SEED_START, WINDOWS, seed_extras, seed_lake, serve
 
@@ -165,7 +164,7 @@ def test_checkpoints_with_meta_latest_payload_and_prizes(http):
     assert [r["id"] for r in rows] == [f"CKP-{k}" for k in reversed(CHECKPOINT_KEYS)]
     old = rows[1]
     assert old["status"] == "SUBMITTED" and old["tx_hash"] and old["submitted_at"] == SEED_START.isoformat().replace("+00:00", "Z")
-    assert old["meta"]["model_count"] == 3
+    assert old["meta"]["model_count"] == 3 and isinstance(old["meta"]["snapshot_count"], int)
     assert [(e["model_id"], e["model_name"], e["rank"]) for e in old["meta"]["ranking"]] == [
         ("m-alpha", "Alpha", 1), ("m-beta", "Beta", 2), ("m-gamma", "Gamma", 3)
     ]
@@ -214,31 +213,3 @@ def test_rewards_in_percent_diversity_score_and_cli_format(http):
 def test_json_bodies_have_no_non_finite_numbers(http):
     for path in ("/reports/leaderboard", "/reports/models/metrics", "/reports/predictions"):
         json.loads(http.get(path, params=CHART_RANGE if path != "/reports/leaderboard" else None).text, parse_constant=pytest.fail)
-
-
-# ---- the shaping rules, worked examples ----------------------------------------------------------
-
-
-def test_prize_split_adds_up_exactly_and_gives_leftovers_to_the_largest_remainders():
-    assert shapes.prize_split(100, [333_333_334, 333_333_333, 333_333_333]) == [34, 33, 33]
-    assert shapes.prize_split(1, [500_000_000, 250_000_000, 250_000_000]) == [1, 0, 0]
-    # exact 0.75, 0.75, 1.5 → floors 0, 0, 1 → the two left go to the remainders .75 and .75
-    assert shapes.prize_split(3, [250_000_000, 250_000_000, 500_000_000]) == [1, 1, 1]
-    assert shapes.prize_split(1, [500_000_000, 500_000_000]) == [1, 0]  # a tie: the earlier entry
-    assert shapes.prize_split(0, [1_000_000_000]) == [0]
-    with pytest.raises(ValueError):
-        shapes.prize_split(-1, [1_000_000_000])
-
-
-def test_percent_is_exact_to_the_last_frac64_digit():
-    assert shapes.percent(250_000_000) == 25.0
-    assert shapes.percent(333_333_333) == 33.3333333
-    assert shapes.percent(1) == 1e-7
-
-
-def test_chart_time_has_no_offset_so_the_chart_can_append_z():
-    aware = dt.datetime(2026, 11, 20, 3, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
-    assert shapes.chart_time(aware) == "2026-11-20T01:00:00"
-    assert shapes.chart_time(None) is None
-    assert shapes.horizon_label(60) == "1m" and shapes.horizon_label(3600) == "1h" and shapes.horizon_label(45) == "45s"
-    assert shapes.diversity_score(-0.25) == 0.75 and shapes.diversity_score(float("nan")) is None

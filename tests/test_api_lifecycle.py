@@ -303,7 +303,7 @@ def test_info_and_data_downloads(reads) -> None:
 # ---- auth tiers -------------------------------------------------------------------------------
 
 PUBLIC = ["/healthz", "/info", "/reports/leaderboard", "/reports/models", "/reports/feeds", "/reports/checkpoints", "/docs", "/openapi.json"]
-READ = ["/v1/reports/predictions", "/reports/snapshots", "/data/backfill/predictions"]
+READ = ["/v1/reports/predictions", "/reports/predictions", "/reports/snapshots", "/data/backfill/predictions"]
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["key", "key+read_auth"])

@@ -47,7 +47,8 @@ STAND_INS = {
 # Versions the stand-ins resolve for their own imports; the dashboard pins the same majors.
 STAND_IN_DEPENDENCIES = {"react-hook-form": "7.71.2", "@tanstack/react-table": "^8.21.3", "react": "^19.2.3"}
 PNPM = ["npx", "--yes", "pnpm@10.28.0"]
-PAGES = ("leaderboard", "metrics", "feeds", "settings")
+# page -> window height: the metrics page stacks every widget.
+PAGES = {"leaderboard": 1400, "metrics": 3600, "feeds": 1800, "settings": 900}
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -149,11 +150,11 @@ def started(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> I
                 process.wait()
 
 
-def screenshot(url: str, path: Path, profile: Path, wait_ms: int) -> None:
+def screenshot(url: str, path: Path, profile: Path, wait_ms: int, height: int) -> None:
     # --virtual-time-budget lets the page's fetches and renders finish before the capture.
     cmd = [
         CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-        f"--user-data-dir={profile}", "--window-size=1400,1800", f"--virtual-time-budget={wait_ms}",
+        f"--user-data-dir={profile}", f"--window-size=1400,{height}", f"--virtual-time-budget={wait_ms}",
         f"--screenshot={path}", url,
     ]
     completed = subprocess.run(cmd, capture_output=True, timeout=180)
@@ -214,9 +215,9 @@ def capture(args: argparse.Namespace, work: Path) -> list[Path]:
             base = f"http://127.0.0.1:{web_port}"
             wait_http(f"{base}/leaderboard", 120, web)
             shots = []
-            for page in PAGES:
+            for page, height in PAGES.items():
                 path = out / f"{page}.png"
-                screenshot(f"{base}/{page}", path, work / f"profile-{page}", args.wait_ms)
+                screenshot(f"{base}/{page}", path, work / f"profile-{page}", args.wait_ms, height)
                 shots.append(path)
     return shots
 

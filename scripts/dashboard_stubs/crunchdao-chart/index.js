@@ -57,13 +57,17 @@ function LineChart({ rows, config, idProperty, label }) {
   const sy = (y) => H - 20 - ((y - y0) / (y1 - y0 || 1)) * (H - 30);
   return h("div", { "data-points": all.length },
     h("svg", { width: W, height: H, style: { background: "#111" } },
-      h("text", { x: 2, y: 12, fill: "#aaa", fontSize: 10 }, y1.toFixed(3)),
-      h("text", { x: 2, y: H - 22, fill: "#aaa", fontSize: 10 }, y0.toFixed(3)),
+      h("text", { x: 2, y: 12, fill: "#aaa", fontSize: 10 }, y1.toPrecision(3)),
+      h("text", { x: 2, y: H - 22, fill: "#aaa", fontSize: 10 }, y0.toPrecision(3)),
       h("text", { x: 40, y: H - 4, fill: "#aaa", fontSize: 10 }, new Date(x0).toISOString().slice(0, 16)),
       h("text", { x: W - 110, y: H - 4, fill: "#aaa", fontSize: 10 }, new Date(x1).toISOString().slice(0, 16)),
       lines.map((l, i) => h("polyline", {
         key: l.key, fill: "none", stroke: COLORS[i % COLORS.length], strokeWidth: 1.5,
         points: l.points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" "),
+      })),
+      // A series of a single point has no line: mark it.
+      lines.filter((l) => l.points.length === 1).map((l) => h("circle", {
+        key: `dot-${l.key}`, cx: sx(l.points[0][0]), cy: sy(l.points[0][1]), r: 3, fill: COLORS[lines.indexOf(l) % COLORS.length],
       }))),
     h("div", { style: { fontSize: 11 } }, `${all.length} points · `,
       lines.slice(0, 8).map((l, i) => h("span", { key: l.key, style: { color: COLORS[i % COLORS.length], marginRight: 8 } }, l.key))));

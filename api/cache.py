@@ -28,10 +28,11 @@ from coordinator_dagster.lake.store import Lake
 
 # path pattern -> (tables it reads, tier)
 CACHED: list[tuple[re.Pattern[str], tuple[str, ...], str]] = [
-    (re.compile(r"^/reports/leaderboard$"), ("leaderboard",), "public"),
-    (re.compile(r"^/reports/checkpoints(/[^/]+(/emission(/cli-format)?)?)?$"), ("checkpoints", "checkpoint_events"), "public"),
+    (re.compile(r"^/reports/leaderboard$"), ("leaderboard", "models", "snapshots"), "public"),
+    (re.compile(r"^(/v1)?/reports/checkpoints(/[^/]+(/emission(/cli-format)?)?)?$"), ("checkpoints", "checkpoint_events", "models"), "public"),
     (re.compile(r"^/reports/emissions/latest$"), ("checkpoints", "checkpoint_events"), "public"),
-    (re.compile(r"^/reports/predictions$"), ("predictions", "scores"), "read"),
+    # The paginated form only: the dashboard's array can be megabytes.
+    (re.compile(r"^/v1/reports/predictions$"), ("predictions", "scores"), "read"),
 ]
 MAX_ENTRIES = 512
 # Listing an hourly table's files costs ~0.6 ms per thousand-file table; under 50 concurrent

@@ -109,7 +109,8 @@ def test_leaderboard_is_ranked_and_groups_windows(client: httpx.Client) -> None:
     assert entries[2]["windows"]["score_anchor"] is None
     assert first["prediction_count"] == 100
     assert first["as_of"] == "2026-11-21T00:00:00Z"
-    assert not {"score_recent", "score_steady", "score_anchor"} & set(first)
+    # The dashboard reads each window at the top level too (tests/test_api_dashboard.py).
+    assert all(first[name] == first["windows"][name] for name in WINDOWS)
     assert not any(e["is_ensemble"] for e in entries)
 
 
@@ -125,8 +126,8 @@ def test_an_empty_lake_answers_empty_not_errors(tmp_path) -> None:
     with serve(create_app(ApiSettings(home=tmp_path / "nothing-yet"))) as base_url, httpx.Client(base_url=base_url) as http:
         assert set(http.get("/healthz").json()["tables"].values()) == {0}
         assert http.get("/reports/leaderboard").json() == []
-        assert http.get("/reports/predictions").json() == {"items": [], "limit": 100, "offset": 0, "total": 0}
-        ranged = http.get("/reports/predictions", params={"start": "2026-11-20T00:00:00Z", "end": "2026-11-21T00:00:00Z"})
+        assert http.get("/v1/reports/predictions").json() == {"items": [], "limit": 100, "offset": 0, "total": 0}
+        ranged = http.get("/v1/reports/predictions", params={"start": "2026-11-20T00:00:00Z", "end": "2026-11-21T00:00:00Z"})
         assert ranged.status_code == 200 and ranged.json()["total"] == 0
         assert http.get("/reports/checkpoints").json() == []
         assert http.get("/reports/checkpoints", params={"status": "PAID"}).json() == []
@@ -137,7 +138,7 @@ def test_an_empty_lake_answers_empty_not_errors(tmp_path) -> None:
 
 
 def test_predictions_default_page_is_newest_first(client: httpx.Client, seeded: SeededLake) -> None:
-    body = client.get("/reports/predictions").json()
+    body = client.get("/v1/reports/predictions").json()
     assert (body["limit"], body["offset"], body["total"]) == (100, 0, seeded.predictions.height)
     assert body["items"] == as_items(seeded.predictions.head(100))
 
@@ -146,14 +147,14 @@ def test_predictions_pages_cover_every_row_once(client: httpx.Client, seeded: Se
     total = seeded.predictions.height
     seen: list[dict] = []
     for offset in range(0, total, 10):
-        body = client.get("/reports/predictions", params={"limit": 10, "offset": offset}).json()
+        body = client.get("/v1/reports/predictions", params={"limit": 10, "offset": offset}).json()
         assert (body["limit"], body["offset"], body["total"]) == (10, offset, total)
         assert len(body["items"]) == min(10, total - offset)
         seen += body["items"]
     assert seen == as_items(seeded.predictions)
-    beyond = client.get("/reports/predictions", params={"offset": total + 5}).json()
+    beyond = client.get("/v1/reports/predictions", params={"offset": total + 5}).json()
     assert beyond["items"] == [] and beyond["total"] == total
-    assert len(client.get("/reports/predictions", params={"limit": 1000}).json()["items"]) == total
+    assert len(client.get("/v1/reports/predictions", params={"limit": 1000}).json()["items"]) == total
 
 
 @pytest.mark.parametrize(
@@ -171,7 +172,7 @@ def test_predictions_pages_cover_every_row_once(client: httpx.Client, seeded: Se
 )
 def test_predictions_filter(client: httpx.Client, seeded: SeededLake, param: str, value: str) -> None:
     expected = seeded.predictions.filter(pl.col(param) == value)
-    body = client.get("/reports/predictions", params={param: value, "limit": 1000}).json()
+    body = client.get("/v1/reports/predictions", params={param: value, "limit": 1000}).json()
     assert body["total"] == expected.height
     assert body["items"] == as_items(expected)
 
@@ -181,13 +182,13 @@ def test_predictions_filters_combine(client: httpx.Client, seeded: SeededLake) -
     expected = seeded.predictions.filter(
         (pl.col("model_id") == "m-alpha") & (pl.col("subject") == "BTC") & (pl.col("status") == "SCORED")
     )
-    body = client.get("/reports/predictions", params=params).json()
+    body = client.get("/v1/reports/predictions", params=params).json()
     assert body["total"] == expected.height
     assert body["items"] == as_items(expected.slice(2, 5))
 
 
 def test_scored_status_is_derived_from_scores(client: httpx.Client, seeded: SeededLake) -> None:
-    items = client.get("/reports/predictions", params={"limit": 1000}).json()["items"]
+    items = client.get("/v1/reports/predictions", params={"limit": 1000}).json()["items"]
     assert {i["status"] for i in items} == {"PENDING", "SCORED", "FAILED", "ABSENT"}
     last_hour = iso(seeded.end - dt.timedelta(hours=1))
     for item in items:
@@ -224,14 +225,14 @@ def test_predictions_time_range_is_half_open_on_round_ts(
         params["end"] = end
         moment = dt.datetime.fromisoformat(end)
         expected = expected.filter(pl.col("round_ts") < (moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)))
-    body = client.get("/reports/predictions", params=params).json()
+    body = client.get("/v1/reports/predictions", params=params).json()
     assert body["total"] == expected.height
     assert body["items"] == as_items(expected)
 
 
 def test_predictions_time_range_with_filters(client: httpx.Client, seeded: SeededLake) -> None:
     params = {"start": "2026-11-20T00:00:00Z", "end": "2026-11-20T01:00:00Z", "model_id": "m-gamma", "status": "FAILED"}
-    body = client.get("/reports/predictions", params=params).json()
+    body = client.get("/v1/reports/predictions", params=params).json()
     expected = seeded.predictions.filter(
         (pl.col("round_ts") < seeded.start + dt.timedelta(hours=1)) & (pl.col("model_id") == "m-gamma") & (pl.col("status") == "FAILED")
     )
@@ -262,7 +263,7 @@ def test_predictions_time_range_with_filters(client: httpx.Client, seeded: Seede
     ],
 )
 def test_predictions_bad_parameters_are_422_with_a_reason(client: httpx.Client, params: dict, parameter: str) -> None:
-    assert_422(client.get("/reports/predictions", params=params), parameter)
+    assert_422(client.get("/v1/reports/predictions", params=params), parameter)
 
 
 @pytest.mark.parametrize(
@@ -276,7 +277,7 @@ def test_predictions_bad_parameters_are_422_with_a_reason(client: httpx.Client, 
     ],
 )
 def test_odd_but_valid_inputs_answer_200(client: httpx.Client, seeded: SeededLake, params: dict) -> None:
-    response = client.get("/reports/predictions", params=params)
+    response = client.get("/v1/reports/predictions", params=params)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["total"] in (0, seeded.predictions.height)
@@ -333,7 +334,7 @@ def test_openapi_documents_every_route(client: httpx.Client) -> None:
     assert set(paths) == {
         "/healthz",
         "/reports/leaderboard",
-        "/reports/predictions",
+        "/v1/reports/predictions",
         "/reports/checkpoints",
         "/reports/checkpoints/{checkpoint_id}/emission",
         "/reports/merkle/checkpoints/{checkpoint_id}",
@@ -363,8 +364,24 @@ def test_openapi_documents_every_route(client: httpx.Client) -> None:
         "/reports/backfill/feeds",
         "/reports/backfill/jobs",
         "/reports/backfill/jobs/{backfill_id}",
+        # issue 15: the dashboard's routes, and the project's own shapes where they differ
+        "/reports/predictions",
+        "/reports/schema",
+        "/reports/schema/leaderboard-columns",
+        "/reports/schema/metrics-widgets",
+        "/reports/models/metrics",
+        "/reports/models/summary",
+        "/reports/feeds/tail",
+        "/reports/checkpoints/latest",
+        "/reports/checkpoints/latest/prizes",
+        "/reports/checkpoints/{checkpoint_id}/payload",
+        "/reports/checkpoints/{checkpoint_id}/prizes",
+        "/v1/reports/models/params",
+        "/v1/reports/checkpoints",
+        "/v1/reports/checkpoints/rewards",
+        "/v1/reports/checkpoints/{checkpoint_id}/emission/cli-format",
     }
-    parameters = {p["name"] for p in paths["/reports/predictions"]["get"]["parameters"]}
+    parameters = {p["name"] for p in paths["/v1/reports/predictions"]["get"]["parameters"]}
     assert parameters == {"model_id", "subject", "scope_key", "status", "start", "end", "limit", "offset"}
 
 
@@ -433,7 +450,7 @@ def test_serves_consistent_answers_while_partitions_are_rewritten(tmp_path) -> N
         return response.json()
 
     def check_predictions(http: httpx.Client) -> None:
-        body = get(http, "/reports/predictions", limit=1000)
+        body = get(http, "/v1/reports/predictions", limit=1000)
         if body is not None and (body["total"] != len(expected_items) or body["items"] != expected_items):
             failures.append(f"predictions: total {body['total']}, {len(body['items'])} items differ from the seed")
 

@@ -20,8 +20,8 @@ from tests.interleave import ReadTurns
 pytestmark = pytest.mark.process  # every test here starts a server or a subprocess
 
 ROUTES = [
-    ("/reports/predictions", {"limit": 50}),
-    ("/reports/predictions", {"status": "SCORED", "limit": 10}),
+    ("/v1/reports/predictions", {"limit": 50}),
+    ("/v1/reports/predictions", {"status": "SCORED", "limit": 10}),
     ("/reports/leaderboard", {}),
     ("/reports/feeds", {}),
     ("/reports/snapshots", {}),
@@ -73,7 +73,7 @@ def test_api_answers_every_request_while_dagster_materializes(tmp_path) -> None:
             stop.set()
             for thread in threads:
                 thread.join(30)
-        final = httpx.get(f"{base_url}/reports/predictions", params={"limit": 1}).json()
+        final = httpx.get(f"{base_url}/v1/reports/predictions", params={"limit": 1}).json()
     assert failures == []
     assert runs[0] == 7
     assert all(turns.count(n) >= runs[0] * (len(ROUTES) + 1) for n in range(3))

@@ -218,19 +218,19 @@ def test_checkpoint_detail_history_cli_format_latest_and_rewards(reads) -> None:
     detail = http.get(f"/reports/checkpoints/{OLD}").json()
     assert detail["status"] == "SUBMITTED" and detail["history"][0]["tx_hash"] == SUBMITTED_TX
     assert [e["model_id"] for e in detail["entries"]] == [m[0] for m in MODELS]
-    cli = http.get(f"/reports/checkpoints/{OLD}/emission/cli-format").json()
+    cli = http.get(f"/v1/reports/checkpoints/{OLD}/emission/cli-format").json()
     assert cli["total_reward_pct"] == FRAC64_MULTIPLIER and cli["crunch"] == "CrunchPubkey1111"
     assert [p["cruncher_index"] for p in cli["prizes"]] == [m[3] for m in MODELS]
     assert sum(p["percent"] for p in cli["prizes"]) == pytest.approx(100)
     latest = http.get("/reports/emissions/latest").json()
     assert latest["checkpoint_id"] == NEW and [r["reward_pct"] for r in latest["cruncher_rewards"]] == [625_000_000, 375_000_000]
-    rewards = http.get("/reports/checkpoints/rewards").json()
+    rewards = http.get("/v1/reports/checkpoints/rewards").json()
     assert [(r["checkpoint_id"], r["model_id"]) for r in rewards] == [(NEW, "m-alpha"), (NEW, "m-beta"), (OLD, "m-alpha"), (OLD, "m-beta"), (OLD, "m-gamma")]
-    assert [r["reward_pct"] for r in http.get("/reports/checkpoints/rewards", params={"model_id": "m-gamma"}).json()] == [250_000_000]
-    assert len(http.get("/reports/checkpoints/rewards", params={"status": "SUBMITTED"}).json()) == 3
-    assert len(http.get("/reports/checkpoints/rewards", params={"cruncher_index": 3}).json()) == 2
-    assert_4xx(http.get("/reports/checkpoints/rewards", params={"cruncher_index": -1}), 422, "cruncher_index")
-    assert_4xx(http.get("/reports/checkpoints/nope/emission/cli-format"), 404, "nope")
+    assert [r["reward_pct"] for r in http.get("/v1/reports/checkpoints/rewards", params={"model_id": "m-gamma"}).json()] == [250_000_000]
+    assert len(http.get("/v1/reports/checkpoints/rewards", params={"status": "SUBMITTED"}).json()) == 3
+    assert len(http.get("/v1/reports/checkpoints/rewards", params={"cruncher_index": 3}).json()) == 2
+    assert_4xx(http.get("/v1/reports/checkpoints/rewards", params={"cruncher_index": -1}), 422, "cruncher_index")
+    assert_4xx(http.get("/v1/reports/checkpoints/nope/emission/cli-format"), 404, "nope")
 
 
 def test_latest_emission_without_checkpoints_is_404(tmp_path) -> None:
@@ -251,7 +251,7 @@ def test_models_global_params_and_diversity(reads) -> None:
         ("m-alpha", 1, 3, 24), ("m-beta", 2, 3, 24), ("m-gamma", 3, 3, 24)
     ]
     assert glob[0]["windows"]["score_recent"] == pytest.approx(0.4)
-    params = http.get("/reports/models/params").json()
+    params = http.get("/v1/reports/models/params").json()
     assert params[0]["scope_key"] == "btc-60s" and params[0]["prediction_interval_seconds"] == 60
     alpha = http.get("/reports/models/m-alpha/diversity").json()
     assert alpha["model_correlation"] == pytest.approx(0.95) and "near-duplicate" in alpha["guidance"]
@@ -303,7 +303,7 @@ def test_info_and_data_downloads(reads) -> None:
 # ---- auth tiers -------------------------------------------------------------------------------
 
 PUBLIC = ["/healthz", "/info", "/reports/leaderboard", "/reports/models", "/reports/feeds", "/reports/checkpoints", "/docs", "/openapi.json"]
-READ = ["/reports/predictions", "/reports/snapshots", "/data/backfill/predictions"]
+READ = ["/v1/reports/predictions", "/reports/predictions", "/reports/snapshots", "/data/backfill/predictions"]
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["key", "key+read_auth"])
@@ -460,13 +460,13 @@ def test_cached_answers_follow_rewrites_and_writes(tmp_path) -> None:
         assert http.get("/reports/emissions/latest").json()["status"] == "SUBMITTED"
         # Predictions: a rewritten hour may be answered from the cache for up to the identity TTL,
         # and is answered afresh once it has passed.
-        page = http.get("/reports/predictions", params={"limit": 5}).json()
+        page = http.get("/v1/reports/predictions", params={"limit": 5}).json()
         key = seeded.window_keys[-1]
         hour = seeded.raw_predictions.filter(pl.col("round_ts") >= seeded.end - dt.timedelta(hours=1))
         seeded.lake.write("predictions", hour.head(4), key)
         now[0] += IDENTITY_TTL / 2
-        assert http.get("/reports/predictions", params={"limit": 5}).json() == page
+        assert http.get("/v1/reports/predictions", params={"limit": 5}).json() == page
         now[0] += IDENTITY_TTL
-        after = http.get("/reports/predictions", params={"limit": 5}).json()
+        after = http.get("/v1/reports/predictions", params={"limit": 5}).json()
         assert after["total"] == page["total"] - hour.height + 4
         assert after["items"] != page["items"]

@@ -6,7 +6,22 @@ every route), added to `ROUTES`. Admin routes take `AdminCaller` themselves (the
 called); the tiers here guard whole routers.
 """
 
-from api.routes import backfill, checkpoints, data, feeds, health, info, leaderboard, merkle, models, predictions, ranks, snapshots
+from api.routes import (
+    backfill,
+    checkpoints,
+    dashboard_charts,
+    dashboard_checkpoints,
+    data,
+    feeds,
+    health,
+    info,
+    leaderboard,
+    merkle,
+    models,
+    predictions,
+    ranks,
+    snapshots,
+)
 
 # (router, tier): "public", or "read" (needs the key when API_READ_AUTH=true).
 ROUTES = (
@@ -14,13 +29,21 @@ ROUTES = (
     (info.router, "public"),
     (leaderboard.router, "public"),
     (ranks.router, "public"),
+    (dashboard_charts.schema_router, "public"),
+    (dashboard_charts.models_router, "public"),
     (models.router, "public"),
+    (models.contract_router, "public"),
     (models.diversity_router, "public"),
+    (dashboard_charts.feeds_router, "public"),
     (feeds.router, "public"),
+    (dashboard_charts.predictions_router, "read"),
     (predictions.router, "read"),
     (snapshots.router, "read"),
     (snapshots.ensemble_router, "public"),
+    # Before checkpoints.router: /latest and /latest/prizes are not checkpoint ids.
+    (dashboard_checkpoints.router, "public"),
     (checkpoints.router, "public"),
+    (checkpoints.v1_router, "public"),
     (checkpoints.emissions_router, "public"),
     (ranks.payouts_router, "public"),
     (merkle.router, "public"),

@@ -39,6 +39,9 @@ from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
 
 router = APIRouter(prefix="/reports/checkpoints", tags=["checkpoints"])
 emissions_router = APIRouter(prefix="/reports/emissions", tags=["checkpoints"])
+# The project's own shapes where the dashboard's differ (api.routes.dashboard_checkpoints serves
+# those on the unversioned paths).
+v1_router = APIRouter(prefix="/v1/reports/checkpoints", tags=["checkpoints"])
 
 _COLUMNS = ", ".join(f'"{name}"' for name in CheckpointSummary.model_fields)
 CheckpointId = Annotated[str, Path(min_length=1, max_length=64, description="CKP-<period start>, e.g. CKP-2026-11-15")]
@@ -49,7 +52,7 @@ def _not_found(checkpoint_id: str) -> HTTPException:
     return HTTPException(status_code=404, detail=f"no checkpoint {checkpoint_id!r}; GET /reports/checkpoints lists them")
 
 
-@router.get("", response_model=list[CheckpointSummary], summary="Checkpoints, newest period first")
+@v1_router.get("", response_model=list[CheckpointSummary], summary="Checkpoints, newest period first")
 def list_checkpoints(
     db: DbDep,
     status: Annotated[CheckpointStatus | None, Query(description="only checkpoints in this status")] = None,
@@ -80,7 +83,7 @@ def _rewards(row: dict[str, Any]) -> list[CheckpointReward]:
     ]
 
 
-@router.get("/rewards", response_model=list[CheckpointReward], summary="Rewards per cruncher over checkpoints, newest first")
+@v1_router.get("/rewards", response_model=list[CheckpointReward], summary="Rewards per cruncher over checkpoints, newest first")
 def list_rewards(
     db: DbDep,
     status: Annotated[CheckpointStatus | None, Query(description="only checkpoints in this status")] = None,
@@ -155,7 +158,7 @@ def get_emission(db: DbDep, checkpoint_id: CheckpointId) -> Emission:
     return _emission(db, checkpoint_id)
 
 
-@router.get(
+@v1_router.get(
     "/{checkpoint_id}/emission/cli-format",
     response_model=EmissionCliFormat,
     summary="A checkpoint's reward split as the on-chain submission tool takes it",

@@ -14,34 +14,56 @@ import duckdb
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from api import sql
+from api.dashboard import shapes
+from api.dashboard.schemas import DashboardDiversity, DashboardModel, DashboardModelGlobal
 from api.deps import DbDep, TimeRangeDep
-from api.schemas import Diversity, ModelGlobal, ModelInfo, ScopeParams
+from api.routes.dashboard_charts import ProjectIdsDep
+from api.schemas import ScopeParams
 
 router = APIRouter(prefix="/reports/models", tags=["models"])
+# The contract's scopes; `GET /reports/models/params` is the dashboard's per-model chart.
+contract_router = APIRouter(prefix="/v1/reports/models", tags=["models"])
 diversity_router = APIRouter(prefix="/reports/diversity", tags=["models"])
 
 _LEADERBOARD_FIXED = {"rank", "model_id", "model_name", "cruncher", "ranking_key", "ranking_value", "is_ensemble", "prediction_count", "as_of", "date", "hour"}
 DIVERSITY_METRICS = ("model_correlation", "ensemble_correlation", "contribution", "fnc")
 
 
-@router.get("", response_model=list[ModelInfo], summary="Registered models")
+@router.get("", response_model=list[DashboardModel], summary="Registered models")
 def list_models(
     db: DbDep,
     active: Annotated[bool | None, Query(description="only active (true) or retired (false) models")] = None,
-) -> list[ModelInfo]:
+) -> list[DashboardModel]:
     where = sql.Where().equals("active", active)
-    found = sql.rows(db, f"SELECT model_id, name, cruncher, cruncher_index, joined_at, active, status FROM models{where.sql} ORDER BY model_id", where.params)
-    return [ModelInfo(**row) for row in found]
+    found = sql.rows(
+        db, f"SELECT model_id, name, cruncher, cruncher_index, entrypoint, joined_at, active, status FROM models{where.sql} ORDER BY model_id", where.params
+    )
+    return [
+        DashboardModel(
+            **{k: v for k, v in row.items() if k != "entrypoint"},
+            model_name=row["name"],
+            cruncher_name=row["cruncher"],
+            cruncher_id=None if row["cruncher_index"] is None else str(row["cruncher_index"]),
+            deployment_id=row["entrypoint"],
+        )
+        for row in found
+    ]
 
 
-@router.get("/global", response_model=list[ModelGlobal], summary="Every model's all-time summary and current rank")
-def models_global(db: DbDep) -> list[ModelGlobal]:
+@router.get(
+    "/global",
+    response_model=list[DashboardModelGlobal],
+    summary="Every model's summary over its snapshots (all time, or start to end) and current rank",
+)
+def models_global(request: Request, db: DbDep, ids: ProjectIdsDep, period: TimeRangeDep) -> list[DashboardModelGlobal]:
+    where = sql.Where().time_range(db, "snapshots", "period_start", period)
     totals = sql.rows(
         db,
         "SELECT model_id, count(*) AS snapshot_count, coalesce(sum(prediction_count), 0) AS prediction_count, "
         "coalesce(sum(scored_count), 0) AS scored_count, coalesce(sum(failed_count), 0) AS failed_count, "
-        "avg(CASE WHEN isfinite(value) THEN value END) AS mean_value, min(period_start) AS first_period, max(period_start) AS last_period "
-        "FROM snapshots GROUP BY model_id",
+        "avg(CASE WHEN isfinite(value) THEN value END) AS mean_value, min(period_start) AS first_period, max(period_start) AS last_period, "
+        f"max(period_end) AS last_end FROM snapshots{where.sql} GROUP BY model_id",
+        where.params,
     )
     board = {row["model_id"]: row for row in sql.rows(db, "SELECT * FROM leaderboard")}
     names = {row["model_id"]: row for row in sql.rows(db, "SELECT model_id, name, cruncher FROM models")}
@@ -51,23 +73,32 @@ def models_global(db: DbDep) -> list[ModelGlobal]:
             model_id,
             {"model_id": model_id, "snapshot_count": 0, "prediction_count": 0, "scored_count": 0, "failed_count": 0, "mean_value": None, "first_period": None, "last_period": None},
         )
+    agg = request.app.state.contract.aggregation
     answer = []
     for model_id, row in by_model.items():
+        if ids is not None and model_id not in ids:
+            continue
         entry, named = board.get(model_id, {}), names.get(model_id, {})
+        windows = {k: shapes.finite(v) for k, v in entry.items() if k not in _LEADERBOARD_FIXED}
+        last_end = row.pop("last_end", None)
         answer.append(
-            ModelGlobal(
+            DashboardModelGlobal(
                 **row,
                 model_name=entry.get("model_name") or named.get("name"),
                 cruncher=entry.get("cruncher") or named.get("cruncher"),
                 rank=entry.get("rank"),
                 ranking_value=entry.get("ranking_value"),
-                windows={k: v for k, v in entry.items() if k not in _LEADERBOARD_FIXED},
+                windows=windows,
+                **windows,
+                performed_at=shapes.chart_time(last_end or entry.get("as_of")),
+                score_metrics=windows,
+                score_ranking=shapes.ranking(agg.ranking_key, entry.get("ranking_value"), agg.ranking_direction),
             )
         )
     return sorted(answer, key=lambda m: (m.rank is None, m.rank or 0, m.model_id))
 
 
-@router.get("/params", response_model=list[ScopeParams], summary="Scheduled predictions per scope, from the contract")
+@contract_router.get("/params", response_model=list[ScopeParams], summary="Scheduled predictions per scope, from the contract")
 def model_params(request: Request) -> list[ScopeParams]:
     return [
         ScopeParams(
@@ -99,7 +130,7 @@ def _finite(value: Any) -> float | None:
     return None if value is None or value != value or value in (float("inf"), float("-inf")) else float(value)
 
 
-def _diversity(db: duckdb.DuckDBPyConnection, period, model_id: str | None) -> list[Diversity]:
+def _diversity(db: duckdb.DuckDBPyConnection, period, model_id: str | None) -> list[DashboardDiversity]:
     metrics = ", ".join(
         f"avg(CASE WHEN isfinite(TRY_CAST(json_extract_string(result_summary, '$.{m}') AS DOUBLE)) "
         f"THEN TRY_CAST(json_extract_string(result_summary, '$.{m}') AS DOUBLE) END) AS {m}"
@@ -108,11 +139,12 @@ def _diversity(db: duckdb.DuckDBPyConnection, period, model_id: str | None) -> l
     where = sql.Where().equals("model_id", model_id).time_range(db, "snapshots", "period_start", period)
     found = sql.rows(db, f"SELECT model_id, count(*) AS snapshot_count, {metrics} FROM snapshots{where.sql} GROUP BY model_id ORDER BY model_id", where.params)
     return [
-        Diversity(
+        DashboardDiversity(
             model_id=row["model_id"],
             snapshot_count=row["snapshot_count"],
             **{m: _finite(row[m]) for m in DIVERSITY_METRICS},
             guidance=guidance(_finite(row["model_correlation"])),
+            diversity_score=shapes.diversity_score(row["model_correlation"]),
         )
         for row in found
     ]
@@ -120,13 +152,13 @@ def _diversity(db: duckdb.DuckDBPyConnection, period, model_id: str | None) -> l
 
 @router.get(
     "/{model_id}/diversity",
-    response_model=Diversity,
+    response_model=DashboardDiversity,
     summary="A model's diversity metrics with guidance",
     responses={404: {"description": "no such model"}},
 )
 def model_diversity(
     db: DbDep, period: TimeRangeDep, model_id: Annotated[str, Path(min_length=1, max_length=200)]
-) -> Diversity:
+) -> DashboardDiversity:
     found = _diversity(db, period, model_id)
     if found:
         return found[0]
@@ -135,9 +167,12 @@ def model_diversity(
     )
     if not known:
         raise HTTPException(status_code=404, detail=f"no model {model_id!r}; GET /reports/models lists them")
-    return Diversity(model_id=model_id, snapshot_count=0, model_correlation=None, ensemble_correlation=None, contribution=None, fnc=None, guidance=guidance(None))
+    return DashboardDiversity(
+        model_id=model_id, snapshot_count=0, model_correlation=None, ensemble_correlation=None, contribution=None, fnc=None,
+        guidance=guidance(None), diversity_score=None,
+    )
 
 
-@diversity_router.get("", response_model=list[Diversity], summary="Every model's diversity metrics with guidance")
-def all_diversity(db: DbDep, period: TimeRangeDep) -> list[Diversity]:
+@diversity_router.get("", response_model=list[DashboardDiversity], summary="Every model's diversity metrics with guidance")
+def all_diversity(db: DbDep, period: TimeRangeDep) -> list[DashboardDiversity]:
     return _diversity(db, period, None)

@@ -14,7 +14,8 @@ from api.deps import DbDep, PaginationDep, TimeRangeDep
 from api.prediction_pages import Filters, PredictionPager
 from api.schemas import Page, Prediction, PredictionStatus
 
-router = APIRouter(prefix="/reports/predictions", tags=["predictions"])
+# The paginated form; `GET /reports/predictions` is the dashboard's capped array (api.routes.dashboard_charts).
+router = APIRouter(prefix="/v1/reports/predictions", tags=["predictions"])
 
 
 def pager(request: Request) -> PredictionPager:

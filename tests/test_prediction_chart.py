@@ -1,0 +1,53 @@
+"""The predictions chart's reader (`api.dashboard.prediction_chart`): hour by hour, the same rows
+in the same order as one query over the whole `predictions` view, for every offset and limit."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from api.dashboard.prediction_chart import FIRST_SPAN, chart_rows
+from api.deps import TimeRange
+from tests.api_fixtures import SEED_START, seed_lake
+
+HOURS = 20  # chunks of 6, 12 and 2 hours
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    return seed_lake(tmp_path_factory.mktemp("chart"), hours=HOURS, every_minutes=30).lake
+
+
+def expected(lake, ids, period):
+    where, params = ["true"], []
+    if ids:
+        where.append(f"model_id IN ({', '.join('?' for _ in ids)})")
+        params += ids
+    if period.start:
+        where.append("round_ts >= ?")
+        params.append(period.start)
+    if period.end:
+        where.append("round_ts < ?")
+        params.append(period.end)
+    frame = lake.query(
+        "SELECT model_id, prediction_id, round_ts, status, score_value FROM predictions "
+        f"WHERE {' AND '.join(where)} ORDER BY round_ts, model_id, scope_key, prediction_id",
+        params,
+    )
+    return [(r["model_id"], r["prediction_id"], r["status"], r["score_value"]) for r in frame.iter_rows(named=True)]
+
+
+@pytest.mark.parametrize(
+    ("ids", "offset", "limit"),
+    [(None, 0, 10), (None, 0, 10_000), (["m-beta"], 0, 30), (["m-beta"], 23, 30), (["m-alpha", "m-gamma"], 47, 13), (None, 60, 100), (None, 200, 30), (None, 221, 5), (None, 222, 5), (["m-gamma"], 1000, 5)],
+)
+def test_pages_match_one_query_over_the_view(lake, ids, offset, limit):
+    assert HOURS > 2 * FIRST_SPAN
+    period = TimeRange(SEED_START + dt.timedelta(minutes=30), SEED_START + dt.timedelta(hours=HOURS - 1))
+    with lake.reader().cursor() as con:
+        rows, more = chart_rows(con, lake, ids, period, limit, offset)
+    want = expected(lake, ids, period)
+    assert [(r[0], r[1], r[6], r[8]) for r in rows] == want[offset : offset + limit]
+    assert more == (len(want) > offset + limit)
+    assert all(r[4].endswith(":00") and "+" not in r[4] and "Z" not in r[4] for r in rows)  # chart times

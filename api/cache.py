@@ -7,8 +7,9 @@ through the atomic rename) or a new checkpoint event makes the next request comp
 cached answer is never older than the files, and the hot reports (leaderboard, emission, the
 first predictions page) skip routing, DuckDB and JSON rendering while nothing changes.
 
-Only 200 answers are cached, only for the routes listed in `CACHED`, and a route of the read
-tier is not cached at all when the read tier needs a key (the key check stays in the app).
+Only 200 answers are cached, only for the routes listed in `CACHED`. The key check
+(`api.middleware.Authenticate`) runs before this cache, so a cached answer is as guarded as a
+computed one; answers for admins (which show operator details) are cached apart from the others.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from coordinator_dagster.lake.layout import scan_event_files, scan_period_files, scan_window_folders
 from coordinator_dagster.lake.store import Lake
 
-# path pattern -> (tables it reads, tier)
-CACHED: list[tuple[re.Pattern[str], tuple[str, ...], str]] = [
-    (re.compile(r"^/reports/leaderboard$"), ("leaderboard",), "public"),
-    (re.compile(r"^/reports/checkpoints(/[^/]+(/emission(/cli-format)?)?)?$"), ("checkpoints", "checkpoint_events"), "public"),
-    (re.compile(r"^/reports/emissions/latest$"), ("checkpoints", "checkpoint_events"), "public"),
-    (re.compile(r"^/reports/predictions$"), ("predictions", "scores"), "read"),
+# path pattern -> tables it reads
+CACHED: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
+    (re.compile(r"^/reports/leaderboard$"), ("leaderboard",)),
+    (re.compile(r"^/reports/checkpoints(/[^/]+(/emission(/cli-format)?)?)?$"), ("checkpoints", "checkpoint_events")),
+    (re.compile(r"^/reports/emissions/latest$"), ("checkpoints", "checkpoint_events")),
+    (re.compile(r"^/reports/predictions$"), ("predictions", "scores")),
 ]
 MAX_ENTRIES = 512
 # Listing an hourly table's files costs ~0.6 ms per thousand-file table; under 50 concurrent
@@ -66,11 +67,10 @@ def table_identity(lake: Lake, name: str) -> tuple:
 
 
 class ResponseCache:
-    def __init__(self, app: ASGIApp, lake: Lake, read_key_required: bool, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, app: ASGIApp, lake: Lake, clock: Callable[[], float] = time.monotonic):
         self.app = app
         self.clock = clock  # tests pass their own to step past IDENTITY_TTL without sleeping
         self.lake = lake
-        self.read_key_required = read_key_required
         self._entries: OrderedDict[tuple, tuple[tuple, Message, list[bytes]]] = OrderedDict()
         self._lock = threading.Lock()
         self._memo: dict[str, tuple[float, tuple]] = {}
@@ -88,9 +88,9 @@ class ResponseCache:
         return identity
 
     def _route(self, path: str) -> tuple[str, ...] | None:
-        for pattern, tables, tier in CACHED:
+        for pattern, tables in CACHED:
             if pattern.match(path):
-                return None if tier == "read" and self.read_key_required else tables
+                return tables
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,8 +101,9 @@ class ResponseCache:
         if tables is None:
             await self.app(scope, receive, send)
             return
-        # The answer may depend on headers only through CORS, which sits outside this cache.
-        key = (scope["path"], scope.get("query_string", b""))
+        # The answer may depend on headers only through CORS, which sits outside this cache, and
+        # on whether the caller is an admin (operator details), which `Authenticate` recorded.
+        key = (scope["path"], scope.get("query_string", b""), bool(scope.get("state", {}).get("is_admin")))
         identity = tuple(self._identity(name) for name in tables)
         with self._lock:
             hit = self._entries.get(key)

@@ -27,8 +27,6 @@ REFUSED: dict[str, str] = {
     "MODEL_SCORE_AGGREGATOR": "the contract's aggregate_snapshot",
     "LEADERBOARD_RANKER": "the contract's aggregation (ranking_key, ranking_direction)",
     "API_ROUTES_DIR": "API_CUSTOM_DIR",
-    "API_PUBLIC_PREFIXES": "API_READ_AUTH (the API's route tiers are fixed: docs/api.md)",
-    "API_ADMIN_PREFIXES": "API_KEY (admin routes always need it when set)",
     "MODEL_RUNNER_NODE_HOST": "MODEL_RUNNER_URL (or MODEL_RUNNER_HOST for `make run`)",
     "MODEL_RUNNER_NODE_PORT": "MODEL_RUNNER_URL (or MODEL_RUNNER_PORT for `make run`)",
     "MODEL_RUNNER_TIMEOUT_SECONDS": "MODEL_TIMEOUT_SECONDS",

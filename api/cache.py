@@ -15,7 +15,6 @@ computed one; answers for admins (which show operator details) are cached apart 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import threading
 import time
@@ -24,7 +23,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from coordinator_dagster.lake.layout import scan_event_files, scan_period_files, scan_window_folders
+from coordinator_dagster.lake.memory import table_identity
 from coordinator_dagster.lake.store import Lake
 
 # path pattern -> tables it reads
@@ -41,29 +40,6 @@ MAX_ENTRIES = 512
 # page can lag a partition rewrite by at most that long. Checkpoint tables (which the API itself
 # writes, and whose readers expect to see their own write) are always checked exactly.
 IDENTITY_TTL = 0.02
-
-
-def _stat(path: str) -> tuple | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def table_identity(lake: Lake, name: str) -> tuple:
-    """Identities of every file of a table, in a stable order; os.scandir, not glob (~5× cheaper)."""
-    base = lake.table_dir(name)
-    layout = lake.table(name).layout
-    if layout == "window":
-        return tuple((f.path, _stat(f.path)) for f in scan_window_folders(base))
-    if layout == "period":
-        return tuple((path, _stat(path)) for path in scan_period_files(base))
-    if layout == "single":
-        path = str(lake.partition_path(name))
-        return ((path, _stat(path)),)
-    names = scan_event_files(base)  # events: files are only ever added
-    return ((len(names), names[-1] if names else None),)
 
 
 class ResponseCache:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from api import sql
-from api.deps import DbDep
+from api.deps import DbDep, IsoDateTime
 from api.schemas import MerkleCycle, MerkleProofAnswer, MerkleTree
 from coordinator_dagster.scoring.merkle import CheckpointTree, build_checkpoint_tree, proof_for
 
@@ -67,7 +67,7 @@ def get_proof(
     db: DbDep,
     checkpoint_id: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$", description="e.g. CKP-2026-11-15")],
     model_id: Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")],
-    period_start: Annotated[dt.datetime, Query(description="the snapshot's hour, ISO-8601 (UTC when no offset)")],
+    period_start: Annotated[IsoDateTime, Query(description="the snapshot's hour, ISO-8601 (UTC when no offset)")],
 ) -> MerkleProofAnswer:
     checkpoint, tree = _tree(db, checkpoint_id)
     if period_start.tzinfo is None:

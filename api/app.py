@@ -109,7 +109,8 @@ def create_app(settings: ApiSettings | None = None, *, cache_clock: Callable[[],
     app.state.tiers = tiers
     # Innermost first: the cache sits inside the key check (a cached answer is still guarded) and
     # CORS (its headers depend on the request); the body limit outside everything.
-    app.add_middleware(ResponseCache, lake=app.state.lake, clock=cache_clock)
+    routes = [route for router, _, _ in mounted for route in router.routes if isinstance(route, APIRoute)]
+    app.add_middleware(ResponseCache, lake=app.state.lake, routes=routes, clock=cache_clock)
     app.add_middleware(Authenticate, settings=settings, tiers=tiers)
     if settings.cors_origins:
         app.add_middleware(

@@ -7,6 +7,11 @@ through the atomic rename) or a new checkpoint event makes the next request comp
 cached answer is never older than the files, and the hot reports (leaderboard, emission, the
 first predictions page) skip routing, DuckDB and JSON rendering while nothing changes.
 
+An answer is keyed on the query parameters its route reads, not on the raw query string: a
+dashboard sends `projectIds`, `start` and `end` to every route, and a route that does not read
+them gives the same answer whatever they are. A request with `Cache-Control: no-cache` is
+computed afresh (and stored), as HTTP has it.
+
 Only 200 answers are cached, only for the routes listed in `CACHED`. The key check
 (`api.middleware.Authenticate`) runs before this cache, so a cached answer is as guarded as a
 computed one; answers for admins (which show operator details) are cached apart from the others.
@@ -18,19 +23,31 @@ import asyncio
 import re
 import threading
 import time
+import urllib.parse
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coordinator_dagster.lake.memory import table_identity
 from coordinator_dagster.lake.store import Lake
 
-# path pattern -> tables it reads
+# path pattern -> tables it reads (routes that read only the contract, fixed for the app's life,
+# read none). Checkpoint answers may name models (the dashboard's ranking meta).
+_CHECKPOINTS = ("checkpoints", "checkpoint_events", "models")
 CACHED: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
     (re.compile(r"^/reports/leaderboard$"), ("leaderboard",)),
-    (re.compile(r"^/reports/checkpoints(/[^/]+(/emission(/cli-format)?)?)?$"), ("checkpoints", "checkpoint_events")),
-    (re.compile(r"^/reports/emissions/latest$"), ("checkpoints", "checkpoint_events")),
+    (re.compile(r"^/reports/models$"), ("models",)),
+    (re.compile(r"^/reports/models/global$"), ("snapshots", "leaderboard", "models")),
+    (re.compile(r"^/reports/models/params$"), ()),
+    (re.compile(r"^/reports/schema(/[^/]+)?$"), ()),
+    (re.compile(r"^/reports/checkpoints(/[^/]+)*$"), _CHECKPOINTS),
+    (re.compile(r"^/reports/emissions/latest$"), _CHECKPOINTS),
+    (re.compile(r"^/emission/cli-format$"), _CHECKPOINTS),
     (re.compile(r"^/reports/predictions$"), ("predictions", "scores")),
 ]
 MAX_ENTRIES = 512
@@ -42,11 +59,21 @@ MAX_ENTRIES = 512
 IDENTITY_TTL = 0.02
 
 
+def query_names(dependant: Dependant) -> frozenset[str]:
+    """The query parameters a route reads, its dependencies' included."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= query_names(sub)
+    return frozenset(names)
+
+
 class ResponseCache:
-    def __init__(self, app: ASGIApp, lake: Lake, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, app: ASGIApp, lake: Lake, routes: Sequence[BaseRoute] = (), clock: Callable[[], float] = time.monotonic):
         self.app = app
         self.clock = clock  # tests pass their own to step past IDENTITY_TTL without sleeping
         self.lake = lake
+        self.routes = routes  # the app's own list: the query parameters each route reads
+        self._names: dict[int, frozenset[str]] = {}
         self._entries: OrderedDict[tuple, tuple[tuple, Message, list[bytes]]] = OrderedDict()
         self._lock = threading.Lock()
         self._memo: dict[str, tuple[float, tuple]] = {}
@@ -62,6 +89,19 @@ class ResponseCache:
         identity = table_identity(self.lake, name)
         self._memo[name] = (now, identity)
         return identity
+
+    def _query_key(self, path: str, query_string: bytes) -> tuple | bytes:
+        """The query parameters the matching route reads, in a canonical order; the raw query
+        string when no route is known (nothing is left out that could change the answer)."""
+        route = next((r for r in self.routes if isinstance(r, APIRoute) and "GET" in (r.methods or ()) and r.path_regex.match(path)), None)
+        if route is None:
+            return query_string
+        names = self._names.get(id(route))
+        if names is None:
+            names = self._names[id(route)] = query_names(route.dependant)
+        pairs = urllib.parse.parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+        # Stable sort by name: repeated values of one parameter keep their order.
+        return tuple(sorted(((k, v) for k, v in pairs if k in names), key=lambda kv: kv[0]))
 
     def _route(self, path: str) -> tuple[str, ...] | None:
         for pattern, tables in CACHED:
@@ -79,10 +119,11 @@ class ResponseCache:
             return
         # The answer may depend on headers only through CORS, which sits outside this cache, and
         # on whether the caller is an admin (operator details), which `Authenticate` recorded.
-        key = (scope["path"], scope.get("query_string", b""), bool(scope.get("state", {}).get("is_admin")))
+        key = (scope["path"], self._query_key(scope["path"], scope.get("query_string", b"")), bool(scope.get("state", {}).get("is_admin")))
         identity = tuple(self._identity(name) for name in tables)
+        fresh = any(name == b"cache-control" and b"no-cache" in value.lower() for name, value in scope.get("headers") or ())
         with self._lock:
-            hit = self._entries.get(key)
+            hit = None if fresh else self._entries.get(key)
             if hit is not None and hit[0] == identity:
                 self._entries.move_to_end(key)
         if hit is not None and hit[0] == identity:
@@ -94,7 +135,7 @@ class ResponseCache:
         # every rewrite would otherwise queue dozens of identical DuckDB queries).
         with self._lock:
             flight = self._flights.get(key)
-            leader = flight is None or flight[0] != identity
+            leader = fresh or flight is None or flight[0] != identity
             if leader:
                 future: asyncio.Future = asyncio.get_running_loop().create_future()
                 self._flights[key] = (identity, future)

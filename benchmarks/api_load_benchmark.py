@@ -4,9 +4,11 @@ concurrent clients, with and without a concurrent rewrite ("backfill") of lake p
 Usage: .venv/bin/python benchmarks/api_load_benchmark.py [--rows 1000000] [--clients 50] [--seconds 10]
        [--miss] [--client wrk|python] [--routes leaderboard,models,...]
 
-`--miss` gives every request its own query string (a `_miss=<n>` parameter no route reads), so the
-response cache never answers: it measures the uncached path, which is what a dashboard sending
-`projectIds`, `start` and `end` meets. `ROUTES` lists the dashboard's routes; a route this build
+`--miss` gives every request its own query string (a `_miss=<n>` parameter no route reads), as a
+dashboard sending `projectIds`, `start` and `end` to every route does; the response cache keys
+on the parameters a route reads, so such requests are answered from it. `--no-cache` sends
+`Cache-Control: no-cache` with every request: the cache never answers, every request runs its
+route (the uncached path: in-memory tables, DuckDB, validation, JSON). `ROUTES` lists the dashboard's routes; a route this build
 does not serve (404 on the warm-up call) is reported and skipped, so routes can be listed before
 they exist. `--client wrk` drives the load with wrk (`apt-get install wrk`), which costs the two
 shared cores far less than Python clients; the server's RSS and the load average are printed.
@@ -188,7 +190,7 @@ def rewrite_loop(home: str, keys: list[str], models: int, stop, counter, pause: 
             time.sleep(pause)
 
 
-def _client_process(port: int, target: str, threads: int, seconds: float, out, miss: bool = False) -> None:
+def _client_process(port: int, target: str, threads: int, seconds: float, out, miss: bool = False, no_cache: bool = False) -> None:
     """`threads` keep-alive HTTP/1.1 clients (stdlib http.client: far less client CPU per request
     than httpx, so the figures measure the server) hammering `target` until the deadline."""
     latencies: list[float] = []
@@ -203,7 +205,10 @@ def _client_process(port: int, target: str, threads: int, seconds: float, out, m
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             try:
-                connection.request("GET", f"{target}{sep}_miss={threading.get_ident()}-{len(mine)}-{os.getpid()}" if miss else target)
+                connection.request(
+                    "GET", f"{target}{sep}_miss={threading.get_ident()}-{len(mine)}-{os.getpid()}" if miss else target,
+                    headers={"Cache-Control": "no-cache"} if no_cache else {},
+                )
                 response = connection.getresponse()
                 response.read()
                 bad += response.status != 200
@@ -225,14 +230,16 @@ def _client_process(port: int, target: str, threads: int, seconds: float, out, m
     out.put((latencies, errors[0]))
 
 
-def hammer(port: int, path: str, params: dict, clients: int, seconds: float, processes: int, miss: bool = False, client: str = "python") -> dict:
+def hammer(
+    port: int, path: str, params: dict, clients: int, seconds: float, processes: int, miss: bool = False, client: str = "python", no_cache: bool = False
+) -> dict:
     target = path + ("?" + urllib.parse.urlencode(params) if params else "")
     if client == "wrk":
-        return hammer_wrk(port, target, clients, seconds, miss)
+        return hammer_wrk(port, target, clients, seconds, miss, no_cache)
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     shares = [clients // processes + (i < clients % processes) for i in range(processes)]
-    procs = [ctx.Process(target=_client_process, args=(port, target, n, seconds, out, miss)) for n in shares if n]
+    procs = [ctx.Process(target=_client_process, args=(port, target, n, seconds, out, miss, no_cache)) for n in shares if n]
     began = time.perf_counter()
     for proc in procs:
         proc.start()
@@ -267,13 +274,14 @@ end
 """
 
 
-def hammer_wrk(port: int, target: str, clients: int, seconds: float, miss: bool) -> dict:
+def hammer_wrk(port: int, target: str, clients: int, seconds: float, miss: bool, no_cache: bool = False) -> dict:
     """The same measurement with wrk: `clients` connections over two threads."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT)
     try:
         done = subprocess.run(
-            ["wrk", "-t2", f"-c{clients}", f"-d{seconds:.0f}s", "--timeout", "30s", "-s", script.name, f"http://127.0.0.1:{port}"],
+            ["wrk", "-t2", f"-c{clients}", f"-d{seconds:.0f}s", "--timeout", "30s", "-s", script.name]
+            + (["-H", "Cache-Control: no-cache"] if no_cache else []) + [f"http://127.0.0.1:{port}"],
             env={**os.environ, "BENCH_PATH": target, "BENCH_MISS": "1" if miss else "0"}, capture_output=True, text=True, check=True,
         )
     finally:
@@ -309,6 +317,7 @@ def main() -> None:
     parser.add_argument("--rewrite-pause", type=float, default=0.0, help="seconds between rewrites in the backfill loop")
     parser.add_argument("--client-processes", type=int, default=2, help="client processes sharing the clients (threads)")
     parser.add_argument("--miss", action="store_true", help="a distinct query string per request: the response cache never answers")
+    parser.add_argument("--no-cache", action="store_true", help="send Cache-Control: no-cache: every request runs its route")
     parser.add_argument("--client", choices=("python", "wrk"), default="python", help="load generator")
     parser.add_argument("--routes", help="comma-separated labels (or label prefixes) of the routes to measure; default all")
     parser.add_argument("--no-rewrites", action="store_true", help="skip the phase with a concurrent rewrite loop")
@@ -349,7 +358,7 @@ def main() -> None:
             served.append((name, path, params))
         clients = f"wrk, 2 threads" if args.client == "wrk" else f"{args.client_processes} processes of threads"
         print(f"{args.clients} concurrent clients ({clients}), {args.seconds:.0f} s per route, one uvicorn worker, {os.cpu_count()} cores, "
-              f"{'cache missed on every request (distinct query strings)' if args.miss else 'same query string (cacheable)'}")
+              f"{'distinct query strings' if args.miss else 'one query string'}, {'Cache-Control: no-cache (cache never answers)' if args.no_cache else 'response cache on'}")
         print(f"server RSS after warm-up: {rss_mb(proc.pid)[0]:.0f} MB; load average {os.getloadavg()[0]:.2f}")
         phases = (("no writes", False),) if args.no_rewrites else (("no writes", False), ("during a concurrent rewrite loop", True))
         for label, backfill in phases:
@@ -364,7 +373,7 @@ def main() -> None:
             print(f"-- {label}")
             for name, path, params in served:
                 before = counter.value
-                r = hammer(args.port, path, params, args.clients, args.seconds, args.client_processes, args.miss, args.client)
+                r = hammer(args.port, path, params, args.clients, args.seconds, args.client_processes, args.miss, args.client, args.no_cache)
                 extra = f"  rewrites meanwhile={counter.value - before}" if backfill else ""
                 print(
                     f"{name:36s} {r['rps']:7.1f} req/s  p50={r['p50']:6.1f} ms  p99={r['p99']:6.1f} ms  max={r['max']:6.1f} ms  n={r['n']}  "

@@ -369,7 +369,10 @@ def main() -> None:
             if backfill:
                 writer = ctx.Process(target=rewrite_loop, args=(str(args.home), keys, args.models, stop, counter, args.rewrite_pause), daemon=True)
                 writer.start()
-                time.sleep(1.0)
+                # Measure only once the writer is rewriting (its start-up takes seconds on a busy machine).
+                deadline = time.monotonic() + 120
+                while counter.value == 0 and time.monotonic() < deadline:
+                    time.sleep(0.1)
             print(f"-- {label}")
             for name, path, params in served:
                 before = counter.value

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -34,6 +35,11 @@ if TYPE_CHECKING:
 
 SMALL_TABLES = ("leaderboard", "models", "checkpoints", "checkpoint_events", "snapshots")
 LOAD_ATTEMPTS = 5
+# Listing an hourly table's folders costs about a millisecond per thousand hours, more than the
+# rest of a small request: an hourly table's files are looked at again at most this often, so its
+# copy may lag a rewrite by that long (as the API's response cache does). The others (a handful
+# of files, and the checkpoint events the API itself writes) are checked on every use.
+WINDOW_RECHECK_SECONDS = 0.02
 
 
 def stat_identity(path: str) -> tuple | None:
@@ -70,15 +76,35 @@ class MemoryTables:
     """In-memory copies of `names` in `con`'s database. Not thread-safe by itself: the owner
     (`LakeReader`) calls `stale()` freely and `load()` under its lock."""
 
-    def __init__(self, lake: LakeViews, con: duckdb.DuckDBPyConnection, names: tuple[str, ...] = SMALL_TABLES):
+    def __init__(
+        self,
+        lake: LakeViews,
+        con: duckdb.DuckDBPyConnection,
+        names: tuple[str, ...] = SMALL_TABLES,
+        window_recheck: float = WINDOW_RECHECK_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.lake = lake
         self.con = con
         self.names = tuple(n for n in names if n in lake.tables)
+        self.window_recheck = window_recheck
+        self.clock = clock
         self._loaded: dict[str, tuple[tuple, str]] = {}  # name -> (identity, table holding it)
+        self._checked: dict[str, float] = {}  # hourly tables: when their files were last listed
         self._generation = 0
 
     def stale(self) -> list[str]:
-        return [name for name in self.names if name not in self._loaded or self._loaded[name][0] != table_identity(self.lake, name)]
+        now = self.clock()
+        found = []
+        for name in self.names:
+            loaded = self._loaded.get(name)
+            if loaded is not None and self.lake.table(name).layout == "window":
+                if now - self._checked.get(name, float("-inf")) < self.window_recheck:
+                    continue
+                self._checked[name] = now
+            if loaded is None or loaded[0] != table_identity(self.lake, name):
+                found.append(name)
+        return found
 
     def load(self, name: str) -> None:
         """Bring the in-memory copy of `name` up to its files and point `raw_<name>` at it."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from coordinator_dagster.lake.memory import SMALL_TABLES, MemoryTables
+from coordinator_dagster.lake.memory import SMALL_TABLES, WINDOW_RECHECK_SECONDS, MemoryTables
 
 if TYPE_CHECKING:
     from coordinator_dagster.lake.views import LakeViews
@@ -54,7 +54,7 @@ class LakeReader:
     Nothing here locks the lake: writers never wait for readers.
     """
 
-    def __init__(self, lake: LakeViews, in_memory: tuple[str, ...] = SMALL_TABLES):
+    def __init__(self, lake: LakeViews, in_memory: tuple[str, ...] = SMALL_TABLES, window_recheck: float = WINDOW_RECHECK_SECONDS):
         self.lake = lake
         self._lock = threading.Lock()
         self._con = duckdb.connect(":memory:")
@@ -65,7 +65,7 @@ class LakeReader:
         # cached block or footer could belong to a file that was replaced: keep them off.
         self._con.execute("SET enable_external_file_cache = false")
         self._con.execute("SET parquet_metadata_cache = false")
-        self._memory = MemoryTables(lake, self._con, in_memory)
+        self._memory = MemoryTables(lake, self._con, in_memory, window_recheck)
         self._empty: dict[str, str] = {}  # tables without files -> their folder
         self._rebuild()
         for name in self._memory.names:

@@ -294,6 +294,13 @@ def hammer_wrk(port: int, target: str, clients: int, seconds: float, miss: bool,
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used: per request, the server's cost whatever else
+    runs on the machine (requests per second on shared cores measure the neighbours too)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> tuple[float, float]:
     """(current, peak) resident memory of a process, in MB."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
@@ -375,12 +382,12 @@ def main() -> None:
                     time.sleep(0.1)
             print(f"-- {label}")
             for name, path, params in served:
-                before = counter.value
+                before, cpu = counter.value, cpu_seconds(proc.pid)
                 r = hammer(args.port, path, params, args.clients, args.seconds, args.client_processes, args.miss, args.client, args.no_cache)
                 extra = f"  rewrites meanwhile={counter.value - before}" if backfill else ""
                 print(
                     f"{name:36s} {r['rps']:7.1f} req/s  p50={r['p50']:6.1f} ms  p99={r['p99']:6.1f} ms  max={r['max']:6.1f} ms  n={r['n']}  "
-                    f"errors={r['errors']}  load={os.getloadavg()[0]:.2f}{extra}",
+                    f"errors={r['errors']}  server cpu/req={(cpu_seconds(proc.pid) - cpu) / max(r['n'], 1) * 1000:.2f} ms  load={os.getloadavg()[0]:.2f}{extra}",
                     flush=True,
                 )
             if writer is not None:

@@ -51,6 +51,8 @@ CACHED: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
     (re.compile(r"^/reports/predictions$"), ("predictions", "scores")),
 ]
 MAX_ENTRIES = 512
+# How many computations for older files a request waits out before computing its own.
+MAX_WAITS = 2
 # Listing an hourly table's files costs ~0.6 ms per thousand-file table; under 50 concurrent
 # clients that listing, not the answer, becomes the limit. Hourly tables are written by pipeline
 # runs, so their identity is re-taken at most every IDENTITY_TTL seconds: a cached predictions
@@ -120,33 +122,36 @@ class ResponseCache:
         # The answer may depend on headers only through CORS, which sits outside this cache, and
         # on whether the caller is an admin (operator details), which `Authenticate` recorded.
         key = (scope["path"], self._query_key(scope["path"], scope.get("query_string", b"")), bool(scope.get("state", {}).get("is_admin")))
-        identity = tuple(self._identity(name) for name in tables)
         fresh = any(name == b"cache-control" and b"no-cache" in value.lower() for name, value in scope.get("headers") or ())
-        with self._lock:
-            hit = None if fresh else self._entries.get(key)
-            if hit is not None and hit[0] == identity:
-                self._entries.move_to_end(key)
-        if hit is not None and hit[0] == identity:
-            await self._replay(hit, send)
-            return
-
         # Single flight: requests that find the same identity while an answer for it is being
         # computed wait for that answer instead of computing it again (a thundering herd after
-        # every rewrite would otherwise queue dozens of identical DuckDB queries).
-        with self._lock:
-            flight = self._flights.get(key)
-            leader = fresh or flight is None or flight[0] != identity
-            if leader:
-                future: asyncio.Future = asyncio.get_running_loop().create_future()
-                self._flights[key] = (identity, future)
-            else:
+        # every rewrite would otherwise queue dozens of identical DuckDB queries). One computed
+        # for files that have changed since is waited for too, then the files are looked at
+        # again: while a run rewrites the tables, a key is computed by one request at a time
+        # instead of by every request that arrived between two rewrites.
+        for waits in range(MAX_WAITS + 1):
+            identity = tuple(self._identity(name) for name in tables)
+            with self._lock:
+                hit = None if fresh else self._entries.get(key)
+                if hit is not None and hit[0] == identity:
+                    self._entries.move_to_end(key)
+                    break
+                flight = self._flights.get(key)
+                leader = fresh or flight is None or (flight[0] != identity and waits == MAX_WAITS)
+                if leader:
+                    future: asyncio.Future = asyncio.get_running_loop().create_future()
+                    self._flights[key] = (identity, future)
+                    break
                 future = flight[1]
-        if not leader:
             done = await asyncio.shield(future)
-            if done is not None:
-                await self._replay(done, send)
+            if flight[0] == identity:
+                if done is not None:
+                    await self._replay(done, send)
+                    return
+                await self.app(scope, receive, send)  # the leader's answer was not cacheable
                 return
-            await self.app(scope, receive, send)  # the leader's answer was not cacheable
+        if hit is not None and hit[0] == identity:
+            await self._replay(hit, send)
             return
 
         start: Message | None = None

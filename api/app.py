@@ -146,6 +146,9 @@ def _document_auth(app: FastAPI, settings: ApiSettings, tiers: Tiers) -> None:
             for method, operation in operations.items():
                 if not isinstance(operation, dict):
                     continue
+                if "requestBody" in operation:
+                    # FastAPI's own answer to bytes that are not JSON text at all (not UTF-8).
+                    operation.setdefault("responses", {}).setdefault("400", {"description": "the body cannot be parsed"})
                 if needs_key(settings, tiers.of(method.upper(), path)):
                     guarded = True
                     operation["security"] = [{name: []} for name in KEY_SCHEMES]

@@ -7,34 +7,54 @@ through the atomic rename) or a new checkpoint event makes the next request comp
 cached answer is never older than the files, and the hot reports (leaderboard, emission, the
 first predictions page) skip routing, DuckDB and JSON rendering while nothing changes.
 
-Only 200 answers are cached, only for the routes listed in `CACHED`, and a route of the read
-tier is not cached at all when the read tier needs a key (the key check stays in the app).
+An answer is keyed on the query parameters its route reads, not on the raw query string: a
+dashboard sends `projectIds`, `start` and `end` to every route, and a route that does not read
+them gives the same answer whatever they are. A request with `Cache-Control: no-cache` is
+computed afresh (and stored), as HTTP has it.
+
+Only 200 answers are cached, only for the routes listed in `CACHED`. The key check
+(`api.middleware.Authenticate`) runs before this cache, so a cached answer is as guarded as a
+computed one; answers for admins (which show operator details) are cached apart from the others.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import threading
 import time
+import urllib.parse
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from coordinator_dagster.lake.layout import scan_event_files, scan_period_files, scan_window_folders
+from coordinator_dagster.lake.memory import table_identity
 from coordinator_dagster.lake.store import Lake
 
-# path pattern -> (tables it reads, tier)
-CACHED: list[tuple[re.Pattern[str], tuple[str, ...], str]] = [
-    (re.compile(r"^/reports/leaderboard$"), ("leaderboard", "models", "snapshots"), "public"),
-    (re.compile(r"^(/v1)?/reports/checkpoints(/[^/]+(/emission(/cli-format)?)?)?$"), ("checkpoints", "checkpoint_events", "models"), "public"),
-    (re.compile(r"^/reports/emissions/latest$"), ("checkpoints", "checkpoint_events"), "public"),
+# path pattern -> tables it reads (routes that read only the contract, fixed for the app's life,
+# read none). Checkpoint answers may name models (the dashboard's ranking meta); the dashboard's
+# leaderboard carries metric means over the snapshots and the models' names.
+_CHECKPOINTS = ("checkpoints", "checkpoint_events", "models")
+CACHED: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
+    (re.compile(r"^/reports/leaderboard$"), ("leaderboard", "models", "snapshots")),
+    (re.compile(r"^/reports/models$"), ("models",)),
+    (re.compile(r"^/reports/models/global$"), ("snapshots", "leaderboard", "models")),
+    (re.compile(r"^/reports/models/params$"), ()),
+    (re.compile(r"^/reports/schema(/[^/]+)?$"), ()),
+    (re.compile(r"^(/v1)?/reports/checkpoints(/[^/]+)*$"), _CHECKPOINTS),
+    (re.compile(r"^/reports/emissions/latest$"), _CHECKPOINTS),
+    (re.compile(r"^/emission/cli-format$"), _CHECKPOINTS),
     # The paginated form only: the dashboard's array can be megabytes.
-    (re.compile(r"^/v1/reports/predictions$"), ("predictions", "scores"), "read"),
+    (re.compile(r"^/v1/reports/predictions$"), ("predictions", "scores")),
 ]
 MAX_ENTRIES = 512
+# How many computations for older files a request waits out before computing its own.
+MAX_WAITS = 2
 # Listing an hourly table's files costs ~0.6 ms per thousand-file table; under 50 concurrent
 # clients that listing, not the answer, becomes the limit. Hourly tables are written by pipeline
 # runs, so their identity is re-taken at most every IDENTITY_TTL seconds: a cached predictions
@@ -43,35 +63,21 @@ MAX_ENTRIES = 512
 IDENTITY_TTL = 0.02
 
 
-def _stat(path: str) -> tuple | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def table_identity(lake: Lake, name: str) -> tuple:
-    """Identities of every file of a table, in a stable order; os.scandir, not glob (~5× cheaper)."""
-    base = lake.table_dir(name)
-    layout = lake.table(name).layout
-    if layout == "window":
-        return tuple((f.path, _stat(f.path)) for f in scan_window_folders(base))
-    if layout == "period":
-        return tuple((path, _stat(path)) for path in scan_period_files(base))
-    if layout == "single":
-        path = str(lake.partition_path(name))
-        return ((path, _stat(path)),)
-    names = scan_event_files(base)  # events: files are only ever added
-    return ((len(names), names[-1] if names else None),)
+def query_names(dependant: Dependant) -> frozenset[str]:
+    """The query parameters a route reads, its dependencies' included."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= query_names(sub)
+    return frozenset(names)
 
 
 class ResponseCache:
-    def __init__(self, app: ASGIApp, lake: Lake, read_key_required: bool, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, app: ASGIApp, lake: Lake, routes: Sequence[BaseRoute] = (), clock: Callable[[], float] = time.monotonic):
         self.app = app
         self.clock = clock  # tests pass their own to step past IDENTITY_TTL without sleeping
         self.lake = lake
-        self.read_key_required = read_key_required
+        self.routes = routes  # the app's own list: the query parameters each route reads
+        self._names: dict[int, frozenset[str]] = {}
         self._entries: OrderedDict[tuple, tuple[tuple, Message, list[bytes]]] = OrderedDict()
         self._lock = threading.Lock()
         self._memo: dict[str, tuple[float, tuple]] = {}
@@ -88,10 +94,23 @@ class ResponseCache:
         self._memo[name] = (now, identity)
         return identity
 
+    def _query_key(self, path: str, query_string: bytes) -> tuple | bytes:
+        """The query parameters the matching route reads, in a canonical order; the raw query
+        string when no route is known (nothing is left out that could change the answer)."""
+        route = next((r for r in self.routes if isinstance(r, APIRoute) and "GET" in (r.methods or ()) and r.path_regex.match(path)), None)
+        if route is None:
+            return query_string
+        names = self._names.get(id(route))
+        if names is None:
+            names = self._names[id(route)] = query_names(route.dependant)
+        pairs = urllib.parse.parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+        # Stable sort by name: repeated values of one parameter keep their order.
+        return tuple(sorted(((k, v) for k, v in pairs if k in names), key=lambda kv: kv[0]))
+
     def _route(self, path: str) -> tuple[str, ...] | None:
-        for pattern, tables, tier in CACHED:
+        for pattern, tables in CACHED:
             if pattern.match(path):
-                return None if tier == "read" and self.read_key_required else tables
+                return tables
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -102,34 +121,39 @@ class ResponseCache:
         if tables is None:
             await self.app(scope, receive, send)
             return
-        # The answer may depend on headers only through CORS, which sits outside this cache.
-        key = (scope["path"], scope.get("query_string", b""))
-        identity = tuple(self._identity(name) for name in tables)
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None and hit[0] == identity:
-                self._entries.move_to_end(key)
-        if hit is not None and hit[0] == identity:
-            await self._replay(hit, send)
-            return
-
+        # The answer may depend on headers only through CORS, which sits outside this cache, and
+        # on whether the caller is an admin (operator details), which `Authenticate` recorded.
+        key = (scope["path"], self._query_key(scope["path"], scope.get("query_string", b"")), bool(scope.get("state", {}).get("is_admin")))
+        fresh = any(name == b"cache-control" and b"no-cache" in value.lower() for name, value in scope.get("headers") or ())
         # Single flight: requests that find the same identity while an answer for it is being
         # computed wait for that answer instead of computing it again (a thundering herd after
-        # every rewrite would otherwise queue dozens of identical DuckDB queries).
-        with self._lock:
-            flight = self._flights.get(key)
-            leader = flight is None or flight[0] != identity
-            if leader:
-                future: asyncio.Future = asyncio.get_running_loop().create_future()
-                self._flights[key] = (identity, future)
-            else:
+        # every rewrite would otherwise queue dozens of identical DuckDB queries). One computed
+        # for files that have changed since is waited for too, then the files are looked at
+        # again: while a run rewrites the tables, a key is computed by one request at a time
+        # instead of by every request that arrived between two rewrites.
+        for waits in range(MAX_WAITS + 1):
+            identity = tuple(self._identity(name) for name in tables)
+            with self._lock:
+                hit = None if fresh else self._entries.get(key)
+                if hit is not None and hit[0] == identity:
+                    self._entries.move_to_end(key)
+                    break
+                flight = self._flights.get(key)
+                leader = fresh or flight is None or (flight[0] != identity and waits == MAX_WAITS)
+                if leader:
+                    future: asyncio.Future = asyncio.get_running_loop().create_future()
+                    self._flights[key] = (identity, future)
+                    break
                 future = flight[1]
-        if not leader:
             done = await asyncio.shield(future)
-            if done is not None:
-                await self._replay(done, send)
+            if flight[0] == identity:
+                if done is not None:
+                    await self._replay(done, send)
+                    return
+                await self.app(scope, receive, send)  # the leader's answer was not cacheable
                 return
-            await self.app(scope, receive, send)  # the leader's answer was not cacheable
+        if hit is not None and hit[0] == identity:
+            await self._replay(hit, send)
             return
 
         start: Message | None = None

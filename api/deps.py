@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -16,6 +17,7 @@ from typing import Annotated
 import duckdb
 from fastapi import Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BeforeValidator
 
 from coordinator_dagster.lake.store import Lake
 
@@ -62,6 +64,20 @@ def get_pagination(
 PaginationDep = Annotated[Pagination, Depends(get_pagination)]
 
 
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _iso_only(value: object) -> object:
+    """The schema says ISO-8601 date-time; pydantic alone would also take `0.5` as unix seconds."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise ValueError("expected an ISO-8601 date-time such as 2026-11-25T10:00:00Z, not a number")
+    return value
+
+
+# A query parameter's date-time: ISO-8601 only (what the OpenAPI schema documents).
+IsoDateTime = Annotated[dt.datetime, BeforeValidator(_iso_only)]
+
+
 @dataclass(frozen=True)
 class TimeRange:
     """A half-open range `[start, end)` in UTC; either bound may be open."""
@@ -85,9 +101,9 @@ def _as_utc(name: str, value: dt.datetime | None) -> dt.datetime | None:
 
 def get_time_range(
     start: Annotated[
-        dt.datetime | None, Query(description="ISO-8601; first instant included; without an offset it is UTC")
+        IsoDateTime | None, Query(description="ISO-8601; first instant included; without an offset it is UTC")
     ] = None,
-    end: Annotated[dt.datetime | None, Query(description="ISO-8601; first instant excluded; without an offset it is UTC")] = None,
+    end: Annotated[IsoDateTime | None, Query(description="ISO-8601; first instant excluded; without an offset it is UTC")] = None,
 ) -> TimeRange:
     start, end = _as_utc("start", start), _as_utc("end", end)
     if start is not None and end is not None and start > end:

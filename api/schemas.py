@@ -31,7 +31,7 @@ class Page(ApiModel, Generic[T]):
 
 class Health(ApiModel):
     status: Literal["ok"]
-    lake: str = Field(description="the lake folder the API reads")
+    lake: str | None = Field(description="the lake folder the API reads; shown to admins only (null otherwise)")
     tables: dict[str, int] = Field(description="Parquet files per lake table")
 
 
@@ -272,7 +272,7 @@ class ContractInfo(ApiModel):
 class Info(ApiModel):
     name: str
     version: str
-    lake: str
+    lake: str | None = Field(description="the lake folder; shown to admins only (null otherwise)")
     auth: dict[str, bool] = Field(description="admin_key_required, read_key_required")
     contract: ContractInfo
     custom_routes: list[str]

@@ -28,6 +28,10 @@ class ApiSettings(NodeEnvironment, frozen=True, extra="forbid"):
     api_key: SecretStr | None = None
     # With a key set, also guard the read routes that expose raw data (predictions, snapshots, data).
     read_auth: bool = Field(default=False, validation_alias="API_READ_AUTH")
+    # Path prefixes (comma separated, the reference's variables) that move read routes to the
+    # public or the admin tier; the longest match wins (api.auth). Empty: each route's own tier.
+    public_prefixes: Annotated[tuple[str, ...], NoDecode] = Field(default=(), validation_alias="API_PUBLIC_PREFIXES")
+    admin_prefixes: Annotated[tuple[str, ...], NoDecode] = Field(default=(), validation_alias="API_ADMIN_PREFIXES")
     # `module:attr` specs of extra routers (API_ROUTES, comma separated) and the folder of
     # `*.py` files with a `router` (API_CUSTOM_DIR); both are admin-tier unless they say otherwise.
     routes: Annotated[tuple[str, ...], NoDecode] = Field(default=(), validation_alias="API_ROUTES")
@@ -36,11 +40,19 @@ class ApiSettings(NodeEnvironment, frozen=True, extra="forbid"):
     # The Dagster webserver that runs feed backfills (`dagster dev` serves it on port 3000).
     dagster_graphql_url: str = "http://127.0.0.1:3000/graphql"
 
-    @field_validator("cors_origins", "routes", mode="before")
+    @field_validator("cors_origins", "routes", "public_prefixes", "admin_prefixes", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("public_prefixes", "admin_prefixes")
+    @classmethod
+    def _paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for prefix in value:
+            if not prefix.startswith("/"):
+                raise ValueError(f"a path prefix starts with '/': {prefix!r}")
         return value
 
     @field_validator("api_key", mode="before")

@@ -2,6 +2,16 @@
 concurrent clients, with and without a concurrent rewrite ("backfill") of lake partitions.
 
 Usage: .venv/bin/python benchmarks/api_load_benchmark.py [--rows 1000000] [--clients 50] [--seconds 10]
+       [--miss] [--client wrk|python] [--routes leaderboard,models,...]
+
+`--miss` gives every request its own query string (a `_miss=<n>` parameter no route reads), as a
+dashboard sending `projectIds`, `start` and `end` to every route does; the response cache keys
+on the parameters a route reads, so such requests are answered from it. `--no-cache` sends
+`Cache-Control: no-cache` with every request: the cache never answers, every request runs its
+route (the uncached path: in-memory tables, DuckDB, validation, JSON). `ROUTES` lists the dashboard's routes; a route this build
+does not serve (404 on the warm-up call) is reported and skipped, so routes can be listed before
+they exist. `--client wrk` drives the load with wrk (`apt-get install wrk`), which costs the two
+shared cores far less than Python clients; the server's RSS and the load average are printed.
 
 Seeds the lake through `Lake.write_windows` (50 models × 2 scopes × one-minute rounds, scores
 for every hour but the newest, a leaderboard and two checkpoints), starts
@@ -45,6 +55,26 @@ UTC = dt.timezone.utc
 START = dt.datetime(2026, 11, 16, tzinfo=UTC)
 WINDOWS = ("score_recent", "score_steady", "score_anchor")
 SCOPES = (("btc-60s", "BTC"), ("eth-60s", "ETH"))
+# The dashboard's chart window: the newest seven days of the seeded data (see `seed`).
+CHART_DAYS = 7
+
+
+def routes(end: dt.datetime) -> list[tuple[str, str, dict]]:
+    """(label, path, query) of every route measured; the dashboard's routes first. Add a route
+    here before it exists: the run reports it as not served and goes on."""
+    start = (end - dt.timedelta(days=CHART_DAYS)).isoformat()
+    chart = {"projectIds": "m-000,m-001", "start": start, "end": end.isoformat()}
+    return [
+        ("leaderboard", "/reports/leaderboard", {}),
+        ("models", "/reports/models", {}),
+        ("schema", "/reports/schema", {}),
+        ("checkpoints", "/reports/checkpoints", {}),
+        ("checkpoint emission", "/reports/checkpoints/CKP-2026-11-15/emission", {}),
+        ("latest emission", "/reports/emissions/latest", {}),
+        ("models/global (chart)", "/reports/models/global", chart),
+        ("predictions 7-day chart, 2 models", "/reports/predictions", {**chart, "limit": 1000}),
+        ("predictions first page (limit=100)", "/reports/predictions", {"limit": 100}),
+    ]
 
 
 def hour_frames(hour: dt.datetime, models: int) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -90,6 +120,28 @@ def leaderboard(models: int, version: int = 0) -> pl.DataFrame:
     return schemas.conform(pl.DataFrame(rows), schemas.leaderboard_schema(WINDOWS), "leaderboard")
 
 
+def snapshot_frame(hour: dt.datetime, models: int) -> pl.DataFrame:
+    """One snapshot per model for the hour, as the snapshots asset writes them."""
+    rows = [
+        {
+            "model_id": f"m-{i:03d}", "period_start": hour, "period_end": hour + dt.timedelta(hours=1), "prediction_count": 120,
+            "scored_count": 120, "failed_count": 0, "value": 1.0 - i / models, "result_summary": json.dumps({"value": 1.0 - i / models}),
+            "scoring_version": "v1",
+        }
+        for i in range(models)
+    ]
+    return schemas.conform(pl.DataFrame(rows), schemas.SNAPSHOTS, "snapshots")
+
+
+def models_frame(models: int) -> pl.DataFrame:
+    rows = [
+        {"model_id": f"m-{i:03d}", "name": f"Model {i}", "cruncher": f"c{i}", "cruncher_index": i, "entrypoint": "main:Model",
+         "joined_at": START, "active": True, "status": "healthy"}
+        for i in range(models)
+    ]
+    return schemas.conform(pl.DataFrame(rows), schemas.MODELS, "models")
+
+
 def seed(home: Path, rows: int, models: int) -> tuple[Lake, list[str]]:
     lake = Lake(home, window_names=WINDOWS)
     per_hour = models * len(SCOPES) * 60
@@ -100,7 +152,9 @@ def seed(home: Path, rows: int, models: int) -> tuple[Lake, list[str]]:
         lake.write("predictions", preds, key)
         if i < len(keys) - 1:
             lake.write("scores", scores, key)
+            lake.write("snapshots", snapshot_frame(dt.datetime.strptime(key, WINDOW_KEY_FORMAT).replace(tzinfo=UTC), models), key)
     lake.write("leaderboard", leaderboard(models))
+    lake.write("models", models_frame(models))
     for period in ("2026-11-08", "2026-11-15"):
         entries = [{"rank": r + 1, "model_id": f"m-{r:03d}", "cruncher": f"c{r}", "cruncher_index": r, "ranking_value": 1.0 / (r + 1)} for r in range(models)]
         emission = default_build_emission(entries, "CrunchPubkey1111", "ComputeProvider1", None)
@@ -136,7 +190,7 @@ def rewrite_loop(home: str, keys: list[str], models: int, stop, counter, pause: 
             time.sleep(pause)
 
 
-def _client_process(port: int, target: str, threads: int, seconds: float, out) -> None:
+def _client_process(port: int, target: str, threads: int, seconds: float, out, miss: bool = False, no_cache: bool = False) -> None:
     """`threads` keep-alive HTTP/1.1 clients (stdlib http.client: far less client CPU per request
     than httpx, so the figures measure the server) hammering `target` until the deadline."""
     latencies: list[float] = []
@@ -147,10 +201,14 @@ def _client_process(port: int, target: str, threads: int, seconds: float, out) -
     def client() -> None:
         mine, bad = [], 0
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        sep = "&" if "?" in target else "?"
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             try:
-                connection.request("GET", target)
+                connection.request(
+                    "GET", f"{target}{sep}_miss={threading.get_ident()}-{len(mine)}-{os.getpid()}" if miss else target,
+                    headers={"Cache-Control": "no-cache"} if no_cache else {},
+                )
                 response = connection.getresponse()
                 response.read()
                 bad += response.status != 200
@@ -172,12 +230,16 @@ def _client_process(port: int, target: str, threads: int, seconds: float, out) -
     out.put((latencies, errors[0]))
 
 
-def hammer(port: int, path: str, params: dict, clients: int, seconds: float, processes: int) -> dict:
+def hammer(
+    port: int, path: str, params: dict, clients: int, seconds: float, processes: int, miss: bool = False, client: str = "python", no_cache: bool = False
+) -> dict:
     target = path + ("?" + urllib.parse.urlencode(params) if params else "")
+    if client == "wrk":
+        return hammer_wrk(port, target, clients, seconds, miss, no_cache)
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     shares = [clients // processes + (i < clients % processes) for i in range(processes)]
-    procs = [ctx.Process(target=_client_process, args=(port, target, n, seconds, out)) for n in shares if n]
+    procs = [ctx.Process(target=_client_process, args=(port, target, n, seconds, out, miss, no_cache)) for n in shares if n]
     began = time.perf_counter()
     for proc in procs:
         proc.start()
@@ -190,6 +252,59 @@ def hammer(port: int, path: str, params: dict, clients: int, seconds: float, pro
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]  # noqa: E731
     # Throughput over the measuring window (process start-up excluded as well as we can).
     return {"n": len(latencies), "rps": len(latencies) / min(elapsed, seconds), "p50": pick(0.5), "p99": pick(0.99), "max": latencies[-1], "errors": errors}
+
+
+WRK_SCRIPT = """
+local counter, id = 0, 0
+function setup(thread) id = id + 1; thread:set("id", id) end
+request = function()
+  local path = os.getenv("BENCH_PATH")
+  if os.getenv("BENCH_MISS") == "1" then
+    counter = counter + 1
+    local sep = string.find(path, "?", 1, true) and "&" or "?"
+    path = path .. sep .. "_miss=" .. id .. "-" .. counter
+  end
+  return wrk.format("GET", path)
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("BENCH %d %d %f %f %f %d %d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), latency.max, e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def hammer_wrk(port: int, target: str, clients: int, seconds: float, miss: bool, no_cache: bool = False) -> dict:
+    """The same measurement with wrk: `clients` connections over two threads."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT)
+    try:
+        done = subprocess.run(
+            ["wrk", "-t2", f"-c{clients}", f"-d{seconds:.0f}s", "--timeout", "30s", "-s", script.name]
+            + (["-H", "Cache-Control: no-cache"] if no_cache else []) + [f"http://127.0.0.1:{port}"],
+            env={**os.environ, "BENCH_PATH": target, "BENCH_MISS": "1" if miss else "0"}, capture_output=True, text=True, check=True,
+        )
+    finally:
+        os.unlink(script.name)
+    line = next(x for x in done.stdout.splitlines() if x.startswith("BENCH "))
+    n, duration_us, p50, p99, top, bad_status, socket_errors = line.split()[1:]
+    return {
+        "n": int(n), "rps": int(n) / (int(duration_us) / 1e6), "p50": float(p50) / 1000, "p99": float(p99) / 1000,
+        "max": float(top) / 1000, "errors": int(bad_status) + int(socket_errors),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used: per request, the server's cost whatever else
+    runs on the machine (requests per second on shared cores measure the neighbours too)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory of a process, in MB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
 def reset_signals() -> None:
@@ -208,6 +323,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18766)
     parser.add_argument("--rewrite-pause", type=float, default=0.0, help="seconds between rewrites in the backfill loop")
     parser.add_argument("--client-processes", type=int, default=2, help="client processes sharing the clients (threads)")
+    parser.add_argument("--miss", action="store_true", help="a distinct query string per request: the response cache never answers")
+    parser.add_argument("--no-cache", action="store_true", help="send Cache-Control: no-cache: every request runs its route")
+    parser.add_argument("--client", choices=("python", "wrk"), default="python", help="load generator")
+    parser.add_argument("--routes", help="comma-separated labels (or label prefixes) of the routes to measure; default all")
+    parser.add_argument("--no-rewrites", action="store_true", help="skip the phase with a concurrent rewrite loop")
     args = parser.parse_args()
 
     shutil.rmtree(args.home, ignore_errors=True)
@@ -221,11 +341,11 @@ def main() -> None:
         cwd=ROOT, env={**os.environ, "COORDINATOR_HOME": str(args.home)}, preexec_fn=reset_signals,
     )
     base = f"http://127.0.0.1:{args.port}"
-    routes = [
-        ("leaderboard", "/reports/leaderboard", {}),
-        ("predictions first page (limit=100)", "/reports/predictions", {"limit": 100}),
-        ("checkpoint emission", "/reports/checkpoints/CKP-2026-11-15/emission", {}),
-    ]
+    hours = len(keys)
+    measured = routes(START + dt.timedelta(hours=hours))
+    if args.routes:
+        wanted = [w.strip() for w in args.routes.split(",") if w.strip()]
+        measured = [r for r in measured if any(r[0].startswith(w) for w in wanted)]
     try:
         for _ in range(300):
             try:
@@ -233,11 +353,22 @@ def main() -> None:
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-        for _, path, params in routes:
-            for _ in range(3):
+        served = []
+        for name, path, params in measured:
+            answer = httpx.get(base + path, params=params, timeout=60)
+            if answer.status_code == 404 and "detail" in answer.json() and answer.json()["detail"] == "Not Found":
+                print(f"{name:36s} not served by this build: skipped")
+                continue
+            answer.raise_for_status()
+            for _ in range(2):
                 httpx.get(base + path, params=params, timeout=60).raise_for_status()
-        print(f"{args.clients} concurrent clients ({args.client_processes} processes of threads), {args.seconds:.0f} s per route, one uvicorn worker, {os.cpu_count()} cores")
-        for label, backfill in (("no writes", False), ("during a concurrent rewrite loop", True)):
+            served.append((name, path, params))
+        clients = f"wrk, 2 threads" if args.client == "wrk" else f"{args.client_processes} processes of threads"
+        print(f"{args.clients} concurrent clients ({clients}), {args.seconds:.0f} s per route, one uvicorn worker, {os.cpu_count()} cores, "
+              f"{'distinct query strings' if args.miss else 'one query string'}, {'Cache-Control: no-cache (cache never answers)' if args.no_cache else 'response cache on'}")
+        print(f"server RSS after warm-up: {rss_mb(proc.pid)[0]:.0f} MB; load average {os.getloadavg()[0]:.2f}")
+        phases = (("no writes", False),) if args.no_rewrites else (("no writes", False), ("during a concurrent rewrite loop", True))
+        for label, backfill in phases:
             # spawn, not fork: this process already runs DuckDB threads, which a fork can deadlock.
             ctx = mp.get_context("spawn")
             stop, counter = ctx.Event(), ctx.Value("l", 0)
@@ -245,16 +376,25 @@ def main() -> None:
             if backfill:
                 writer = ctx.Process(target=rewrite_loop, args=(str(args.home), keys, args.models, stop, counter, args.rewrite_pause), daemon=True)
                 writer.start()
-                time.sleep(1.0)
+                # Measure only once the writer is rewriting (its start-up takes seconds on a busy machine).
+                deadline = time.monotonic() + 120
+                while counter.value == 0 and time.monotonic() < deadline:
+                    time.sleep(0.1)
             print(f"-- {label}")
-            for name, path, params in routes:
-                before = counter.value
-                r = hammer(args.port, path, params, args.clients, args.seconds, args.client_processes)
-                extra = f"  rewrite rounds meanwhile={counter.value - before} (each: predictions + scores partition + leaderboard)" if backfill else ""
-                print(f"{name:36s} {r['rps']:7.1f} req/s  p50={r['p50']:6.1f} ms  p99={r['p99']:6.1f} ms  max={r['max']:6.1f} ms  n={r['n']}  errors={r['errors']}{extra}")
+            for name, path, params in served:
+                before, cpu = counter.value, cpu_seconds(proc.pid)
+                r = hammer(args.port, path, params, args.clients, args.seconds, args.client_processes, args.miss, args.client, args.no_cache)
+                extra = f"  rewrites meanwhile={counter.value - before}" if backfill else ""
+                print(
+                    f"{name:36s} {r['rps']:7.1f} req/s  p50={r['p50']:6.1f} ms  p99={r['p99']:6.1f} ms  max={r['max']:6.1f} ms  n={r['n']}  "
+                    f"errors={r['errors']}  server cpu/req={(cpu_seconds(proc.pid) - cpu) / max(r['n'], 1) * 1000:.2f} ms  load={os.getloadavg()[0]:.2f}{extra}",
+                    flush=True,
+                )
             if writer is not None:
                 stop.set()
                 writer.join(30)
+        now, peak = rss_mb(proc.pid)
+        print(f"server RSS {now:.0f} MB (peak {peak:.0f} MB)")
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(10)

@@ -27,8 +27,6 @@ REFUSED: dict[str, str] = {
     "MODEL_SCORE_AGGREGATOR": "the contract's aggregate_snapshot",
     "LEADERBOARD_RANKER": "the contract's aggregation (ranking_key, ranking_direction)",
     "API_ROUTES_DIR": "API_CUSTOM_DIR",
-    "API_PUBLIC_PREFIXES": "API_READ_AUTH (the API's route tiers are fixed: docs/api.md)",
-    "API_ADMIN_PREFIXES": "API_KEY (admin routes always need it when set)",
     "MODEL_RUNNER_TIMEOUT_SECONDS": "MODEL_TIMEOUT_SECONDS",
     "GATEWAY_CERT_DIR": "SECURE_CERT_DIR (the orchestrator's mTLS mode; its Phala gateway mode is not supported)",
     "NETWORK": "nothing: checkpoints are submitted through the admin API, not by the node",

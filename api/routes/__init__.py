@@ -23,7 +23,8 @@ from api.routes import (
     snapshots,
 )
 
-# (router, tier): "public", or "read" (needs the key when API_READ_AUTH=true).
+# (router, tier): "public", "read" (needs the key when API_READ_AUTH=true) or "admin"; writes are
+# admin whatever the router's tier. API_PUBLIC_PREFIXES / API_ADMIN_PREFIXES override (api.auth).
 ROUTES = (
     (health.router, "public"),
     (info.router, "public"),
@@ -47,7 +48,8 @@ ROUTES = (
     (checkpoints.emissions_router, "public"),
     (ranks.payouts_router, "public"),
     (merkle.router, "public"),
+    (merkle.proof_router, "read"),  # a proof carries the snapshot's contents, as snapshots do
     (data.router, "read"),
-    (backfill.router, "public"),  # admin: every route takes AdminCaller itself
+    (backfill.router, "admin"),
 )
 ROUTERS = tuple(router for router, _ in ROUTES)

@@ -19,7 +19,7 @@ import duckdb
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from api import sql
-from api.auth import AdminCaller
+from api.auth import AdminCaller, IsAdmin, public_caller
 from api.deps import DbDep, LakeDep, NoExtraQuery, get_db_cursor
 from api.schemas import (
     CheckpointDetail,
@@ -44,7 +44,11 @@ emissions_router = APIRouter(prefix="/reports/emissions", tags=["checkpoints"])
 v1_router = APIRouter(prefix="/v1/reports/checkpoints", tags=["checkpoints"])
 
 _COLUMNS = ", ".join(f'"{name}"' for name in CheckpointSummary.model_fields)
-CheckpointId = Annotated[str, Path(min_length=1, max_length=64, description="CKP-<period start>, e.g. CKP-2026-11-15")]
+# Printable characters only: a NUL or a control character is a 422, never a query or a file name.
+CHECKPOINT_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+CheckpointId = Annotated[
+    str, Path(min_length=1, max_length=64, pattern=CHECKPOINT_ID_PATTERN, description="CKP-<period start>, e.g. CKP-2026-11-15")
+]
 _404 = {404: {"description": "no checkpoint with this id"}}
 
 
@@ -112,28 +116,29 @@ def _checkpoint_row(db: duckdb.DuckDBPyConnection, checkpoint_id: str) -> dict[s
     return found[0]
 
 
-def _history(db: duckdb.DuckDBPyConnection, checkpoint_id: str) -> list[CheckpointEvent]:
+def _history(db: duckdb.DuckDBPyConnection, checkpoint_id: str, admin: bool) -> list[CheckpointEvent]:
     found = sql.rows(
         db,
         "SELECT event_at, status, tx_hash, caller FROM checkpoint_events WHERE checkpoint_id = ? ORDER BY event_at",
         [checkpoint_id],
     )
-    return [CheckpointEvent(**row) for row in found]
+    # The caller's address is the operator's business: others see only how the call was made.
+    return [CheckpointEvent(**{**row, "caller": row["caller"] if admin else public_caller(row["caller"])}) for row in found]
 
 
-def _detail(db: duckdb.DuckDBPyConnection, checkpoint_id: str) -> CheckpointDetail:
+def _detail(db: duckdb.DuckDBPyConnection, checkpoint_id: str, admin: bool) -> CheckpointDetail:
     row = _checkpoint_row(db, checkpoint_id)
     return CheckpointDetail(
         **{name: row[name] for name in CheckpointSummary.model_fields},
         status_changed_at=row["status_changed_at"],
         entries=json.loads(row["entries"] or "[]"),
-        history=_history(db, checkpoint_id),
+        history=_history(db, checkpoint_id, admin),
     )
 
 
 @router.get("/{checkpoint_id}", response_model=CheckpointDetail, summary="One checkpoint with its status history", responses=_404)
-def get_checkpoint(db: DbDep, checkpoint_id: CheckpointId) -> CheckpointDetail:
-    return _detail(db, checkpoint_id)
+def get_checkpoint(db: DbDep, checkpoint_id: CheckpointId, admin: IsAdmin) -> CheckpointDetail:
+    return _detail(db, checkpoint_id, admin)
 
 
 def _emission(db: duckdb.DuckDBPyConnection, checkpoint_id: str | None) -> Emission:
@@ -202,6 +207,13 @@ def _record(lake, checkpoint_id: str, change: Change | None, caller: str, last_a
         lake.append_event("checkpoint_events", event_row(checkpoint_id, change, caller, at))
 
 
+def _known(request: Request, checkpoint_id: str) -> None:
+    """404 for an id no checkpoint has, before the write takes a lock: a lock file is only ever
+    named after a checkpoint that exists."""
+    with get_db_cursor(request) as db:
+        _checkpoint_row(db, checkpoint_id)
+
+
 def _state(db: duckdb.DuckDBPyConnection, checkpoint_id: str) -> tuple[CheckpointStatus, str | None, dt.datetime | None]:
     """(status, transaction, time of the newest event), as the lake's checkpoints view derives them."""
     row = _checkpoint_row(db, checkpoint_id)
@@ -223,6 +235,7 @@ def confirm(
             status_code=422,
             detail=[{"type": "value_error", "loc": ["body", "tx_hash"], "msg": f"tx_hash is not a Solana transaction signature: {problem}", "input": body.tx_hash}],
         )
+    _known(request, checkpoint_id)
     with lake.partition_lock("checkpoint_events", checkpoint_id):
         with get_db_cursor(request) as db:
             status, tx_hash, last_at = _state(db, checkpoint_id)
@@ -233,7 +246,7 @@ def confirm(
         _record(lake, checkpoint_id, change, caller, last_at)
         # A fresh cursor: the first event of a lake turns the events view from a stub into files.
         with get_db_cursor(request) as db:
-            return _detail(db, checkpoint_id)
+            return _detail(db, checkpoint_id, admin=True)
 
 
 @router.patch(
@@ -245,6 +258,7 @@ def confirm(
 def set_status(
     request: Request, lake: LakeDep, caller: AdminCaller, _: NoExtraQuery, checkpoint_id: CheckpointId, body: StatusRequest
 ) -> CheckpointDetail:
+    _known(request, checkpoint_id)
     with lake.partition_lock("checkpoint_events", checkpoint_id):
         with get_db_cursor(request) as db:
             status, tx_hash, last_at = _state(db, checkpoint_id)
@@ -256,4 +270,4 @@ def set_status(
             raise HTTPException(status_code=409, detail=str(exc)) from None
         _record(lake, checkpoint_id, change, caller, last_at)
         with get_db_cursor(request) as db:
-            return _detail(db, checkpoint_id)
+            return _detail(db, checkpoint_id, admin=True)

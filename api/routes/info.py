@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from api.auth import IsAdmin
 from api.routes.models import model_params
 from api.schemas import ContractInfo, Info
 
@@ -11,13 +12,13 @@ router = APIRouter(prefix="/info", tags=["health"])
 
 
 @router.get("", response_model=Info, summary="Node, contract and API configuration")
-def info(request: Request) -> Info:
+def info(request: Request, admin: IsAdmin) -> Info:
     app = request.app
     contract, settings = app.state.contract, app.state.settings
     return Info(
         name="coordinator-dagster",
         version=app.version,
-        lake=str(app.state.lake.root),
+        lake=str(app.state.lake.root) if admin else None,
         auth={"admin_key_required": settings.api_key is not None, "read_key_required": settings.api_key is not None and settings.read_auth},
         contract=ContractInfo(
             scopes=model_params(request),

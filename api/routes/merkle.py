@@ -12,11 +12,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from api import sql
-from api.deps import DbDep
+from api.deps import DbDep, IsoDateTime
 from api.schemas import MerkleCycle, MerkleProofAnswer, MerkleTree
 from coordinator_dagster.scoring.merkle import CheckpointTree, build_checkpoint_tree, proof_for
 
 router = APIRouter(prefix="/reports/merkle", tags=["merkle"])
+# Proofs hand out each snapshot's contents: the read tier, like /reports/snapshots.
+proof_router = APIRouter(prefix="/reports/merkle", tags=["merkle"])
 
 _NOT_FOUND = {404: {"description": "no such checkpoint or snapshot"}, 409: {"description": "snapshots changed since the checkpoint"}}
 
@@ -46,7 +48,9 @@ def _tree(db: DbDep, checkpoint_id: str) -> tuple[dict[str, Any], CheckpointTree
 
 
 @router.get("/checkpoints/{checkpoint_id}", response_model=MerkleTree, summary="A checkpoint's Merkle root and cycles", responses=_NOT_FOUND)
-def get_tree(db: DbDep, checkpoint_id: Annotated[str, Path(description="e.g. CKP-2026-11-15")]) -> MerkleTree:
+def get_tree(
+    db: DbDep, checkpoint_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$", description="e.g. CKP-2026-11-15")]
+) -> MerkleTree:
     checkpoint, tree = _tree(db, checkpoint_id)
     return MerkleTree(
         checkpoint_id=checkpoint_id,
@@ -58,12 +62,12 @@ def get_tree(db: DbDep, checkpoint_id: Annotated[str, Path(description="e.g. CKP
     )
 
 
-@router.get("/proof", response_model=MerkleProofAnswer, summary="Proof that one snapshot is in a checkpoint", responses=_NOT_FOUND)
+@proof_router.get("/proof", response_model=MerkleProofAnswer, summary="Proof that one snapshot is in a checkpoint", responses=_NOT_FOUND)
 def get_proof(
     db: DbDep,
-    checkpoint_id: Annotated[str, Query(description="e.g. CKP-2026-11-15")],
-    model_id: Annotated[str, Query(min_length=1)],
-    period_start: Annotated[dt.datetime, Query(description="the snapshot's hour, ISO-8601 (UTC when no offset)")],
+    checkpoint_id: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$", description="e.g. CKP-2026-11-15")],
+    model_id: Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")],
+    period_start: Annotated[IsoDateTime, Query(description="the snapshot's hour, ISO-8601 (UTC when no offset)")],
 ) -> MerkleProofAnswer:
     checkpoint, tree = _tree(db, checkpoint_id)
     if period_start.tzinfo is None:

@@ -1,16 +1,20 @@
 """The lake for a long-lived reader (the report API): one shared DuckDB connection handing out
-cursors, and reads retried when a partition is replaced under them.
+cursors, the small tables held in memory (`memory.py`), and reads retried when a partition is
+replaced under them.
 
 Nothing here locks the lake: writers never wait for readers.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import TYPE_CHECKING
 
 import duckdb
+
+from coordinator_dagster.lake.memory import SMALL_TABLES, WINDOW_RECHECK_SECONDS, MemoryTables
 
 if TYPE_CHECKING:
     from coordinator_dagster.lake.views import LakeViews
@@ -44,38 +48,49 @@ class LakeReader:
     """One shared in-memory DuckDB for a long-lived reader (the API), handing out cursors.
 
     Opening a connection and binding a dozen views costs tens of milliseconds; a cursor on a
-    shared connection costs microseconds. Views
-    over a table that had no files are typed stubs, so the views are rebuilt once such a table
-    gains its first file. Nothing here locks the lake: writers never wait for readers.
+    shared connection costs microseconds. Views over a table that had no files are typed stubs,
+    so the views are rebuilt once such a table gains its first file; the small tables are
+    reloaded into memory when their files change (both checked before each cursor is handed out).
+    Nothing here locks the lake: writers never wait for readers.
     """
 
-    def __init__(self, lake: LakeViews):
+    def __init__(self, lake: LakeViews, in_memory: tuple[str, ...] = SMALL_TABLES, window_recheck: float = WINDOW_RECHECK_SECONDS):
         self.lake = lake
         self._lock = threading.Lock()
         self._con = duckdb.connect(":memory:")
-        self._con.execute("SET TimeZone = 'UTC'")
+        # GLOBAL: every cursor inherits it (a per-cursor SET costs a statement per request).
+        self._con.execute("SET GLOBAL TimeZone = 'UTC'")
         # Partitions are replaced by rename, possibly several times within the file system's
         # timestamp granularity. DuckDB's file caches key on path and modification time, so a
         # cached block or footer could belong to a file that was replaced: keep them off.
         self._con.execute("SET enable_external_file_cache = false")
         self._con.execute("SET parquet_metadata_cache = false")
-        self._empty: set[str] = set()
+        self._memory = MemoryTables(lake, self._con, in_memory, window_recheck)
+        self._empty: dict[str, str] = {}  # tables without files -> their folder
         self._rebuild()
+        for name in self._memory.names:
+            self._memory.load(name)
 
     def _rebuild(self) -> None:
-        empty = {name for name in self.lake.tables if not self.lake.has_files(name)}
+        empty = {name for name in self.lake.tables if name not in self._memory.names and not self.lake.has_files(name)}
         for statement in self.lake.view_statements():
             self._con.execute(statement)
-        self._empty = empty
+        self._memory.repoint()
+        self._empty = {name: str(self.lake.table_dir(name)) for name in empty}
+
+    def _gained_files(self) -> bool:
+        # A table without a folder has no files: one cheap check before the glob.
+        return any(os.path.isdir(folder) and self.lake.has_files(name) for name, folder in self._empty.items())
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        if any(self.lake.has_files(name) for name in self._empty):
+        stale = self._memory.stale()
+        if stale or self._gained_files():
             with self._lock:
-                if any(self.lake.has_files(name) for name in self._empty):
+                if self._gained_files():
                     self._rebuild()
-        cursor = self._con.cursor()
-        cursor.execute("SET TimeZone = 'UTC'")
-        return cursor
+                for name in stale:
+                    self._memory.load(name)
+        return self._con.cursor()
 
     def close(self) -> None:
         self._con.close()

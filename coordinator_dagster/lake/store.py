@@ -2,8 +2,9 @@
 
 It is assembled from one module per concern, each saying what it holds: `layout` (tables and
 where their files live), `writes` (atomic partition writes, events, locks), `reads` (partitions
-into polars frames), `views` (DuckDB views, derived statuses, the catalog file) and `reader`
-(the API's shared connection with retried reads).
+into polars frames), `views` (DuckDB views, derived statuses, the catalog file), `reader`
+(the API's shared connection with retried reads) and `memory` (the small tables that reader holds
+in memory, and the file identities that say when to reload them).
 """
 
 from __future__ import annotations

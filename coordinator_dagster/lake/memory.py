@@ -1,0 +1,180 @@
+"""The small lake tables held in memory by a long-lived reader (the report API), and the file
+identities that say when a copy is out of date.
+
+The leaderboard, the model registry, the checkpoints and their events are a few files of at most
+a few thousand rows that every dashboard page reads; scanning their Parquet files on every
+request costs milliseconds of the request's budget. Snapshots (one row per model per hour, about
+440,000 rows and a few tens of MB a year for 50 models) are aggregated by the model charts over
+every hour; they are held too, and kept current file by file: a replaced hour is deleted and read
+again in one transaction, the other hours stay. `MemoryTables` loads each into a table of
+the reader's in-memory DuckDB and points the table's `raw_<name>` view at it, so every view and
+query over them stays as it is. Before a cursor is handed out the files' identities (inode,
+size, mtime, ctime: one `stat` per file; an event table's folder listing) are compared with the
+ones loaded: a partition replaced by a run or a new checkpoint event is read again before the
+next query, so an answer is never older than the files and the API reads its own writes.
+
+A full load creates a table under a new generation-numbered name, then repoints the view; a
+file-by-file update is one transaction. Either way a query already running keeps what it bound
+(DuckDB's MVCC), and no writer ever waits for a reader. Predictions and scores stay on their
+files: they are millions of rows, and their pages read only the hours they need.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from coordinator_dagster.lake.layout import scan_event_files, scan_period_files, scan_window_folders
+
+if TYPE_CHECKING:
+    from coordinator_dagster.lake.views import LakeViews
+
+SMALL_TABLES = ("leaderboard", "models", "checkpoints", "checkpoint_events", "snapshots")
+LOAD_ATTEMPTS = 5
+# Listing an hourly table's folders costs about a millisecond per thousand hours, more than the
+# rest of a small request: an hourly table's files are looked at again at most this often, so its
+# copy may lag a rewrite by that long (as the API's response cache does). The others (a handful
+# of files, and the checkpoint events the API itself writes) are checked on every use.
+WINDOW_RECHECK_SECONDS = 0.02
+
+
+def stat_identity(path: str) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def table_identity(lake: LakeViews, name: str) -> tuple:
+    """Identities of every file of a table, in a stable order; os.scandir, not glob (~5× cheaper)."""
+    base = lake.table_dir(name)
+    layout = lake.table(name).layout
+    if layout == "window":
+        return tuple((f.path, stat_identity(f.path)) for f in scan_window_folders(base))
+    if layout == "period":
+        return tuple((path, stat_identity(path)) for path in scan_period_files(base))
+    if layout == "single":
+        path = str(lake.partition_path(name))
+        return ((path, stat_identity(path)),)
+    names = scan_event_files(base)  # events: files are only ever added
+    return ((len(names), names[-1] if names else None),)
+
+
+def _read_files(paths: list[str]) -> str:
+    """SQL reading exactly these hourly files, with their hive columns (as the lake's glob view
+    has them) and each row's file name."""
+    listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+    return f"SELECT * FROM read_parquet([{listed}], hive_partitioning=true, filename=true)"
+
+
+class MemoryTables:
+    """In-memory copies of `names` in `con`'s database. Not thread-safe by itself: the owner
+    (`LakeReader`) calls `stale()` freely and `load()` under its lock."""
+
+    def __init__(
+        self,
+        lake: LakeViews,
+        con: duckdb.DuckDBPyConnection,
+        names: tuple[str, ...] = SMALL_TABLES,
+        window_recheck: float = WINDOW_RECHECK_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.lake = lake
+        self.con = con
+        self.names = tuple(n for n in names if n in lake.tables)
+        self.window_recheck = window_recheck
+        self.clock = clock
+        self._loaded: dict[str, tuple[tuple, str]] = {}  # name -> (identity, table holding it)
+        self._checked: dict[str, float] = {}  # hourly tables: when their files were last listed
+        self._generation = 0
+
+    def stale(self) -> list[str]:
+        now = self.clock()
+        found = []
+        for name in self.names:
+            loaded = self._loaded.get(name)
+            if loaded is not None and self.lake.table(name).layout == "window":
+                if now - self._checked.get(name, float("-inf")) < self.window_recheck:
+                    continue
+                self._checked[name] = now
+            if loaded is None or loaded[0] != table_identity(self.lake, name):
+                found.append(name)
+        return found
+
+    def load(self, name: str) -> None:
+        """Bring the in-memory copy of `name` up to its files and point `raw_<name>` at it."""
+        identity = table_identity(self.lake, name)  # taken first: a change mid-load reloads next time
+        previous = self._loaded.get(name)
+        if previous is not None and previous[0] == identity:
+            return
+        by_file = self._by_file(name, identity, previous)
+        if by_file:
+            self._retry(lambda: self._update_files(previous[1], previous[0], identity))
+            self._loaded[name] = (identity, previous[1])
+            return
+        self._generation += 1
+        table = f"memory_{name}_{self._generation}"
+        self._retry(lambda: self.con.execute(f"CREATE TABLE {table} AS {self._source(name, identity)}"), cleanup=f"DROP TABLE IF EXISTS {table}")
+        # The file name column only serves the file-by-file updates; the view is the table's own.
+        columns = "* EXCLUDE (filename)" if self._has_files(name, identity) and self.lake.table(name).layout == "window" else "*"
+        self.con.execute(f"CREATE OR REPLACE VIEW raw_{name} AS SELECT {columns} FROM {table}")
+        self._loaded[name] = (identity, table)
+        if previous is not None:
+            self.con.execute(f"DROP TABLE IF EXISTS {previous[1]}")
+
+    def _has_files(self, name: str, identity: tuple) -> bool:
+        return any(stat is not None for _, stat in identity) if self.lake.table(name).layout == "window" else self.lake.has_files(name)
+
+    def _by_file(self, name: str, identity: tuple, previous: tuple[tuple, str] | None) -> bool:
+        """Whether an hourly table can be brought up to date file by file (it had files, still has)."""
+        return (
+            self.lake.table(name).layout == "window"
+            and previous is not None
+            and self._has_files(name, previous[0])
+            and self._has_files(name, identity)
+        )
+
+    def _source(self, name: str, identity: tuple) -> str:
+        if self.lake.table(name).layout != "window" or not self._has_files(name, identity):
+            return self.lake._source_sql(name)
+        return _read_files([path for path, stat in identity if stat is not None])
+
+    def _update_files(self, table: str, before: tuple, after: tuple) -> None:
+        old, new = dict(before), dict(after)
+        gone = [path for path, stat in old.items() if new.get(path) != stat]
+        fresh = [path for path, stat in new.items() if stat is not None and old.get(path) != stat]
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            if gone:
+                self.con.execute(f"DELETE FROM {table} WHERE filename IN (SELECT unnest(?::VARCHAR[]))", [gone])
+            if fresh:
+                self.con.execute(f"INSERT INTO {table} BY NAME {_read_files(fresh)}")
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+
+    def _retry(self, action, cleanup: str | None = None) -> None:
+        for attempt in range(LOAD_ATTEMPTS):
+            try:
+                action()
+                return
+            except (duckdb.BinderException, duckdb.ParserException, duckdb.CatalogException):
+                raise
+            except duckdb.Error:
+                # A partition replaced mid-read (see reader.fetch_with_retry); the rename is atomic.
+                if cleanup:
+                    self.con.execute(cleanup)
+                if attempt == LOAD_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.002 * 2**attempt)
+
+    def repoint(self) -> None:
+        """After the lake's views were recreated over the files: back to the loaded copies."""
+        for name, (_, table) in self._loaded.items():
+            self.con.execute(f"CREATE OR REPLACE VIEW raw_{name} AS SELECT * FROM {table}")

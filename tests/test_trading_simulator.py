@@ -1,0 +1,228 @@
+"""The trading simulator: the issue's worked example, partial closes, reversals, limits, the
+signal modes and replay determinism."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+import polars as pl
+import pytest
+
+from coordinator_dagster.scoring.trading import CostModel, TradingConfig, replay
+from coordinator_dagster.scoring.trading.book import POSITION_LIMIT, PORTFOLIO_LIMIT, Book
+from coordinator_dagster.scoring.trading.replay import NO_PRICE
+from coordinator_dagster.scoring.trading.signals import SignalError, order_size
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+DAY = dt.timedelta(days=1)
+D = Decimal
+BIG = TradingConfig(signal_mode="order", max_position_size=D(10_000), max_portfolio_size=D(20_000))
+
+
+def feed(*rows: tuple[dt.datetime, str, float]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"subject": [r[1] for r in rows], "ts_event": [r[0] for r in rows], "close": [r[2] for r in rows]},
+        schema={"subject": pl.String, "ts_event": pl.Datetime("us", "UTC"), "close": pl.Float64},
+    )
+
+
+def predictions(*rows: tuple[dt.datetime, str, str, dict | None], status: dict[int, str] | None = None) -> pl.DataFrame:
+    status = status or {}
+    return pl.DataFrame(
+        {
+            "prediction_id": [f"p{i:03d}" for i in range(len(rows))],
+            "model_id": [r[1] for r in rows],
+            "subject": [r[2] for r in rows],
+            "round_ts": [r[0] for r in rows],
+            "status": [status.get(i, "PENDING") for i in range(len(rows))],
+            "output": [json.dumps(r[3]) if r[3] is not None else None for r in rows],
+        },
+        schema={"round_ts": pl.Datetime("us", "UTC")} | {k: pl.String for k in ("prediction_id", "model_id", "subject", "status", "output")},
+    )
+
+
+def row_at(frame: pl.DataFrame, model_id: str, at: dt.datetime) -> dict:
+    return frame.filter(model_id=model_id, at=at).row(0, named=True)
+
+
+def test_worked_example_long_marked_then_partly_closed():
+    """Long 1000 @ 100, marked at 110 a day later (fee 0.1 %, spread 0.01 %, carry 10.95 %/yr):
+    unrealized 100, fees 1.1, carry 0.3, net 98.6. Then short 400 @ 120 a day after that:
+    realized 400 × 20 / 100 = 80, fees 1.1 + 0.44 = 1.54, long 600 left (unrealized 120), carry
+    0.3 + 0.3 = 0.6, net 120 + 80 − 1.54 − 0.6 = 197.86."""
+    prices = feed((T0, "BTC", 100.0), (T0 + DAY, "BTC", 110.0), (T0 + 2 * DAY, "BTC", 120.0))
+    orders = predictions(
+        (T0, "m1", "BTC", {"action": "buy", "amount": 1000}),
+        (T0 + 2 * DAY, "m1", "BTC", {"action": "sell", "amount": 400}),
+    )
+    result = replay(orders, prices, BIG)
+
+    day1 = row_at(result.pnl, "m1", T0 + DAY)
+    assert (day1["unrealized_pnl"], day1["total_fees"], day1["total_carry_costs"], day1["net_pnl"]) == (D("100"), D("1.1"), D("0.3"), D("98.6"))
+    assert day1["realized_pnl"] == 0 and day1["open_position_count"] == 1
+
+    day2 = row_at(result.pnl, "m1", T0 + 2 * DAY)
+    assert day2["realized_pnl"] == D("80")
+    assert day2["total_fees"] == D("1.54")
+    assert day2["exposure"] == D("600")
+    assert day2["unrealized_pnl"] == D("120")
+    assert day2["total_carry_costs"] == D("0.6")
+    assert day2["net_pnl"] == D("197.86")
+
+    sell = result.fills.filter(prediction_id="p001").row(0, named=True)
+    assert (sell["requested"], sell["filled"], sell["closed"], sell["fee"], sell["realized_pnl"], sell["reason"]) == (D(-400), D(-400), D(400), D("0.44"), D(80), None)
+
+
+def test_reversal_closes_then_opens_the_other_way_at_the_order_price():
+    book = Book(CostModel(), D(10_000), D(20_000))
+    book.order("BTC", D(1000), D(100), T0)
+    fill = book.order("BTC", D(-1500), D(90), T0)
+    assert fill.realized_pnl == D(-100)  # 1000 × (90 − 100) / 100
+    assert fill.closed == D(1000) and fill.filled == D(-1500)
+    assert fill.fee == D("1.65")  # the whole 1500 pays fee and spread
+    short = book.positions["BTC"]
+    assert (short.size, short.entry_price) == (D(-500), D(90))
+    book.mark("BTC", D(81), T0)
+    assert book.totals().unrealized_pnl == D(50)  # short 500 from 90 to 81: +10 %
+
+
+def test_partial_close_moves_its_share_of_carry_and_keeps_the_entry():
+    book = Book(CostModel(trading_fee_pct=D(0), spread_pct=D(0)), D(10_000), D(20_000))
+    book.order("BTC", D(1000), D(100), T0)
+    fill = book.order("BTC", D(-250), D(104), T0 + DAY)  # carry accrued up to the order: 0.3
+    assert fill.realized_pnl == D(10)
+    position = book.positions["BTC"]
+    assert (position.size, position.entry_price) == (D(750), D(100))
+    assert book.closed_carry == D("0.075") and position.carry == D("0.225")
+    assert book.totals().total_carry_costs == D("0.3")
+
+
+def test_adding_to_a_position_averages_the_entry_by_units():
+    """100 @ 100 (1 unit) + 100 @ 200 (0.5 unit): entry 200 / 1.5; marked at 200 the PnL is the
+    sum of the pieces, 100 + 0 (an arithmetic-mean entry of 150 would say 66.67)."""
+    book = Book(CostModel(), D(10_000), D(20_000))
+    book.order("BTC", D(100), D(100), T0)
+    book.order("BTC", D(100), D(200), T0)
+    book.mark("BTC", D(200), T0)
+    assert book.totals().unrealized_pnl.quantize(D("1e-20")) == D(100)
+
+
+def test_position_limit_cuts_the_opening_part_only():
+    book = Book(CostModel(), D(10), D(20))
+    first = book.order("BTC", D(15), D(100), T0)
+    assert (first.filled, first.limited_by) == (D(10), POSITION_LIMIT)
+    again = book.order("BTC", D(5), D(100), T0)
+    assert (again.filled, again.limited_by) == (D(0), POSITION_LIMIT)
+    assert again.fee == 0
+    # A full-size reversal at the limit closes 10 and opens 10 the other way.
+    flip = book.order("BTC", D(-20), D(100), T0)
+    assert (flip.closed, flip.filled, flip.limited_by) == (D(10), D(-20), None)
+    assert book.positions["BTC"].size == D(-10)
+
+
+def test_portfolio_limit_counts_every_position_of_the_model():
+    book = Book(CostModel(), D(10), D(20))
+    book.order("BTC", D(10), D(100), T0)
+    book.order("ETH", D(-8), D(10), T0)
+    third = book.order("SOL", D(5), D(1), T0)
+    assert (third.filled, third.limited_by) == (D(2), PORTFOLIO_LIMIT)
+    assert book.exposure() == D(20)
+    # Closing is never limited, and frees room.
+    assert book.order("BTC", D(-10), D(100), T0).filled == D(-10)
+    assert book.order("SOL", D(8), D(1), T0).filled == D(8)
+
+
+@pytest.mark.parametrize(
+    ("mode", "output", "current", "expected"),
+    [
+        ("order", {"action": "buy", "amount": 5}, D(0), D(5)),
+        ("order", {"action": "sell", "amount": 2.5}, D(3), D("-2.5")),
+        ("order", {"action": "sell", "amount": 0}, D(3), D(0)),
+        ("delta", {"direction": "short", "leverage": 4}, D(1), D(-4)),
+        ("delta", {"direction": "long", "leverage": -1}, D(1), D(0)),
+        ("target", {"signal": 3}, D(5), D(-2)),
+        ("target", {"signal": -2}, D(5), D(-7)),
+        ("target", {"signal": 0}, D(-4), D(4)),
+    ],
+)
+def test_signal_modes(mode, output, current, expected):
+    assert order_size(mode, output, current) == expected
+
+
+@pytest.mark.parametrize(
+    ("mode", "output"),
+    [
+        ("order", {"action": "hold", "amount": 1}),
+        ("order", {"action": "buy"}),
+        ("delta", {"direction": "up", "leverage": 1}),
+        ("target", {"signal": "nan"}),
+        ("target", {"signal": True}),
+        ("target", {}),
+    ],
+)
+def test_unreadable_signals_are_refused(mode, output):
+    with pytest.raises(SignalError):
+        order_size(mode, output, D(0))
+
+
+def test_target_mode_replay_and_orders_that_cannot_trade():
+    config = TradingConfig(signal_mode="target", max_position_size=D(10), max_portfolio_size=D(20))
+    prices = feed((T0 + DAY, "ETH", 10.0), (T0 + 2 * DAY, "ETH", 11.0))
+    orders = predictions(
+        (T0, "m1", "ETH", {"signal": 4}),  # before the first price
+        (T0 + DAY, "m1", "ETH", {"signal": 4}),
+        (T0 + DAY, "m2", "ETH", {"wrong": 1}),
+        (T0 + 2 * DAY, "m1", "ETH", {"signal": -6}),
+        (T0 + 2 * DAY, "m2", "ETH", {"signal": 5}),
+        status={4: "FAILED"},
+    )
+    result = replay(orders, prices, config)
+    reasons = dict(zip(result.fills["prediction_id"], result.fills["reason"], strict=True))
+    assert reasons["p000"] == NO_PRICE
+    assert "'signal' must be a number" in reasons["p002"]
+    assert "p004" not in reasons  # a FAILED prediction is not an order
+    flip = result.fills.filter(prediction_id="p003").row(0, named=True)
+    assert (flip["requested"], flip["realized_pnl"]) == (D(-10), D("0.4"))  # 4 × 10 %
+    end = row_at(result.pnl, "m1", T0 + 2 * DAY)
+    assert end["exposure"] == D(6) and end["open_position_count"] == 1
+    m2 = row_at(result.pnl, "m2", T0 + 2 * DAY)
+    assert (m2["net_pnl"], m2["open_position_count"]) == (D(0), 0)
+
+
+def test_price_subjects_map_predictions_to_the_feed():
+    config = TradingConfig(signal_mode="order", max_position_size=D(1000), max_portfolio_size=D(1000), price_subjects={"BTC": "BTCUSDT"})
+    prices = feed((T0, "BTCUSDT", 100.0), (T0 + DAY, "BTCUSDT", 105.0))
+    result = replay(predictions((T0, "m1", "BTC", {"action": "buy", "amount": 100})), prices, config)
+    assert row_at(result.pnl, "m1", T0 + DAY)["unrealized_pnl"] == D(5)
+
+
+def _random_session(seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    import random
+
+    rng = random.Random(seed)
+    price_rows, order_rows = [], []
+    prices = {"BTC": 100.0, "ETH": 10.0}
+    for minute in range(240):
+        at = T0 + dt.timedelta(minutes=minute)
+        for subject in prices:
+            prices[subject] = round(prices[subject] * (1 + rng.uniform(-0.01, 0.01)), 4)
+            price_rows.append((at, subject, prices[subject]))
+        if minute % 15 == 0:
+            for model in ("m1", "m2", "m3"):
+                order_rows.append((at, model, rng.choice(list(prices)), {"signal": round(rng.uniform(-12, 12), 3)}))
+    return predictions(*order_rows), feed(*price_rows)
+
+
+def test_replay_is_byte_identical_and_ignores_row_order():
+    orders, prices = _random_session(7)
+    config = TradingConfig()
+    first = replay(orders, prices, config)
+    second = replay(orders.sample(fraction=1.0, shuffle=True, seed=1), prices.sample(fraction=1.0, shuffle=True, seed=2), config)
+    assert first.pnl.write_csv().encode() == second.pnl.write_csv().encode()
+    assert first.fills.write_csv().encode() == second.fills.write_csv().encode()
+    assert first.pnl.height == 240 * 3 and first.pnl["net_pnl"].dtype == pl.Decimal(38, 12)
+    # Every row's net PnL is its parts, exactly.
+    parts = first.pnl.select((pl.col("unrealized_pnl") + pl.col("realized_pnl") - pl.col("total_fees") - pl.col("total_carry_costs") - pl.col("net_pnl")).abs().max()).item()
+    assert parts <= D("4e-12")  # each column rounded to 12 places on its own

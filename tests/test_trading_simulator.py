@@ -226,3 +226,37 @@ def test_replay_is_byte_identical_and_ignores_row_order():
     # Every row's net PnL is its parts, exactly.
     parts = first.pnl.select((pl.col("unrealized_pnl") + pl.col("realized_pnl") - pl.col("total_fees") - pl.col("total_carry_costs") - pl.col("net_pnl")).abs().max()).item()
     assert parts <= D("4e-12")  # each column rounded to 12 places on its own
+
+
+def test_performance_figures():
+    from coordinator_dagster.scoring.trading.performance import hit_rate, max_drawdown, sortino_ratio
+
+    series = [D(0), D(10), D(4), D(12), D(2), D(5)]
+    assert max_drawdown(series) == D(10)  # 12 → 2
+    assert max_drawdown([D(-1), D(-3)]) == D(2)
+    # changes 10, −6, 8, −10, 3: mean 1, downside √((36 + 100) / 5) = √27.2
+    assert sortino_ratio(series) == pytest.approx(1 / 27.2**0.5)
+    assert sortino_ratio([D(1), D(2), D(3)]) is None
+    assert hit_rate([D(1), D(-1), D(0), D(2)]) == 0.5
+    assert hit_rate([]) is None
+
+
+def test_summary_ranks_by_exact_net_pnl():
+    from coordinator_dagster.scoring.trading.performance import summary
+
+    prices = feed((T0, "BTC", 100.0), (T0 + DAY, "BTC", 110.0), (T0 + 2 * DAY, "BTC", 120.0))
+    orders = predictions(
+        (T0, "m1", "BTC", {"action": "buy", "amount": 1000}),
+        (T0 + 2 * DAY, "m1", "BTC", {"action": "sell", "amount": 400}),
+        (T0, "m2", "BTC", {"action": "sell", "amount": 1000}),
+        (T0, "m3", "BTC", {"action": "sell", "amount": 1000}),
+    )
+    table = summary(replay(orders, prices, BIG))
+    assert table["model_id"].to_list() == ["m1", "m2", "m3"]
+    assert table["rank"].to_list() == [1, 2, 2]  # m2 and m3 tie exactly
+    m1 = table.row(0, named=True)
+    assert (m1["net_pnl"], m1["realized_pnl"], m1["trade_count"], m1["hit_rate"], m1["max_drawdown"]) == (D("197.86"), D(80), 1, 1.0, D(0))
+    m2 = table.row(1, named=True)
+    assert m2["net_pnl"] == D("-200") - D("1.1") - D("0.6")
+    assert m2["max_drawdown"] == D("201.7") - D("1.1")  # from −1.1 on day 0 to −201.7
+    assert m2["hit_rate"] is None

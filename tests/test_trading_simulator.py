@@ -4,6 +4,7 @@ signal modes and replay determinism."""
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 from decimal import Decimal
 
@@ -11,6 +12,7 @@ import polars as pl
 import pytest
 
 from coordinator_dagster.scoring.trading import CostModel, TradingConfig, replay
+from coordinator_dagster.scoring.trading import performance
 from coordinator_dagster.scoring.trading.book import POSITION_LIMIT, PORTFOLIO_LIMIT, Book
 from coordinator_dagster.scoring.trading.replay import NO_PRICE
 from coordinator_dagster.scoring.trading.signals import SignalError, order_size
@@ -222,6 +224,11 @@ def test_replay_is_byte_identical_and_ignores_row_order():
     second = replay(orders.sample(fraction=1.0, shuffle=True, seed=1), prices.sample(fraction=1.0, shuffle=True, seed=2), config)
     assert first.pnl.write_csv().encode() == second.pnl.write_csv().encode()
     assert first.fills.write_csv().encode() == second.fills.write_csv().encode()
+    # The caller's decimal context changes nothing: the simulation has its own.
+    with decimal.localcontext(decimal.Context(prec=6, rounding=decimal.ROUND_DOWN)):
+        third = replay(orders, prices, config)
+    assert first.pnl.write_csv() == third.pnl.write_csv()
+    assert performance.summary(first).write_csv() == performance.summary(third).write_csv()
     assert first.pnl.height == 240 * 3 and first.pnl["net_pnl"].dtype == pl.Decimal(38, 12)
     # Every row's net PnL is its parts, exactly.
     parts = first.pnl.select((pl.col("unrealized_pnl") + pl.col("realized_pnl") - pl.col("total_fees") - pl.col("total_carry_costs") - pl.col("net_pnl")).abs().max()).item()

@@ -198,7 +198,7 @@ def house_price_score(prediction: Mapping[str, Any], ground_truth: Mapping[str, 
     predicted = Decimal(repr(float(prediction.get("prediction", 0.0))))
     if price <= 0:
         return {"value": None, "success": False, "failed_reason": "actual price is zero or negative"}
-    error = _CONTEXT.divide(abs(_CONTEXT.subtract(predicted, price)), price)
+    error = _CONTEXT.divide(_CONTEXT.abs(_CONTEXT.subtract(predicted, price)), price)
     value = max(Decimal(0), _CONTEXT.subtract(Decimal(1), error))
     return {"value": float(value), "prediction": float(predicted), "actual_price": float(price), "pct_error": float(error), "success": True, "failed_reason": None}
 

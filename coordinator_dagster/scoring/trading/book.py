@@ -102,7 +102,7 @@ class Book:
         total = ZERO
         for subject, position in self.positions.items():
             if subject != excluding:
-                total = C.add(total, abs(position.size))
+                total = C.add(total, C.abs(position.size))
         return total
 
     def accrue(self, at: dt.datetime) -> None:
@@ -132,8 +132,8 @@ class Book:
         current = position.size if position is not None else ZERO
         sign = 1 if requested > 0 else -1
         against = current != 0 and (current > 0) != (requested > 0)
-        closed = min(abs(requested), abs(current)) if against else ZERO
-        opening = C.subtract(abs(requested), closed)
+        closed = min(C.abs(requested), C.abs(current)) if against else ZERO
+        opening = C.subtract(C.abs(requested), closed)
         opened, limited_by = self._room(subject, opening, against=against, current=current)
         filled_abs = C.add(closed, opened)
         fee = self.cost_model.order_cost(filled_abs)
@@ -158,7 +158,7 @@ class Book:
         if opening <= 0:
             return ZERO, None
         # After a full close the position is flat; otherwise the opening adds to |current|.
-        held = ZERO if against else abs(current)
+        held = ZERO if against else C.abs(current)
         position_room = max(ZERO, C.subtract(self.max_position_size, held))
         portfolio_room = max(ZERO, C.subtract(self.max_portfolio_size, C.add(self.exposure(excluding=subject), held)))
         allowed = min(opening, position_room, portfolio_room)
@@ -168,8 +168,8 @@ class Book:
 
     def _close(self, position: Position | None, closed: Decimal, price: Decimal) -> Decimal:
         assert position is not None
-        share = C.divide(closed, abs(position.size))
-        closed_signed = closed if position.size > 0 else -closed
+        share = C.divide(closed, C.abs(position.size))
+        closed_signed = closed if position.size > 0 else C.minus(closed)
         pnl = C.divide(C.multiply(closed_signed, C.subtract(price, position.entry_price)), position.entry_price)
         self.realized = C.add(self.realized, pnl)
         moved = position.carry if share == 1 else C.multiply(position.carry, share)
@@ -186,9 +186,9 @@ class Book:
         if position is None:
             self.positions[subject] = Position(subject=subject, size=size, entry_price=price, price=price, accrued_to=at)
             return
-        units = C.add(C.divide(abs(position.size), position.entry_price), C.divide(abs(size), price))
+        units = C.add(C.divide(C.abs(position.size), position.entry_price), C.divide(C.abs(size), price))
         position.size = C.add(position.size, size)
-        position.entry_price = C.divide(abs(position.size), units)
+        position.entry_price = C.divide(C.abs(position.size), units)
         position.price = price
 
     def totals(self) -> BookTotals:

@@ -51,12 +51,12 @@ class CostModel:
     def order_cost(self, size: Decimal) -> Decimal:
         """Fee plus spread paid on trading `size` notional, in either direction."""
         c = SIMULATION_CONTEXT
-        return c.multiply(c.add(self.trading_fee_pct, self.spread_pct), abs(size))
+        return c.multiply(c.add(self.trading_fee_pct, self.spread_pct), c.abs(size))
 
     def carry_cost(self, size: Decimal, seconds: Decimal) -> Decimal:
         """Carry on `size` notional held for `seconds`: annual rate × |size| × seconds / year."""
         c = SIMULATION_CONTEXT
-        return c.divide(c.multiply(c.multiply(self.carry_annual_pct, abs(size)), seconds), Decimal(SECONDS_PER_YEAR))
+        return c.divide(c.multiply(c.multiply(self.carry_annual_pct, c.abs(size)), seconds), Decimal(SECONDS_PER_YEAR))
 
 
 @dataclass(frozen=True)

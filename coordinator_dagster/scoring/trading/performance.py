@@ -58,9 +58,16 @@ def sortino_ratio(series: Sequence[Decimal]) -> float | None:
     if not downside:
         return None
     n = Decimal(len(changes))
-    mean = C.divide(sum(changes, Decimal(0)), n)
-    deviation = C.sqrt(C.divide(sum((C.multiply(d, d) for d in downside), Decimal(0)), n))
+    mean = C.divide(_total(changes), n)
+    deviation = C.sqrt(C.divide(_total([C.multiply(d, d) for d in downside]), n))
     return float(C.divide(mean, deviation))
+
+
+def _total(values: Sequence[Decimal]) -> Decimal:
+    total = Decimal(0)
+    for value in values:
+        total = C.add(total, value)
+    return total
 
 
 def hit_rate(realized: Sequence[Decimal]) -> float | None:
@@ -88,7 +95,10 @@ def summary(result: TradingReplay) -> pl.DataFrame:
             }
         )
     # Ranked on the exact Decimal, not a float cast, so amounts that differ rank apart.
-    rows.sort(key=lambda row: (-row["net_pnl"], -row["trade_count"], row["model_id"]))
+    # Stable sorts, last key first; no negation, which would round in the ambient context.
+    rows.sort(key=lambda row: row["model_id"])
+    rows.sort(key=lambda row: row["trade_count"], reverse=True)
+    rows.sort(key=lambda row: row["net_pnl"], reverse=True)
     rank, previous = 0, None
     for row in rows:
         if row["net_pnl"] != previous:

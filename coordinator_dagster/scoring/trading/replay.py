@@ -77,7 +77,8 @@ def amount(value: Decimal | None) -> Decimal | None:
     """A frame amount: 12 decimal places, half to even."""
     if value is None:
         return None
-    return value.quantize(AMOUNT_QUANTUM, context=SIMULATION_CONTEXT) + 0  # + 0 drops a sign of zero
+    # Adding zero drops a negative zero's sign, so −0 and 0 are written alike.
+    return SIMULATION_CONTEXT.add(value.quantize(AMOUNT_QUANTUM, context=SIMULATION_CONTEXT), Decimal(0))
 
 
 def _marks(feed: pl.DataFrame) -> list[tuple[dt.datetime, str, Decimal]]:

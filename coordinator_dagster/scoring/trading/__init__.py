@@ -1,7 +1,8 @@
 """Trading competitions scored by simulated PnL: the cost model and limits (config.py), one
 model's book of positions (book.py), the signal modes that turn a model's answer into an order
 (signals.py), the deterministic replay of predictions over a price feed into PnL frames
-(replay.py) and the per-model performance figures (performance.py).
+(replay.py), the state one replay window hands to the next (state.py) and the per-model
+performance figures (performance.py).
 
 Money is exact: every amount is a `Decimal` computed in SIMULATION_CONTEXT (34 significant
 digits, half to even, the IEEE decimal128 rules) and every amount written to a frame is rounded

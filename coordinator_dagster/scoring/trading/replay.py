@@ -13,10 +13,14 @@ Order of events (a total order, so the input's row order never matters):
    feed subject. No price yet, or an unreadable answer: a fills row with the reason, no trade.
 3. After all events of one time, every model that has placed an order so far accrues carry up
    to that time and gets one PnL row.
+
+A replay can cover one window (an hour, say) and start from the state the window before ended
+with (state.py): window by window gives the same bytes as one replay over the whole span.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 from dataclasses import dataclass
@@ -27,6 +31,7 @@ import polars as pl
 from coordinator_dagster.scoring.trading.book import Book, Fill
 from coordinator_dagster.scoring.trading.config import AMOUNT_QUANTUM, AMOUNT_SCALE, SIMULATION_CONTEXT, TradingConfig, exact
 from coordinator_dagster.scoring.trading.signals import SignalError, order_size
+from coordinator_dagster.scoring.trading.state import TradingState
 from coordinator_dagster.statuses import PredictionStatus
 
 UTC_TS = pl.Datetime("us", "UTC")
@@ -71,6 +76,7 @@ FILLS = pl.Schema(
 class TradingReplay:
     pnl: pl.DataFrame
     fills: pl.DataFrame
+    state: TradingState  # where the next window starts from
 
 
 def amount(value: Decimal | None) -> Decimal | None:
@@ -106,17 +112,20 @@ def _read_output(text: str | None) -> dict:
     return output
 
 
-def replay(predictions: pl.DataFrame, feed: pl.DataFrame, config: TradingConfig) -> TradingReplay:
+def replay(predictions: pl.DataFrame, feed: pl.DataFrame, config: TradingConfig, *, start: TradingState | None = None) -> TradingReplay:
     """Simulate every model's orders over the feed. `predictions`: prediction_id, model_id,
     subject, round_ts, status, output (JSON text); `feed`: subject, ts_event, close (and
-    optionally price)."""
+    optionally price). `start`: the state a previous window ended with (it is not changed);
+    every event must come after its `as_of`."""
     # (time, 0 = mark / 1 = order, payload): marks sort before orders of the same time.
     events: list[tuple[dt.datetime, int, tuple]] = [(ts, 0, (subject, mark)) for ts, subject, mark in _marks(feed)]
     events += [(row[0], 1, row[1:]) for row in _orders(predictions)]
     events.sort(key=lambda event: (event[0], event[1]))  # stable: keeps each list's own order
 
-    books: dict[str, Book] = {}
-    last_price: dict[str, Decimal] = {}
+    state = copy.deepcopy(start) if start is not None else TradingState()
+    if state.as_of is not None and events and events[0][0] <= state.as_of:
+        raise ValueError(f"events at {events[0][0]} are not after the start state's {state.as_of}")
+    books, last_price = state.books, state.last_price
     pnl_rows: list[dict] = []
     fill_rows: list[dict] = []
 
@@ -133,8 +142,13 @@ def replay(predictions: pl.DataFrame, feed: pl.DataFrame, config: TradingConfig)
         if index + 1 == len(events) or events[index + 1][0] != at:
             for model_id in sorted(books):
                 pnl_rows.append(_pnl_row(model_id, books[model_id], at))
+            state.as_of = at
 
-    return TradingReplay(pnl=pl.DataFrame(pnl_rows, schema=PNL) if pnl_rows else PNL.to_frame(), fills=pl.DataFrame(fill_rows, schema=FILLS) if fill_rows else FILLS.to_frame())
+    return TradingReplay(
+        pnl=pl.DataFrame(pnl_rows, schema=PNL) if pnl_rows else PNL.to_frame(),
+        fills=pl.DataFrame(fill_rows, schema=FILLS) if fill_rows else FILLS.to_frame(),
+        state=state,
+    )
 
 
 def _order(book: Book, config: TradingConfig, prediction_id: str, model_id: str, subject: str, output: str | None, at: dt.datetime, last_price: dict[str, Decimal]) -> dict:

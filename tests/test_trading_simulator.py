@@ -14,6 +14,7 @@ import pytest
 from coordinator_dagster.scoring.trading import CostModel, TradingConfig, replay
 from coordinator_dagster.scoring.trading import performance
 from coordinator_dagster.scoring.trading.book import POSITION_LIMIT, PORTFOLIO_LIMIT, Book
+from coordinator_dagster.scoring.trading.config import PACK_CONFIG
 from coordinator_dagster.scoring.trading.replay import NO_PRICE
 from coordinator_dagster.scoring.trading.signals import SignalError, order_size
 
@@ -54,12 +55,12 @@ def test_worked_example_long_marked_then_partly_closed():
     unrealized 100, fees 1.1, carry 0.3, net 98.6. Then short 400 @ 120 a day after that:
     realized 400 × 20 / 100 = 80, fees 1.1 + 0.44 = 1.54, long 600 left (unrealized 120), carry
     0.3 + 0.3 = 0.6, net 120 + 80 − 1.54 − 0.6 = 197.86."""
-    prices = feed((T0, "BTC", 100.0), (T0 + DAY, "BTC", 110.0), (T0 + 2 * DAY, "BTC", 120.0))
+    prices = feed((T0, "BTCUSDT", 100.0), (T0 + DAY, "BTCUSDT", 110.0), (T0 + 2 * DAY, "BTCUSDT", 120.0))
     orders = predictions(
         (T0, "m1", "BTC", {"action": "buy", "amount": 1000}),
         (T0 + 2 * DAY, "m1", "BTC", {"action": "sell", "amount": 400}),
     )
-    result = replay(orders, prices, BIG)
+    result = replay(orders, prices, PACK_CONFIG)  # the reference pack's costs, limits and pairs
 
     day1 = row_at(result.pnl, "m1", T0 + DAY)
     assert (day1["unrealized_pnl"], day1["total_fees"], day1["total_carry_costs"], day1["net_pnl"]) == (D("100"), D("1.1"), D("0.3"), D("98.6"))

@@ -82,3 +82,13 @@ class TradingConfig:
 
     def price_subject(self, subject: str) -> str:
         return self.price_subjects.get(subject, subject)
+
+
+# The reference trading pack's own settings (its engine defaults above are overridden there):
+# orders, limits wide enough not to bind, BTC and ETH traded at their USDT pairs' prices.
+PACK_CONFIG = TradingConfig(
+    signal_mode="order",
+    max_position_size=Decimal(1_000_000),
+    max_portfolio_size=Decimal(1_000_000),
+    price_subjects={"BTC": "BTCUSDT", "ETH": "ETHUSDT"},
+)

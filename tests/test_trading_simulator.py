@@ -172,7 +172,7 @@ def test_unreadable_signals_are_refused(mode, output):
 
 def test_target_mode_replay_and_orders_that_cannot_trade():
     config = TradingConfig(signal_mode="target", max_position_size=D(10), max_portfolio_size=D(20))
-    prices = feed((T0 + DAY, "ETH", 10.0), (T0 + 2 * DAY, "ETH", 11.0))
+    prices = feed((T0, "ETH", float("nan")), (T0 + DAY, "ETH", 0.0), (T0 + DAY, "ETH", 10.0), (T0 + 2 * DAY, "ETH", 11.0))
     orders = predictions(
         (T0, "m1", "ETH", {"signal": 4}),  # before the first price
         (T0 + DAY, "m1", "ETH", {"signal": 4}),

@@ -5,8 +5,8 @@ predictions and the feed, so a replay of the same rows gives the same PnL to the
 
 Order of events (a total order, so the input's row order never matters):
 1. Feed records by (ts_event, subject, price); each marks the positions on that subject (a
-   record's `close`, or `price` when close is null). Two records of one subject at one time:
-   the later in this order wins.
+   record's `close`, or `price` when close is null; a NaN or a price ≤ 0 is skipped). Two
+   records of one subject at one time: the later in this order wins.
 2. At the same time, orders after marks (an order trades at the price known at its time), by
    (model_id, prediction_id). An order is a prediction whose status is not FAILED or ABSENT,
    timed at its round_ts, read by the signal mode, traded at the last price of its subject's
@@ -36,7 +36,7 @@ from coordinator_dagster.statuses import PredictionStatus
 
 UTC_TS = pl.Datetime("us", "UTC")
 AMOUNT = pl.Decimal(38, AMOUNT_SCALE)
-NO_PRICE = "no price for the subject yet"
+NO_PRICE = "no positive price for the subject yet"
 NOT_ORDERS = (PredictionStatus.FAILED.value, PredictionStatus.ABSENT.value)
 
 # One row per model per event time, from the model's first order on.
@@ -89,7 +89,13 @@ def amount(value: Decimal | None) -> Decimal | None:
 
 def _marks(feed: pl.DataFrame) -> list[tuple[dt.datetime, str, Decimal]]:
     price = pl.coalesce(pl.col("close"), pl.col("price")) if "price" in feed.columns else pl.col("close")
-    rows = feed.select("ts_event", "subject", price.alias("mark")).drop_nulls().sort("ts_event", "subject", "mark")
+    # A NaN or non-positive price marks nothing: no position could be valued or opened at it.
+    rows = (
+        feed.select("ts_event", "subject", price.alias("mark"))
+        .drop_nulls()
+        .filter(pl.col("mark").is_finite() & (pl.col("mark") > 0))
+        .sort("ts_event", "subject", "mark")
+    )
     return [(ts, subject, exact(mark)) for ts, subject, mark in rows.iter_rows()]
 
 

@@ -294,3 +294,26 @@ def test_window_by_window_equals_one_replay(tmp_path):
     assert to_frames(saved)["books"].equals(to_frames(first.state)["books"])
     with pytest.raises(ValueError, match="not after"):
         replay(orders, prices, config, start=saved)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_limits_hold_and_closing_is_never_cut_over_random_orders(seed):
+    import random
+
+    rng = random.Random(seed)
+    book = Book(CostModel(), D(10), D(25))
+    subjects = ["BTC", "ETH", "SOL"]
+    fees = D(0)
+    for step in range(300):
+        subject = rng.choice(subjects)
+        before = book.size_of(subject)
+        requested = D(str(round(rng.uniform(-15, 15), 2)))
+        fill = book.order(subject, requested, D(str(round(rng.uniform(50, 150), 2))), T0 + dt.timedelta(minutes=step))
+        fees += fill.fee
+        assert all(abs(p.size) <= D(10) for p in book.positions.values())
+        assert book.exposure() <= D(25)
+        if before and requested and (before > 0) != (requested > 0):
+            assert fill.closed == min(abs(requested), abs(before))  # reducing risk is never cut
+        assert abs(fill.filled) <= abs(requested)
+        assert book.size_of(subject) == before + fill.filled
+    assert book.totals().total_fees == fees

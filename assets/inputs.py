@@ -49,7 +49,7 @@ def inputs(
         feed.step_seconds,
         span,
         builder=contract.input_builder,
-        input_type=contract.input_type,
+        input_type=contract.builder_output_type,
     )
     keys = window_keys_between(window.start, window.end)
     store.write_windows("inputs", frame, "round_ts", keys)

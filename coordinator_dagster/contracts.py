@@ -203,7 +203,7 @@ class CrunchContract(BaseModel):
         return self.input_window_seconds or self.input_window_size * step_seconds
 
     @property
-    def input_type(self) -> type[BaseModel] | None:
+    def builder_output_type(self) -> type[BaseModel] | None:
         """The type an input builder's output is validated through (None: any mapping)."""
         return None if self.raw_input_type is RawInput else self.raw_input_type
 

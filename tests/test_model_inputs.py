@@ -165,7 +165,7 @@ def test_the_input_builder_hands_models_its_own_features(monkeypatch):
     monkeypatch.setenv("INFERENCE_INPUT_BUILDER", "tests.test_model_inputs:features")
     contract = load_contract("")
     assert contract.input_builder is features
-    frame = inputs(candles(list(range(60))), builder=contract.input_builder, input_type=contract.input_type)
+    frame = inputs(candles(list(range(60))), builder=contract.input_builder, input_type=contract.builder_output_type)
     row = round_row(frame, 30)
     # Worked example, round 10:30, window 10:20 … 10:29: closes 121 … 130, volumes 30 … 39.
     built = {"symbol": "BTC", "last_close": 130.0, "window_return": 130.0 / 121.0 - 1.0, "mean_volume": 34.5, "max_range": 3.0, "count": 10}

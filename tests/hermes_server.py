@@ -39,6 +39,7 @@ class HermesServer(LoopbackServer):
         self.now = now  # unix seconds the "latest" answer is published at
         self.faults: deque[int] = deque()
         self.missing: set[int] = set()  # seconds in which nothing is published
+        self.down_from: int | None = None  # history from this unix second on answers 503
         # When set, history requests wait until this many are in flight at once (a client that
         # asks one at a time breaks it: `rendezvous_broken`, and gets a 503).
         self.rendezvous: threading.Barrier | None = None
@@ -158,6 +159,12 @@ class HermesServer(LoopbackServer):
                     except threading.BrokenBarrierError:
                         server.rendezvous_broken = True
                         self._send(503, {"message": "rendezvous broken"})
+                        return
+                if history and server.down_from is not None and url.path.startswith("/v1/"):
+                    args = {k: v[0] for k, v in query.items()}
+                    first = int(args["from"]) if "from" in args else int(url.path.split("/")[4])
+                    if first >= server.down_from:
+                        self._send(503, {"detail": "down"})
                         return
                 if url.path == "/v1/shims/tradingview/history":
                     args = {k: v[0] for k, v in query.items()}

@@ -279,3 +279,35 @@ def test_inputs_written_before_the_ohlcv_columns_stay_readable(tmp_path):
     # A model asked about an old round gets the closes and null for the rest.
     candle = raw_input(both.row(5, named=True))["candles"][-1]
     assert candle["close"] == 101.0 + 5 and candle["open"] is None and candle["volume"] is None
+
+
+# ---- through the assets ------------------------------------------------------------------------
+
+
+def test_the_assets_hand_models_the_builders_input(tmp_path):
+    import dagster as dg
+
+    from assets import default_assets
+    from coordinator_dagster.contracts import default_contract
+    from resources import InProcessModelRunner
+    from tests.conftest import pipeline_resources
+
+    manifest = tmp_path / "models.json"
+    manifest.write_text(json.dumps([{"model_id": "features", "name": "Features", "cruncher": "alice", "cruncher_index": 0,
+                                     "entrypoint": "tests.test_model_inputs:FeatureTracker"}]))
+    contract = default_contract().model_copy(update={"input_builder": features, "input_window_seconds": 300})
+    resources = pipeline_resources(
+        tmp_path, T0 + dt.timedelta(hours=3), contract=contract, model_runner=InProcessModelRunner(manifest=str(manifest), timeout_seconds=5.0)
+    )
+    dg.materialize(default_assets, selection=["feed_records"], resources=resources, partition_key="2026-11-20-09:00")
+    result = dg.materialize(default_assets, selection=["feed_records", "inputs", "predictions"], resources=resources, partition_key=KEY)
+    assert result.success
+    store = Lake(tmp_path)
+    rounds = store.read("inputs", KEY).filter(pl.col("subject") == "BTC")
+    built = [json.loads(text) for text in rounds["model_input"]]
+    # Each round's features are of its own five-minute window, from the feed's records.
+    assert {b["count"] for b in built} == {5} and all(rounds["record_count"] == 5)
+    assert [b["last_close"] for b in built] == rounds["window_close"].list.last().to_list()
+    predictions = store.read("predictions", KEY).filter(pl.col("subject") == "BTC").sort("round_ts")
+    assert set(predictions["status"]) == {"PENDING"}
+    assert predictions["value"].to_list() == pytest.approx([b["window_return"] for b in built])

@@ -86,8 +86,9 @@ def encode_model_input(built: Any, input_type: type[BaseModel] | None, where: st
             built = built.model_dump(mode="json")
         if not isinstance(built, Mapping):
             raise TypeError(f"returned {type(built).__name__}, not a mapping")
-        # numpy scalars are common in features; anything else not JSON-able is refused.
-        return json.dumps(built, allow_nan=False, default=_json_scalar)
+        # numpy scalars are common in features; anything else not JSON-able is refused. NaN is
+        # kept (a feature undefined at the window's start): the runner protocol carries it.
+        return json.dumps(built, default=_json_scalar)
     except (TypeError, ValueError) as exc:
         raise InputBuilderError(f"input builder, {where}: {exc}") from exc
 

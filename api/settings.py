@@ -39,6 +39,8 @@ class ApiSettings(NodeEnvironment, frozen=True, extra="forbid"):
     max_body_bytes: int = Field(default=16 * 1024, gt=0, validation_alias="API_MAX_BODY_BYTES")
     # The Dagster webserver that runs feed backfills (`dagster dev` serves it on port 3000).
     dagster_graphql_url: str = "http://127.0.0.1:3000/graphql"
+    # The node's checkpoint period when set (the node validates it at start-up); `/info` shows it.
+    checkpoint_interval_seconds: int | None = Field(default=None, ge=60)
 
     @field_validator("cors_origins", "routes", "public_prefixes", "admin_prefixes", mode="before")
     @classmethod

@@ -3,6 +3,7 @@
 import datetime as dt
 
 import dagster as dg
+import polars.selectors as cs
 
 from assets.feeds import feed_records
 from assets.metadata import check_result, counts_by, table_metadata
@@ -29,13 +30,15 @@ def inputs(
 ) -> dg.MaterializeResult:
     """One row per prediction round per scheduled scope (grain: scope_key × round_ts).
 
-    A pure function of `feed_records`: the newest `input_window_size` records closed by the round
-    time. Rounds in a feed gap, or not yet due, get no row. Status RECEIVED until the truth is
+    A pure function of `feed_records`: the records (every field) that closed within the input
+    window, a time span ending at the round, and the contract's input builder's output when it has
+    one. Rounds in a feed gap, or not yet due, get no row. Status RECEIVED until the truth is
     known, then RESOLVED (derived in the lake's `inputs` view).
     """
     store = lake.get(contract)
     window = context.partition_time_window
-    lookback = dt.timedelta(seconds=feed.step_seconds * (contract.input_window_size + 1))
+    span = contract.input_window_span(feed.step_seconds)
+    lookback = dt.timedelta(seconds=span + feed.step_seconds)
     records = store.read_window("feed_records", window.start - lookback, window.end)
     frame = build_inputs(
         records,
@@ -44,12 +47,14 @@ def inputs(
         window.end,
         clock.now(),
         feed.step_seconds,
-        contract.input_window_size,
+        span,
+        builder=contract.input_builder,
+        input_type=contract.builder_output_type,
     )
     keys = window_keys_between(window.start, window.end)
     store.write_windows("inputs", frame, "round_ts", keys)
     store.ensure_catalog()
     return dg.MaterializeResult(
         check_results=[check_result(o) for o in inputs_outcomes(frame)],
-        metadata=table_metadata(frame.drop("window_ts", "window_close"), partitions=len(keys), rounds_by_scope=counts_by(frame, "scope_key"))
+        metadata=table_metadata(frame.drop(cs.starts_with("window_"), "model_input"), partitions=len(keys), rounds_by_scope=counts_by(frame, "scope_key"))
     )

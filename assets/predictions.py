@@ -11,7 +11,6 @@ from assets.metadata import counts_by, table_metadata
 from coordinator_dagster.lake import schemas
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
 from coordinator_dagster.models.rounds import LIVE_ROUND_TAG, parse_round_stamp, raw_input, split_missed
-from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.models.runner import ModelSpec, RoundRunner
 from coordinator_dagster.statuses import PredictionStatus
 from resources import ClockResource, Contract, LakeResource, ModelRunnerResource
@@ -58,16 +57,6 @@ def _missed(todo: pl.DataFrame, model_ids: list[str], now: dt.datetime) -> pl.Da
         pl.lit(now).alias("predicted_at"),
     )
     return schemas.conform(rows.select(schemas.PREDICTIONS.names()), schemas.PREDICTIONS, "predictions")
-
-
-def _stored_models(store: Lake) -> pl.DataFrame:
-    """The registry as stored; a file from before the `status` column gets it (null)."""
-    try:
-        return store.read("models")
-    except schemas.SchemaError:
-        frame = pl.read_parquet(store.partition_path("models"))
-        missing = [pl.lit(None, dtype=dtype).alias(name) for name, dtype in schemas.MODELS.items() if name not in frame.columns]
-        return schemas.conform(frame.with_columns(missing), schemas.MODELS, "models")
 
 
 def registry(specs: list[ModelSpec], statuses: dict[str, str], existing: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:
@@ -159,7 +148,7 @@ def predictions(
             if not fresh.is_empty():
                 context.log.info(f"predictions {key}: {todo.height} new rounds, {fresh.height} predictions")
         with store.partition_lock("models"):
-            store.write("models", registry(runner.specs, runner.statuses, _stored_models(store), now))
+            store.write("models", registry(runner.specs, runner.statuses, store.read("models"), now))
     finally:
         runner.close()
     store.ensure_catalog()

@@ -26,7 +26,7 @@ def build_feed_retention_asset(ttl_days: int) -> dg.AssetsDefinition:
         (or a period not yet checkpointed) may still need them; the metadata gives the range."""
         store = lake.get(contract)
         checkpoints = store.query(f"SELECT {', '.join(CHECKPOINT_COLUMNS)} FROM checkpoints") if store.has_files("checkpoints") else pl.DataFrame()
-        history = dt.timedelta(seconds=contract.input_window_size * granularity_seconds(feed.granularity))
+        history = dt.timedelta(seconds=contract.input_window_span(granularity_seconds(feed.granularity)))
         decision = retention_cutoff(clock.now(), ttl_days, checkpoints, history)
         stored = [h for h in (window_start_of_file(p) for p in store.files("feed_records")) if h is not None]
         keys = [window_key(h) for h in hours_to_prune(stored, decision.cutoff)]

@@ -64,6 +64,8 @@ __all__ = [
 CONFIG_ENV_VAR = "CRUNCH_CONFIG_MODULE"
 # The reference engine's way to name the scoring function; a contract that names one wins.
 SCORING_ENV_VAR = "SCORING_FUNCTION"
+# The reference engine's way to name the input builder; a contract that names one wins.
+INPUT_BUILDER_ENV_VAR = "INFERENCE_INPUT_BUILDER"
 
 
 class ContractError(ValueError):
@@ -76,7 +78,30 @@ _CALLABLE_ARITY = {
     "scoring_function": ("prediction", "ground_truth"),
     "aggregate_snapshot": ("score_results",),
     "build_emission": ("ranked_entries", "crunch_pubkey"),
+    "input_builder": ("records",),
 }
+
+
+def checked_callable(name: str, value: Any) -> Callable[..., Any]:
+    """`value` (a callable or a dotted path to one) once it accepts the arguments `name` is called
+    with; ValueError saying what is wrong otherwise."""
+    if isinstance(value, str):
+        try:
+            value = resolve_dotted(value)
+        except ImportError as exc:
+            raise ValueError(f"{name}: {exc}") from exc
+    if not callable(value):
+        raise ValueError(f"{name}: {value!r} is not callable")
+    required = _CALLABLE_ARITY[name]
+    try:
+        inspect.signature(value).bind(*required)
+    except TypeError as exc:
+        raise ValueError(
+            f"{name}: {getattr(value, '__qualname__', value)!r} must accept ({', '.join(required)}): {exc}"
+        ) from exc
+    except ValueError:
+        pass  # builtins without an inspectable signature: trust them
+    return value
 
 
 def _default_schedule() -> list[ScheduledPrediction]:
@@ -111,7 +136,16 @@ class CrunchContract(BaseModel):
 
     # Here-only settings (the reference engine has no equivalent or hard-codes them).
     checkpoint_period: Literal["daily", "weekly"] = "weekly"
-    input_window_size: int = Field(default=60, gt=0, description="records handed to models per round")
+    input_window_size: int = Field(
+        default=60, gt=0,
+        description="the input window in feed steps: it spans this many × the feed's granularity "
+        "(input_window_seconds, when given, sets the span instead)",
+    )
+    input_window_seconds: int | None = Field(
+        default=None, gt=0,
+        description="the input window's time span: models get the records that closed in the last "
+        "this-many seconds before the round (fewer where the feed has a gap)",
+    )
     max_ground_truth_staleness_fraction: float = Field(
         default=0.2,
         ge=0,
@@ -134,28 +168,15 @@ class CrunchContract(BaseModel):
     scoring_function: Callable[..., Any] = default_scoring_function
     aggregate_snapshot: Callable[..., Any] = default_aggregate_snapshot
     build_emission: Callable[..., Any] = default_build_emission
+    # (window records: a polars frame of feed_records) → the model input; None: our RawInput shape.
+    input_builder: Callable[..., Any] | None = None
 
-    @field_validator("resolve_ground_truth", "scoring_function", "aggregate_snapshot", "build_emission", mode="before")
+    @field_validator(*_CALLABLE_ARITY, mode="before")
     @classmethod
     def _resolve_callable(cls, value: Any, info: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                value = resolve_dotted(value)
-            except ImportError as exc:
-                raise ValueError(f"{info.field_name}: {exc}") from exc
-        if not callable(value):
-            raise ValueError(f"{info.field_name}: {value!r} is not callable")
-        required = _CALLABLE_ARITY[info.field_name]
-        try:
-            inspect.signature(value).bind(*required)
-        except TypeError as exc:
-            raise ValueError(
-                f"{info.field_name}: {getattr(value, '__qualname__', value)!r} must accept "
-                f"({', '.join(required)}): {exc}"
-            ) from exc
-        except ValueError:
-            pass  # builtins without an inspectable signature: trust them
-        return value
+        if value is None and info.field_name == "input_builder":
+            return None
+        return checked_callable(info.field_name, value)
 
     @field_validator("metrics")
     @classmethod
@@ -189,6 +210,15 @@ class CrunchContract(BaseModel):
             )
         return self
 
+    def input_window_span(self, step_seconds: int) -> int:
+        """The input window in seconds, for a feed of `step_seconds` granularity."""
+        return self.input_window_seconds or self.input_window_size * step_seconds
+
+    @property
+    def builder_output_type(self) -> type[BaseModel] | None:
+        """The type an input builder's output is validated through (None: any mapping)."""
+        return None if self.raw_input_type is RawInput else self.raw_input_type
+
     @property
     def subjects(self) -> list[str]:
         return sorted({p.scope.subject for p in self.scheduled_predictions if p.active})
@@ -215,10 +245,33 @@ def load_contract(spec: str | None = None) -> CrunchContract:
 
     `attr` may be a `CrunchContract`, or a class or function returning one (the reference's
     `CrunchConfig` class). `$SCORING_FUNCTION` (`module:function`) replaces the default scoring
-    function of a contract that does not choose its own.
+    function of a contract that does not choose its own; `$INFERENCE_INPUT_BUILDER` likewise gives
+    the input builder of a contract without one.
     """
     spec = spec if spec is not None else os.environ.get(CONFIG_ENV_VAR, "")
-    return _scoring_from_environment(_load(spec))
+    return _check_input_type(_input_builder_from_environment(_scoring_from_environment(_load(spec))))
+
+
+def _input_builder_from_environment(contract: CrunchContract) -> CrunchContract:
+    spec = os.environ.get(INPUT_BUILDER_ENV_VAR, "").strip()
+    if not spec or contract.input_builder is not None:
+        return contract
+    try:
+        builder = checked_callable("input_builder", spec)
+    except ValueError as exc:
+        raise ContractError(f"{INPUT_BUILDER_ENV_VAR}={spec!r}: {exc}") from exc
+    # A copy, not a rebuild: the contract's other fields were validated (and wrapped) already.
+    return contract.model_copy(update={"input_builder": builder})
+
+
+def _check_input_type(contract: CrunchContract) -> CrunchContract:
+    # Checked once the environment had its say: the builder may come from INFERENCE_INPUT_BUILDER.
+    if contract.raw_input_type is not RawInput and contract.input_builder is None:
+        raise ContractError(
+            f"raw_input_type {contract.raw_input_type.__name__} needs an input_builder (or {INPUT_BUILDER_ENV_VAR}) "
+            "that builds it from the window's records; without one models are handed RawInput"
+        )
+    return contract
 
 
 def _scoring_from_environment(contract: CrunchContract) -> CrunchContract:

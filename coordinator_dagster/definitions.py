@@ -56,6 +56,7 @@ def feed_resource(settings: Settings) -> FeedSource:
             **common,
             **network,
             base_url=settings.pyth_hermes_url,
+            benchmarks_url=settings.pyth_benchmarks_url,
             feed_ids=settings.pyth_feed_ids,
             api_key=dg.EnvVar("PYTH_API_KEY") if settings.pyth_api_key_set else "",
             concurrency=settings.pyth_concurrency,

@@ -20,8 +20,15 @@ FRAC64_MULTIPLIER = 1_000_000_000
 
 
 class Candle(BaseModel):
+    """One record of a round's window: a candle's OHLCV, or a tick's price as `close` (a field
+    the feed does not record is None)."""
+
     ts: dt.datetime
+    open: float | None = None
+    high: float | None = None
+    low: float | None = None
     close: float
+    volume: float | None = None
 
 
 class RawInput(BaseModel):

@@ -83,6 +83,22 @@ def checkpoint_partitions(period: str | int, start: dt.datetime) -> dg.Partition
     )
 
 
+def period_label(period: str | int) -> str:
+    """A checkpoint period as people name it: "daily", "weekly", or its length ("6h", "15m", "3d").
+    >>> [period_label(p) for p in ("weekly", 86_400, 21_600, 900, 259_200)]
+    ['weekly', 'daily', '6h', '15m', '3d']
+    """
+    if isinstance(period, str):
+        return period
+    named = {seconds: name for name, seconds in PERIOD_SECONDS.items()}
+    if period in named:
+        return named[period]
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if period % size == 0:
+            return f"{period // size}{unit}"
+    return f"{period}s"
+
+
 def _cron_dividing_a_day(seconds: int) -> str | None:
     if seconds < 86_400 and seconds % 3600 == 0 and 24 % (seconds // 3600) == 0:
         return f"0 */{seconds // 3600} * * *"

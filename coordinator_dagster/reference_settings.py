@@ -2,7 +2,7 @@
 
 An operator moving from the reference engine brings its environment. A variable the reference
 reads is either read here with the same meaning (a field of `Settings` or `ApiSettings`, or
-`CRUNCH_CONFIG_MODULE` / `SCORING_FUNCTION`, read with the contract), or listed below: setting it
+`CRUNCH_CONFIG_MODULE` / `SCORING_FUNCTION` / `INFERENCE_INPUT_BUILDER`, read with the contract), or listed below: setting it
 stops the node at start-up with the name of ours, rather than being ignored. docs/migrating.md
 maps every one; tests/test_reference_settings.py holds the two together.
 """
@@ -17,12 +17,11 @@ REFUSED: dict[str, str] = {
     "FEED_ASSETS": "FEED_SUBJECTS",
     "FEED_POLL_SECONDS": "FEED_LIVE=1 (the live listener) or the minute ingest schedule",
     "FEED_BACKFILL_MINUTES": "PARTITIONS_START and a Dagster backfill of feed_records",
-    "FEED_CANDLES_WINDOW": "the contract's input_window_size",
+    "FEED_CANDLES_WINDOW": "the contract's input_window_seconds (a time span) or input_window_size (feed steps)",
     "MARKET_RECORD_TTL_DAYS": "FEED_RECORD_TTL_DAYS",
     "FEED_RETENTION_CHECK_SECONDS": "nothing: retention_schedule prunes once a day",
     "MARKET_RETENTION_CHECK_SECONDS": "nothing: retention_schedule prunes once a day",
     "SCORE_INTERVAL_SECONDS": "nothing: each round is scored by the score sensor once its horizon has passed",
-    "INFERENCE_INPUT_BUILDER": "the contract's raw_input_type",
     "INFERENCE_OUTPUT_VALIDATOR": "the contract's output_type",
     "MODEL_SCORE_AGGREGATOR": "the contract's aggregate_snapshot",
     "LEADERBOARD_RANKER": "the contract's aggregation (ranking_key, ranking_direction)",

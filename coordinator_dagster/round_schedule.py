@@ -41,6 +41,32 @@ def _round_floor(now: dt.datetime, interval: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(epoch - epoch % interval, tz=dt.timezone.utc)
 
 
+def feed_mismatches(contract: CrunchContract, subjects: list[str], step_seconds: int) -> list[str]:
+    """Why the feed cannot serve the contract's rounds (empty when it can): a round needs the
+    record that closes at its time, and its truth the one that closes at round + horizon, so the
+    feed must carry the round's subject and its step must divide the interval and the horizon
+    (a 15 s schedule on one-minute candles would wait forever on the rounds between candles).
+    >>> from coordinator_dagster.contracts import default_contract
+    >>> feed_mismatches(default_contract(), ["BTC"], 15)
+    ['scope eth-60s: subject ETH is not in FEED_SUBJECTS (BTC)']
+    >>> feed_mismatches(default_contract(), ["BTC", "ETH"], 120)[0]
+    'scope btc-60s: every 60 s, horizon 60 s: FEED_GRANULARITY of 120 s does not divide both (rounds need the record that closes at their time)'
+    """
+    problems = []
+    for scheduled in contract.scheduled_predictions:
+        if not scheduled.active:
+            continue
+        if scheduled.scope.subject not in subjects:
+            problems.append(f"scope {scheduled.scope_key}: subject {scheduled.scope.subject} is not in FEED_SUBJECTS ({','.join(subjects)})")
+        interval, horizon = scheduled.prediction_interval_seconds, scheduled.resolve_horizon_seconds
+        if interval % step_seconds or horizon % step_seconds:
+            problems.append(
+                f"scope {scheduled.scope_key}: every {interval} s, horizon {horizon} s: FEED_GRANULARITY of {step_seconds} s "
+                "does not divide both (rounds need the record that closes at their time)"
+            )
+    return problems
+
+
 def newest_record(lake: Lake, subject: str, at: dt.datetime) -> dt.datetime | None:
     """Newest ts_event of `subject` in the hour partition holding `at` (None if none)."""
     frame = lake.read("feed_records", window_key(at)).filter(pl.col("subject") == subject)

@@ -77,6 +77,7 @@ class Settings(NodeEnvironment):
     feed_ws_url: str = ""  # FEED_WS_URL: replaces scheme and host of the exchange's WebSocket URLs (live listener)
     # Pyth Hermes (FEED_SOURCE=pyth); the API key is a secret: PYTH_API_KEY, passed as dg.EnvVar
     pyth_hermes_url: str = "https://hermes.pyth.network"
+    pyth_benchmarks_url: str = "https://benchmarks.pyth.network"  # history, in ranges
     pyth_feed_ids: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)  # PYTH_FEED_IDS="SOL=<64 hex>"
     # Only whether PYTH_API_KEY is there: its value reaches the resource as dg.EnvVar at launch.
     pyth_concurrency: int = Field(default=4, ge=1)  # Hermes history requests in flight at once

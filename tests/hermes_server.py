@@ -1,7 +1,11 @@
-"""A loopback Pyth Hermes-shaped HTTP server: `/v2/updates/price/latest` and
+"""A loopback Pyth-shaped HTTP server: Hermes (`/v2/updates/price/latest` and
 `/v2/updates/price/{publish_time}` with `ids[]=` and `parsed=true`, answering in Hermes' JSON
-(`{"binary": ..., "parsed": [{"id", "price": {"price", "conf", "expo", "publish_time"}, ...}]}`).
-Prices are a deterministic function of (id, second); faults are queued per request.
+`{"binary": ..., "parsed": [{"id", "price": {"price", "conf", "expo", "publish_time"}, ...}]}`) and
+Benchmarks on the same base URL: `/v1/updates/price/{timestamp}/{interval}?ids=…` (a list of such
+objects, one per second with updates in [timestamp, timestamp + interval]) and the TradingView shim
+`/v1/shims/tradingview/history?symbol=Crypto.BTC/USD&resolution=1&from=&to=` (`{"s": "ok", "t",
+"o", "h", "l", "c", "v"}`, or `{"s": "no_data"}`). Every id publishes one update a second; prices
+are a deterministic function of (id, second); faults are queued per request.
 
 `/v2/updates/price/stream` is Hermes' server-sent event stream: `text/event-stream` in chunked
 transfer encoding, one `data:{...}` event per price update (the same JSON as the REST answers).
@@ -22,13 +26,20 @@ from urllib.parse import parse_qs, urlsplit
 from tests.loopback_server import LoopbackServer
 
 EXPO = -8
+# The TradingView shim's symbols of the feeds the double knows.
+SYMBOLS = {
+    "Crypto.BTC/USD": "e62df6c8b4a85fe1a67db44dc12de5db330f7ac66b72dc658afedf0f4a415b43",
+    "Crypto.ETH/USD": "ff61491a931112ddf1bd8147cd1b641375f79f5825126d665480874634fd0ace",
+}
+RESOLUTIONS = {"1": 60, "2": 120, "5": 300, "15": 900, "30": 1800, "60": 3600, "120": 7200, "240": 14400, "360": 21600, "720": 43200, "1D": 86400, "D": 86400}
 
 
 class HermesServer(LoopbackServer):
     def __init__(self, now: int):
         self.now = now  # unix seconds the "latest" answer is published at
         self.faults: deque[int] = deque()
-        self.missing: set[int] = set()  # publish times with no update (404)
+        self.missing: set[int] = set()  # seconds in which nothing is published
+        self.down_from: int | None = None  # history from this unix second on answers 503
         # When set, history requests wait until this many are in flight at once (a client that
         # asks one at a time breaks it: `rendezvous_broken`, and gets a 503).
         self.rendezvous: threading.Barrier | None = None
@@ -72,6 +83,21 @@ class HermesServer(LoopbackServer):
     def entry(self, feed_id: str, publish_time: int) -> dict:
         price = {"price": str(self.price(feed_id, publish_time)), "conf": "1000000", "expo": EXPO, "publish_time": publish_time}
         return {"id": feed_id, "price": price, "ema_price": price, "metadata": {"slot": publish_time, "proof_available_time": publish_time + 1}}
+
+    def updates(self, ids: list[str], start: int, interval: int) -> list[dict]:
+        """Benchmarks' interval answer: one object per second in [start, start + interval] with updates."""
+        seconds = [t for t in range(start, start + interval + 1) if t not in self.missing]
+        return [{"binary": {"encoding": "hex", "data": ["00"]}, "parsed": [self.entry(i, t) for i in ids]} for t in seconds]
+
+    def bars(self, symbol: str, resolution: str, start: int, end: int) -> dict:
+        """The shim's history answer: bars opening in [start, end] (both included), up to `now`."""
+        feed_id, step = SYMBOLS[symbol], RESOLUTIONS[resolution]
+        opens = [t for t in range(start + (-start) % step, end + 1, step) if t <= self.now]
+        if not opens:
+            return {"s": "no_data"}
+        prices = [[self.price(feed_id, s) / 10**-EXPO for s in range(t, t + step)] for t in opens]
+        return {"s": "ok", "t": opens, "o": [p[0] for p in prices], "h": [max(p) for p in prices],
+                "l": [min(p) for p in prices], "c": [p[-1] for p in prices], "v": [0] * len(opens)}
 
     def _handler(self):
         server = self
@@ -125,19 +151,43 @@ class HermesServer(LoopbackServer):
                     status = server.faults.popleft()
                     self._send(status, {"message": f"injected {status}"})
                     return
-                ids = parse_qs(url.query).get("ids[]", [])
-                tail = url.path.removeprefix("/v2/updates/price/")
-                if not url.path.startswith("/v2/updates/price/") or not ids:
-                    self._send(400, {"message": "bad request"})
-                    return
-                when = server.now if tail == "latest" else int(tail)
-                if tail != "latest" and server.rendezvous is not None:
+                query = parse_qs(url.query)
+                history = url.path != "/v2/updates/price/latest"
+                if history and server.rendezvous is not None:
                     try:
                         server.rendezvous.wait()
                     except threading.BrokenBarrierError:
                         server.rendezvous_broken = True
                         self._send(503, {"message": "rendezvous broken"})
                         return
+                if history and server.down_from is not None and url.path.startswith("/v1/"):
+                    args = {k: v[0] for k, v in query.items()}
+                    first = int(args["from"]) if "from" in args else int(url.path.split("/")[4])
+                    if first >= server.down_from:
+                        self._send(503, {"detail": "down"})
+                        return
+                if url.path == "/v1/shims/tradingview/history":
+                    args = {k: v[0] for k, v in query.items()}
+                    if args.get("symbol") not in SYMBOLS or args.get("resolution") not in RESOLUTIONS:
+                        self._send(200, {"s": "error", "errmsg": f"unknown symbol or resolution {args}"})
+                        return
+                    self._send(200, server.bars(args["symbol"], args["resolution"], int(args["from"]), int(args["to"])))
+                    return
+                if url.path.startswith("/v1/updates/price/"):
+                    start, _, interval = url.path.removeprefix("/v1/updates/price/").partition("/")
+                    ids = [i.lower().removeprefix("0x") for i in query.get("ids", [])]
+                    if not ids or not interval or int(interval) > 60:
+                        self._send(400, {"detail": "ids required; the interval may not exceed 60 seconds"})
+                        return
+                    found = server.updates(ids, int(start), int(interval))
+                    self._send(200 if found else 404, found or {"detail": "Price updates not found"})
+                    return
+                ids = query.get("ids[]", [])
+                tail = url.path.removeprefix("/v2/updates/price/")
+                if not url.path.startswith("/v2/updates/price/") or not ids:
+                    self._send(400, {"message": "bad request"})
+                    return
+                when = server.now if tail == "latest" else int(tail)
                 if when in server.missing:
                     self._send(404, {"message": "Price ids not found"})
                     return

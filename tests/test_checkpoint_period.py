@@ -123,3 +123,33 @@ def test_the_checkpoint_covers_exactly_its_period(scored_hour, seconds, key, win
     snapshots = lake.read_window("snapshots", *window, column="period_start")
     assert event.metadata["snapshots_used"].value == snapshots.height
     assert (snapshots.height > 0) == holds_the_hour
+
+
+@pytest.mark.process
+def test_info_shows_the_period_the_node_runs(tmp_path):
+    import httpx
+
+    from api.app import create_app
+    from api.settings import ApiSettings
+    from tests.api_fixtures import serve
+
+    shown = {}
+    for environ in ({}, {"CHECKPOINT_INTERVAL_SECONDS": str(SIX_HOURS)}):
+        settings = ApiSettings.from_env({"COORDINATOR_HOME": str(tmp_path), **environ})
+        with serve(create_app(settings)) as base_url:
+            shown[bool(environ)] = httpx.get(f"{base_url}/info", timeout=10).json()["contract"]["checkpoint_period"]
+    assert shown == {False: "weekly", True: "6h"}  # unset: the contract's period
+
+
+@pytest.mark.process
+def test_the_demo_cuts_the_periods_the_setting_gives(tmp_path, monkeypatch):
+    from coordinator_dagster.cli.demo import run_demo
+
+    monkeypatch.setenv("CHECKPOINT_INTERVAL_SECONDS", str(SIX_HOURS))
+    monkeypatch.delenv("MODELS_MANIFEST", raising=False)
+    result = run_demo(tmp_path, dt.datetime(2026, 11, 20, tzinfo=UTC), 1)
+    # The demo's day in six-hour periods (the weekly default would be one checkpoint, 2026-11-15).
+    assert sorted(p.parent.name for p in Lake(tmp_path).files("checkpoints")) == [
+        "period=2026-11-20-00:00", "period=2026-11-20-06:00", "period=2026-11-20-12:00", "period=2026-11-20-18:00",
+    ]
+    assert result.checkpoints.height == 4 and result.predictions == {"SCORED": 8640}

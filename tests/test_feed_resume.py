@@ -14,9 +14,10 @@ from assets import default_assets
 from assets.feeds import REFETCH_TAG
 from coordinator_dagster.feeds.resume import complete_hours, spans_to_fetch
 from coordinator_dagster.lake.store import Lake
-from resources import CcxtFeed
+from resources import CcxtFeed, PythFeed
 from tests.conftest import pipeline_resources
 from tests.exchange_server import ExchangeServer
+from tests.hermes_server import HermesServer
 
 UTC = dt.timezone.utc
 START = dt.datetime(2026, 11, 1, tzinfo=UTC)
@@ -51,8 +52,8 @@ def server():
         yield s
 
 
-def backfill(home, server, instance, tags=None, raise_on_error=True):
-    feed = CcxtFeed(base_url=server.base_url, backoff_seconds=0.01, timeout_seconds=1.0, max_retries=0)
+def backfill(home, server, instance, tags=None, raise_on_error=True, feed=None):
+    feed = feed or CcxtFeed(base_url=server.base_url, backoff_seconds=0.01, timeout_seconds=1.0, max_retries=0)
     resources = pipeline_resources(home, END + dt.timedelta(days=1), feed=feed)
     tags = {"dagster/asset_partition_range_start": FIRST, "dagster/asset_partition_range_end": LAST, **(tags or {})}
     return dg.materialize(
@@ -102,3 +103,30 @@ def test_a_backfill_that_failed_on_day_five_resumes_from_day_five(server, tmp_pa
         assert backfill(tmp_path / "home", server, instance, tags={REFETCH_TAG: "1"}).success
         assert server.requests.count(KLINES) == full_requests
         assert hashes(tmp_path / "home") == hashes(tmp_path / "full")
+
+
+SHIM = "/v1/shims/tradingview/history"
+
+
+@pytest.mark.process
+def test_a_pyth_candle_backfill_resumes_and_asks_a_day_per_request(tmp_path):
+    with HermesServer(now=int(END.timestamp()) + 86_400) as pyth:
+        feed = PythFeed(kind="candle", base_url=pyth.base_url, benchmarks_url=pyth.base_url, backoff_seconds=0.01, timeout_seconds=2.0, max_retries=0)
+        with dg.DagsterInstance.ephemeral() as instance:
+            assert backfill(tmp_path / "full", None, instance, feed=feed).success
+        full_requests = [p for p, _ in pyth.requests].count(SHIM)
+        assert full_requests == 2 * DAYS  # a day of minutes per subject per request (10,080 steps each)
+        pyth.requests.clear()
+
+        with dg.DagsterInstance.ephemeral() as instance:
+            pyth.down_from = int(DAY5.timestamp())
+            assert not backfill(tmp_path / "home", None, instance, feed=feed, raise_on_error=False).success
+            recorded = instance.get_materialized_partitions(dg.AssetKey("feed_records"))
+            assert len(recorded) == 4 * 24 and max(recorded) == "2026-11-04-23:00"
+            pyth.requests.clear()
+            pyth.down_from = None
+            assert backfill(tmp_path / "home", None, instance, feed=feed).success
+            resumed_requests = [p for p, _ in pyth.requests].count(SHIM)
+            assert resumed_requests == 2 * 3  # days 5-7 only
+            assert hashes(tmp_path / "home") == hashes(tmp_path / "full")
+        print(f"\npyth shim requests: full 7-day backfill {full_requests}, resumed after failing on day 5 {resumed_requests}")

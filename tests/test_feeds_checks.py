@@ -99,11 +99,12 @@ def test_lake_failures_lists_only_failed_rules():
 def test_inputs_checks():
     base = {"input_id": "a", "scope_key": "btc-60s", "subject": "BTC", "round_ts": T0, "resolvable_at": T0, "step_seconds": 60,
             "horizon_seconds": 60, "window_ts": [T0], "window_close": [1.0], "record_count": 1, "last_record_ts": T0}
-    good = schemas.conform(pl.DataFrame([base]), schemas.INPUTS, "inputs")
+    good = schemas.conform(schemas.upgrade(pl.DataFrame([base]), schemas.INPUTS, "inputs"), schemas.INPUTS, "inputs")
     assert all(o.passed for o in fc.inputs_outcomes(good))
     dup = pl.concat([good, good])
     assert [o.passed for o in fc.inputs_outcomes(dup)] == [False, True]
-    nan = schemas.conform(pl.DataFrame([{**base, "window_close": [1.0, float("nan")], "window_ts": [T0, T0]}]), schemas.INPUTS, "inputs")
+    nan = pl.DataFrame([{**base, "window_close": [1.0, float("nan")], "window_ts": [T0, T0]}])
+    nan = schemas.conform(schemas.upgrade(nan, schemas.INPUTS, "inputs"), schemas.INPUTS, "inputs")
     assert [o.passed for o in fc.inputs_outcomes(nan)] == [True, False]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from api.settings import ApiSettings
-from coordinator_dagster.contracts import CONFIG_ENV_VAR, SCORING_ENV_VAR, load_contract
+from coordinator_dagster.contracts import CONFIG_ENV_VAR, INPUT_BUILDER_ENV_VAR, SCORING_ENV_VAR, load_contract
 from coordinator_dagster.reference_settings import REFUSED, REFUSED_PREFIXES
 from coordinator_dagster.scoring.scores import default_scoring_function
 from coordinator_dagster.settings import Settings, SettingsError, load_settings, variable_name
@@ -32,7 +32,7 @@ ROWS = documented()
 SUPPORTED = (
     {variable_name(Settings, f) for f in Settings.model_fields}
     | {variable_name(ApiSettings, f) for f in ApiSettings.model_fields}
-    | {CONFIG_ENV_VAR, SCORING_ENV_VAR}
+    | {CONFIG_ENV_VAR, SCORING_ENV_VAR, INPUT_BUILDER_ENV_VAR}
 )
 
 

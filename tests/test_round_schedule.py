@@ -86,3 +86,23 @@ def test_a_round_is_scored_once_the_candle_closing_at_its_resolvable_time_lands(
     land(lake, HOUR - dt.timedelta(hours=1), HOUR + dt.timedelta(minutes=11))  # the 10:10 candle lands
     plan = plan_score_runs(CONTRACT, lake, STEP, now, None)
     assert [r.run_key for r in plan.runs if r.run_key.startswith("score:")] == ["score:2026-11-20T10:10:00Z"]
+
+
+def test_a_feed_that_cannot_serve_the_rounds_stops_the_start(tmp_path, monkeypatch, capsys):
+    from coordinator_dagster.cli.main import main
+    from coordinator_dagster.contracts import default_contract
+    from coordinator_dagster.round_schedule import feed_mismatches
+
+    assert feed_mismatches(default_contract(), ["BTC", "ETH"], 60) == feed_mismatches(default_contract(), ["BTC", "ETH"], 1) == []
+    # A 15 s schedule on one-minute candles would wait forever on the rounds between candles.
+    assert feed_mismatches(default_contract(), ["BTC"], 120) == [
+        "scope btc-60s: every 60 s, horizon 60 s: FEED_GRANULARITY of 120 s does not divide both (rounds need the record that closes at their time)",
+        "scope eth-60s: subject ETH is not in FEED_SUBJECTS (BTC)",
+        "scope eth-60s: every 60 s, horizon 60 s: FEED_GRANULARITY of 120 s does not divide both (rounds need the record that closes at their time)",
+    ]
+    for name in ("CRUNCH_CONFIG_MODULE", "MODELS_MANIFEST", "PARTITIONS_START"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("COORDINATOR_HOME", str(tmp_path))
+    monkeypatch.setenv("FEED_SUBJECTS", "BTCUSDT")
+    assert main(["check-settings"]) == 2
+    assert "subject BTC is not in FEED_SUBJECTS (BTCUSDT)" in capsys.readouterr().err

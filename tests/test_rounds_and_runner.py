@@ -28,7 +28,7 @@ def test_round_times_are_interval_multiples_in_a_half_open_window():
 def test_inputs_hold_only_records_closed_by_the_round():
     records = synthetic(T0 - dt.timedelta(hours=1), T0 + dt.timedelta(hours=1))
     contract = default_contract()
-    frame = build_inputs(records, contract.scheduled_predictions, T0, T0 + dt.timedelta(hours=1), T0 + dt.timedelta(hours=2), 60, 60)
+    frame = build_inputs(records, contract.scheduled_predictions, T0, T0 + dt.timedelta(hours=1), T0 + dt.timedelta(hours=2), 60, 3600)
     assert frame.height == 120  # 60 rounds × BTC and ETH
     for row in frame.iter_rows(named=True):
         # The newest record handed to models is the candle that closed exactly at the round.
@@ -42,7 +42,7 @@ def test_rounds_after_now_or_in_a_gap_get_no_input():
     gap = records.filter(~pl.col("ts_event").is_between(T0 + dt.timedelta(minutes=9), T0 + dt.timedelta(minutes=9)))
     contract = default_contract()
     now = T0 + dt.timedelta(minutes=30)
-    frame = build_inputs(gap, contract.scheduled_predictions, T0, T0 + dt.timedelta(hours=1), now, 60, 60)
+    frame = build_inputs(gap, contract.scheduled_predictions, T0, T0 + dt.timedelta(hours=1), now, 60, 3600)
     rounds = sorted(set(frame["round_ts"]))
     assert rounds[-1] == now  # the round at "now" is due, later ones are not
     assert T0 + dt.timedelta(minutes=10) not in rounds  # its closing candle is missing
@@ -50,7 +50,7 @@ def test_rounds_after_now_or_in_a_gap_get_no_input():
 
 def test_raw_input_matches_the_contract_type():
     records = synthetic(T0 - dt.timedelta(hours=1), T0 + dt.timedelta(minutes=5))
-    frame = build_inputs(records, default_contract().scheduled_predictions, T0, T0 + dt.timedelta(minutes=5), T0 + dt.timedelta(hours=1), 60, 10)
+    frame = build_inputs(records, default_contract().scheduled_predictions, T0, T0 + dt.timedelta(minutes=5), T0 + dt.timedelta(hours=1), 60, 600)
     payload = raw_input(frame.row(0, named=True))
     parsed = default_contract().raw_input_type.model_validate(payload)
     assert len(parsed.candles) == 10
@@ -134,7 +134,7 @@ def test_each_kind_of_bad_model_costs_only_its_own_prediction():
 @pytest.mark.parametrize("model", EXAMPLE_MODELS, ids=lambda s: s.model_id)
 def test_example_models_answer_valid_deterministic_outputs(model):
     records = synthetic(T0 - dt.timedelta(hours=1), T0 + dt.timedelta(minutes=30))
-    frame = build_inputs(records, default_contract().scheduled_predictions, T0, T0 + dt.timedelta(minutes=30), T0 + dt.timedelta(hours=1), 60, 60)
+    frame = build_inputs(records, default_contract().scheduled_predictions, T0, T0 + dt.timedelta(minutes=30), T0 + dt.timedelta(hours=1), 60, 3600)
     answers = []
     for _ in range(2):
         runner = InProcessRunner([model], InferenceOutput, timeout_seconds=5)

@@ -305,7 +305,7 @@ def test_the_entry_is_the_last_price_the_models_saw_and_the_resolved_price_the_n
 
     contract = default_contract()
     records = generate_records(seed=3, subject="BTC", kind=kind, granularity=granularity, start=T0 - MIN * 60, end=T0 + MIN * 61)
-    inputs = build_inputs(records, contract.scheduled_predictions, T0, T0 + MIN * 60, T0 + MIN * 90, {"1m": 60, "1s": 1}[granularity], 60)
+    inputs = build_inputs(records, contract.scheduled_predictions, T0, T0 + MIN * 60, T0 + MIN * 90, {"1m": 60, "1s": 1}[granularity], 60 * {"1m": 60, "1s": 1}[granularity])
     truth = resolve_truth(contract, records, inputs).join(inputs, on="input_id").sort("round_ts")
     assert truth.height == 60 and set(truth["truth_state"]) == {"resolved"}
     seen = truth["window_close"].list.last()

@@ -32,7 +32,7 @@ def hermes():
 @pytest.fixture
 def listen(hermes, tmp_path):
     def start(**kwargs):
-        feed = PythSource(base_url=hermes.base_url, kind="tick", backoff_seconds=0.01, timeout_seconds=2.0)
+        feed = PythSource(base_url=hermes.base_url, benchmarks_url=hermes.base_url, kind="tick", backoff_seconds=0.01, timeout_seconds=2.0)
         return make_listener(tmp_path / "home", HermesStream(feed, idle_timeout=20.0), feed, **kwargs)
 
     return start
@@ -76,7 +76,7 @@ def test_ticks_reach_the_lake_first_price_per_minute_with_dagster_events(listen,
     assert set(frame["source"]) == {"pyth"} and set(frame["kind"]) == {"tick"}
     assert frame["open"].is_null().all() and (frame["close"] == frame["price"]).all()
     assert any(path == "/v2/updates/price/stream" for path, _ in hermes.requests)
-    assert any(path == f"/v2/updates/price/{T0 - 60}" for path, _ in hermes.requests)  # the partial minute
+    assert any(path == f"/v1/updates/price/{T0 - 60}/59" for path, _ in hermes.requests)  # the partial minute, from history
     partitions = {e.partition for e in materializations(instance)}
     assert partitions == {"2026-11-02-09:00", "2026-11-02-10:00"}
     assert "connected: Pyth Hermes SSE" in caplog.text

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from api.auth import IsAdmin
 from api.routes.models import model_params
 from api.schemas import ContractInfo, Info
+from coordinator_dagster.partitions import period_label
 
 router = APIRouter(prefix="/info", tags=["health"])
 
@@ -27,7 +28,7 @@ def info(request: Request, admin: IsAdmin) -> Info:
             ranking_direction=contract.aggregation.ranking_direction,
             metrics=list(contract.metrics),
             ensembles=[e.name for e in contract.ensembles],
-            checkpoint_period=contract.checkpoint_period,
+            checkpoint_period=period_label(settings.checkpoint_interval_seconds or contract.checkpoint_period),
             scoring_version=contract.scoring_version,
             crunch_pubkey=contract.crunch_pubkey,
         ),

@@ -80,13 +80,14 @@ def run_demo(
     truth_end = end + dt.timedelta(hours=1)
     # The partitions start with the demo's data: the hour before the window (the first rounds' history).
     feed_start = start - dt.timedelta(hours=1)
-    periods = checkpoint_partitions(contract.checkpoint_period, feed_start)
+    configured = load_settings()
+    # CHECKPOINT_INTERVAL_SECONDS, when set, cuts the periods as it does for the node.
+    periods = checkpoint_partitions(configured.checkpoint_interval_seconds or contract.checkpoint_period, feed_start)
     _, last_period_end = period_window(periods, period_key_for(periods, end - dt.timedelta(microseconds=1)))
     now = max(truth_end + dt.timedelta(seconds=contract.ground_truth_grace_seconds), last_period_end)
     # The feed is always the seeded synthetic one, over the contract's subjects; the registered
     # models are the node's own (MODELS_MANIFEST), so a workspace's demo runs its own models.
     # Everything else is the defaults, whatever the environment says (no ccxt, no runner service).
-    configured = load_settings()
     settings = load_settings({}).model_copy(
         update={
             "home": Path(home),
@@ -95,6 +96,7 @@ def run_demo(
             "models_manifest": configured.models_manifest,
             "model_timeout_seconds": configured.model_timeout_seconds,
             "partitions_start": feed_start,
+            "checkpoint_interval_seconds": configured.checkpoint_interval_seconds,
         }
     )
     defs = build_defs(settings=settings, contract=contract, resource_overrides={"clock": ClockResource(fixed_now=now.isoformat())})

@@ -77,12 +77,17 @@ def _check_settings(args: argparse.Namespace) -> int:
     from coordinator_dagster.contracts import load_contract
     from coordinator_dagster.definitions import feed_resource
     from coordinator_dagster.models.manifest import load_manifest
+    from coordinator_dagster.feeds.granularity import granularity_seconds
+    from coordinator_dagster.round_schedule import feed_mismatches
 
     try:
         settings = load_settings()
         ApiSettings.from_env()
         contract = load_contract()
         feed_resource(settings)  # a kind or granularity the source cannot serve
+        problems = feed_mismatches(contract, settings.feed_subjects, granularity_seconds(settings.feed_granularity))
+        if problems:
+            raise ValueError("the feed cannot serve the contract's rounds: " + "; ".join(problems))
         models = load_manifest(settings.models_manifest)
         if args.remember_partitions_start and settings.partitions_start is None:
             settings = _remember_partitions_start(settings, contract)

@@ -1,7 +1,7 @@
 """Reading the lake into polars frames: one partition, an hour range, or a whole table.
 
-Every frame comes back conformed to its table's schema; an absent partition reads as an empty
-frame with that schema. SQL over the lake is `views.py`'s; the API's shared reader is `reader.py`.
+Every frame comes back conformed to its table's schema (a file from before a column was added
+reads it as null); an absent partition reads as an empty frame with that schema. SQL over the lake is `views.py`'s; the API's shared reader is `reader.py`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class LakeReads(LakeLayout):
             # two files (a page-size error or a panic). An open handle keeps the old inode.
             try:
                 with open(path, "rb") as handle:
-                    frames.append(pl.read_parquet(handle))
+                    frames.append(schemas.upgrade(pl.read_parquet(handle), schema, name))
             except FileNotFoundError:
                 continue
         if not frames:

@@ -2,6 +2,8 @@
 
 Every write goes through `conform()`, so a frame with a missing column, an extra column or a
 column of the wrong type is caught before it reaches the lake (nothing is written by position).
+A column added to a table after files were written is listed in `ADDED_COLUMNS`: `upgrade()`
+reads it as null from the older files, so they stay readable without being rewritten.
 Table semantics live with the assets; this module only fixes shapes.
 """
 
@@ -44,9 +46,16 @@ INPUTS = pl.Schema(
         "step_seconds": pl.Int64,
         "horizon_seconds": pl.Int64,
         "window_ts": pl.List(UTC_TS),
+        # The window's records, one list per field (candles: OHLCV; ticks: the price as close).
+        "window_open": pl.List(pl.Float64),
+        "window_high": pl.List(pl.Float64),
+        "window_low": pl.List(pl.Float64),
         "window_close": pl.List(pl.Float64),
+        "window_volume": pl.List(pl.Float64),
         "record_count": pl.Int64,
         "last_record_ts": UTC_TS,
+        # The contract's input builder's output as JSON; null when models get the default shape.
+        "model_input": pl.String,
     }
 )
 
@@ -221,6 +230,23 @@ def group_leaderboard_schema(window_names: Iterable[str]) -> pl.Schema:
     columns["round_count"] = pl.Int64  # rounds in the longest window
     columns["as_of"] = UTC_TS
     return pl.Schema(columns)
+
+
+# Columns added to a table after files were written: older files read them as null.
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "inputs": ("window_open", "window_high", "window_low", "window_volume", "model_input"),
+    "models": ("status",),
+}
+
+
+def upgrade(frame: pl.DataFrame, schema: pl.Schema, table: str) -> pl.DataFrame:
+    """`frame` (as read from one file) with the table's later-added columns it lacks, as nulls."""
+    missing = [name for name in ADDED_COLUMNS.get(table, ()) if name not in frame.columns]
+    if not missing:
+        return frame
+    added = frame.with_columns(pl.lit(None, dtype=schema[name]).alias(name) for name in missing)
+    # In the schema's order, so it stacks with files that have the columns.
+    return added.select([n for n in schema.names() if n in added.columns] + [n for n in added.columns if n not in schema])
 
 
 def conform(frame: pl.DataFrame, schema: pl.Schema, table: str) -> pl.DataFrame:

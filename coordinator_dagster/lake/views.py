@@ -15,6 +15,7 @@ import logging
 import duckdb
 import polars as pl
 
+from coordinator_dagster.lake import schemas
 from coordinator_dagster.lake.writes import LakeWrites
 from coordinator_dagster.statuses import CheckpointStatus, InputStatus, PredictionStatus
 
@@ -56,9 +57,11 @@ class LakeViews(LakeWrites):
             )
             return f"SELECT {columns} WHERE false"
         hive = "true" if table.layout in ("window", "period") else "false"
-        # No union_by_name: every file of a table is written with the table's schema, and
-        # without it binding a view reads one file footer instead of all of them.
-        return f"SELECT * FROM read_parquet('{self.glob(name)}', hive_partitioning={hive})"
+        # No union_by_name where every file of a table has the table's schema: without it binding
+        # a view reads one file footer instead of all of them. A table that gained columns has
+        # older files without them; by name, those read the new columns as null.
+        by_name = ", union_by_name=true" if name in schemas.ADDED_COLUMNS else ""
+        return f"SELECT * FROM read_parquet('{self.glob(name)}', hive_partitioning={hive}{by_name})"
 
     def view_statements(self) -> list[str]:
         """CREATE VIEW statements: `raw_<table>` over the files, and the public views."""

@@ -9,8 +9,10 @@ hands it the reference's shape of the same round:
 - candle feeds: `{"symbol", "asof_ts", "candles_1m": [{"ts", "open", "high", "low", "close", "volume"}]}`
 - tick feeds: `{"symbol", "asof_ts", "ticks": [{"ts", "price"}]}`
 
-with times as Unix seconds and `asof_ts` the newest record's time, as the reference does. Only
-the standard library is imported here: the sandboxed worker loads this before any model.
+with times as Unix seconds and `asof_ts` the newest record's time, as the reference does. A
+round whose input was built by the contract's input builder (the payload's `input`) is handed to
+`feed_update` as built. Only the standard library is imported here: the sandboxed worker loads
+this before any model.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import datetime as dt
 from typing import Any
 
 REFERENCE_BASE_CLASSNAME = "cruncher.ModelBaseClass"
+# The round payload's key for an input built by the contract's input builder (models.rounds).
+BUILT_INPUT_KEY = "input"
 FEED_SHAPES = ("candle", "tick")
 _OHLCV = ("open", "high", "low", "close", "volume")
 
@@ -62,7 +66,8 @@ class ReferenceModel:
         self.shape = shape
 
     def tick(self, payload: dict[str, Any]) -> None:
-        self.model.feed_update(reference_feed(payload, self.shape))
+        built = payload.get(BUILT_INPUT_KEY)
+        self.model.feed_update(built if built is not None else reference_feed(payload, self.shape))
 
     def predict(self, subject: str, resolve_horizon_seconds: int, step_seconds: int) -> Any:
         return self.model.predict(subject, resolve_horizon_seconds, step_seconds)

@@ -1,20 +1,31 @@
 """Prediction rounds: when they fall, and the model-facing input of each round.
 
 A round of a scheduled prediction falls on every multiple of its interval (Unix time). Its
-input holds the newest `window_size` records that had closed by the round time (a candle with
-open time t closes at t + granularity), so models never see data from after the round.
+input holds the records that closed within the input window, a time span ending at the round
+time (a candle with open time t closes at t + granularity), so models never see data from after
+the round. Each record keeps all its fields (candles: open, high, low, close, volume).
+
+What models are handed (`raw_input`) is our `RawInput` shape by default. A contract's input
+builder (`input_builder`, or `INFERENCE_INPUT_BUILDER`) replaces it: called with the window's
+feed records as a polars frame, it returns the model input, stored with the round
+(`model_input`) and handed to models under the payload's `input` key.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import polars as pl
+from pydantic import BaseModel
 
 from coordinator_dagster.lake import schemas
 from coordinator_dagster.domain_types import ScheduledPrediction
+from coordinator_dagster.models.reference_models import BUILT_INPUT_KEY
 
 
 # Run tag set by the predict sensor on live runs: the round the run was requested for.
@@ -57,6 +68,37 @@ def input_id(scope_key: str, round_ts: dt.datetime) -> str:
     return f"{scope_key}@{round_stamp(round_ts)}"
 
 
+# The record fields a round's window keeps, as (feed_records column, inputs column).
+WINDOW_FIELDS = (("open", "window_open"), ("high", "window_high"), ("low", "window_low"), ("px", "window_close"), ("volume", "window_volume"))
+
+
+class InputBuilderError(ValueError):
+    """The contract's input builder failed or returned something models cannot be handed."""
+
+
+def encode_model_input(built: Any, input_type: type[BaseModel] | None, where: str) -> str:
+    """The builder's output as JSON: validated through `input_type` when given, else a mapping
+    (or a pydantic model) of JSON values."""
+    try:
+        if input_type is not None:
+            built = input_type.model_validate(built)
+        if isinstance(built, BaseModel):
+            built = built.model_dump(mode="json")
+        if not isinstance(built, Mapping):
+            raise TypeError(f"returned {type(built).__name__}, not a mapping")
+        # numpy scalars are common in features; anything else not JSON-able is refused. NaN is
+        # kept (a feature undefined at the window's start): the runner protocol carries it.
+        return json.dumps(built, default=_json_scalar)
+    except (TypeError, ValueError) as exc:
+        raise InputBuilderError(f"input builder, {where}: {exc}") from exc
+
+
+def _json_scalar(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
 def build_inputs(
     feed: pl.DataFrame,
     schedule: list[ScheduledPrediction],
@@ -64,14 +106,20 @@ def build_inputs(
     end: dt.datetime,
     now: dt.datetime,
     granularity_seconds: int,
-    window_size: int,
+    window_seconds: int,
+    builder: Callable[[pl.DataFrame], Any] | None = None,
+    input_type: type[BaseModel] | None = None,
 ) -> pl.DataFrame:
     """One row per (scheduled prediction, round) in [start, min(end, now)] whose data is present.
 
     A round is present when the record that closes exactly at the round time exists; a round
-    inside a feed gap gets no input (and so no predictions) rather than a stale window.
+    inside a feed gap gets no input (and so no predictions) rather than a stale window. The window
+    holds the records that closed in (round − window_seconds, round]: at most
+    window_seconds / granularity of them, fewer where the feed has gaps. With a `builder`, each
+    round's model input is `builder(window records)`, validated through `input_type` if given.
     """
     step = dt.timedelta(seconds=granularity_seconds)
+    span = dt.timedelta(seconds=window_seconds)
     rows = []
     for scheduled in schedule:
         if not scheduled.active:
@@ -84,7 +132,6 @@ def build_inputs(
             .with_columns(pl.coalesce("close", "price").alias("px"))
         )
         ts = records["ts_event"].dt.replace_time_zone(None).to_numpy()
-        closes = records["px"].to_numpy()
         # Rounds up to `now` inclusive: the round at `now` is due as soon as its data is in.
         upper = min(end, now + dt.timedelta(microseconds=1))
         for round_ts in round_times(start, upper, scheduled.prediction_interval_seconds):
@@ -92,7 +139,17 @@ def build_inputs(
             last = int(np.searchsorted(ts, newest_open, side="right")) - 1
             if last < 0 or ts[last] != newest_open:
                 continue
-            first = max(0, last - window_size + 1)
+            oldest_open = np.datetime64((round_ts - span).replace(tzinfo=None), "us")
+            first = min(int(np.searchsorted(ts, oldest_open, side="left")), last)
+            window = records.slice(first, last - first + 1)
+            model_input = None
+            if builder is not None:
+                where = f"{scheduled.scope_key} at {round_stamp(round_ts)}"
+                try:
+                    built = builder(window.drop("px"))
+                except Exception as exc:
+                    raise InputBuilderError(f"input builder, {where}: raised {exc!r}") from exc
+                model_input = encode_model_input(built, input_type, where)
             rows.append(
                 {
                     "input_id": input_id(scheduled.scope_key, round_ts),
@@ -102,10 +159,11 @@ def build_inputs(
                     "resolvable_at": round_ts + dt.timedelta(seconds=scheduled.resolve_horizon_seconds),
                     "step_seconds": scheduled.scope.step_seconds,
                     "horizon_seconds": scheduled.scope.horizon_seconds,
-                    "window_ts": records["ts_event"][first : last + 1].to_list(),
-                    "window_close": closes[first : last + 1].tolist(),
-                    "record_count": last - first + 1,
+                    "window_ts": window["ts_event"].to_list(),
+                    **{name: window[column].to_list() for column, name in WINDOW_FIELDS},
+                    "record_count": window.height,
                     "last_record_ts": records["ts_event"][last],
+                    "model_input": model_input,
                 }
             )
     if not rows:
@@ -115,14 +173,33 @@ def build_inputs(
 
 
 def raw_input(row: dict) -> dict:
-    """The JSON-able payload models receive for one input row (shape of `RawInput`)."""
-    return {
+    """The JSON-able payload models receive for one input row.
+
+    By default our `RawInput` shape, each candle with every field the feed recorded (a field a
+    row from before the inputs carried it, or a feed without it, reads as None). A round whose
+    input was built by the contract's input builder carries that input under `input` instead of
+    the candles.
+    """
+    payload = {
         "subject": row["subject"],
         "round_ts": row["round_ts"].isoformat(),
         "step_seconds": row["step_seconds"],
         "horizon_seconds": row["horizon_seconds"],
-        "candles": [
-            {"ts": ts.isoformat(), "close": close}
-            for ts, close in zip(row["window_ts"], row["window_close"], strict=True)
-        ],
     }
+    if row.get("model_input") is not None:
+        payload[BUILT_INPUT_KEY] = json.loads(row["model_input"])
+        return payload
+    count = len(row["window_ts"])
+    fields = {name: row.get(name) or [None] * count for _, name in WINDOW_FIELDS}
+    payload["candles"] = [
+        {
+            "ts": ts.isoformat(),
+            "open": fields["window_open"][i],
+            "high": fields["window_high"][i],
+            "low": fields["window_low"][i],
+            "close": fields["window_close"][i],
+            "volume": fields["window_volume"][i],
+        }
+        for i, ts in enumerate(row["window_ts"])
+    ]
+    return payload

@@ -50,12 +50,13 @@ def checkpoint_partitions(period: str | int, start: dt.datetime) -> dg.Partition
     `period` is "weekly" (Sunday 00:00 UTC to Sunday, Dagster's default), "daily", or a length in
     seconds (CHECKPOINT_INTERVAL_SECONDS):
     - one day or one week: the daily or weekly partitions above (keys "YYYY-MM-DD");
-    - a divisor of a day on the clock's grid (whole minutes dividing an hour, whole hours dividing
-      a day: 15 min, 6 h, 12 h …): a cron partition per period, keys "YYYY-MM-DD-HH:MM";
+    - whole hours dividing a day (1 h, 6 h, 12 h …): a cron partition per period, keys
+      "YYYY-MM-DD-HH:MM";
     - whole days (3 days, 14 days …): periods of that many days from the day holding `start`,
       listed (`LISTED_PERIOD_YEARS`), keys "YYYY-MM-DD" of each period's first day.
-    Anything else (90 min, 36 h) is refused: its periods would not line up with the hours that
-    snapshots and the schedule use.
+    Anything else (15 min, 90 min, 36 h) is refused: its periods would not line up with the hours
+    that snapshots and the schedule use. A period shorter than an hour would hold no whole
+    snapshot (snapshots are hourly), so its checkpoint would pay nobody.
     """
     seconds = PERIOD_SECONDS.get(period) if isinstance(period, str) else period
     if seconds is None:
@@ -78,8 +79,8 @@ def checkpoint_partitions(period: str | int, start: dt.datetime) -> dg.Partition
         count = LISTED_PERIOD_YEARS * 366 * 86_400 // seconds
         return dg.StaticPartitionsDefinition([(day + step * i).strftime(PERIOD_KEY_FORMAT) for i in range(count)])
     raise ValueError(
-        f"checkpoint period of {seconds} s: expected whole minutes dividing an hour, whole hours dividing a day, "
-        "or whole days (CHECKPOINT_INTERVAL_SECONDS)"
+        f"checkpoint period of {seconds} s: expected whole hours dividing a day, or whole days "
+        "(CHECKPOINT_INTERVAL_SECONDS); snapshots are hourly, so a period is at least 3600 s"
     )
 
 
@@ -102,8 +103,6 @@ def period_label(period: str | int) -> str:
 def _cron_dividing_a_day(seconds: int) -> str | None:
     if seconds < 86_400 and seconds % 3600 == 0 and 24 % (seconds // 3600) == 0:
         return f"0 */{seconds // 3600} * * *"
-    if seconds < 3600 and seconds % 60 == 0 and 60 % (seconds // 60) == 0:
-        return f"*/{seconds // 60} * * * *"
     return None
 
 

@@ -47,8 +47,9 @@ def build_checkpoint_schedule(checkpoint_job, partitions_def: dg.PartitionsDefin
     """
     # Five minutes past the boundary: the period's last snapshots have been scored by then.
     period_cron = partitions_def.cron_schedule if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition) else "0 0 * * *"
-    minute, *rest = period_cron.split()
-    cron = " ".join(["5", *rest]) if minute == "0" else period_cron
+    # Every period starts on an hour (partitions.py refuses shorter ones): its cron's minute is 0.
+    _minute, *rest = period_cron.split()
+    cron = " ".join(["5", *rest])
 
     @dg.schedule(
         job=checkpoint_job,
@@ -60,8 +61,8 @@ def build_checkpoint_schedule(checkpoint_job, partitions_def: dg.PartitionsDefin
     def checkpoint_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
         tick = context.scheduled_execution_time.astimezone(dt.timezone.utc)
         # The period holding the moment just before its boundary is the one that just ended (the
-        # tick is 5 minutes past an hour boundary, or on the boundary for periods under an hour).
-        ended_at = tick - (dt.timedelta(minutes=10) if minute == "0" else dt.timedelta(seconds=1))
+        # tick is 5 minutes past an hour boundary).
+        ended_at = tick - dt.timedelta(minutes=10)
         key = period_key_for(partitions_def, ended_at)
         if key is None:
             return dg.SkipReason("no checkpoint period has ended yet")

@@ -46,7 +46,7 @@ def test_a_three_day_period_runs_from_the_day_holding_the_start():
     assert period_window(periods, "2026-11-21") == (dt.datetime(2026, 11, 21, tzinfo=UTC), dt.datetime(2026, 11, 24, tzinfo=UTC))
 
 
-@pytest.mark.parametrize("seconds", [5400, 36 * 3600, 7 * 3600])
+@pytest.mark.parametrize("seconds", [5400, 36 * 3600, 7 * 3600, 15 * 60, 1800])
 def test_a_period_that_does_not_line_up_with_the_hours_is_refused(seconds):
     with pytest.raises(ValueError, match="whole hours dividing a day"):
         checkpoint_partitions(seconds, START)
@@ -75,7 +75,7 @@ def _tick(schedule: dg.ScheduleDefinition, at: dt.datetime):
         (SIX_HOURS, dt.datetime(2026, 11, 20, 12, 5, tzinfo=UTC), "2026-11-20-06:00"),
         (THREE_DAYS, dt.datetime(2026, 11, 21, 0, 5, tzinfo=UTC), "2026-11-18"),
         (THREE_DAYS, dt.datetime(2026, 11, 22, 0, 5, tzinfo=UTC), None),  # mid-period: nothing ended
-        (15 * 60, dt.datetime(2026, 11, 20, 12, 15, tzinfo=UTC), "2026-11-20-12:00"),
+        (3600, dt.datetime(2026, 11, 20, 13, 5, tzinfo=UTC), "2026-11-20-12:00"),
     ],
 )
 def test_the_schedule_builds_the_period_that_just_ended(seconds, tick, expected):

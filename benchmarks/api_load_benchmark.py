@@ -1,7 +1,7 @@
 """Load benchmark of the report API: real uvicorn on loopback, ≥1,000,000 predictions, 50
 concurrent clients, with and without a concurrent rewrite ("backfill") of lake partitions.
 
-Usage: .venv/bin/python benchmarks/api_load_benchmark.py [--rows 1000000] [--clients 50] [--seconds 10]
+Usage: .venv/bin/python benchmarks/api_load_benchmark.py [--rows 1000000] [--clients 50] [--seconds 10] [--replicas 1]
 
 Seeds the lake through `Lake.write_windows` (50 models × 2 scopes × one-minute rounds, scores
 for every hour but the newest, a leaderboard and two checkpoints), starts
@@ -9,6 +9,9 @@ for every hour but the newest, a leaderboard and two checkpoints), starts
 `--clients` keep-alive clients (threads in `--client-processes` processes) for `--seconds` and prints requests/s, p50, p99, max and errors:
 first without writes, then while another process rewrites prediction and score partitions and the
 leaderboard in a loop, as a backfill or re-scoring run does.
+
+`--replicas N` starts N such processes over the same lake (ports --port … --port+N-1) and spreads
+the clients' keep-alive connections over them in turn, as a connection-level load balancer does.
 """
 
 from __future__ import annotations
@@ -136,7 +139,7 @@ def rewrite_loop(home: str, keys: list[str], models: int, stop, counter, pause: 
             time.sleep(pause)
 
 
-def _client_process(port: int, target: str, threads: int, seconds: float, out) -> None:
+def _client_process(ports: list[int], first: int, target: str, threads: int, seconds: float, out) -> None:
     """`threads` keep-alive HTTP/1.1 clients (stdlib http.client: far less client CPU per request
     than httpx, so the figures measure the server) hammering `target` until the deadline."""
     latencies: list[float] = []
@@ -144,7 +147,7 @@ def _client_process(port: int, target: str, threads: int, seconds: float, out) -
     lock = threading.Lock()
     deadline = time.perf_counter() + seconds
 
-    def client() -> None:
+    def client(port: int) -> None:
         mine, bad = [], 0
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         while time.perf_counter() < deadline:
@@ -164,7 +167,8 @@ def _client_process(port: int, target: str, threads: int, seconds: float, out) -
             latencies.extend(mine)
             errors[0] += bad
 
-    workers = [threading.Thread(target=client) for _ in range(threads)]
+    # Client number first + i talks to replica (first + i) mod N: connections spread evenly.
+    workers = [threading.Thread(target=client, args=(ports[(first + i) % len(ports)],)) for i in range(threads)]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -172,12 +176,13 @@ def _client_process(port: int, target: str, threads: int, seconds: float, out) -
     out.put((latencies, errors[0]))
 
 
-def hammer(port: int, path: str, params: dict, clients: int, seconds: float, processes: int) -> dict:
+def hammer(ports: list[int], path: str, params: dict, clients: int, seconds: float, processes: int) -> dict:
     target = path + ("?" + urllib.parse.urlencode(params) if params else "")
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     shares = [clients // processes + (i < clients % processes) for i in range(processes)]
-    procs = [ctx.Process(target=_client_process, args=(port, target, n, seconds, out)) for n in shares if n]
+    firsts = [sum(shares[:i]) for i in range(len(shares))]
+    procs = [ctx.Process(target=_client_process, args=(ports, first, target, n, seconds, out)) for n, first in zip(shares, firsts) if n]
     began = time.perf_counter()
     for proc in procs:
         proc.start()
@@ -208,6 +213,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18766)
     parser.add_argument("--rewrite-pause", type=float, default=0.0, help="seconds between rewrites in the backfill loop")
     parser.add_argument("--client-processes", type=int, default=2, help="client processes sharing the clients (threads)")
+    parser.add_argument("--replicas", type=int, default=1, help="API processes over the same lake, the clients' connections spread over them")
     args = parser.parse_args()
 
     shutil.rmtree(args.home, ignore_errors=True)
@@ -216,27 +222,33 @@ def main() -> None:
     total = lake.query("SELECT count(*) AS n FROM raw_predictions")["n"][0]
     print(f"lake {args.home}: {total:,} predictions in {len(keys)} hourly partitions, seeded in {time.perf_counter() - began:.1f} s")
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--port", str(args.port), "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env={**os.environ, "COORDINATOR_HOME": str(args.home)}, preexec_fn=reset_signals,
-    )
-    base = f"http://127.0.0.1:{args.port}"
+    ports = [args.port + i for i in range(args.replicas)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--port", str(port), "--log-level", "warning", "--no-access-log"],
+            cwd=ROOT, env={**os.environ, "COORDINATOR_HOME": str(args.home)}, preexec_fn=reset_signals,
+        )
+        for port in ports
+    ]
     routes = [
         ("leaderboard", "/reports/leaderboard", {}),
         ("predictions first page (limit=100)", "/reports/predictions", {"limit": 100}),
         ("checkpoint emission", "/reports/checkpoints/CKP-2026-11-15/emission", {}),
     ]
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        for _, path, params in routes:
-            for _ in range(3):
-                httpx.get(base + path, params=params, timeout=60).raise_for_status()
-        print(f"{args.clients} concurrent clients ({args.client_processes} processes of threads), {args.seconds:.0f} s per route, one uvicorn worker, {os.cpu_count()} cores")
+        for port in ports:
+            base = f"http://127.0.0.1:{port}"
+            for _ in range(600):
+                try:
+                    if httpx.get(base + "/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            for _, path, params in routes:
+                for _ in range(3):
+                    httpx.get(base + path, params=params, timeout=60).raise_for_status()
+        served = "one uvicorn worker" if args.replicas == 1 else f"{args.replicas} API processes (one uvicorn worker each) over one lake"
+        print(f"{args.clients} concurrent clients ({args.client_processes} processes of threads), {args.seconds:.0f} s per route, {served}, {os.cpu_count()} cores")
         for label, backfill in (("no writes", False), ("during a concurrent rewrite loop", True)):
             # spawn, not fork: this process already runs DuckDB threads, which a fork can deadlock.
             ctx = mp.get_context("spawn")
@@ -249,15 +261,17 @@ def main() -> None:
             print(f"-- {label}")
             for name, path, params in routes:
                 before = counter.value
-                r = hammer(args.port, path, params, args.clients, args.seconds, args.client_processes)
+                r = hammer(ports, path, params, args.clients, args.seconds, args.client_processes)
                 extra = f"  rewrite rounds meanwhile={counter.value - before} (each: predictions + scores partition + leaderboard)" if backfill else ""
                 print(f"{name:36s} {r['rps']:7.1f} req/s  p50={r['p50']:6.1f} ms  p99={r['p99']:6.1f} ms  max={r['max']:6.1f} ms  n={r['n']}  errors={r['errors']}{extra}")
             if writer is not None:
                 stop.set()
                 writer.join(30)
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(10)
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            proc.wait(10)
 
 
 if __name__ == "__main__":

@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(args: argparse.Namespace, pg_url: str | None) -> str:
-    """One run of the node and its summary; returns the landed -> persisted line."""
+    """One run of the node and its summary; returns its landed -> persisted and sensor wait line."""
     home = Path(tempfile.mkdtemp(prefix="round-latency-"))
     manifest = home / "models.json"
     write_manifest(manifest, args.models)
@@ -351,7 +351,8 @@ def measure(args: argparse.Namespace, pg_url: str | None) -> str:
 
         shutil.rmtree(home, ignore_errors=True)
     os.environ.pop("DAGSTER_PG_URL", None)
-    return summarize("landed -> persisted", total).strip() + "; " + summarize("sensor wait", parts["sensor wait"]).strip()
+    line = f"{summarize('landed -> persisted', total)}; {summarize('sensor wait', parts['sensor wait'])}; load average {os.getloadavg()[0]:.2f}"
+    return " ".join(line.split())
 
 
 if __name__ == "__main__":

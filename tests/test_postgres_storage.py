@@ -213,11 +213,13 @@ def test_make_run_writes_the_postgresql_block_while_the_url_is_set(tmp_path, pg_
 
     def start(**extra: str) -> str:
         env = _run_sh_env(tmp_path, **extra)
-        for name in ("api", "dagster", "models", "feeds"):
-            (tmp_path / f"{name}.pids").unlink(missing_ok=True)
+        pidfiles = [tmp_path / f"{name}.pids" for name in ("api", "dagster", "models", "feeds")]
+        for path in pidfiles:
+            path.unlink(missing_ok=True)
         proc = subprocess.Popen([sys.executable, str(LAUNCH), "bash", str(RUN_SH)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
-            assert wait_for(lambda: (tmp_path / "dagster.pids").exists() or proc.poll() is not None, 120)
+            # Every stand-in running (as tests/test_scripts.py waits), or run.sh gave up: its output says why.
+            assert wait_for(lambda: all(p.exists() and p.read_text() for p in pidfiles) or proc.poll() is not None, 120)
             proc.send_signal(signal.SIGTERM)
             out, _ = proc.communicate(timeout=60)
             assert proc.returncode == 0, out
@@ -235,3 +237,17 @@ def test_make_run_writes_the_postgresql_block_while_the_url_is_set(tmp_path, pg_
     monkeypatch.delenv("DAGSTER_PG_URL")
     again = start(RUN_SKIP_SETTINGS_CHECK="1")
     assert again.rstrip() == (ROOT / "scripts" / "dagster.yaml").read_text().rstrip()
+
+
+def test_backup_and_restore_say_the_instance_is_the_databases_to_keep(tmp_path, monkeypatch, capsys):
+    from coordinator_dagster.cli.main import main
+    from tests.api_fixtures import seed_lake
+
+    home = seed_lake(tmp_path / "home").lake.home
+    monkeypatch.setenv("DAGSTER_PG_URL", "postgresql+psycopg2://node:secret@127.0.0.1:9/none")
+    archive = tmp_path / "node.tar.gz"
+    assert main(["backup", str(archive), "--home", str(home)]) == 0
+    out = capsys.readouterr().out
+    assert "not backed up here; use pg_dump --format=custom" in out and "secret" not in out
+    assert main(["restore", str(archive), "--home", str(tmp_path / "restored")]) == 0
+    assert "not restored here; use pg_restore" in capsys.readouterr().out

@@ -8,7 +8,6 @@ tests/test_stream_synthetic.py."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
 import subprocess
 import sys
@@ -207,7 +206,7 @@ def test_make_run_writes_the_postgresql_block_while_the_url_is_set(tmp_path, pg_
     """scripts/run.sh (with stand-in commands) appends scripts/dagster_postgres.yaml to the
     dagster.yaml it generates; the file opens an instance on the server; unset, the next start
     writes the SQLite file again."""
-    from tests.test_scripts import LAUNCH, RUN_SH, _run_sh_env
+    from tests.test_scripts import LAUNCH, RUN_SH, _run_sh_env, _stop
 
     home = tmp_path / "home"
 
@@ -224,8 +223,7 @@ def test_make_run_writes_the_postgresql_block_while_the_url_is_set(tmp_path, pg_
             out, _ = proc.communicate(timeout=60)
             assert proc.returncode == 0, out
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+            _stop(proc, [int(pid) for p in pidfiles if p.exists() for pid in p.read_text().split()])
         return (home / "dagster_home" / "dagster.yaml").read_text()
 
     generated = start(DAGSTER_PG_URL=pg_url)

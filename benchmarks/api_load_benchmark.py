@@ -2,7 +2,7 @@
 concurrent clients, with and without a concurrent rewrite ("backfill") of lake partitions.
 
 Usage: .venv/bin/python benchmarks/api_load_benchmark.py [--rows 1000000] [--clients 50] [--seconds 10]
-       [--miss] [--client wrk|python] [--routes leaderboard,models,...]
+       [--miss] [--client wrk|python] [--routes leaderboard,models,...] [--replicas 1]
 
 `--miss` gives every request its own query string (a `_miss=<n>` parameter no route reads), as a
 dashboard sending `projectIds`, `start` and `end` to every route does; the response cache keys
@@ -12,6 +12,8 @@ route (the uncached path: in-memory tables, DuckDB, validation, JSON). `ROUTES` 
 does not serve (404 on the warm-up call) is reported and skipped, so routes can be listed before
 they exist. `--client wrk` drives the load with wrk (`apt-get install wrk`), which costs the two
 shared cores far less than Python clients; the server's RSS and the load average are printed.
+`--replicas N` starts N API processes over the same lake and spreads the Python clients'
+connections over them (wrk drives one address, so it takes one replica).
 
 Seeds the lake through `Lake.write_windows` (50 models × 2 scopes × one-minute rounds, scores
 for every hour but the newest, a leaderboard and two checkpoints), starts
@@ -190,15 +192,18 @@ def rewrite_loop(home: str, keys: list[str], models: int, stop, counter, pause: 
             time.sleep(pause)
 
 
-def _client_process(port: int, target: str, threads: int, seconds: float, out, miss: bool = False, no_cache: bool = False) -> None:
+def _client_process(
+    ports: list[int], first: int, target: str, threads: int, seconds: float, out, miss: bool = False, no_cache: bool = False
+) -> None:
     """`threads` keep-alive HTTP/1.1 clients (stdlib http.client: far less client CPU per request
-    than httpx, so the figures measure the server) hammering `target` until the deadline."""
+    than httpx, so the figures measure the server) hammering `target` until the deadline; client
+    i of the run (counted from `first`) talks to replica i mod len(ports)."""
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
     deadline = time.perf_counter() + seconds
 
-    def client() -> None:
+    def client(port: int) -> None:
         mine, bad = [], 0
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         sep = "&" if "?" in target else "?"
@@ -222,7 +227,7 @@ def _client_process(port: int, target: str, threads: int, seconds: float, out, m
             latencies.extend(mine)
             errors[0] += bad
 
-    workers = [threading.Thread(target=client) for _ in range(threads)]
+    workers = [threading.Thread(target=client, args=(ports[(first + i) % len(ports)],)) for i in range(threads)]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -231,15 +236,20 @@ def _client_process(port: int, target: str, threads: int, seconds: float, out, m
 
 
 def hammer(
-    port: int, path: str, params: dict, clients: int, seconds: float, processes: int, miss: bool = False, client: str = "python", no_cache: bool = False
+    ports: list[int], path: str, params: dict, clients: int, seconds: float, processes: int, miss: bool = False, client: str = "python", no_cache: bool = False
 ) -> dict:
     target = path + ("?" + urllib.parse.urlencode(params) if params else "")
     if client == "wrk":
-        return hammer_wrk(port, target, clients, seconds, miss, no_cache)
+        return hammer_wrk(ports[0], target, clients, seconds, miss, no_cache)
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     shares = [clients // processes + (i < clients % processes) for i in range(processes)]
-    procs = [ctx.Process(target=_client_process, args=(port, target, n, seconds, out, miss, no_cache)) for n in shares if n]
+    firsts = [sum(shares[:i]) for i in range(len(shares))]
+    procs = [
+        ctx.Process(target=_client_process, args=(ports, first, target, n, seconds, out, miss, no_cache))
+        for n, first in zip(shares, firsts)
+        if n
+    ]
     began = time.perf_counter()
     for proc in procs:
         proc.start()
@@ -328,7 +338,10 @@ def main() -> None:
     parser.add_argument("--client", choices=("python", "wrk"), default="python", help="load generator")
     parser.add_argument("--routes", help="comma-separated labels (or label prefixes) of the routes to measure; default all")
     parser.add_argument("--no-rewrites", action="store_true", help="skip the phase with a concurrent rewrite loop")
+    parser.add_argument("--replicas", type=int, default=1, help="API processes over the same lake, the clients' connections spread over them")
     args = parser.parse_args()
+    if args.replicas > 1 and args.client == "wrk":
+        parser.error("--replicas needs --client python (wrk drives one address)")
 
     shutil.rmtree(args.home, ignore_errors=True)
     began = time.perf_counter()
@@ -336,23 +349,36 @@ def main() -> None:
     total = lake.query("SELECT count(*) AS n FROM raw_predictions")["n"][0]
     print(f"lake {args.home}: {total:,} predictions in {len(keys)} hourly partitions, seeded in {time.perf_counter() - began:.1f} s")
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--port", str(args.port), "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env={**os.environ, "COORDINATOR_HOME": str(args.home)}, preexec_fn=reset_signals,
-    )
+    ports = [args.port + i for i in range(args.replicas)]
+    replicas = [
+        subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--port", str(port), "--log-level", "warning", "--no-access-log"],
+            cwd=ROOT, env={**os.environ, "COORDINATOR_HOME": str(args.home)}, preexec_fn=reset_signals,
+        )
+        for port in ports
+    ]
     base = f"http://127.0.0.1:{args.port}"
+
+    def server_rss() -> tuple[float, float]:
+        figures = [rss_mb(p.pid) for p in replicas]
+        return sum(f[0] for f in figures), sum(f[1] for f in figures)
+
+    def server_cpu() -> float:
+        return sum(cpu_seconds(p.pid) for p in replicas)
+
     hours = len(keys)
     measured = routes(START + dt.timedelta(hours=hours))
     if args.routes:
         wanted = [w.strip() for w in args.routes.split(",") if w.strip()]
         measured = [r for r in measured if any(r[0].startswith(w) for w in wanted)]
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        for port in ports:
+            for _ in range(600):
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
         served = []
         for name, path, params in measured:
             answer = httpx.get(base + path, params=params, timeout=60)
@@ -364,9 +390,10 @@ def main() -> None:
                 httpx.get(base + path, params=params, timeout=60).raise_for_status()
             served.append((name, path, params))
         clients = f"wrk, 2 threads" if args.client == "wrk" else f"{args.client_processes} processes of threads"
-        print(f"{args.clients} concurrent clients ({clients}), {args.seconds:.0f} s per route, one uvicorn worker, {os.cpu_count()} cores, "
+        workers = "one uvicorn worker" if args.replicas == 1 else f"{args.replicas} API replicas of one worker"
+        print(f"{args.clients} concurrent clients ({clients}), {args.seconds:.0f} s per route, {workers}, {os.cpu_count()} cores, "
               f"{'distinct query strings' if args.miss else 'one query string'}, {'Cache-Control: no-cache (cache never answers)' if args.no_cache else 'response cache on'}")
-        print(f"server RSS after warm-up: {rss_mb(proc.pid)[0]:.0f} MB; load average {os.getloadavg()[0]:.2f}")
+        print(f"server RSS after warm-up: {server_rss()[0]:.0f} MB; load average {os.getloadavg()[0]:.2f}")
         phases = (("no writes", False),) if args.no_rewrites else (("no writes", False), ("during a concurrent rewrite loop", True))
         for label, backfill in phases:
             # spawn, not fork: this process already runs DuckDB threads, which a fork can deadlock.
@@ -382,22 +409,24 @@ def main() -> None:
                     time.sleep(0.1)
             print(f"-- {label}")
             for name, path, params in served:
-                before, cpu = counter.value, cpu_seconds(proc.pid)
-                r = hammer(args.port, path, params, args.clients, args.seconds, args.client_processes, args.miss, args.client, args.no_cache)
+                before, cpu = counter.value, server_cpu()
+                r = hammer(ports, path, params, args.clients, args.seconds, args.client_processes, args.miss, args.client, args.no_cache)
                 extra = f"  rewrites meanwhile={counter.value - before}" if backfill else ""
                 print(
                     f"{name:36s} {r['rps']:7.1f} req/s  p50={r['p50']:6.1f} ms  p99={r['p99']:6.1f} ms  max={r['max']:6.1f} ms  n={r['n']}  "
-                    f"errors={r['errors']}  server cpu/req={(cpu_seconds(proc.pid) - cpu) / max(r['n'], 1) * 1000:.2f} ms  load={os.getloadavg()[0]:.2f}{extra}",
+                    f"errors={r['errors']}  server cpu/req={(server_cpu() - cpu) / max(r['n'], 1) * 1000:.2f} ms  load={os.getloadavg()[0]:.2f}{extra}",
                     flush=True,
                 )
             if writer is not None:
                 stop.set()
                 writer.join(30)
-        now, peak = rss_mb(proc.pid)
+        now, peak = server_rss()
         print(f"server RSS {now:.0f} MB (peak {peak:.0f} MB)")
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(10)
+        for replica in replicas:
+            replica.send_signal(signal.SIGINT)
+        for replica in replicas:
+            replica.wait(10)
 
 
 if __name__ == "__main__":

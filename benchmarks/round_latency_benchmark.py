@@ -1,7 +1,7 @@
 """Round latency of the embedded node: from a round's feed data landing to its predictions persisted.
 
     .venv/bin/python benchmarks/round_latency_benchmark.py [--rounds 30] [--models 10]
-        [--feed listen|poll] [--keep-home]
+        [--feed listen|poll] [--storage sqlite|postgres|both] [--keep-home]
 
 Starts the node exactly as `make run` does (scripts/run.sh: `dagster dev` with webserver and
 daemon, the report API, and the model runner service) on free ports, with a temporary
@@ -28,6 +28,13 @@ writes each candle as it closes; `--feed poll` (FEED_LIVE=0) leaves it to the mi
 schedule, as before the listener existed:
 
     .venv/bin/python benchmarks/round_latency_benchmark.py --feed poll
+
+`--storage` chooses the Dagster instance's storage: `sqlite` (the default, as `make run`),
+`postgres` (a throwaway PostgreSQL server from the machine's binaries, tests/postgres_server.py,
+handed to run.sh as DAGSTER_PG_URL) or `both` (one measurement after the other, then the two
+summaries side by side):
+
+    .venv/bin/python benchmarks/round_latency_benchmark.py --storage both --rounds 10
 
 Every process the script starts is stopped before it exits, also on Ctrl-C or SIGTERM.
 
@@ -174,11 +181,10 @@ class LakeWatch:
 
 def run_breakdown(dagster_home: Path, rounds: list[dt.datetime]) -> dict[dt.datetime, dict[str, float]]:
     """Per round: run created, RUN_START, predictions STEP_START and the asset's own timings."""
-    os.environ["DAGSTER_HOME"] = str(dagster_home)
     import dagster as dg
     from dagster import DagsterEventType
 
-    instance = dg.DagsterInstance.get()
+    instance = dg.DagsterInstance.from_config(str(dagster_home))  # DAGSTER_PG_URL: as the node opened it
     found: dict[dt.datetime, dict[str, float]] = {}
     try:
         for record in instance.get_run_records(filters=dg.RunsFilter(job_name="predict_job")):
@@ -229,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--round-timeout", type=float, default=240.0, help="give up if no round completes for this many seconds")
     parser.add_argument("--keep-home", action="store_true", help="keep the temporary COORDINATOR_HOME (its path is printed)")
     parser.add_argument("--sandbox-cost", action="store_true", help="measure the model sandbox's cost on the runner alone (benchmarks/sandbox_cost.py)")
+    parser.add_argument(
+        "--storage", choices=("sqlite", "postgres", "both"), default="sqlite", help="the Dagster instance's storage: SQLite files (as make run), a local PostgreSQL server, or both in turn"
+    )
     args = parser.parse_args(argv)
     if args.sandbox_cost:
         from benchmarks.sandbox_cost import run as sandbox_cost
@@ -236,16 +245,41 @@ def main(argv: list[str] | None = None) -> int:
         return sandbox_cost(args.models, args.rounds, starts=10)
     # SIGTERM unwinds like Ctrl-C, through the `finally` that stops the node.
     signal.signal(signal.SIGTERM, _interrupt)
+    summaries = {}
+    for storage in ("sqlite", "postgres") if args.storage == "both" else (args.storage,):
+        if storage == "postgres":
+            from tests.postgres_server import find_binaries, postgres_server
 
+            bin_dir = find_binaries()
+            if bin_dir is None:
+                raise SystemExit("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin); scripts/install_postgres.sh installs them")
+            with postgres_server(bin_dir) as server:
+                summaries[storage] = measure(args, server.database("bench"))
+        else:
+            summaries[storage] = measure(args, None)
+    if len(summaries) > 1:
+        print()
+        print("Side by side (landed -> persisted, seconds):")
+        for storage, lines in summaries.items():
+            print(f"  {storage:<9}{lines}")
+    return 0
+
+
+def measure(args: argparse.Namespace, pg_url: str | None) -> str:
+    """One run of the node and its summary; returns its landed -> persisted and sensor wait line."""
     home = Path(tempfile.mkdtemp(prefix="round-latency-"))
     manifest = home / "models.json"
     write_manifest(manifest, args.models)
     ports = {"DAGSTER_PORT": free_port(), "API_PORT": free_port(), "MODEL_RUNNER_PORT": free_port()}
-    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "MODEL_RUNNER_URL")}
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "MODEL_RUNNER_URL", "DAGSTER_PG_URL")}
+    if pg_url:
+        env["DAGSTER_PG_URL"] = pg_url
+        os.environ["DAGSTER_PG_URL"] = pg_url  # run_breakdown opens the same instance here
     env.update({k: str(v) for k, v in ports.items()})
     env.update({"COORDINATOR_HOME": str(home), "MODELS_MANIFEST": str(manifest), "RUN_SKIP_BOOTSTRAP": "1", "FEED_SUBJECTS": ",".join(SUBJECTS)})
     env["FEED_LIVE"] = "1" if args.feed == "listen" else "0"
-    print(f"home {home}; ports {ports}; {args.models} models; {args.rounds} rounds; feed {args.feed}", flush=True)
+    storage = "postgres" if pg_url else "sqlite"
+    print(f"home {home}; ports {ports}; {args.models} models; {args.rounds} rounds; feed {args.feed}; instance storage {storage}", flush=True)
 
     log = open(home / "run.log", "w")
     node = subprocess.Popen([sys.executable, str(LAUNCH), "bash", str(RUN_SH)], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -294,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     latencies = [v for r in measured for v in watch.latency_ms.get(r, [])]
 
     print()
-    print(f"Round latency over {len(measured)} one-minute rounds, {args.models} models x {len(SUBJECTS)} subjects (seconds)")
+    print(f"Round latency over {len(measured)} one-minute rounds, {args.models} models x {len(SUBJECTS)} subjects, instance on {storage} (seconds)")
     print(f"  wall time {time.time() - started:.0f} s; load average {os.getloadavg()[0]:.2f}; rows by status {watch.statuses}")
     print(summarize("landed -> persisted", total))
     print("  breakdown:")
@@ -316,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
         import shutil
 
         shutil.rmtree(home, ignore_errors=True)
-    return 0
+    os.environ.pop("DAGSTER_PG_URL", None)
+    line = f"{summarize('landed -> persisted', total)}; {summarize('sensor wait', parts['sensor wait'])}; load average {os.getloadavg()[0]:.2f}"
+    return " ".join(line.split())
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from coordinator_dagster.feeds.granularity import granularity_seconds
+from coordinator_dagster.instance_storage import postgres_url_problem, storage_mismatch
 from coordinator_dagster.models.reference_models import REFERENCE_BASE_CLASSNAME
 from coordinator_dagster.reference_settings import refused_variables
 
@@ -64,6 +65,10 @@ class Settings(NodeEnvironment):
     home: Home
     # DAGSTER_HOME; unset: no instance for the CLI's own runs, `make run` uses HOME/dagster_home.
     dagster_home: Path | None = None
+    # DAGSTER_PG_URL: the instance's runs, event logs, schedules and cursors in PostgreSQL (the
+    # dagster.yaml block make run writes reads it). A secret (it may hold a password): only whether
+    # it is set is kept, once its form is checked (coordinator_dagster/instance_storage.py).
+    dagster_pg_url_set: Annotated[bool, NoDecode] = Field(default=False, validation_alias="DAGSTER_PG_URL")
     feed_source: str = "synthetic"
     feed_subjects: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTC", "ETH"])
     feed_kind: str = "candle"
@@ -174,6 +179,15 @@ class Settings(NodeEnvironment):
     def _key_present(cls, value: Any) -> Any:
         return bool(value.strip()) if isinstance(value, str) else value
 
+    @field_validator("dagster_pg_url_set", mode="before")
+    @classmethod
+    def _pg_url(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if problem := postgres_url_problem(value.strip()):
+            raise ValueError(problem)
+        return True
+
     @field_validator("checkpoint_interval_seconds")
     @classmethod
     def _a_period_the_partitions_can_hold(cls, value: int | None) -> int | None:
@@ -231,7 +245,8 @@ class Settings(NodeEnvironment):
 
 def dagster_instance(settings: Settings) -> Any:
     """The Dagster instance at DAGSTER_HOME, or None when it is not set (the CLI's runs then go
-    to an ephemeral instance, the listener's writes go unreported)."""
+    to an ephemeral instance, the listener's writes go unreported). With DAGSTER_PG_URL set, an
+    instance whose dagster.yaml keeps SQLite storage is refused."""
     if settings.dagster_home is None:
         return None
     import dagster as dg
@@ -239,7 +254,11 @@ def dagster_instance(settings: Settings) -> Any:
     path = settings.dagster_home.expanduser().resolve()
     if not path.is_dir():
         raise SettingsError(f"DAGSTER_HOME: {path} is not an existing folder")
-    return dg.DagsterInstance.from_config(str(path))
+    instance = dg.DagsterInstance.from_config(str(path))
+    if problem := storage_mismatch(instance, settings.dagster_pg_url_set, path):
+        instance.dispose()
+        raise SettingsError(problem)
+    return instance
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -47,6 +47,29 @@ def resources(home):
     return pipeline_resources(home, HOUR + dt.timedelta(hours=3))
 
 
+# ---- PostgreSQL ------------------------------------------------------------------------------
+# One real server for the whole session (tests/postgres_server.py), a fresh database per test.
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    from tests.postgres_server import find_binaries, postgres_server
+
+    bin_dir = find_binaries()
+    if bin_dir is None:
+        reason = "no PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb): scripts/install_postgres.sh installs Debian's postgresql-15"
+        print(f"\nSKIPPED: {reason}")
+        pytest.skip(reason)
+    with postgres_server(bin_dir) as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres_server) -> str:
+    """The URL of an empty database of its own on the session's PostgreSQL server."""
+    return postgres_server.database()
+
+
 # ---- the `process` marker --------------------------------------------------------------------
 # `make test-fast` runs `-m "not process"` for the inner loop. A test that starts a subprocess or
 # binds a socket without the marker fails here (in its setup, module fixtures included, and in its

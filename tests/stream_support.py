@@ -53,9 +53,11 @@ def make_listener(
     config: ListenerConfig | None = None,
     slow: float = 0.0,
     gate: threading.Event | None = None,
+    instance: dg.DagsterInstance | None = None,
 ) -> tuple[Listener, Lake, dg.DagsterInstance]:
+    """A listener writing into a lake at `home`, reporting to `instance` (default: an ephemeral one)."""
     lake = Lake(home)
-    instance = dg.DagsterInstance.ephemeral()
+    instance = instance or dg.DagsterInstance.ephemeral()
     kwargs = dict(source=stream.source, kind=stream.kind, granularity=stream.granularity, report=dagster_reporter(instance))
     writer = SlowWriter(lake, delay=slow, gate=gate, **kwargs) if slow or gate else LakeWriter(lake, **kwargs)
     return Listener(stream, writer, gap_source, config or fast_config()), lake, instance

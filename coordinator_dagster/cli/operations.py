@@ -38,7 +38,16 @@ def _backup(args: argparse.Namespace) -> int:
         + f" to {result.archive}: {result.files} files ({result.sqlite_databases} SQLite databases), "
         f"{_mb(result.bytes)} → {_mb(result.archive.stat().st_size)} in {result.seconds:.1f} s"
     )
+    if settings.dagster_pg_url_set:
+        print(_PG_NOTE.format(what="backed up", tool="pg_dump --format=custom"))
     return 0
+
+
+# The archive holds DAGSTER_HOME's files only; an instance on PostgreSQL is the database's to keep.
+_PG_NOTE = (
+    "note: DAGSTER_PG_URL is set: the Dagster instance's runs, events and cursors live in PostgreSQL and are not "
+    "{what} here; use {tool} for that database (docs/deployment.md)"
+)
 
 
 def _restore(args: argparse.Namespace) -> int:
@@ -56,6 +65,8 @@ def _restore(args: argparse.Namespace) -> int:
         + (f" and {result.dagster_home}" if result.dagster_home else "")
         + f" in {result.seconds:.1f} s"
     )
+    if settings.dagster_pg_url_set:
+        print(_PG_NOTE.format(what="restored", tool="pg_restore"))
     _rebuild_catalog(result.home)
     return 0
 

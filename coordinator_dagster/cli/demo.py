@@ -62,6 +62,65 @@ def progress_bar(done: int, total: int, label: str, width: int = 30) -> str:
     return f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label:<40}"
 
 
+def demo_definitions(
+    home: Path, contract: CrunchContract, seed: int, partitions_start: dt.datetime, now: dt.datetime
+) -> tuple[list, dict]:
+    """The node's assets and resources for a demo: its own home, the seeded synthetic feed over the
+    contract's subjects, the node's models (MODELS_MANIFEST), partitions from the demo's first
+    data, the clock pinned at `now`; everything else the defaults, whatever the environment says
+    (no ccxt, no runner service)."""
+    configured = load_settings()
+    settings = load_settings({}).model_copy(
+        update={
+            "home": Path(home),
+            "synthetic_seed": seed,
+            "feed_subjects": contract.subjects or configured.feed_subjects,
+            "models_manifest": configured.models_manifest,
+            "model_timeout_seconds": configured.model_timeout_seconds,
+            "partitions_start": partitions_start,
+        }
+    )
+    defs = build_defs(settings=settings, contract=contract, resource_overrides={"clock": ClockResource(fixed_now=now.isoformat())})
+    return list(defs.assets or []), dict(defs.resources or {})
+
+
+def period_keys_between(periods: dg.TimeWindowPartitionsDefinition, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> list[str]:
+    """The checkpoint periods, ended by `now`, that overlap [start, end)."""
+    return [
+        key
+        for key in periods.get_partition_keys(current_time=now)
+        if periods.time_window_for_partition_key(key).end > start and periods.time_window_for_partition_key(key).start < end
+    ]
+
+
+def run_steps(
+    assets: list,
+    resources: dict,
+    instance: dg.DagsterInstance,
+    steps: list[tuple[str, list[str], dict[str, str] | str]],
+    report: Callable[[str], None] | None = None,
+) -> None:
+    """Materialize each (label, asset selection, partition key or range tags) in order, in process."""
+    for i, (label, selection, partition) in enumerate(steps, start=1):
+        if report:
+            report(progress_bar(i - 1, len(steps), label))
+        result = dg.materialize(
+            assets,
+            selection=selection,
+            resources=resources,
+            instance=instance,
+            partition_key=partition if isinstance(partition, str) else None,
+            tags=partition if isinstance(partition, dict) else None,
+            raise_on_error=True,
+            # Dagster's per-step DEBUG lines would drown the progress bar; failures still show.
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+        if not result.success:
+            raise RuntimeError(f"demo step {label!r} failed")
+    if report:
+        report(progress_bar(len(steps), len(steps), "done") + "\n")
+
+
 def run_demo(
     home: Path,
     start: dt.datetime,
@@ -83,30 +142,10 @@ def run_demo(
     periods = checkpoint_partitions(contract.checkpoint_period, feed_start)
     _, last_period_end = period_window(periods, period_key_for(periods, end - dt.timedelta(microseconds=1)))
     now = max(truth_end + dt.timedelta(seconds=contract.ground_truth_grace_seconds), last_period_end)
-    # The feed is always the seeded synthetic one, over the contract's subjects; the registered
-    # models are the node's own (MODELS_MANIFEST), so a workspace's demo runs its own models.
-    # Everything else is the defaults, whatever the environment says (no ccxt, no runner service).
-    configured = load_settings()
-    settings = load_settings({}).model_copy(
-        update={
-            "home": Path(home),
-            "synthetic_seed": seed,
-            "feed_subjects": contract.subjects or configured.feed_subjects,
-            "models_manifest": configured.models_manifest,
-            "model_timeout_seconds": configured.model_timeout_seconds,
-            "partitions_start": feed_start,
-        }
-    )
-    defs = build_defs(settings=settings, contract=contract, resource_overrides={"clock": ClockResource(fixed_now=now.isoformat())})
-    assets = list(defs.assets or [])
-    resources = dict(defs.resources or {})
+    assets, resources = demo_definitions(home, contract, seed, feed_start, now)
     instance = instance or dg.DagsterInstance.ephemeral()
 
-    period_keys = [
-        key
-        for key in periods.get_partition_keys(current_time=now)
-        if periods.time_window_for_partition_key(key).end > start and periods.time_window_for_partition_key(key).start < end
-    ]
+    period_keys = period_keys_between(periods, start, end, now)
     steps: list[tuple[str, list[str], dict[str, str] | str]] = []
     steps += [(f"feed {a} → {b}", ["feed_records"], {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(feed_start, truth_end)]
     steps += [(f"predict {a} → {b}", ["inputs", "predictions"], {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(start, end)]
@@ -114,24 +153,7 @@ def run_demo(
     steps.append(("leaderboard", ["leaderboard"], {}))
     steps += [(f"checkpoint {key}", ["checkpoints"], key) for key in period_keys]
 
-    for i, (label, selection, partition) in enumerate(steps, start=1):
-        if report:
-            report(progress_bar(i - 1, len(steps), label))
-        result = dg.materialize(
-            assets,
-            selection=selection,
-            resources=resources,
-            instance=instance,
-            partition_key=partition if isinstance(partition, str) else None,
-            tags=partition if isinstance(partition, dict) else None,
-            raise_on_error=True,
-            # Dagster's per-step DEBUG lines would drown the progress bar; failures still show.
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        )
-        if not result.success:
-            raise RuntimeError(f"demo step {label!r} failed")
-    if report:
-        report(progress_bar(len(steps), len(steps), "done") + "\n")
+    run_steps(assets, resources, instance, steps, report)
 
     lake = Lake.for_contract(home, contract)
     # The lake's predictions view carries the derived status (SCORED once a score exists).

@@ -84,6 +84,17 @@ def demo_definitions(
     return list(defs.assets or []), dict(defs.resources or {})
 
 
+def checkpoint_clock(
+    contract: CrunchContract, partitions_start: dt.datetime, end: dt.datetime, settled: dt.datetime
+) -> tuple[dg.TimeWindowPartitionsDefinition, dt.datetime]:
+    """The contract's checkpoint periods from `partitions_start`, and the demo's clock: past
+    `settled` (when the window's rounds are all resolved) and past the end of the period holding
+    the window's last instant before `end`, so that period's checkpoint exists."""
+    periods = checkpoint_partitions(contract.checkpoint_period, partitions_start)
+    _, last_period_end = period_window(periods, period_key_for(periods, end - dt.timedelta(microseconds=1)))
+    return periods, max(settled, last_period_end)
+
+
 def period_keys_between(periods: dg.TimeWindowPartitionsDefinition, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> list[str]:
     """The checkpoint periods, ended by `now`, that overlap [start, end)."""
     return [
@@ -139,9 +150,7 @@ def run_demo(
     truth_end = end + dt.timedelta(hours=1)
     # The partitions start with the demo's data: the hour before the window (the first rounds' history).
     feed_start = start - dt.timedelta(hours=1)
-    periods = checkpoint_partitions(contract.checkpoint_period, feed_start)
-    _, last_period_end = period_window(periods, period_key_for(periods, end - dt.timedelta(microseconds=1)))
-    now = max(truth_end + dt.timedelta(seconds=contract.ground_truth_grace_seconds), last_period_end)
+    periods, now = checkpoint_clock(contract, feed_start, end, truth_end + dt.timedelta(seconds=contract.ground_truth_grace_seconds))
     assets, resources = demo_definitions(home, contract, seed, feed_start, now)
     instance = instance or dg.DagsterInstance.ephemeral()
 

@@ -29,13 +29,13 @@ import dagster as dg
 import polars as pl
 
 from assets.predictions import registry
-from coordinator_dagster.cli.demo import demo_definitions, period_keys_between, run_steps
+from coordinator_dagster.cli.demo import checkpoint_clock, demo_definitions, period_keys_between, run_steps
 from coordinator_dagster.contracts import CrunchContract
 from coordinator_dagster.feeds.synthetic import generate_records
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.models.density_rounds import DensityRoundDriver
 from coordinator_dagster.models.manifest import load_manifest
-from coordinator_dagster.partitions import checkpoint_partitions, period_key_for, period_window, window_keys_between
+from coordinator_dagster.partitions import window_keys_between
 from coordinator_dagster.prediction_profiles import density_rounds, warm_up_seconds
 from coordinator_dagster.scoring import group_ranking, payouts
 from coordinator_dagster.scoring.callables import resolve_dotted
@@ -121,9 +121,7 @@ def run_density_demo(
     # The checkpoint periods holding the window must have ended, and every round resolved, for
     # the checkpoints to exist: the pipeline's clock sits past both.
     partitions_start = start - dt.timedelta(hours=1)
-    periods = checkpoint_partitions(contract.checkpoint_period, partitions_start)
-    _, last_period_end = period_window(periods, period_key_for(periods, end - dt.timedelta(microseconds=1)))
-    now = max(truth_end, last_period_end)
+    periods, now = checkpoint_clock(contract, partitions_start, end, truth_end)
     lake.write("models", registry(load_manifest(manifest), {}, lake.read("models"), now))
     period_keys = period_keys_between(periods, start, end, now)
     assets, resources = demo_definitions(home, contract, seed, partitions_start, now)

@@ -12,8 +12,8 @@ from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.scoring import group_ranking
 from resources import ClockResource, Contract, LakeResource
 
-# Density competitions write one normalised score per model per round here (Synth rules); other
-# contracts' leaderboards by group are built from their scores.
+# Density competitions (a contract with prediction profiles) write one normalised score per model
+# per round here (Synth rules); other contracts' leaderboards by group are built from their scores.
 DENSITY_TABLE = "density_round_scores"
 # A round is read from its round time's hour; its score counts once resolved, up to this long later.
 LONGEST_HORIZON = dt.timedelta(days=2)
@@ -26,15 +26,16 @@ def ranking_window(contract: CrunchContract) -> str:
     return key if key in windows else max(windows, key=windows.__getitem__)
 
 
-def round_source(store: Lake) -> str:
-    return DENSITY_TABLE if DENSITY_TABLE in store.tables else "scores"
+def round_source(contract: CrunchContract) -> str:
+    """Where the contract's round scores are: every lake has both tables, so the contract decides."""
+    return DENSITY_TABLE if contract.prediction_profiles else "scores"
 
 
 def read_round_scores(store: Lake, contract: CrunchContract, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     """Round scores (model_id, subject, horizon_seconds, performed_at, score, …) of the rounds
     performed in [start − LONGEST_HORIZON, end)."""
     first = start - LONGEST_HORIZON
-    if round_source(store) == DENSITY_TABLE:
+    if round_source(contract) == DENSITY_TABLE:
         return store.read_window(DENSITY_TABLE, first, end)
     horizons = {p.scope_key: p.resolve_horizon_seconds for p in contract.scheduled_predictions}
     return group_ranking.rounds_from_scores(store.read_window("scores", first, end), horizons)
@@ -52,7 +53,7 @@ def group_leaderboard(
     windows = contract.aggregation.windows
     now = clock.now()
     # Windows end at the newest scored hour, not the wall clock: a replayed history ranks the same.
-    newest = store.newest_window(round_source(store))
+    newest = store.newest_window(round_source(contract))
     end = newest + dt.timedelta(hours=1) if newest is not None else now
     rounds = read_round_scores(store, contract, end - dt.timedelta(hours=max(windows.values())), end)
     board = group_ranking.group_leaderboard(
@@ -65,6 +66,7 @@ def group_leaderboard(
         metadata={
             "dagster/row_count": board.height,
             "rounds_read": rounds.height,
+            "round_source": round_source(contract),
             "as_of": str(board["as_of"][0]) if board.height else "no scored rounds yet",
             "ranking_window": ranking_window(contract),
             "by_horizon": dg.MetadataValue.md(group_ranking.markdown_group_tables(board, names, group_ranking.HORIZON)),

@@ -116,13 +116,12 @@ def test_checkpoint_with_the_default_rule_records_prizes_from_its_shares(tmp_pat
     assert payouts["prize"].to_list() == [499, 250, 250] and payouts["prize"].sum() == 999
 
 
-def test_round_scores_come_from_the_density_table_when_the_lake_has_one():
-    from assets.group_leaderboard import DENSITY_TABLE, read_round_scores
+def test_round_scores_come_from_the_density_table_when_the_contract_has_prediction_profiles():
+    from assets.group_leaderboard import DENSITY_TABLE, read_round_scores, round_source
+    from coordinator_dagster.prediction_profiles import synth_profiles
 
     class Store:
-        """A lake with the density scoring's table (added by the density competitions' scoring)."""
-
-        tables = {DENSITY_TABLE: None, "scores": None}
+        """A lake: every lake has both tables, so only the contract can say which holds its rounds."""
 
         def __init__(self):
             self.read = []
@@ -131,8 +130,10 @@ def test_round_scores_come_from_the_density_table_when_the_lake_has_one():
             self.read.append((name, start, end))
             return pl.DataFrame({"model_id": ["m"], "score": [0.5]})
 
+    assert round_source(default_contract()) == "scores"
+    density = default_contract().model_copy(update={"prediction_profiles": synth_profiles(["BTC"])})
     store = Store()
-    frame = read_round_scores(store, default_contract(), HOUR, HOUR + dt.timedelta(hours=1))
+    frame = read_round_scores(store, density, HOUR, HOUR + dt.timedelta(hours=1))
     # Rounds performed up to two days before the window may resolve inside it.
     assert store.read == [(DENSITY_TABLE, HOUR - dt.timedelta(days=2), HOUR + dt.timedelta(hours=1))]
     assert frame["score"].to_list() == [0.5]

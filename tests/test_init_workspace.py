@@ -124,6 +124,25 @@ def test_the_synth_workspace_runs_two_days_of_both_profiles_with_the_unmodified_
     per_round = scores.group_by("subject", "horizon_seconds", "performed_at").agg(pl.col("score").max())
     assert (per_round["score"] == 1.0).all()  # every round has its best model at 1
     assert "mean normalised score per model and horizon" in demo.stdout
+    # The node's leaderboards over those rounds: one table per horizon with the three models ranked.
+    board = read_table(workspace, "group_leaderboard")
+    by_horizon = board.filter(pl.col("group_kind") == "horizon")
+    assert sorted(set(by_horizon["group_key"]), key=int) == ["3600", "86400"]
+    for key in ("3600", "86400"):
+        assert sorted(by_horizon.filter(pl.col("group_key") == key)["rank"].to_list()) == [1, 2, 3]
+    assert len(set(board.filter(pl.col("group_kind") == "param")["group_key"])) == 3 * 2
+    assert "Leaderboard by horizon" in demo.stdout and "**horizon 86400 s**" in demo.stdout
+    # Its weekly checkpoint pays per the production rule: top 4 per horizon, the benchmark never
+    # paid, so with two other models slots 3 and 4 of each horizon stay in the pool.
+    payouts = read_table(workspace, "checkpoint_payouts")
+    paid = payouts.filter(pl.col("status") == "paid")
+    assert set(paid["model_id"]) == {"example", "volmix"} and paid.height == 2 * 2
+    assert payouts.filter(pl.col("model_id") == "benchmark")["reason"].to_list() == ["benchmark model: excluded from payouts"] * 2
+    retained = payouts.filter(pl.col("status") == "retained")
+    assert sorted(retained.select("group_key", "slot").rows()) == [("3600", 3), ("3600", 4), ("86400", 3), ("86400", 4)]
+    assert paid["reward_pct"].sum() + retained["reward_pct"].sum() == FRAC64_MULTIPLIER
+    assert paid["prize"].sum() + retained["prize"].sum() == 10_000_000_000  # the contract's pool, USDC micro-units
+    assert "= pool 10,000,000,000 USDC micro-unit (1e-6)" in demo.stdout
 
 
 def test_the_workspace_code_location_loads_with_dagster(tmp_path):

@@ -62,32 +62,14 @@ def progress_bar(done: int, total: int, label: str, width: int = 30) -> str:
     return f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label:<40}"
 
 
-def run_demo(
-    home: Path,
-    start: dt.datetime,
-    days: int,
-    seed: int = 7,
-    contract: CrunchContract | None = None,
-    instance: dg.DagsterInstance | None = None,
-    report: Callable[[str], None] | None = None,
-) -> DemoResult:
-    began = time.perf_counter()
-    contract = contract or load_contract()
-    end = start + dt.timedelta(days=days)
-    # One hour past the window holds the truth of its last rounds; the grace period after it
-    # closes what stays unresolvable; and the checkpoint period holding the window must have
-    # ended for its checkpoint to exist. The demo's clock sits past all three.
-    truth_end = end + dt.timedelta(hours=1)
-    # The partitions start with the demo's data: the hour before the window (the first rounds' history).
-    feed_start = start - dt.timedelta(hours=1)
+def demo_definitions(
+    home: Path, contract: CrunchContract, seed: int, partitions_start: dt.datetime, now: dt.datetime
+) -> tuple[list, dict]:
+    """The node's assets and resources for a demo: its own home, the seeded synthetic feed over the
+    contract's subjects, the node's models (MODELS_MANIFEST), partitions from the demo's first
+    data, the clock pinned at `now`; everything else the defaults, whatever the environment says
+    (no ccxt, no runner service)."""
     configured = load_settings()
-    # CHECKPOINT_INTERVAL_SECONDS, when set, cuts the periods as it does for the node.
-    periods = checkpoint_partitions(configured.checkpoint_interval_seconds or contract.checkpoint_period, feed_start)
-    _, last_period_end = period_window(periods, period_key_for(periods, end - dt.timedelta(microseconds=1)))
-    now = max(truth_end + dt.timedelta(seconds=contract.ground_truth_grace_seconds), last_period_end)
-    # The feed is always the seeded synthetic one, over the contract's subjects; the registered
-    # models are the node's own (MODELS_MANIFEST), so a workspace's demo runs its own models.
-    # Everything else is the defaults, whatever the environment says (no ccxt, no runner service).
     settings = load_settings({}).model_copy(
         update={
             "home": Path(home),
@@ -95,27 +77,40 @@ def run_demo(
             "feed_subjects": contract.subjects or configured.feed_subjects,
             "models_manifest": configured.models_manifest,
             "model_timeout_seconds": configured.model_timeout_seconds,
-            "partitions_start": feed_start,
+            "partitions_start": partitions_start,
             "checkpoint_interval_seconds": configured.checkpoint_interval_seconds,
         }
     )
     defs = build_defs(settings=settings, contract=contract, resource_overrides={"clock": ClockResource(fixed_now=now.isoformat())})
-    assets = list(defs.assets or [])
-    resources = dict(defs.resources or {})
-    instance = instance or dg.DagsterInstance.ephemeral()
+    return list(defs.assets or []), dict(defs.resources or {})
 
-    period_keys = [
-        key
-        for key in periods.get_partition_keys(current_time=now)
-        if periods.time_window_for_partition_key(key).end > start and periods.time_window_for_partition_key(key).start < end
-    ]
-    steps: list[tuple[str, list[str], dict[str, str] | str]] = []
-    steps += [(f"feed {a} → {b}", ["feed_records"], {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(feed_start, truth_end)]
-    steps += [(f"predict {a} → {b}", ["inputs", "predictions"], {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(start, end)]
-    steps += [(f"score {a} → {b}", ["scores", "snapshots"], {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(start, end)]
-    steps.append(("leaderboard", ["leaderboard"], {}))
-    steps += [(f"checkpoint {key}", ["checkpoints"], key) for key in period_keys]
 
+def checkpoint_clock(
+    contract: CrunchContract, partitions_start: dt.datetime, end: dt.datetime, settled: dt.datetime
+) -> tuple[dg.PartitionsDefinition, dt.datetime]:
+    """The checkpoint periods from `partitions_start` (CHECKPOINT_INTERVAL_SECONDS when set, as it
+    cuts them for the node, else the contract's period), and the demo's clock: past `settled`
+    (when the window's rounds are all resolved) and past the end of the period holding the
+    window's last instant before `end`, so that period's checkpoint exists."""
+    periods = checkpoint_partitions(load_settings().checkpoint_interval_seconds or contract.checkpoint_period, partitions_start)
+    _, last_period_end = period_window(periods, period_key_for(periods, end - dt.timedelta(microseconds=1)))
+    return periods, max(settled, last_period_end)
+
+
+def period_keys_between(periods: dg.PartitionsDefinition, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> list[str]:
+    """The checkpoint periods, ended by `now`, that overlap [start, end)."""
+    windows = {key: period_window(periods, key) for key in periods.get_partition_keys(current_time=now)}
+    return [key for key, (first, last) in windows.items() if last > start and first < end and last <= now]
+
+
+def run_steps(
+    assets: list,
+    resources: dict,
+    instance: dg.DagsterInstance,
+    steps: list[tuple[str, list[str], dict[str, str] | str]],
+    report: Callable[[str], None] | None = None,
+) -> None:
+    """Materialize each (label, asset selection, partition key or range tags) in order, in process."""
     for i, (label, selection, partition) in enumerate(steps, start=1):
         if report:
             report(progress_bar(i - 1, len(steps), label))
@@ -134,6 +129,39 @@ def run_demo(
             raise RuntimeError(f"demo step {label!r} failed")
     if report:
         report(progress_bar(len(steps), len(steps), "done") + "\n")
+
+
+def run_demo(
+    home: Path,
+    start: dt.datetime,
+    days: int,
+    seed: int = 7,
+    contract: CrunchContract | None = None,
+    instance: dg.DagsterInstance | None = None,
+    report: Callable[[str], None] | None = None,
+) -> DemoResult:
+    began = time.perf_counter()
+    contract = contract or load_contract()
+    end = start + dt.timedelta(days=days)
+    # One hour past the window holds the truth of its last rounds; the grace period after it
+    # closes what stays unresolvable; and the checkpoint period holding the window must have
+    # ended for its checkpoint to exist. The demo's clock sits past all three.
+    truth_end = end + dt.timedelta(hours=1)
+    # The partitions start with the demo's data: the hour before the window (the first rounds' history).
+    feed_start = start - dt.timedelta(hours=1)
+    periods, now = checkpoint_clock(contract, feed_start, end, truth_end + dt.timedelta(seconds=contract.ground_truth_grace_seconds))
+    assets, resources = demo_definitions(home, contract, seed, feed_start, now)
+    instance = instance or dg.DagsterInstance.ephemeral()
+
+    period_keys = period_keys_between(periods, start, end, now)
+    steps: list[tuple[str, list[str], dict[str, str] | str]] = []
+    steps += [(f"feed {a} → {b}", ["feed_records"], {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(feed_start, truth_end)]
+    steps += [(f"predict {a} → {b}", ["inputs", "predictions"], {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(start, end)]
+    steps += [(f"score {a} → {b}", ["scores", "snapshots"], {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(start, end)]
+    steps.append(("leaderboard", ["leaderboard"], {}))
+    steps += [(f"checkpoint {key}", ["checkpoints"], key) for key in period_keys]
+
+    run_steps(assets, resources, instance, steps, report)
 
     lake = Lake.for_contract(home, contract)
     # The lake's predictions view carries the derived status (SCORED once a score exists).

@@ -5,8 +5,14 @@ synthetic feed), with the models of MODELS_MANIFEST loaded in process: every mod
 warm-up history on its first tick, then the new prices before each round; every round asks every
 model, within the profile's deadline; once the truth is in (prices run one longest horizon past
 the window), every round is scored (CRPS on the participant package's grid, normalised per round)
-and the table `density_round_scores` is written to the demo's lake. Returns that table; the
-summary prints the mean normalised score per model per horizon and the asset-weighted total.
+and the table `density_round_scores` is written to the demo's lake. From there on the demo is
+the node's own pipeline: the manifest's models are registered (`models`), and the Dagster assets
+`group_leaderboard` (overall, per horizon, per asset × horizon) and `checkpoints` (one per
+checkpoint period the window touches, paid by the contract's `build_emission`, e.g. the
+production rule `TopKPerGroup`, with its `checkpoint_payouts` table) are materialized in process
+over that lake, with the clock pinned past the last period. The summary prints the mean normalised
+score per model per horizon, the leaderboards by horizon and by asset × horizon, and each
+checkpoint's payout table, as the Dagster UI draws them.
 """
 
 from __future__ import annotations
@@ -19,8 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import polars as pl
 
+from assets.predictions import registry
+from coordinator_dagster.cli.demo import checkpoint_clock, demo_definitions, period_keys_between, run_steps
 from coordinator_dagster.contracts import CrunchContract
 from coordinator_dagster.feeds.synthetic import generate_records
 from coordinator_dagster.lake.store import Lake
@@ -28,6 +37,7 @@ from coordinator_dagster.models.density_rounds import DensityRoundDriver
 from coordinator_dagster.models.manifest import load_manifest
 from coordinator_dagster.partitions import window_keys_between
 from coordinator_dagster.prediction_profiles import density_rounds, warm_up_seconds
+from coordinator_dagster.scoring import group_ranking, payouts
 from coordinator_dagster.scoring.callables import resolve_dotted
 from coordinator_dagster.scoring.density.rounds import DensityAnswer, round_scores, weighted_overall
 
@@ -41,6 +51,10 @@ class DensityDemoResult:
     seconds: float
     lake_root: Path
     warm_up_prices: dict[str, int]  # per model: prices in its first tick
+    leaderboard: pl.DataFrame  # the group_leaderboard asset's table
+    windows: list[str]  # the contract's aggregation windows (the leaderboard's value columns)
+    checkpoints: pl.DataFrame  # the checkpoints built for the periods the window touches
+    payouts: pl.DataFrame  # their checkpoint_payouts rows
 
 
 def synthetic_prices(assets: list[str], start: dt.datetime, end: dt.datetime, seed: int) -> pl.DataFrame:
@@ -73,7 +87,7 @@ def load_trackers(manifest: str | Path | None) -> dict[str, Any]:
 
 def run_density_demo(
     home: Path, start: dt.datetime, days: int, contract: CrunchContract, manifest: str | Path | None,
-    seed: int = 7, report: Callable[[str], None] | None = None,
+    seed: int = 7, report: Callable[[str], None] | None = None, instance: dg.DagsterInstance | None = None,
 ) -> DensityDemoResult:
     began = time.perf_counter()
     profiles = [p for p in contract.prediction_profiles if p.active]
@@ -103,7 +117,24 @@ def run_density_demo(
     warm = {}
     for model_id, _, count in driver.ticks:
         warm.setdefault(model_id, count)
-    return DensityDemoResult(scores, rounds.height, time.perf_counter() - began, lake.root, warm)
+
+    # The checkpoint periods holding the window must have ended, and every round resolved, for
+    # the checkpoints to exist: the pipeline's clock sits past both.
+    partitions_start = start - dt.timedelta(hours=1)
+    periods, now = checkpoint_clock(contract, partitions_start, end, truth_end)
+    lake.write("models", registry(load_manifest(manifest), {}, lake.read("models"), now))
+    period_keys = period_keys_between(periods, start, end, now)
+    assets, resources = demo_definitions(home, contract, seed, partitions_start, now)
+    steps: list[tuple[str, list[str], dict[str, str] | str]] = [("leaderboards by group", ["group_leaderboard"], {})]
+    steps += [(f"checkpoint {key}", ["checkpoints"], key) for key in period_keys]
+    run_steps(assets, resources, instance or dg.DagsterInstance.ephemeral(), steps, report)
+    return DensityDemoResult(
+        scores, rounds.height, time.perf_counter() - began, lake.root, warm,
+        leaderboard=lake.read("group_leaderboard"),
+        windows=list(contract.aggregation.windows),
+        checkpoints=lake.read_paths("checkpoints", [lake.partition_path("checkpoints", k) for k in period_keys]),
+        payouts=lake.read_paths("checkpoint_payouts", [lake.partition_path("checkpoint_payouts", k) for k in period_keys]),
+    )
 
 
 def format_density_result(result: DensityDemoResult) -> str:
@@ -121,5 +152,19 @@ def format_density_result(result: DensityDemoResult) -> str:
         "mean normalised score per model and horizon (1 = best of each round):",
         str(table.with_columns(pl.selectors.float().round(4))),
         f"density_round_scores written under {result.lake_root}",
+        "",
+        "Leaderboard by horizon (group_leaderboard; the API serves it at /reports/leaderboard/ranks):",
+        group_ranking.markdown_group_tables(result.leaderboard, result.windows, group_ranking.HORIZON),
+        "",
+        "Leaderboard by asset × horizon (top 3 of each):",
+        group_ranking.markdown_group_tables(result.leaderboard, result.windows, group_ranking.PARAM, limit=3),
     ]
+    for row in result.checkpoints.iter_rows(named=True):
+        table = result.payouts.filter(pl.col("checkpoint_id") == row["checkpoint_id"])
+        lines += [
+            "",
+            f"Checkpoint {row['checkpoint_id']} ({row['period_start']:%Y-%m-%d} → {row['period_end']:%Y-%m-%d}), {row['status']}, "
+            f"ranked by {row['ranking_key']}; payouts (/reports/checkpoints/{row['checkpoint_id']}/payouts):",
+            payouts.payout_markdown(table),
+        ]
     return "\n".join(lines)

@@ -2,7 +2,7 @@
 and diversity (how much a model's predictions differ from the others').
 
 `/reports/models` reads the `models` table (the manifest as last synced, with each model's
-health as the runner last reported it); the summaries read the
+health as the runner last reported it), built once per change of it (`api.prebuilt`); the summaries read the
 current scoring version's snapshots; `params` comes from the contract the API was started with.
 """
 
@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import duckdb
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 
 from api import sql
 from api.dashboard import shapes
 from api.dashboard.schemas import DashboardDiversity, DashboardModel, DashboardModelGlobal
 from api.deps import DbDep, TimeRangeDep
+from api.prebuilt import Answer, encoder, prebuilt, render
 from api.routes.dashboard_charts import ProjectIdsDep
 from api.schemas import ScopeParams
 
@@ -29,25 +30,38 @@ _LEADERBOARD_FIXED = {"rank", "model_id", "model_name", "cruncher", "ranking_key
 DIVERSITY_METRICS = ("model_correlation", "ensemble_correlation", "contribution", "fnc")
 
 
-@router.get("", response_model=list[DashboardModel], summary="Registered models")
-def list_models(
-    db: DbDep,
-    active: Annotated[bool | None, Query(description="only active (true) or retired (false) models")] = None,
-) -> list[DashboardModel]:
-    where = sql.Where().equals("active", active)
-    found = sql.rows(
-        db, f"SELECT model_id, name, cruncher, cruncher_index, entrypoint, joined_at, active, status FROM models{where.sql} ORDER BY model_id", where.params
-    )
+def _models(db: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    found = sql.rows(db, "SELECT model_id, name, cruncher, cruncher_index, entrypoint, joined_at, active, status FROM models ORDER BY model_id")
     return [
-        DashboardModel(
+        {
             **{k: v for k, v in row.items() if k != "entrypoint"},
-            model_name=row["name"],
-            cruncher_name=row["cruncher"],
-            cruncher_id=None if row["cruncher_index"] is None else str(row["cruncher_index"]),
-            deployment_id=row["entrypoint"],
-        )
+            "model_name": row["name"],
+            "cruncher_name": row["cruncher"],
+            "cruncher_id": None if row["cruncher_index"] is None else str(row["cruncher_index"]),
+            "deployment_id": row["entrypoint"],
+        }
         for row in found
     ]
+
+
+_encode = encoder(list[DashboardModel])
+
+
+def _build(db: duckdb.DuckDBPyConnection, _: object) -> dict[bool | None, bytes]:
+    """The answer for each value of `active` (all, active only, retired only), as JSON bytes."""
+    found = _models(db)
+    return {flag: render(_encode([m for m in found if flag is None or m["active"] == flag])) for flag in (None, True, False)}
+
+
+MODELS = Answer("models", ("models",), _build)
+
+
+@router.get("", response_model=list[DashboardModel], summary="Registered models")
+async def list_models(
+    request: Request,
+    active: Annotated[bool | None, Query(description="only active (true) or retired (false) models")] = None,
+) -> Response:
+    return Response((await prebuilt(request, MODELS))[active], media_type="application/json")
 
 
 @router.get(

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from coordinator_dagster.lake.layout import scan_event_files, scan_period_files, scan_window_folders
+from coordinator_dagster.lake.layout import scan_event_files, scan_period_files, scan_window_files
 
 if TYPE_CHECKING:
     from coordinator_dagster.lake.views import LakeViews
@@ -55,7 +55,7 @@ def table_identity(lake: LakeViews, name: str) -> tuple:
     base = lake.table_dir(name)
     layout = lake.table(name).layout
     if layout == "window":
-        return tuple((f.path, stat_identity(f.path)) for f in scan_window_folders(base))
+        return tuple((path, stat_identity(path)) for path in scan_window_files(base))
     if layout == "period":
         return tuple((path, stat_identity(path)) for path in scan_period_files(base))
     if layout == "single":

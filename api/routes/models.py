@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import duckdb
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from api import sql
 from api.dashboard import shapes
@@ -64,23 +65,37 @@ async def list_models(
     return Response((await prebuilt(request, MODELS))[active], media_type="application/json")
 
 
+def _board_and_names(db: duckdb.DuckDBPyConnection, _: object) -> tuple[dict[str, dict], dict[str, dict]]:
+    board = {row["model_id"]: row for row in sql.rows(db, "SELECT * FROM leaderboard")}
+    return board, {row["model_id"]: row for row in sql.rows(db, "SELECT model_id, name, cruncher FROM models")}
+
+
+# Read-only: the rows are shared by every request until the tables change.
+BOARD_AND_NAMES = Answer("leaderboard and model names", ("leaderboard", "models"), _board_and_names)
+
+
+def _totals(request: Request, period) -> list[dict[str, Any]]:
+    """Per model, its snapshots' totals over `period` (one query over the in-memory snapshots)."""
+    with request.app.state.reader.cursor() as db:
+        where = sql.Where().time_range(db, "snapshots", "period_start", period)
+        return sql.rows(
+            db,
+            "SELECT model_id, count(*) AS snapshot_count, coalesce(sum(prediction_count), 0) AS prediction_count, "
+            "coalesce(sum(scored_count), 0) AS scored_count, coalesce(sum(failed_count), 0) AS failed_count, "
+            "avg(CASE WHEN isfinite(value) THEN value END) AS mean_value, min(period_start) AS first_period, max(period_start) AS last_period, "
+            f"max(period_end) AS last_end FROM snapshots{where.sql} GROUP BY model_id",
+            where.params,
+        )
+
+
 @router.get(
     "/global",
     response_model=list[DashboardModelGlobal],
     summary="Every model's summary over its snapshots (all time, or start to end) and current rank",
 )
-def models_global(request: Request, db: DbDep, ids: ProjectIdsDep, period: TimeRangeDep) -> list[DashboardModelGlobal]:
-    where = sql.Where().time_range(db, "snapshots", "period_start", period)
-    totals = sql.rows(
-        db,
-        "SELECT model_id, count(*) AS snapshot_count, coalesce(sum(prediction_count), 0) AS prediction_count, "
-        "coalesce(sum(scored_count), 0) AS scored_count, coalesce(sum(failed_count), 0) AS failed_count, "
-        "avg(CASE WHEN isfinite(value) THEN value END) AS mean_value, min(period_start) AS first_period, max(period_start) AS last_period, "
-        f"max(period_end) AS last_end FROM snapshots{where.sql} GROUP BY model_id",
-        where.params,
-    )
-    board = {row["model_id"]: row for row in sql.rows(db, "SELECT * FROM leaderboard")}
-    names = {row["model_id"]: row for row in sql.rows(db, "SELECT model_id, name, cruncher FROM models")}
+async def models_global(request: Request, ids: ProjectIdsDep, period: TimeRangeDep) -> list[DashboardModelGlobal]:
+    totals = await run_in_threadpool(_totals, request, period)
+    board, names = await prebuilt(request, BOARD_AND_NAMES)
     by_model: dict[str, dict[str, Any]] = {row["model_id"]: row for row in totals}
     for model_id in set(board) | set(names):
         by_model.setdefault(

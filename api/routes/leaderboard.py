@@ -54,12 +54,14 @@ def leaderboard_rows(db: duckdb.DuckDBPyConnection, contract: CrunchContract, in
 _encode = encoder(list[DashboardLeaderboardEntry])
 
 
-def _build(db: duckdb.DuckDBPyConnection, contract: CrunchContract) -> dict[bool, bytes]:
-    """The answer with and without the ensembles, as JSON bytes."""
-    return {flag: render(_encode(leaderboard_rows(db, contract, include_ensembles=flag))) for flag in (True, False)}
+def _builder(include_ensembles: bool):
+    return lambda db, contract: render(_encode(leaderboard_rows(db, contract, include_ensembles)))
 
 
-LEADERBOARD = Answer("leaderboard", ("leaderboard", "models", "snapshots"), _build)
+# One answer per value of `include_ensembles`, each built only when asked for.
+LEADERBOARD = {
+    flag: Answer(f"leaderboard (ensembles {flag})", ("leaderboard", "models", "snapshots"), _builder(flag)) for flag in (True, False)
+}
 
 
 @router.get("", response_model=list[DashboardLeaderboardEntry], summary="Models ranked by the contract's ranking key")
@@ -67,4 +69,4 @@ async def get_leaderboard(
     request: Request,
     include_ensembles: Annotated[bool, Query(description="also list the virtual ensemble models (unranked)")] = False,
 ) -> Response:
-    return Response((await prebuilt(request, LEADERBOARD))[include_ensembles], media_type="application/json")
+    return Response(await prebuilt(request, LEADERBOARD[include_ensembles]), media_type="application/json")

@@ -6,8 +6,6 @@ arguments (settings from the environment) and tests pass their own `ApiSettings`
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
@@ -25,6 +23,7 @@ from api.cache import ResponseCache
 from api.docs import add_offline_docs
 from api.extensions import load_custom_routers
 from api.middleware import Authenticate, BodyLimit, redact_access_log
+from api.prebuilt import Prebuilt, render
 from api.routes import ROUTES
 from api.settings import ApiSettings
 from coordinator_dagster.contracts import load_contract
@@ -38,25 +37,12 @@ def _version() -> str:
         return "0.0.0"
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 class FiniteJSONResponse(JSONResponse):
-    """JSON has no NaN or infinity: a non-finite float (a metric over one value, say) is null,
-    where Starlette's default would fail the whole answer with a 500."""
+    """JSON has no NaN or infinity: a non-finite float is null (`api.prebuilt.render`), where
+    Starlette's default would fail the whole answer with a 500."""
 
     def render(self, content: Any) -> bytes:
-        try:
-            return super().render(content)
-        except ValueError:
-            return json.dumps(_finite(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        return render(content)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> FiniteJSONResponse:
@@ -96,6 +82,7 @@ def create_app(settings: ApiSettings | None = None, *, cache_clock: Callable[[],
     app.state.contract = load_contract()
     app.state.lake = Lake.for_contract(settings.home, app.state.contract)
     app.state.reader = app.state.lake.reader()
+    app.state.prebuilt = Prebuilt(app.state.reader, app.state.contract)
     mounted: list[tuple[Any, str, bool]] = []
     for router, tier in ROUTES:
         app.include_router(router)

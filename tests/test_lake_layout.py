@@ -39,6 +39,10 @@ def test_the_lake_writes_where_the_layout_says_and_reads_the_newest_hour_back(la
     within = layout.scan_window_folders(base, HOUR + dt.timedelta(minutes=30), dt.datetime(2026, 11, 21, 16, tzinfo=UTC))
     assert [f.key for f in within] == ["2026-11-20-10:00", "2026-11-20-11:00"]
     assert layout.scan_window_folders(lake.table_dir("scores")) == []
+    # The same files without their times, for checks that only compare files.
+    (base / "date=2026-11-20" / "hour=1x").mkdir()
+    assert layout.scan_window_files(base) == [f.path for f in found]
+    assert layout.scan_window_files(lake.table_dir("scores")) == []
 
 
 def event(checkpoint_id: str, at: dt.datetime, status: CheckpointStatus, tx_hash: str | None) -> pl.DataFrame:

@@ -4,7 +4,8 @@ The chart asks for every prediction of some models over days (`GET /reports/pred
 rows come oldest first, so they are read from the oldest hour partitions onwards, a few hours at
 a time (the span doubling while rows are scarce), and reading stops once the page is full: at
 most `offset + limit + 1` rows are ever requested (one more than the page, to know whether
-another page exists), and only the hours that hold them are opened, never the whole range.
+another page exists), and only the hours that hold them are opened (or even looked at with a
+`stat`), never the whole range; only the columns the chart shows are read.
 A query skips whole hours for an `offset` by counting their matching rows first.
 
 The status and reason rules are the lake's `predictions` view's
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import duckdb
 
 from api.deps import TimeRange
-from coordinator_dagster.lake.layout import scan_window_folders
+from coordinator_dagster.lake.layout import WindowFolder, scan_window_folders
 from coordinator_dagster.lake.reader import fetch_with_retry
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.lake.views import PREDICTION_FAILED_REASON, PREDICTION_STATUS, SCORE_JOIN
@@ -47,11 +48,17 @@ def _files(paths: Sequence[str]) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
-def hours(lake: Lake, period: TimeRange) -> list[Hour]:
-    """The predictions hour partitions overlapping `period`, oldest first, each with its scores file."""
+def hours(lake: Lake, period: TimeRange) -> list[WindowFolder]:
+    """The predictions hour folders overlapping `period`, oldest first (one folder listing per
+    day; no file is looked at: only the hours a page reads are, by `existing`)."""
+    return scan_window_folders(lake.table_dir("predictions"), period.start, period.end)
+
+
+def existing(lake: Lake, folders: Sequence[WindowFolder]) -> list[Hour]:
+    """Of these hour folders, those that still hold a predictions file, each with its scores file."""
     scores_base = str(lake.table_dir("scores"))
     found = []
-    for folder in scan_window_folders(lake.table_dir("predictions"), period.start, period.end):
+    for folder in folders:
         if os.path.exists(folder.path):
             scores = os.path.join(scores_base, folder.relative)
             found.append(Hour(folder.path, scores if os.path.exists(scores) else None))
@@ -98,7 +105,10 @@ def chart_rows(
     todo, skip, rows = hours(lake, period), offset, []
     span = FIRST_SPAN
     while todo and len(rows) <= limit:
-        chunk, todo, span = todo[:span], todo[span:], span * 2
+        folders, todo, span = todo[:span], todo[span:], span * 2
+        chunk = existing(lake, folders)
+        if not chunk:
+            continue
         if skip:
             # Whole hours before the offset are counted, not read.
             _, [(count,)] = fetch_with_retry(

@@ -6,7 +6,8 @@ EmissionCheckpoint stored when the checkpoint was built (frac64 shares, each lis
 1,000,000,000). The writes (`confirm`, `status`) never modify a stored row: the lifecycle rules
 (`coordinator_dagster.checkpoint_lifecycle`) decide each change, and an accepted one appends one
 `checkpoint_events` row with its time and caller, under the lake's partition lock of that
-checkpoint, so two concurrent confirms cannot both append.
+checkpoint, so two concurrent confirms cannot both append. The emissions are built once per
+change of the checkpoint tables (`api.prebuilt`), not per request.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import json
 from typing import Annotated, Any
 
 import duckdb
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 
 from api import sql
 from api.auth import AdminCaller, IsAdmin, public_caller
 from api.deps import DbDep, LakeDep, NoExtraQuery, get_db_cursor
+from api.prebuilt import Answer, encoder, prebuilt, render
 from api.schemas import (
     CheckpointDetail,
     CheckpointEvent,
@@ -154,13 +156,35 @@ def _emission(db: duckdb.DuckDBPyConnection, checkpoint_id: str | None) -> Emiss
         )
         if not found:
             raise _not_found(checkpoint_id)
-    row = found[0]
+    return _emission_of(found[0])
+
+
+def _emission_of(row: dict[str, Any]) -> Emission:
     return Emission.model_validate({**json.loads(row["emission"]), "checkpoint_id": row["checkpoint_id"], "status": row["status"]})
 
 
+_encode_emission = encoder(Emission)
+
+
+def _build_emissions(db: duckdb.DuckDBPyConnection, _: object) -> tuple[dict[str, bytes], bytes | None]:
+    """(checkpoint id → its emission's JSON, the newest checkpoint's emission's JSON or None)."""
+    found = sql.rows(db, "SELECT checkpoint_id, status, emission FROM checkpoints ORDER BY period_start DESC, checkpoint_id DESC")
+    by_id: dict[str, bytes] = {}
+    for row in found:  # newest period first: an id's first row is the one a query by id finds
+        if row["checkpoint_id"] not in by_id:
+            by_id[row["checkpoint_id"]] = render(_encode_emission(_emission_of(row)))
+    return by_id, (by_id[found[0]["checkpoint_id"]] if found else None)
+
+
+EMISSIONS = Answer("emissions", ("checkpoints", "checkpoint_events"), _build_emissions)
+
+
 @router.get("/{checkpoint_id}/emission", response_model=Emission, summary="A checkpoint's reward split", responses=_404)
-def get_emission(db: DbDep, checkpoint_id: CheckpointId) -> Emission:
-    return _emission(db, checkpoint_id)
+async def get_emission(request: Request, checkpoint_id: CheckpointId) -> Response:
+    found = (await prebuilt(request, EMISSIONS))[0].get(checkpoint_id)
+    if found is None:
+        raise _not_found(checkpoint_id)
+    return Response(found, media_type="application/json")
 
 
 @v1_router.get(
@@ -187,8 +211,11 @@ def get_emission_cli_format(db: DbDep, checkpoint_id: CheckpointId) -> EmissionC
 
 
 @emissions_router.get("/latest", response_model=Emission, summary="The newest checkpoint's reward split", responses={404: {"description": "no checkpoint yet"}})
-def get_latest_emission(db: DbDep) -> Emission:
-    return _emission(db, None)
+async def get_latest_emission(request: Request) -> Response:
+    found = (await prebuilt(request, EMISSIONS))[1]
+    if found is None:
+        raise HTTPException(status_code=404, detail="no checkpoint has been built yet")
+    return Response(found, media_type="application/json")
 
 
 # ---- lifecycle writes -------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import duckdb
 import polars as pl
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api import sql
@@ -28,6 +28,7 @@ from api.dashboard.prediction_chart import chart_rows
 from api.dashboard.report_schema import report_schema
 from api.dashboard.schemas import ChartPrediction, FeedRecord, MetricsRow, ParamsRow, SummaryRow
 from api.deps import DbDep, TimeRange, TimeRangeDep
+from api.prebuilt import Answer, prebuilt, render
 from coordinator_dagster.lake.layout import scan_window_folders
 
 schema_router = APIRouter(prefix="/reports/schema", tags=["dashboard"])
@@ -69,19 +70,32 @@ def _where(ids: list[str] | None, period: TimeRange, column: str, include_ensemb
 # ---- schema ----------------------------------------------------------------------------------
 
 
-@schema_router.get("", summary="The dashboard's leaderboard columns and metric widgets, from the contract")
-def get_schema(request: Request) -> dict[str, Any]:
-    return report_schema(request.app.state.contract)
+def _schema_answers(_: duckdb.DuckDBPyConnection, contract: Any) -> dict[str, bytes]:
+    found = report_schema(contract)
+    return {"": render(found), "columns": render(found["leaderboard_columns"]), "widgets": render(found["metrics_widgets"])}
 
 
-@schema_router.get("/leaderboard-columns", summary="The dashboard's leaderboard columns")
-def get_columns(request: Request) -> list[dict[str, Any]]:
-    return report_schema(request.app.state.contract)["leaderboard_columns"]
+# From the contract alone, which is fixed for the app's life: built once.
+SCHEMA = Answer("schema", (), _schema_answers)
 
 
-@schema_router.get("/metrics-widgets", summary="The dashboard's metric widgets")
-def get_widgets(request: Request) -> list[dict[str, Any]]:
-    return report_schema(request.app.state.contract)["metrics_widgets"]
+async def _schema(request: Request, part: str) -> Response:
+    return Response((await prebuilt(request, SCHEMA))[part], media_type="application/json")
+
+
+@schema_router.get("", response_model=dict[str, Any], summary="The dashboard's leaderboard columns and metric widgets, from the contract")
+async def get_schema(request: Request) -> Response:
+    return await _schema(request, "")
+
+
+@schema_router.get("/leaderboard-columns", response_model=list[dict[str, Any]], summary="The dashboard's leaderboard columns")
+async def get_columns(request: Request) -> Response:
+    return await _schema(request, "columns")
+
+
+@schema_router.get("/metrics-widgets", response_model=list[dict[str, Any]], summary="The dashboard's metric widgets")
+async def get_widgets(request: Request) -> Response:
+    return await _schema(request, "widgets")
 
 
 # ---- model charts ----------------------------------------------------------------------------

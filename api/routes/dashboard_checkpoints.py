@@ -6,6 +6,7 @@ submission tool's format (`/{id}/emission/cli-format`).
 This router is mounted before `api.routes.checkpoints`, so `/latest` and `/latest/prizes` are
 never taken for a checkpoint id. The project's own rewards (frac64) and CLI format are at
 `/v1/reports/checkpoints/rewards` and `/v1/reports/checkpoints/{id}/emission/cli-format`.
+The list is built once per change of the tables it reads (`api.prebuilt`), not per request.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 from typing import Annotated, Any
 
 import duckdb
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from api import sql
 from api.dashboard import shapes
@@ -28,6 +29,7 @@ from api.dashboard.schemas import (
     Prize,
 )
 from api.deps import DbDep
+from api.prebuilt import Answer, encoder, prebuilt, render
 from api.routes.checkpoints import CheckpointId
 from api.schemas import CheckpointStatus, CheckpointSummary
 
@@ -75,15 +77,27 @@ def _rows(db: duckdb.DuckDBPyConnection, where: sql.Where, limit: int | None = N
     return sql.rows(db, f"SELECT * FROM checkpoints{where.sql} {_ORDER}{tail}", where.params)
 
 
+_encode = encoder(DashboardCheckpoint)
+
+
+def _build_list(db: duckdb.DuckDBPyConnection, _: object) -> list[tuple[str, bytes]]:
+    """Every checkpoint, newest period first: (status, its JSON) for the list to filter and cut."""
+    found = _rows(db, sql.Where())
+    submitted, names = _submitted_at(db, [r["checkpoint_id"] for r in found]), _names(db)
+    return [(row["status"], render(_encode(_dashboard(row, submitted, names)))) for row in found]
+
+
+CHECKPOINT_LIST = Answer("dashboard checkpoints", ("checkpoints", "checkpoint_events", "models"), _build_list)
+
+
 @router.get("", response_model=list[DashboardCheckpoint], summary="Checkpoints, newest period first, with emission and ranking")
-def list_checkpoints(
-    db: DbDep,
+async def list_checkpoints(
+    request: Request,
     status: Annotated[CheckpointStatus | None, Query(description="only checkpoints in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[DashboardCheckpoint]:
-    found = _rows(db, sql.Where().equals("status", status.value if status else None), limit)
-    submitted, names = _submitted_at(db, [r["checkpoint_id"] for r in found]), _names(db)
-    return [_dashboard(row, submitted, names) for row in found]
+) -> Response:
+    found = [body for state, body in await prebuilt(request, CHECKPOINT_LIST) if status is None or state == status.value]
+    return Response(b"[" + b",".join(found[:limit]) + b"]", media_type="application/json")
 
 
 def _one(db: duckdb.DuckDBPyConnection, checkpoint_id: str | None) -> dict[str, Any]:

@@ -3,19 +3,22 @@
 Each row carries the project's fields (`windows`, `cruncher`, `ranking_value`) and the fields the
 dashboard reads (`api.dashboard.shapes.leaderboard_row`): every window and contract metric at the
 top level, `cruncher_name`, `status`, `score_metrics` and `score_ranking`. A metric is its mean
-over the snapshots of the first window ending at the ranking's `as_of`.
+over the snapshots of the first window ending at the ranking's `as_of`. The answer is built once
+per change of the tables it reads (`api.prebuilt`), not per request.
 """
 
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+import duckdb
+from fastapi import APIRouter, Query, Request, Response
 
 from api import sql
 from api.dashboard import shapes
 from api.dashboard.schemas import DashboardLeaderboardEntry
-from api.deps import DbDep
+from api.prebuilt import Answer, encoder, prebuilt, render
 from api.schemas import LeaderboardEntry
+from coordinator_dagster.contracts import CrunchContract
 
 router = APIRouter(prefix="/reports/leaderboard", tags=["leaderboard"])
 
@@ -25,13 +28,7 @@ router = APIRouter(prefix="/reports/leaderboard", tags=["leaderboard"])
 _FIXED = frozenset(LeaderboardEntry.model_fields) - {"windows"}
 
 
-@router.get("", response_model=list[DashboardLeaderboardEntry], summary="Models ranked by the contract's ranking key")
-def get_leaderboard(
-    request: Request,
-    db: DbDep,
-    include_ensembles: Annotated[bool, Query(description="also list the virtual ensemble models (unranked)")] = False,
-) -> list[dict]:
-    contract = request.app.state.contract
+def leaderboard_rows(db: duckdb.DuckDBPyConnection, contract: CrunchContract, include_ensembles: bool) -> list[dict]:
     where = "" if include_ensembles else " WHERE NOT coalesce(is_ensemble, false)"
     # The leaderboard's own order (coordinator_dagster.scoring.ranking): tied ranks by more scored
     # predictions, unranked real models before the ensembles.
@@ -52,3 +49,24 @@ def get_leaderboard(
         shapes.leaderboard_row(row, windows, metrics.get(row["model_id"], empty), models.get(row["model_id"], {}), contract.aggregation.ranking_direction)
         for row in found
     ]
+
+
+_encode = encoder(list[DashboardLeaderboardEntry])
+
+
+def _builder(include_ensembles: bool):
+    return lambda db, contract: render(_encode(leaderboard_rows(db, contract, include_ensembles)))
+
+
+# One answer per value of `include_ensembles`, each built only when asked for.
+LEADERBOARD = {
+    flag: Answer(f"leaderboard (ensembles {flag})", ("leaderboard", "models", "snapshots"), _builder(flag)) for flag in (True, False)
+}
+
+
+@router.get("", response_model=list[DashboardLeaderboardEntry], summary="Models ranked by the contract's ranking key")
+async def get_leaderboard(
+    request: Request,
+    include_ensembles: Annotated[bool, Query(description="also list the virtual ensemble models (unranked)")] = False,
+) -> Response:
+    return Response(await prebuilt(request, LEADERBOARD[include_ensembles]), media_type="application/json")

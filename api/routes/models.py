@@ -2,7 +2,7 @@
 and diversity (how much a model's predictions differ from the others').
 
 `/reports/models` reads the `models` table (the manifest as last synced, with each model's
-health as the runner last reported it); the summaries read the
+health as the runner last reported it), built once per change of it (`api.prebuilt`); the summaries read the
 current scoring version's snapshots; `params` comes from the contract the API was started with.
 """
 
@@ -11,12 +11,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import duckdb
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from api import sql
 from api.dashboard import shapes
 from api.dashboard.schemas import DashboardDiversity, DashboardModel, DashboardModelGlobal
 from api.deps import DbDep, TimeRangeDep
+from api.prebuilt import Answer, encoder, prebuilt, render
 from api.routes.dashboard_charts import ProjectIdsDep
 from api.schemas import ScopeParams
 
@@ -29,25 +31,61 @@ _LEADERBOARD_FIXED = {"rank", "model_id", "model_name", "cruncher", "ranking_key
 DIVERSITY_METRICS = ("model_correlation", "ensemble_correlation", "contribution", "fnc")
 
 
-@router.get("", response_model=list[DashboardModel], summary="Registered models")
-def list_models(
-    db: DbDep,
-    active: Annotated[bool | None, Query(description="only active (true) or retired (false) models")] = None,
-) -> list[DashboardModel]:
-    where = sql.Where().equals("active", active)
-    found = sql.rows(
-        db, f"SELECT model_id, name, cruncher, cruncher_index, entrypoint, joined_at, active, status FROM models{where.sql} ORDER BY model_id", where.params
-    )
+def _models(db: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    found = sql.rows(db, "SELECT model_id, name, cruncher, cruncher_index, entrypoint, joined_at, active, status FROM models ORDER BY model_id")
     return [
-        DashboardModel(
+        {
             **{k: v for k, v in row.items() if k != "entrypoint"},
-            model_name=row["name"],
-            cruncher_name=row["cruncher"],
-            cruncher_id=None if row["cruncher_index"] is None else str(row["cruncher_index"]),
-            deployment_id=row["entrypoint"],
-        )
+            "model_name": row["name"],
+            "cruncher_name": row["cruncher"],
+            "cruncher_id": None if row["cruncher_index"] is None else str(row["cruncher_index"]),
+            "deployment_id": row["entrypoint"],
+        }
         for row in found
     ]
+
+
+_encode = encoder(list[DashboardModel])
+
+
+def _build(db: duckdb.DuckDBPyConnection, _: object) -> dict[bool | None, bytes]:
+    """The answer for each value of `active` (all, active only, retired only), as JSON bytes."""
+    found = _models(db)
+    return {flag: render(_encode([m for m in found if flag is None or m["active"] == flag])) for flag in (None, True, False)}
+
+
+MODELS = Answer("models", ("models",), _build)
+
+
+@router.get("", response_model=list[DashboardModel], summary="Registered models")
+async def list_models(
+    request: Request,
+    active: Annotated[bool | None, Query(description="only active (true) or retired (false) models")] = None,
+) -> Response:
+    return Response((await prebuilt(request, MODELS))[active], media_type="application/json")
+
+
+def _board_and_names(db: duckdb.DuckDBPyConnection, _: object) -> tuple[dict[str, dict], dict[str, dict]]:
+    board = {row["model_id"]: row for row in sql.rows(db, "SELECT * FROM leaderboard")}
+    return board, {row["model_id"]: row for row in sql.rows(db, "SELECT model_id, name, cruncher FROM models")}
+
+
+# Read-only: the rows are shared by every request until the tables change.
+BOARD_AND_NAMES = Answer("leaderboard and model names", ("leaderboard", "models"), _board_and_names)
+
+
+def _totals(request: Request, period) -> list[dict[str, Any]]:
+    """Per model, its snapshots' totals over `period` (one query over the in-memory snapshots)."""
+    with request.app.state.reader.cursor() as db:
+        where = sql.Where().time_range(db, "snapshots", "period_start", period)
+        return sql.rows(
+            db,
+            "SELECT model_id, count(*) AS snapshot_count, coalesce(sum(prediction_count), 0) AS prediction_count, "
+            "coalesce(sum(scored_count), 0) AS scored_count, coalesce(sum(failed_count), 0) AS failed_count, "
+            "avg(CASE WHEN isfinite(value) THEN value END) AS mean_value, min(period_start) AS first_period, max(period_start) AS last_period, "
+            f"max(period_end) AS last_end FROM snapshots{where.sql} GROUP BY model_id",
+            where.params,
+        )
 
 
 @router.get(
@@ -55,18 +93,9 @@ def list_models(
     response_model=list[DashboardModelGlobal],
     summary="Every model's summary over its snapshots (all time, or start to end) and current rank",
 )
-def models_global(request: Request, db: DbDep, ids: ProjectIdsDep, period: TimeRangeDep) -> list[DashboardModelGlobal]:
-    where = sql.Where().time_range(db, "snapshots", "period_start", period)
-    totals = sql.rows(
-        db,
-        "SELECT model_id, count(*) AS snapshot_count, coalesce(sum(prediction_count), 0) AS prediction_count, "
-        "coalesce(sum(scored_count), 0) AS scored_count, coalesce(sum(failed_count), 0) AS failed_count, "
-        "avg(CASE WHEN isfinite(value) THEN value END) AS mean_value, min(period_start) AS first_period, max(period_start) AS last_period, "
-        f"max(period_end) AS last_end FROM snapshots{where.sql} GROUP BY model_id",
-        where.params,
-    )
-    board = {row["model_id"]: row for row in sql.rows(db, "SELECT * FROM leaderboard")}
-    names = {row["model_id"]: row for row in sql.rows(db, "SELECT model_id, name, cruncher FROM models")}
+async def models_global(request: Request, ids: ProjectIdsDep, period: TimeRangeDep) -> list[DashboardModelGlobal]:
+    totals = await run_in_threadpool(_totals, request, period)
+    board, names = await prebuilt(request, BOARD_AND_NAMES)
     by_model: dict[str, dict[str, Any]] = {row["model_id"]: row for row in totals}
     for model_id in set(board) | set(names):
         by_model.setdefault(

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from coordinator_dagster.lake.layout import scan_event_files, scan_period_files, scan_window_folders
+from coordinator_dagster.lake.layout import scan_event_files, scan_period_files, scan_window_files
 
 if TYPE_CHECKING:
     from coordinator_dagster.lake.views import LakeViews
@@ -55,7 +55,7 @@ def table_identity(lake: LakeViews, name: str) -> tuple:
     base = lake.table_dir(name)
     layout = lake.table(name).layout
     if layout == "window":
-        return tuple((f.path, stat_identity(f.path)) for f in scan_window_folders(base))
+        return tuple((path, stat_identity(path)) for path in scan_window_files(base))
     if layout == "period":
         return tuple((path, stat_identity(path)) for path in scan_period_files(base))
     if layout == "single":
@@ -90,8 +90,11 @@ class MemoryTables:
         self.window_recheck = window_recheck
         self.clock = clock
         self._loaded: dict[str, tuple[tuple, str]] = {}  # name -> (identity, table holding it)
-        self._checked: dict[str, float] = {}  # hourly tables: when their files were last listed
+        self._checked: dict[str, float] = {}  # hourly tables: when their files were last found current
         self._generation = 0
+        # name -> how many times its copy changed: answers built from the copies (the API's
+        # prebuilt answers) compare these to know they are out of date.
+        self.versions: dict[str, int] = dict.fromkeys(self.names, 0)
 
     def stale(self) -> list[str]:
         now = self.clock()
@@ -101,9 +104,12 @@ class MemoryTables:
             if loaded is not None and self.lake.table(name).layout == "window":
                 if now - self._checked.get(name, float("-inf")) < self.window_recheck:
                     continue
-                self._checked[name] = now
             if loaded is None or loaded[0] != table_identity(self.lake, name):
+                # Not marked as checked: a table found out of date stays so until it is loaded,
+                # however often it is asked about meanwhile.
                 found.append(name)
+            else:
+                self._checked[name] = now
         return found
 
     def load(self, name: str) -> None:
@@ -116,6 +122,7 @@ class MemoryTables:
         if by_file:
             self._retry(lambda: self._update_files(previous[1], previous[0], identity))
             self._loaded[name] = (identity, previous[1])
+            self.versions[name] += 1
             return
         self._generation += 1
         table = f"memory_{name}_{self._generation}"
@@ -124,6 +131,7 @@ class MemoryTables:
         columns = "* EXCLUDE (filename)" if self._has_files(name, identity) and self.lake.table(name).layout == "window" else "*"
         self.con.execute(f"CREATE OR REPLACE VIEW raw_{name} AS SELECT {columns} FROM {table}")
         self._loaded[name] = (identity, table)
+        self.versions[name] += 1
         if previous is not None:
             self.con.execute(f"DROP TABLE IF EXISTS {previous[1]}")
 

@@ -82,7 +82,8 @@ class LakeReader:
         # A table without a folder has no files: one cheap check before the glob.
         return any(os.path.isdir(folder) and self.lake.has_files(name) for name, folder in self._empty.items())
 
-    def cursor(self) -> duckdb.DuckDBPyConnection:
+    def refresh(self) -> None:
+        """Bring the views and the in-memory tables up to the files."""
         stale = self._memory.stale()
         if stale or self._gained_files():
             with self._lock:
@@ -90,6 +91,18 @@ class LakeReader:
                     self._rebuild()
                 for name in stale:
                     self._memory.load(name)
+
+    def is_current(self) -> bool:
+        """Whether the in-memory tables and the views match the files (a few `stat`s, no load):
+        cheap enough for an event loop; `refresh()` does the loading."""
+        return not self._memory.stale() and not self._gained_files()
+
+    def versions(self, names: tuple[str, ...]) -> tuple[int, ...]:
+        """How many times each in-memory table's copy changed; -1 for a table read from files."""
+        return tuple(self._memory.versions.get(name, -1) for name in names)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        self.refresh()
         return self._con.cursor()
 
     def close(self) -> None:

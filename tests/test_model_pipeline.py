@@ -124,6 +124,8 @@ def test_live_runs_use_the_live_models_and_record_the_registry(tmp_path, runner)
     assert listed["raiser"] == {
         "model_id": "raiser", "name": "Raiser", "cruncher": "c-raiser", "cruncher_index": 3,
         "joined_at": "2026-11-20T10:21:05Z", "active": True, "status": "healthy",
+        # The dashboard's names for the same facts.
+        "model_name": "Raiser", "cruncher_name": "c-raiser", "cruncher_id": "3", "deployment_id": "hostile_models:Raiser",
     }
     assert sorted(m["model_id"] for m in active) == ["momentum", "raiser"]
 

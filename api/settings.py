@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from coordinator_dagster.settings import Home, NodeEnvironment, read_settings
+from coordinator_dagster.settings import CheckpointApproval, Home, NodeEnvironment, read_settings
 
 # The custom routers shipped with the node live next to this module.
 DEFAULT_CUSTOM_DIR = Path(__file__).resolve().parent / "custom"
@@ -39,6 +39,8 @@ class ApiSettings(NodeEnvironment, frozen=True, extra="forbid"):
     max_body_bytes: int = Field(default=16 * 1024, gt=0, validation_alias="API_MAX_BODY_BYTES")
     # The Dagster webserver that runs feed backfills (`dagster dev` serves it on port 3000).
     dagster_graphql_url: str = "http://127.0.0.1:3000/graphql"
+    # The node's own CHECKPOINT_APPROVAL: whether `confirm` requires an approved emission hash.
+    checkpoint_approval: CheckpointApproval
 
     @field_validator("cors_origins", "routes", "public_prefixes", "admin_prefixes", mode="before")
     @classmethod

@@ -118,6 +118,7 @@ def test_an_approved_checkpoint_whose_emission_changed_is_refused_at_confirm_wit
     ok = http.post(f"/reports/checkpoints/{NEW}/approve", json={"emission_hash": first})
     assert ok.status_code == 200 and ok.json()["approved_hash"] == first
     assert [e["action"] for e in ok.json()["approvals"]] == ["approved"]
+    assert http.get(f"/reports/checkpoints/{NEW}/diff").json()["approved_hash"] == first  # the cache saw the approval
 
     # The scores change before confirmation: the checkpoint now holds another emission.
     seeded.lake.write("checkpoints", checkpoint_frame(CHECKPOINT_KEYS[1], 3), CHECKPOINT_KEYS[1])

@@ -189,3 +189,44 @@ def test_the_approval_job_approves_the_current_hash_and_fails_on_another(pipelin
     assert not failed.success and current in str(failed.all_events)
     assert launch(current).success
     assert review.latest_approval(review.approval_events(lake, cid)).approved_hash == current
+
+
+@pytest.mark.process
+def test_every_model_of_a_demo_checkpoint_is_explained_down_to_verified_proofs(pipeline_copy, capsys):  # noqa: F811
+    from coordinator_dagster.checkpoint_explain import explain
+    from coordinator_dagster.contracts import default_contract
+    from coordinator_dagster.scoring.merkle import verify_proof
+
+    _, _, lake, _ = pipeline_copy
+    cid = f"CKP-{WEEK_KEY}"
+    row = lake.read("checkpoints", WEEK_KEY).row(0, named=True)
+    entries = json.loads(row["entries"])
+    emission = json.loads(row["emission"])
+    assert entries
+    shares = {}
+    for entry in entries:
+        answer = explain(lake, default_contract(), cid, entry["model_id"])
+        assert answer["reproducible"] and answer["rank"] == entry["rank"]
+        assert answer["snapshots"] and all(verify_proof(s["proof"], row["merkle_root"])[0] for s in answer["snapshots"])
+        assert sum(s["scored_count"] for s in answer["snapshots"]) == entry["scored_count"]
+        shares[answer["cruncher_index"]] = answer["reward_pct"]
+    # The explanations add up to the emission: every cruncher's share, nothing more.
+    assert shares == {r["cruncher_index"]: r["reward_pct"] for r in emission["cruncher_rewards"]}
+    with pytest.raises(KeyError):
+        explain(lake, default_contract(), cid, "nobody")
+
+    # The same answer from the API (the read tier), and a 404 for a model it did not rank.
+    model = entries[0]["model_id"]
+    with serve(create_app(ApiSettings(home=lake.home))) as base_url, httpx.Client(base_url=base_url, timeout=10) as http:
+        answer = http.get(f"/reports/checkpoints/{cid}/explain", params={"model_id": model})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["reward_pct"] == explain(lake, default_contract(), cid, model)["reward_pct"]
+        assert answer.json()["snapshots"][0]["proof"]["checkpoint_root"] == row["merkle_root"]
+        assert http.get(f"/reports/checkpoints/{cid}/explain", params={"model_id": "nobody"}).status_code == 404
+
+    # And from the CLI.
+    from coordinator_dagster.cli.main import main
+
+    assert main(["explain", cid, model, "--home", str(lake.home)]) == 0
+    assert json.loads(capsys.readouterr().out)["rank"] == entries[0]["rank"]
+    assert main(["explain", cid, "nobody", "--home", str(lake.home)]) == 1

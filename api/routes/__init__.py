@@ -45,6 +45,7 @@ ROUTES = (
     # Before checkpoints.router: /latest and /latest/prizes are not checkpoint ids.
     (dashboard_checkpoints.router, "public"),
     (checkpoint_review.router, "public"),  # the diff is public; approve takes AdminCaller
+    (checkpoint_review.explain_router, "read"),  # snapshots and their proofs, as /reports/merkle/proof
     (checkpoints.router, "public"),
     (checkpoints.v1_router, "public"),
     (checkpoints.emissions_router, "public"),

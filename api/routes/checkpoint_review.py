@@ -11,9 +11,9 @@ lake connections (`Lake.query`), not the shared reader: a write must see the new
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from api.auth import AdminCaller, IsAdmin, public_caller
@@ -22,11 +22,14 @@ from api.checkpoint_gate import current_row, mismatch, mode
 from api.routes.checkpoints import CheckpointId
 from api.schemas import StrictBody
 from coordinator_dagster import checkpoint_review as review
+from coordinator_dagster.checkpoint_explain import explain
 from coordinator_dagster.checkpoint_lifecycle import Conflict
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.statuses import CheckpointStatus
 
 router = APIRouter(prefix="/reports/checkpoints", tags=["checkpoints"])
+# Explanations hand out snapshots and their proofs: the read tier, like /reports/merkle/proof.
+explain_router = APIRouter(prefix="/reports/checkpoints", tags=["checkpoints"])
 
 
 class CruncherDiff(BaseModel):
@@ -121,3 +124,45 @@ def approve(
         except Conflict as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
     return _review(request, lake, checkpoint_id, admin=True)
+
+
+class SnapshotExplanation(BaseModel):
+    period_start: str
+    prediction_count: int | None
+    scored_count: int | None
+    value: float | None
+    proof: dict[str, Any] | None = Field(description="the snapshot's Merkle leaf and proof (verify with `coordinator verify-proof`)")
+
+
+class Explanation(BaseModel):
+    checkpoint_id: str
+    model_id: str
+    rank: int | None
+    model_count: int
+    cruncher_index: int | None
+    reward_pct: int = Field(description="the cruncher's share, frac64")
+    rule: str = Field(description="the emission rule that turned ranks into shares")
+    ranking_key: str | None
+    ranking_value: float | None
+    recomputed_ranking_value: float | None = Field(description="re-derived from the snapshots below; null for per-group rules")
+    reproducible: bool
+    merkle_root: str | None
+    snapshots: list[SnapshotExplanation]
+
+
+@explain_router.get(
+    "/{checkpoint_id}/explain",
+    response_model=Explanation,
+    summary="Why a model got its share: rank, rule, ranking value from its snapshots, their Merkle proofs",
+    responses={404: {"description": "no such checkpoint, or the model is not ranked in it"}},
+)
+def get_explanation(
+    request: Request,
+    lake: LakeDep,
+    checkpoint_id: CheckpointId,
+    model_id: Annotated[str, Query(min_length=1, max_length=200, description="the model to explain")],
+) -> Explanation:
+    try:
+        return Explanation(**explain(lake, request.app.state.contract, checkpoint_id, model_id))
+    except KeyError as exc:
+        raise HTTPException(status_code=404, detail=exc.args[0]) from None

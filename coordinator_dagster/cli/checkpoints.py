@@ -1,10 +1,12 @@
-"""`coordinator payout CKP --pool AMOUNT --out FILE`: a checkpoint's prize file for the chain tool.
+"""Checkpoint commands: `coordinator payout` (the prize file) and `coordinator explain` (why a
+model got its share).
 
-Writes the JSON Lines prize file (`coordinator_dagster.scoring.payouts.prize_file`) of a checkpoint
+`coordinator payout CKP --pool AMOUNT --out FILE` writes the JSON Lines prize file (`coordinator_dagster.scoring.payouts.prize_file`) of a checkpoint
 the gate lets out (`coordinator_dagster.checkpoint_review.export_refusal`: approved with its current
 emission hash when CHECKPOINT_APPROVAL=required, and never a checkpoint already exported and since
 confirmed), replaces FILE atomically, and appends the export to the `checkpoint_exports` ledger,
-all under the checkpoint's lock.
+all under the checkpoint's lock. `coordinator explain CKP MODEL` prints, as JSON, what
+`GET /reports/checkpoints/{id}/explain` answers (`coordinator_dagster.checkpoint_explain`).
 """
 
 from __future__ import annotations
@@ -69,8 +71,25 @@ def _payout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from coordinator_dagster.checkpoint_explain import explain
+    from coordinator_dagster.contracts import load_contract
+    from coordinator_dagster.lake.store import Lake
+    from coordinator_dagster.settings import load_settings
+
+    home = Path(args.home).expanduser() if args.home else load_settings().home
+    contract = load_contract()
+    try:
+        answer = explain(Lake.for_contract(home, contract), contract, args.checkpoint, args.model)
+    except KeyError as exc:
+        print(f"coordinator explain: {exc.args[0]}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, indent=2, default=str))
+    return 0
+
+
 def register(commands: argparse._SubParsersAction) -> None:
-    """Add `payout` to the `coordinator` parser."""
+    """Add `payout` and `explain` to the `coordinator` parser."""
     payout = commands.add_parser(
         "payout",
         help="write a checkpoint's prize file (JSON Lines) for the on-chain checkpoint tool",
@@ -85,3 +104,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     payout.add_argument("--out", required=True, help="the prize file to write (replaced atomically)")
     payout.add_argument("--home", help="COORDINATOR_HOME to read (default: the node's)")
     payout.set_defaults(func=_payout)
+
+    explain = commands.add_parser(
+        "explain",
+        help="why a model got its share of a checkpoint: rank, rule, ranking value, snapshots and their Merkle proofs",
+        description="Print (JSON) the model's rank and share in the checkpoint and the rule that gave them, its ranking "
+        "value re-derived from its snapshots of the period, and each snapshot's Merkle proof (check one with "
+        "`coordinator verify-proof`).",
+    )
+    explain.add_argument("checkpoint", help="the checkpoint id, e.g. CKP-2026-11-15")
+    explain.add_argument("model", help="the model id")
+    explain.add_argument("--home", help="COORDINATOR_HOME to read (default: the node's)")
+    explain.set_defaults(func=_explain)

@@ -230,3 +230,36 @@ def test_every_model_of_a_demo_checkpoint_is_explained_down_to_verified_proofs(p
     assert main(["explain", cid, model, "--home", str(lake.home)]) == 0
     assert json.loads(capsys.readouterr().out)["rank"] == entries[0]["rank"]
     assert main(["explain", cid, "nobody", "--home", str(lake.home)]) == 1
+
+
+def winner_takes_all(ranked_entries, crunch_pubkey, compute_provider=None, data_provider=None):
+    """A candidate rule for the what-if test: everything to rank 1."""
+    from coordinator_dagster.scoring.emission import emission_from_shares
+
+    shares = [1_000_000_000] + [0] * (len(ranked_entries) - 1)
+    return emission_from_shares(ranked_entries, shares, crunch_pubkey, compute_provider, data_provider)
+
+
+def test_what_if_with_the_default_rule_reproduces_the_checkpoints_and_a_candidate_moves_shares(pipeline_copy, capsys):  # noqa: F811
+    from coordinator_dagster.checkpoint_what_if import candidate_contract, stability, what_if
+    from coordinator_dagster.cli.main import main
+    from coordinator_dagster.contracts import default_contract
+
+    _, _, lake, _ = pipeline_copy
+    fingerprint = sorted((p.name, p.stat().st_mtime_ns) for p in lake.root.rglob("*.parquet"))
+    same = what_if(lake, default_contract(), 5)
+    assert [r["checkpoint_id"] for r in same] == [f"CKP-{WEEK_KEY}"]
+    assert all(r["reproduced"] for r in same) and all(d["change"] == "same" for r in same for d in r["diff"])
+    summary = stability(same)
+    assert (summary["reproduced"], summary["share_changed"], summary["same_rank"]) == (1, 0, summary["crunchers"])
+
+    candidate = candidate_contract(default_contract(), "tests.test_checkpoint_review:winner_takes_all")
+    [moved] = what_if(lake, candidate, 5)
+    assert not moved["reproduced"] and moved["diff"][0]["reward_pct"] == 1_000_000_000
+    assert sum(d["share_change"] for d in moved["diff"]) == 0 and stability([moved])["share_changed"] > 0
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in lake.root.rglob("*.parquet")) == fingerprint  # nothing written
+
+    assert main(["what-if", "--checkpoints", "2", "--home", str(lake.home)]) == 0
+    assert "reproduced exactly" in capsys.readouterr().out
+    assert main(["what-if", "--build-emission", "tests.test_checkpoint_review:winner_takes_all", "--home", str(lake.home)]) == 0
+    assert '"share_changed": 0' not in capsys.readouterr().out

@@ -6,7 +6,9 @@ the gate lets out (`coordinator_dagster.checkpoint_review.export_refusal`: appro
 emission hash when CHECKPOINT_APPROVAL=required, and never a checkpoint already exported and since
 confirmed), replaces FILE atomically, and appends the export to the `checkpoint_exports` ledger,
 all under the checkpoint's lock. `coordinator explain CKP MODEL` prints, as JSON, what
-`GET /reports/checkpoints/{id}/explain` answers (`coordinator_dagster.checkpoint_explain`).
+`GET /reports/checkpoints/{id}/explain` answers (`coordinator_dagster.checkpoint_explain`);
+`coordinator what-if` compares the last checkpoints under a candidate rule
+(`coordinator_dagster.checkpoint_what_if`).
 """
 
 from __future__ import annotations
@@ -88,8 +90,31 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _what_if(args: argparse.Namespace) -> int:
+    from coordinator_dagster import checkpoint_review as review
+    from coordinator_dagster.checkpoint_what_if import candidate_contract, stability, what_if
+    from coordinator_dagster.contracts import load_contract
+    from coordinator_dagster.lake.store import Lake
+    from coordinator_dagster.settings import load_settings
+
+    home = Path(args.home).expanduser() if args.home else load_settings().home
+    contract = load_contract()
+    try:
+        candidate = candidate_contract(contract, args.build_emission)
+    except ValueError as exc:
+        print(f"coordinator what-if: --build-emission {args.build_emission!r}: {exc}", file=sys.stderr)
+        return 2
+    results = what_if(Lake.for_contract(home, contract), candidate, args.checkpoints)
+    for result in results:
+        state = "reproduced exactly" if result["reproduced"] else f"{result['stored_hash']} → {result['candidate_hash']}"
+        print(f"## {result['checkpoint_id']}: {state}\n")
+        print(review.diff_markdown("the stored emission (was = stored, now = candidate)", result["diff"]) + "\n")
+    print(json.dumps(stability(results)))
+    return 0
+
+
 def register(commands: argparse._SubParsersAction) -> None:
-    """Add `payout` and `explain` to the `coordinator` parser."""
+    """Add `payout`, `explain` and `what-if` to the `coordinator` parser."""
     payout = commands.add_parser(
         "payout",
         help="write a checkpoint's prize file (JSON Lines) for the on-chain checkpoint tool",
@@ -116,3 +141,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     explain.add_argument("model", help="the model id")
     explain.add_argument("--home", help="COORDINATOR_HOME to read (default: the node's)")
     explain.set_defaults(func=_explain)
+
+    what = commands.add_parser(
+        "what-if",
+        help="recompute the last checkpoints' emissions under a candidate emission rule and compare, writing nothing",
+        description="Apply --build-emission (module:function; default: the contract's own rule) to the ranked entries of "
+        "the last N checkpoints and print, per cruncher, the stored vs the candidate share and rank, then a stability "
+        "summary (JSON). The lake is only read.",
+    )
+    what.add_argument("--build-emission", help="the candidate rule, module:function (default: the contract's)")
+    what.add_argument("--checkpoints", type=int, default=4, help="how many of the newest checkpoints (default 4)")
+    what.add_argument("--home", help="COORDINATOR_HOME to read (default: the node's)")
+    what.set_defaults(func=_what_if)

@@ -1,6 +1,6 @@
 """The review gate of checkpoints: a checkpoint's diff against the previous one, its approvals,
-and the approval itself (admin); `confirm` calls the gate in `api.checkpoint_gate` before it
-records a transaction.
+the explanation of one model's share (`explain_router`, read tier), and the approval itself
+(admin); `confirm` calls the gate in `api.checkpoint_gate` before it records a transaction.
 
 The rules are `coordinator_dagster.checkpoint_review`'s; these routes read the lake and append
 `checkpoint_approvals` events under the same per-checkpoint lock as the lifecycle writes, so an
@@ -17,15 +17,14 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from api.auth import AdminCaller, IsAdmin, public_caller
-from api.deps import LakeDep, NoExtraQuery
 from api.checkpoint_gate import current_row, mismatch, mode
+from api.deps import LakeDep, NoExtraQuery
 from api.routes.checkpoints import CheckpointId
 from api.schemas import StrictBody
 from coordinator_dagster import checkpoint_review as review
 from coordinator_dagster.checkpoint_explain import explain
 from coordinator_dagster.checkpoint_lifecycle import Conflict
 from coordinator_dagster.lake.store import Lake
-from coordinator_dagster.statuses import CheckpointStatus
 
 router = APIRouter(prefix="/reports/checkpoints", tags=["checkpoints"])
 # Explanations hand out snapshots and their proofs: the read tier, like /reports/merkle/proof.

@@ -46,6 +46,9 @@ CACHED: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
     (re.compile(r"^/reports/models/global$"), ("snapshots", "leaderboard", "models")),
     (re.compile(r"^/reports/models/params$"), ()),
     (re.compile(r"^/reports/schema(/[^/]+)?$"), ()),
+    # First match wins: the review (api.routes.checkpoint_review) also reads the approvals.
+    (re.compile(r"^/reports/checkpoints/[^/]+/diff$"), (*_CHECKPOINTS, "checkpoint_approvals")),
+    (re.compile(r"^/reports/checkpoints/[^/]+/explain$"), (*_CHECKPOINTS, "snapshots")),
     (re.compile(r"^(/v1)?/reports/checkpoints(/[^/]+)*$"), _CHECKPOINTS),
     (re.compile(r"^/reports/emissions/latest$"), _CHECKPOINTS),
     (re.compile(r"^/emission/cli-format$"), _CHECKPOINTS),

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from coordinator_dagster.settings import Home, NodeEnvironment, read_settings
+from coordinator_dagster.settings import CheckpointApproval, Home, NodeEnvironment, read_settings
 
 # The custom routers shipped with the node live next to this module.
 DEFAULT_CUSTOM_DIR = Path(__file__).resolve().parent / "custom"
@@ -41,6 +41,8 @@ class ApiSettings(NodeEnvironment, frozen=True, extra="forbid"):
     dagster_graphql_url: str = "http://127.0.0.1:3000/graphql"
     # The node's checkpoint period when set (the node validates it at start-up); `/info` shows it.
     checkpoint_interval_seconds: int | None = Field(default=None, ge=60)
+    # The node's own CHECKPOINT_APPROVAL: whether `confirm` requires an approved emission hash.
+    checkpoint_approval: CheckpointApproval
 
     @field_validator("cors_origins", "routes", "public_prefixes", "admin_prefixes", mode="before")
     @classmethod

@@ -23,6 +23,7 @@ from coordinator_dagster.settings import Settings, load_settings
 from resources import ClockResource, FeedSource, InProcessModelRunner, LakeResource, ModelRunnerResource, OrchestratorModelRunner, RemoteModelRunner, SyntheticFeed
 from resources.feeds import CcxtFeed, PythFeed
 from sensors import default_jobs, default_sensors
+from sensors.checkpoint_approval import approve_checkpoint_job
 from sensors.jobs import retention_job
 from sensors.schedules import build_checkpoint_schedule, build_ingest_schedule, retention_schedule
 
@@ -119,7 +120,7 @@ def build_defs(
     checkpoint_job = next(job for job in default_jobs if job.name == "checkpoint_job")
     return dg.Definitions(
         assets=[*starting_at(window_assets, start), leaderboard, group_leaderboard, checkpoints, build_feed_retention_asset(settings.feed_record_ttl_days)],
-        jobs=[*default_jobs, retention_job],
+        jobs=[*default_jobs, retention_job, approve_checkpoint_job],
         sensors=default_sensors,
         schedules=[
             build_ingest_schedule(resources["feed"].granularity, live=settings.feed_live),

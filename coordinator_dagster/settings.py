@@ -33,6 +33,10 @@ def default_home() -> Path:
 
 # COORDINATOR_HOME, shared by every settings class of the node (the API reads the lake the runs write).
 Home = Annotated[Path, Field(default_factory=default_home, validation_alias="COORDINATOR_HOME")]
+# CHECKPOINT_APPROVAL: `required`: `confirm` accepts only a checkpoint whose current emission hash
+# was approved (coordinator_dagster.checkpoint_review); `off`: the reference's confirm, no approval.
+# Off by default so the reference's clients keep working; `make run` and new workspaces require it.
+CheckpointApproval = Annotated[Literal["required", "off"], Field(default="off", validation_alias="CHECKPOINT_APPROVAL")]
 
 
 class NodeEnvironment(BaseSettings):
@@ -101,6 +105,7 @@ class Settings(NodeEnvironment):
     feed_live: bool = False
     # Overrides the contract's checkpoint_period with any period (see partitions.checkpoint_partitions).
     checkpoint_interval_seconds: int | None = Field(default=None, ge=60)
+    checkpoint_approval: CheckpointApproval
     feed_record_ttl_days: int = Field(default=90, ge=1)  # feed_retention deletes older feed hours
     model_timeout_seconds: float = Field(default=5.0, gt=0)
     models_manifest: str = ""

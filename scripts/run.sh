@@ -29,6 +29,7 @@
 #   MODEL_RUNNER_TOKEN the runner's API token; generated into $COORDINATOR_HOME/model_runner.token
 #                      (mode 0600) when this script starts the runner and none is set
 #   FEED_LIVE          1: stream the feed with the listener (default); 0: poll every minute instead
+#   CHECKPOINT_APPROVAL  required (default here): confirm needs an approved emission hash; off
 #   DAGSTER_WORKSPACE  the workspace.yaml to serve         default <checkout>/workspace.yaml
 #   READY_TIMEOUT      seconds to wait for "ready"  default 180
 # For tests of this script only: RUN_SKIP_BOOTSTRAP=1, RUN_API_CMD / RUN_DAGSTER_CMD /
@@ -62,6 +63,8 @@ export MODEL_RUNNER_HOST="${MODEL_RUNNER_HOST:-127.0.0.1}" MODEL_RUNNER_PORT="${
 START_MODELS=1
 if [ -n "${MODEL_RUNNER_URL:-}" ] || [ -n "${MODEL_RUNNER_URLS:-}" ]; then START_MODELS=0; fi
 export FEED_LIVE="${FEED_LIVE:-1}"
+# The node run by `make run` reviews its checkpoints: confirm needs an approved emission hash.
+export CHECKPOINT_APPROVAL="${CHECKPOINT_APPROVAL:-required}"
 case "$FEED_LIVE" in 0 | 1) ;; *) die "FEED_LIVE must be 0 or 1, not '$FEED_LIVE'" ;; esac
 DAGSTER_WORKSPACE="${DAGSTER_WORKSPACE:-$ROOT/workspace.yaml}"
 [ -f "$DAGSTER_WORKSPACE" ] || die "DAGSTER_WORKSPACE $DAGSTER_WORKSPACE does not exist"

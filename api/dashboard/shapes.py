@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 
 from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
+from coordinator_dagster.scoring import payouts
 
 UTC = dt.timezone.utc
 
@@ -150,21 +151,18 @@ def rolling_windows(scores: pl.DataFrame, windows: Mapping[str, int], by: list[s
 
 
 def prize_split(total: int, shares: list[int]) -> list[int]:
-    """`total` tokens split by frac64 `shares` (summing to 1,000,000,000) in whole tokens that add
-    up to exactly `total`: each gets the floor of its exact share, and the tokens left over go one
-    each to the largest remainders (earlier entries first on a tie).
+    """`total` tokens split by frac64 `shares` in whole tokens, by the largest remainder method of
+    `payouts.prizes_of_shares`; shares summing to less than 1,000,000,000 (a share the rule
+    retains) leave the retained part's tokens out.
 
     total 100, shares [333,333,334, 333,333,333, 333,333,333] → exact 33.3333334, 33.3333333,
     33.3333333 → floors 33, 33, 33 (99) → the one left goes to the first: [34, 33, 33]."""
     if total < 0:
         raise ValueError("total must not be negative")
-    exact = [total * share for share in shares]  # in 1/FRAC64_MULTIPLIER tokens: integers, exact
-    amounts = [value // FRAC64_MULTIPLIER for value in exact]
-    left = total - sum(amounts) if sum(shares) == FRAC64_MULTIPLIER else 0
-    order = sorted(range(len(shares)), key=lambda i: (-(exact[i] % FRAC64_MULTIPLIER), i))
-    for i in order[:left]:
-        amounts[i] += 1
-    return amounts
+    retained = FRAC64_MULTIPLIER - sum(shares)
+    if retained < 0:
+        raise ValueError(f"shares add up to {sum(shares)}, more than {FRAC64_MULTIPLIER}")
+    return payouts.prizes_of_shares([*shares, retained], total)[: len(shares)]
 
 
 def cruncher_keys(entries: list[Mapping[str, Any]]) -> dict[int, str]:

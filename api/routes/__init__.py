@@ -8,6 +8,7 @@ called); the tiers here guard whole routers.
 
 from api.routes import (
     backfill,
+    checkpoint_review,
     checkpoints,
     dashboard_charts,
     dashboard_checkpoints,
@@ -43,6 +44,8 @@ ROUTES = (
     (snapshots.ensemble_router, "public"),
     # Before checkpoints.router: /latest and /latest/prizes are not checkpoint ids.
     (dashboard_checkpoints.router, "public"),
+    (checkpoint_review.router, "public"),  # the diff is public; approve takes AdminCaller
+    (checkpoint_review.explain_router, "read"),  # snapshots and their proofs, as /reports/merkle/proof
     (checkpoints.router, "public"),
     (checkpoints.v1_router, "public"),
     (checkpoints.emissions_router, "public"),

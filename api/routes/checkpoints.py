@@ -21,6 +21,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 
 from api import sql
 from api.auth import AdminCaller, IsAdmin, public_caller
+from api.checkpoint_gate import confirm_gate
 from api.deps import DbDep, LakeDep, NoExtraQuery, get_db_cursor
 from api.prebuilt import Answer, encoder, prebuilt, render
 from api.schemas import (
@@ -266,6 +267,8 @@ def confirm(
     with lake.partition_lock("checkpoint_events", checkpoint_id):
         with get_db_cursor(request) as db:
             status, tx_hash, last_at = _state(db, checkpoint_id)
+        # With CHECKPOINT_APPROVAL=required: 409 unless the current emission is the approved one.
+        confirm_gate(request, lake, checkpoint_id, status)
         try:
             change = confirmation(checkpoint_id, status, tx_hash, body.tx_hash)
         except Conflict as exc:

@@ -11,6 +11,7 @@ from pathlib import Path
 from coordinator_dagster.cli.feeds import register as register_feeds
 from coordinator_dagster.cli.models import register as register_models
 from coordinator_dagster.cli.operations import register as register_operations
+from coordinator_dagster.cli.checkpoints import register as register_checkpoints
 from coordinator_dagster.cli.workspace import register as register_workspace
 from coordinator_dagster.settings import dagster_instance, load_settings
 
@@ -292,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_feeds(commands)
     register_workspace(commands)
     register_operations(commands)
+    register_checkpoints(commands)
     return parser
 
 

@@ -62,6 +62,9 @@ def lake_tables(window_names: Iterable[str]) -> dict[str, Table]:
         Table("checkpoint_payouts", "period", schemas.CHECKPOINT_PAYOUTS),
         Table("checkpoints", "period", schemas.CHECKPOINTS),
         Table("checkpoint_events", "events", schemas.CHECKPOINT_EVENTS),
+        Table("checkpoint_reviews", "period", schemas.CHECKPOINT_REVIEWS),
+        Table("checkpoint_approvals", "events", schemas.CHECKPOINT_APPROVALS),
+        Table("checkpoint_exports", "events", schemas.CHECKPOINT_EXPORTS),
         Table("models", "single", schemas.MODELS),
         Table("density_round_scores", "window", schemas.DENSITY_ROUND_SCORES, versioned=True),
     ]

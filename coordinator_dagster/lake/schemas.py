@@ -158,6 +158,43 @@ CHECKPOINT_EVENTS = pl.Schema(
     }
 )
 
+# The review record of a checkpoint build (`coordinator_dagster.checkpoint_review`): the hash of
+# the emission it holds and its diff against the previous checkpoint, as the operator reviewed it.
+CHECKPOINT_REVIEWS = pl.Schema(
+    {
+        "checkpoint_id": pl.String,
+        "emission_hash": pl.String,  # sha256 of the emission's canonical JSON
+        "previous_checkpoint_id": pl.String,
+        "diff": pl.String,  # JSON list: per cruncher, share and rank now and before
+    }
+)
+
+# Appended approvals: the newest event of a checkpoint is its approval state.
+CHECKPOINT_APPROVALS = pl.Schema(
+    {
+        "checkpoint_id": pl.String,
+        "event_at": UTC_TS,
+        "action": pl.String,  # approved | revoked
+        "emission_hash": pl.String,
+        "reason": pl.String,
+        "caller": pl.String,
+    }
+)
+
+# Appended prize-file exports (`coordinator payout`): the ledger that keeps a confirmed
+# checkpoint from being exported, and paid, twice.
+CHECKPOINT_EXPORTS = pl.Schema(
+    {
+        "checkpoint_id": pl.String,
+        "event_at": UTC_TS,
+        "emission_hash": pl.String,
+        "pool_amount": pl.Int64,
+        "model_count": pl.Int64,
+        "file_sha256": pl.String,
+        "caller": pl.String,
+    }
+)
+
 MODELS = pl.Schema(
     {
         "model_id": pl.String,

@@ -8,10 +8,16 @@ cruncher reward and, when the emission retains a share, one retained row; prizes
 pool × reward_pct / 1,000,000,000 exactly, made integers by the largest remainder method over
 those rows (floors first, the units left over to the largest fractional remainders, ties to the
 earlier row), so the prizes and the retained prize add up to exactly the pool.
+
+`prize_file` turns those rows into the JSON Lines prize file CrunchDAO's coordinator CLI creates an
+on-chain checkpoint from: one line per rewarded model, `{"timestamp": <period end, ms>, "model":
+"<model id>", "prize": <integer, the pool's smallest unit>}`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
@@ -106,3 +112,30 @@ def payout_markdown(frame: pl.DataFrame) -> str:
         + ("" if frame["pool_amount"][0] is None else f"; prizes {paid['prize'].sum():,} + retained {retained['prize'].sum():,} = pool {frame['pool_amount'][0]:,} {frame['pool_unit'][0]}")
     )
     return "\n".join(lines)
+
+
+def prize_file(emission: Mapping[str, Any], entries: Sequence[Mapping[str, Any]], pool_amount: int, period_end: dt.datetime) -> list[dict[str, Any]]:
+    """The prize file's lines: the paid rows of `emission_rows`, each cruncher's prize under the
+    model that earned it (its best-ranked entry). With nothing retained the prizes add up to
+    exactly `pool_amount`; a retained share's prize is left out (it stays in the pool).
+
+    Example: pool 1,000,000 over shares 600,000,000 / 400,000,000 at period end
+    2026-11-22T00:00Z → {"timestamp": 1795305600000, "model": "m1", "prize": 600000}, then
+    {"timestamp": 1795305600000, "model": "m2", "prize": 400000}.
+    """
+    if pool_amount < 0:
+        raise ValueError(f"the pool must not be negative, not {pool_amount}")
+    timestamp = int(period_end.timestamp() * 1000)
+    lines = []
+    for row in emission_rows(emission, entries, pool_amount):
+        if row.status != "paid":
+            continue
+        if row.model_id is None:
+            raise ValueError(f"cruncher {row.cruncher_index} has a reward but no ranked model in the checkpoint's entries")
+        lines.append({"timestamp": timestamp, "model": row.model_id, "prize": row.prize})
+    return lines
+
+
+def prize_file_text(lines: Sequence[Mapping[str, Any]]) -> str:
+    """JSON Lines, keys in the chain tool's order, one line per model."""
+    return "".join(json.dumps({"timestamp": line["timestamp"], "model": line["model"], "prize": line["prize"]}) + "\n" for line in lines)

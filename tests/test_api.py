@@ -355,9 +355,13 @@ def test_openapi_documents_every_route(client: httpx.Client) -> None:
         "/reports/checkpoints/{checkpoint_id}/status",
         "/reports/checkpoints/{checkpoint_id}/emission/cli-format",
         "/reports/emissions/latest",
-        # issue 18: leaderboards per group and payout tables
+        # leaderboards per group and payout tables
         "/reports/leaderboard/ranks",
         "/reports/checkpoints/{checkpoint_id}/payouts",
+        # the review gate: diff, approval, explanations
+        "/reports/checkpoints/{checkpoint_id}/diff",
+        "/reports/checkpoints/{checkpoint_id}/approve",
+        "/reports/checkpoints/{checkpoint_id}/explain",
         "/data/backfill/{table}",
         "/data/backfill/{table}/{partition_key}",
         "/reports/backfill",

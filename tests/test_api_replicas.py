@@ -25,7 +25,7 @@ pytestmark = pytest.mark.process  # every test here starts a server or a subproc
 
 ROOT = Path(__file__).resolve().parents[1]
 PENDING = f"CKP-{CHECKPOINT_KEYS[1]}"  # PENDING in the seed
-READS = ["/reports/leaderboard", "/reports/predictions?limit=50", "/reports/checkpoints", f"/reports/checkpoints/{PENDING}"]
+READS = ["/reports/leaderboard", "/v1/reports/predictions?limit=50", "/reports/checkpoints", f"/reports/checkpoints/{PENDING}"]
 
 
 @contextlib.contextmanager

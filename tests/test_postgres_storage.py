@@ -111,7 +111,7 @@ def test_sensor_requests_run_and_materialize_with_the_instance_on_postgresql(hom
                 assert run.success
                 launched.append(request.run_key)
 
-    assert launched == ["predict:2026-11-20T10:20:00Z", "score:2026-11-20T10:18:00Z", "predict:2026-11-20T10:22:00Z", "score:2026-11-20T10:20:00Z"]
+    assert launched == ["predict:2026-11-20T10:20:00Z", "score:2026-11-20T10:19:00Z", "predict:2026-11-20T10:22:00Z", "score:2026-11-20T10:21:00Z"]
     lake = Lake(home)
     counts = dict(lake.query("SELECT status, count(*) AS n FROM predictions GROUP BY ALL").iter_rows())
     assert counts == {"ABSENT": 19 * 2 * 3, "SCORED": 3 * 2 * 3, "PENDING": 1 * 2 * 3}  # as on SQLite (test_sensors.py)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import polars as pl
 import pytest
-from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.prebuilt import Answer, Prebuilt, render
@@ -17,7 +17,7 @@ from api.settings import ApiSettings
 from coordinator_dagster.contracts import load_contract
 from coordinator_dagster.lake.reader import LakeReader
 from coordinator_dagster.partitions import WINDOW_KEY_FORMAT
-from tests.api_fixtures import CHECKPOINT_KEYS, leaderboard_frame, seed_extras, seed_lake
+from tests.api_fixtures import CHECKPOINT_KEYS, leaderboard_frame, seed_extras, seed_lake, serve
 
 NO_CACHE = {"cache-control": "no-cache"}
 
@@ -96,10 +96,11 @@ def test_a_table_read_from_files_is_never_stored(seeded) -> None:
         reader.close()
 
 
+@pytest.mark.process
 def test_routes_answer_prebuilt_bytes_and_follow_writes(seeded) -> None:
     lake = seeded.lake
-    with TestClient(create_app(ApiSettings(home=lake.home))) as client:
-        app = client.app
+    app = create_app(ApiSettings(home=lake.home))
+    with serve(app) as base_url, httpx.Client(base_url=base_url, timeout=60) as client:
         with app.state.reader.cursor() as con:
             expected = leaderboard_rows(con, app.state.contract, include_ensembles=False)
         board = client.get("/reports/leaderboard", headers=NO_CACHE)

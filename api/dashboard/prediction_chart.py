@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import duckdb
 
 from api.deps import TimeRange
+from api import sql
 from coordinator_dagster.lake.layout import WindowFolder, scan_window_folders
 from coordinator_dagster.lake.reader import fetch_with_retry
 from coordinator_dagster.lake.store import Lake
@@ -66,17 +67,15 @@ def existing(lake: Lake, folders: Sequence[WindowFolder]) -> list[Hour]:
 
 
 def _filters(ids: list[str] | None, period: TimeRange, alias: str) -> tuple[str, list]:
-    clauses, params = [], []
+    """The chart's filters on the predictions (or scores) files aliased `alias`, as a WHERE clause."""
+    where = sql.Where()
     if ids is not None:
-        clauses.append(f"{alias}.model_id IN ({', '.join('?' for _ in ids)})")
-        params.extend(ids)
+        where.add(f"{alias}.model_id IN ({', '.join('?' for _ in ids)})", *ids)
     if period.start is not None:
-        clauses.append(f"{alias}.round_ts >= ?")
-        params.append(period.start)
+        where.add(f"{alias}.round_ts >= ?", period.start)
     if period.end is not None:
-        clauses.append(f"{alias}.round_ts < ?")
-        params.append(period.end)
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+        where.add(f"{alias}.round_ts < ?", period.end)
+    return where.sql, where.params
 
 
 def _source(chunk: list[Hour], ids: list[str] | None, period: TimeRange) -> tuple[str, list]:

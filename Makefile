@@ -41,10 +41,12 @@ stop:
 # installed; apt-get as root, about 12 s on a machine without them). install_sandbox.sh:
 # bubblewrap, which the model runner's tests require (MODEL_SANDBOX=required). install_postgres.sh:
 # PostgreSQL 15's binaries, from which tests/test_postgres_storage.py start a server of their own.
+# install_redis.sh: redis-server, the celery broker tests/test_runs_elsewhere.py start.
 test: install
 	@scripts/install_browser.sh
 	@scripts/install_sandbox.sh
 	@scripts/install_postgres.sh
+	@scripts/install_redis.sh
 	@$(LAUNCH) $(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: FAILED: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$rc

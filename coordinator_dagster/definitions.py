@@ -105,7 +105,10 @@ def build_defs(
     resource_overrides: Mapping[str, Any] | None = None,
     settings: Settings | None = None,
     contract: CrunchContract | None = None,
+    executor: dg.ExecutorDefinition | None = None,
 ) -> dg.Definitions:
+    # executor: where a run's steps execute; the default keeps them in the run's own process
+    # (code_location_celery.py hands them to celery workers instead).
     settings = settings or load_settings()
     overrides = dict(resource_overrides or {})
     given = overrides.pop("contract", None)
@@ -128,7 +131,7 @@ def build_defs(
             retention_schedule,
         ],
         resources=resources,
-        executor=dg.in_process_executor,
+        executor=executor or dg.in_process_executor,
     )
 
 

@@ -23,9 +23,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("coordinator_dagster", "assets", "sensors", "resources", "api", "crunch_node")
 WRAPPERS = ("assets", "sensors", "resources", "api")
-# The assembly (build_defs and the code location) and the CLI, the outermost layer, may use the
+# The assembly (build_defs and the code locations) and the CLI, the outermost layer, may use the
 # wrappers; every other module of coordinator_dagster is the core.
-NOT_CORE = ("coordinator_dagster.definitions", "coordinator_dagster.code_location", "coordinator_dagster.cli")
+NOT_CORE = ("coordinator_dagster.definitions", "coordinator_dagster.code_location", "coordinator_dagster.code_location_celery", "coordinator_dagster.cli")
 DOMAIN = tuple(f"coordinator_dagster.{name}" for name in ("scoring", "feeds", "models", "lake"))
 DAGSTER = ("dagster",)  # dagster and its integrations (dagster_duckdb, ...) by top-level name
 # Domain modules allowed to import Dagster, each with the reason. None today: the streaming

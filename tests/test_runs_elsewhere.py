@@ -170,7 +170,7 @@ def hour_rows(home: Path) -> int:
 # ---- the code location as a gRPC server ----------------------------------------------------------
 
 
-def test_a_run_launched_through_the_code_server_runs_under_it(tmp_path):
+def test_a_run_launched_through_the_code_server_runs_under_it(tmp_path, monkeypatch):
     from dagster._core.storage.tags import GRPC_INFO_TAG
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import WorkspaceFileTarget
@@ -182,16 +182,13 @@ def test_a_run_launched_through_the_code_server_runs_under_it(tmp_path):
     with code_server(tmp_path, env, "coordinator_dagster.code_location") as (server, env):
         with opened(env["DAGSTER_HOME"]) as instance:
             # No webserver, no daemon: this process loads the definitions from the server.
-            os.environ.update({k: env[k] for k in ("DAGSTER_CODE_SERVER_HOST", "DAGSTER_CODE_SERVER_PORT")})
-            try:
-                with WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(WORKSPACE)])) as workspace:
-                    location = workspace.create_request_context().get_code_location("coordinator")
-                    [repository] = location.get_repositories().values()
-                    served_jobs = {job.name for job in repository.get_all_jobs()}
-                    served_assets = {node.asset_key for node in repository.get_asset_node_snaps()}
-            finally:
-                for key in ("DAGSTER_CODE_SERVER_HOST", "DAGSTER_CODE_SERVER_PORT"):
-                    os.environ.pop(key, None)
+            for key in ("DAGSTER_CODE_SERVER_HOST", "DAGSTER_CODE_SERVER_PORT"):
+                monkeypatch.setenv(key, env[key])
+            with WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(WORKSPACE)])) as workspace:
+                location = workspace.create_request_context().get_code_location("coordinator")
+                [repository] = location.get_repositories().values()
+                served_jobs = {job.name for job in repository.get_all_jobs()}
+                served_assets = {node.asset_key for node in repository.get_asset_node_snaps()}
             assert {"ingest_job", "predict_job", "score_job", "checkpoint_job"} <= served_jobs
             assert served_assets == {key for key in defs.resolve_asset_graph().get_all_asset_keys()}
 

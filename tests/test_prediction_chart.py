@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from api.dashboard.chart_hours import ChartHours
-from api.dashboard.prediction_chart import chart_rows
+from api.dashboard.prediction_chart import chart_rows, chart_texts
 from api.deps import TimeRange
 from tests.api_fixtures import SEED_START, seed_lake
 
@@ -72,3 +72,19 @@ def test_a_replaced_hour_is_read_again_and_only_the_hours_of_the_page_are_held(t
         everything, more = chart_rows(con, lake, None, period, 10_000, 0, held)
         assert not more and len(held) == 2  # older hours went first
     assert [r[1] for r in everything] == [r[1] for r in chart_rows(lake.reader().cursor(), lake, None, period, 10_000, 0, ChartHours())[0]]
+
+
+def test_texts_are_the_rows_rendered_each_once_per_hour_held(lake):
+    period = TimeRange(SEED_START, SEED_START + dt.timedelta(hours=HOURS))
+    held, calls = ChartHours(), []
+
+    def render(row):
+        calls.append(row[1])
+        return f"<{row[1]}>"
+
+    with lake.reader().cursor() as con:
+        rows, more = chart_rows(con, lake, ["m-beta"], period, 30, 7, held)
+        for _ in range(2):
+            assert chart_texts(con, lake, ["m-beta"], period, 30, 7, "k", render, held) == ([f"<{r[1]}>" for r in rows], more)
+    # Each row of the page (and the one after it, read to know of more) rendered once for both asks.
+    assert more and len(calls) == len(set(calls)) == len(rows) + 1 and set(calls) >= {r[1] for r in rows}

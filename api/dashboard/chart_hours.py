@@ -19,8 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 
 from coordinator_dagster.lake.memory import stat_identity
@@ -41,12 +41,14 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 @dataclass(frozen=True)
 class DecodedHour:
     """One hour's chart rows in the chart's order (round time, model, scope, prediction), with
-    each row's round time (µs since the epoch) and each model's row numbers. Read-only once built:
-    shared by every request."""
+    each row's round time (µs since the epoch) and each model's row numbers. Read-only once built
+    (but for `texts`, filled as rows are first rendered): shared by every request."""
 
     rows: list[tuple]
     micros: list[int]
     by_model: dict[str, list[int]]
+    # render key -> each row's JSON text once rendered (None until then)
+    rendered: dict[str, list[str | None]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, read: list[tuple]) -> DecodedHour:
@@ -55,10 +57,10 @@ class DecodedHour:
             by_model.setdefault(row[MODEL], []).append(i)
         return cls([row[:-1] for row in read], [_micros(row[-1]) for row in read], by_model)
 
-    def select(self, ids: list[str] | None, start: dt.datetime | None, end: dt.datetime | None) -> list[tuple]:
-        """The rows of models `ids` with round times in [start, end), in the chart's order."""
+    def numbers(self, ids: list[str] | None, start: dt.datetime | None, end: dt.datetime | None) -> Sequence[int]:
+        """Row numbers of models `ids` with round times in [start, end), in the chart's order."""
         if ids is None:
-            numbers: range | list[int] = range(len(self.rows))
+            numbers: Sequence[int] = range(len(self.rows))
         else:
             picked = [self.by_model[m] for m in dict.fromkeys(ids) if m in self.by_model]
             # Row numbers follow the chart's order: sorting them merges the models' rows.
@@ -70,8 +72,22 @@ class DecodedHour:
         if high is not None and self.micros and self.micros[-1] < high:
             high = None  # ... and before the end
         if low is None and high is None:
-            return [self.rows[i] for i in numbers]
-        return [self.rows[i] for i in numbers if (low is None or self.micros[i] >= low) and (high is None or self.micros[i] < high)]
+            return numbers
+        return [i for i in numbers if (low is None or self.micros[i] >= low) and (high is None or self.micros[i] < high)]
+
+    def texts(self, numbers: Sequence[int], key: str, render: Callable[[tuple], str]) -> list[str]:
+        """The rows `numbers` rendered by `render` (named `key`: one renderer per key), each row
+        rendered once for the hour's life."""
+        done = self.rendered.get(key)
+        if done is None:
+            done = self.rendered.setdefault(key, [None] * len(self.rows))
+        out = []
+        for i in numbers:
+            text = done[i]
+            if text is None:
+                text = done[i] = render(self.rows[i])
+            out.append(text)
+        return out
 
 
 class ChartHours:

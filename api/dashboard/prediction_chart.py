@@ -14,14 +14,14 @@ The status and reason rules are the lake's `predictions` view's
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import duckdb
 
 from api.deps import TimeRange
 from api import sql
-from api.dashboard.chart_hours import ChartHours
+from api.dashboard.chart_hours import ChartHours, DecodedHour
 from coordinator_dagster.lake.layout import WindowFolder, scan_window_folders
 from coordinator_dagster.lake.reader import fetch_with_retry
 from coordinator_dagster.lake.store import Lake
@@ -101,24 +101,51 @@ def hour_rows(con: duckdb.DuckDBPyConnection, hour: Hour) -> list[tuple]:
     return fetch_with_retry(con, f"SELECT {COLUMNS}, p.round_ts FROM {source} ORDER BY {ORDER}", params)[1]
 
 
+def _pages(
+    con: duckdb.DuckDBPyConnection, lake: Lake, ids: list[str] | None, period: TimeRange, limit: int, offset: int, held: ChartHours
+) -> Iterator[tuple[DecodedHour, Sequence[int]]]:
+    """(hour, row numbers) holding the page's rows after skipping `offset`, oldest first: at most
+    `limit + 1` rows in all (one more than the page says whether another page exists)."""
+    skip, wanted = offset, limit + 1
+    for folder in hours(lake, period):
+        if wanted <= 0:
+            return
+        found_hour = existing(lake, [folder])
+        if not found_hour:
+            continue
+        hour = found_hour[0]
+        decoded = held.hour(hour.predictions, hour.scores, lambda hour=hour: hour_rows(con, hour))
+        numbers = decoded.numbers(ids, period.start, period.end)
+        if len(numbers) <= skip:  # whole hours before the offset are counted, not kept
+            skip -= len(numbers)
+            continue
+        numbers = numbers[skip : skip + wanted]
+        skip, wanted = 0, wanted - len(numbers)
+        yield decoded, numbers
+
+
 def chart_rows(
     con: duckdb.DuckDBPyConnection, lake: Lake, ids: list[str] | None, period: TimeRange, limit: int, offset: int, held: ChartHours = HOURS
 ) -> tuple[list[tuple], bool]:
     """Up to `limit` rows (model_id, prediction_id, scope_key, subject, performed_at, resolvable_at
     (both chart times), status, failed_reason, score_value, score_success) after skipping
     `offset`, oldest first; and whether more rows match."""
-    skip, rows = offset, []
-    for folder in hours(lake, period):
-        if len(rows) > limit:
-            break
-        found_hour = existing(lake, [folder])
-        if not found_hour:
-            continue
-        hour = found_hour[0]
-        found = held.hour(hour.predictions, hour.scores, lambda hour=hour: hour_rows(con, hour)).select(ids, period.start, period.end)
-        if len(found) <= skip:  # whole hours before the offset are counted, not kept
-            skip -= len(found)
-            continue
-        rows.extend(found[skip : skip + limit + 1 - len(rows)])
-        skip = 0
+    rows = [decoded.rows[i] for decoded, numbers in _pages(con, lake, ids, period, limit, offset, held) for i in numbers]
     return rows[:limit], len(rows) > limit
+
+
+def chart_texts(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    ids: list[str] | None,
+    period: TimeRange,
+    limit: int,
+    offset: int,
+    key: str,
+    render: Callable[[tuple], str],
+    held: ChartHours = HOURS,
+) -> tuple[list[str], bool]:
+    """The rows of `chart_rows`, each rendered by `render` (one renderer per `key`) once for as
+    long as its hour is held."""
+    texts = [text for decoded, numbers in _pages(con, lake, ids, period, limit, offset, held) for text in decoded.texts(numbers, key, render)]
+    return texts[:limit], len(texts) > limit

@@ -2,13 +2,14 @@
 
 A chart page reads a handful of hour partitions (predictions joined with their scores). Asking
 DuckDB for them on every request costs milliseconds per file, most of it fixed (opening the file,
-its footer, scheduling the scan) however few rows the page keeps. So each hour is read once, all
-models, every chart column, in the chart's order, into rows (also grouped by model) kept with the identity
-(inode, size, mtime, ctime) of its two files; a request `stat`s the hours it needs and picks the
-rows of its models from the hours it finds current. An hour whose predictions or scores file was replaced (a new inode
-through the atomic rename) is read again, so an answer is never older than the files. The
-identities are taken before the read: a file replaced during it leaves an old identity stored,
-and the next request reads the hour again.
+its footer, scheduling the scan) however few rows the page keeps; rendering a thousand rows as
+JSON costs as much again. So each hour is read once (all models, every chart column, in the
+chart's order, also grouped by model) and kept with the identity (inode, size, mtime, ctime) of
+its two files, and each row is rendered the first time a page shows it; a request `stat`s the
+hours it needs and picks its models' rows from the hours it finds current. An hour whose
+predictions or scores file was replaced (a new inode through the atomic rename) is read again,
+so an answer is never older than the files. The identities are taken before the read: a file
+replaced during it leaves an old identity stored, and the next request reads the hour again.
 
 At most `MAX_HOURS` hours are held (least recently used go first): a few megabytes each for
 50 models × 2 scopes × one-minute rounds, so the API's memory stays bounded whatever the range.
@@ -21,7 +22,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
 
 from coordinator_dagster.lake.memory import stat_identity
 

@@ -97,7 +97,10 @@ def create_app(settings: ApiSettings | None = None, *, cache_clock: Callable[[],
     # Innermost first: the cache sits inside the key check (a cached answer is still guarded) and
     # CORS (its headers depend on the request); the body limit outside everything.
     routes = [route for router, _, _ in mounted for route in router.routes if isinstance(route, APIRoute)]
-    app.add_middleware(ResponseCache, lake=app.state.lake, routes=routes, clock=cache_clock)
+    # One listing of the lake's files for the cache and the reader, unless a test drives the
+    # cache's clock by hand.
+    identities = app.state.reader.identities if cache_clock is time.monotonic else None
+    app.add_middleware(ResponseCache, lake=app.state.lake, routes=routes, clock=cache_clock, identities=identities)
     app.add_middleware(Authenticate, settings=settings, tiers=tiers)
     if settings.cors_origins:
         app.add_middleware(

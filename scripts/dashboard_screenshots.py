@@ -12,6 +12,12 @@
 4. opens the leaderboard, metrics, feeds and settings pages in headless Chromium (Debian's
    /usr/bin/chromium, see scripts/install_browser.sh) and saves one PNG per page in `--out`.
 
+The starter app has no checkpoint page: the platform app (`apps/platform`) lists a node's
+checkpoints behind its sign-in and on-chain providers. So the build also carries an extra
+starter page, `/checkpoints`, that renders the platform's own `NodeCheckpointsTable` (copied
+from the checkout at build time, with the two files it imports) over this node's
+`/reports/checkpoints`, and it is captured with the others.
+
 Needs node ≥ 20 and network access to the npm registry (pnpm is run through `npx`). Every process
 it starts is stopped on exit. Prints the PNG paths.
 """
@@ -48,7 +54,36 @@ STAND_INS = {
 STAND_IN_DEPENDENCIES = {"react-hook-form": "7.71.2", "@tanstack/react-table": "^8.21.3", "react": "^19.2.3"}
 PNPM = ["npx", "--yes", "pnpm@10.28.0"]
 # page -> window height: the metrics page stacks every widget.
-PAGES = {"leaderboard": 1400, "metrics": 3600, "feeds": 1800, "settings": 900}
+PAGES = {"leaderboard": 1400, "metrics": 3600, "feeds": 1800, "settings": 900, "checkpoints": 700}
+# The platform app's checkpoint table and what it imports: (file in the checkout, file in the starter).
+PLATFORM_FILES = (
+    ("apps/platform/src/modules/checkpoint/ui/nodeCheckpointsTable.tsx", "src/modules/checkpoint/ui/nodeCheckpointsTable.tsx"),
+    ("apps/platform/src/modules/checkpoint/domain/nodeTypes.ts", "src/modules/checkpoint/domain/nodeTypes.ts"),
+    ("apps/platform/src/utils/formatDate.ts", "src/utils/formatDate.ts"),
+)
+# The extra starter page: the platform's table fed as the platform feeds it (`GET
+# /reports/checkpoints`, here through the starter's `/api` rewrite to this node), with a no-op
+# settle action so its action column shows as it does there.
+CHECKPOINTS_PAGE = """"use client";
+
+import { useQuery } from "@tanstack/react-query";
+import apiClient from "@/utils/api/apiClient";
+import { NodeCheckpointsTable } from "@/modules/checkpoint/ui/nodeCheckpointsTable";
+import { NodeCheckpoint } from "@/modules/checkpoint/domain/nodeTypes";
+
+export default function CheckpointsPage() {
+  const query = useQuery({
+    queryKey: ["node-checkpoints"],
+    queryFn: async () => (await apiClient.get<NodeCheckpoint[]>("/reports/checkpoints")).data,
+  });
+  return (
+    <section className="p-6 space-y-3">
+      <h2>Checkpoints</h2>
+      <NodeCheckpointsTable data={query.data ?? []} loading={query.isLoading} onSettle={() => undefined} />
+    </section>
+  );
+}
+"""
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -69,6 +104,7 @@ def prepare(webapp: Path, build: Path) -> Path:
     if build.exists():
         shutil.rmtree(build)
     shutil.copytree(webapp, build, ignore=shutil.ignore_patterns(".git", "node_modules", ".next", ".turbo"))
+    add_checkpoints_page(build)
     # Only the starter app is built: the other apps pull in more private packages.
     for app in (build / "apps").iterdir():
         if app.name != "starter":
@@ -100,6 +136,25 @@ def prepare(webapp: Path, build: Path) -> Path:
         raise SystemExit(f"{config} no longer opens with {anchor!r}: update prepare()")
     config.write_text(text.replace(anchor, anchor + "\n  typescript: { ignoreBuildErrors: true },", 1))
     return build / "apps" / "starter"
+
+
+def add_checkpoints_page(build: Path) -> None:
+    """Give the starter app a `/checkpoints` page rendering the platform app's checkpoint table
+    (run before the platform app is removed from the build copy)."""
+    starter = build / "apps" / "starter"
+    for source, target in PLATFORM_FILES:
+        if not (build / source).is_file():
+            raise SystemExit(f"the checkout has no {source}: update PLATFORM_FILES")
+        destination = starter / target
+        if destination.exists():
+            raise SystemExit(f"the starter app has its own {target} now: update PLATFORM_FILES")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(build / source, destination)
+    page = starter / "src" / "app" / "checkpoints" / "page.tsx"
+    if page.exists():
+        raise SystemExit(f"the starter app has its own {page.relative_to(build)} now")
+    page.parent.mkdir(parents=True)
+    page.write_text(CHECKPOINTS_PAGE)
 
 
 def demo_start(today: dt.date) -> dt.date:

@@ -72,7 +72,7 @@ def test_an_hourly_table_found_changed_stays_changed_until_it_is_loaded(seeded) 
         snapshots = seeded.lake.read_all("snapshots")
         hour = snapshots["period_start"].min()
         before = reader.versions(("snapshots",))
-        reader._memory._checked.clear()  # as after the recheck interval
+        reader.identities.forget()  # as after the recheck interval
         seeded.lake.write("snapshots", snapshots.filter(pl.col("period_start") == hour).head(1), hour.strftime(WINDOW_KEY_FORMAT))
         assert not reader.is_current()
         assert not reader.is_current()  # asked again within the interval: still out of date

@@ -26,6 +26,13 @@ def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data))
 
 
+PLATFORM_SOURCES = (
+    ("apps/platform/src/modules/checkpoint/ui/nodeCheckpointsTable.tsx", "src/modules/checkpoint/ui/nodeCheckpointsTable.tsx"),
+    ("apps/platform/src/modules/checkpoint/domain/nodeTypes.ts", "src/modules/checkpoint/domain/nodeTypes.ts"),
+    ("apps/platform/src/utils/formatDate.ts", "src/utils/formatDate.ts"),
+)
+
+
 def fake_checkout(root: Path) -> Path:
     write_json(root / "package.json", {"name": "coordinator-webapp"})
     (root / "pnpm-workspace.yaml").write_text('packages:\n  - "packages/*"\n  - "apps/*"\n')
@@ -33,6 +40,9 @@ def fake_checkout(root: Path) -> Path:
     write_json(root / "apps" / "starter" / "package.json", {"dependencies": {"@crunch-ui/core": "^1.6.0", "next": "16.1.2"}})
     (root / "apps" / "starter" / "next.config.ts").write_text("const nextConfig: NextConfig = {\n  output: 'standalone',\n};\n")
     write_json(root / "apps" / "platform" / "package.json", {"dependencies": {"@crunchdao/staking": "1"}})
+    for source, _ in PLATFORM_SOURCES:
+        (root / source).parent.mkdir(parents=True, exist_ok=True)
+        (root / source).write_text(f"// {source}\n")
     write_json(root / "packages" / "metrics" / "package.json", {"dependencies": {"@crunchdao/chart": "^0.1.5"}, "peerDependencies": {"@crunch-ui/icons": "^1"}})
     return root
 
@@ -56,6 +66,25 @@ def test_prepare_links_the_stand_ins_and_leaves_the_checkout_alone(script, tmp_p
     core = json.loads((build / "stubs" / "crunch-ui-core" / "package.json").read_text())
     assert set(core["dependencies"]) == {"react", "react-hook-form", "@tanstack/react-table"}
     assert "ignoreBuildErrors: true" in (starter / "next.config.ts").read_text()
+
+
+def test_prepare_adds_a_checkpoints_page_rendering_the_platform_table(script, tmp_path):
+    checkout = fake_checkout(tmp_path / "checkout")
+    starter = script.prepare(checkout, tmp_path / "build")
+    assert script.PLATFORM_FILES == PLATFORM_SOURCES
+    for source, target in PLATFORM_SOURCES:
+        assert (starter / target).read_text() == f"// {source}\n"
+    page = (starter / "src" / "app" / "checkpoints" / "page.tsx").read_text()
+    assert 'from "@/modules/checkpoint/ui/nodeCheckpointsTable"' in page and '"/reports/checkpoints"' in page
+    assert "checkpoints" in script.PAGES
+    assert not (checkout / "apps" / "starter" / "src").exists()
+
+
+def test_prepare_refuses_a_checkout_without_the_platform_table(script, tmp_path):
+    checkout = fake_checkout(tmp_path / "checkout")
+    (checkout / PLATFORM_SOURCES[0][0]).unlink()
+    with pytest.raises(SystemExit, match="nodeCheckpointsTable"):
+        script.prepare(checkout, tmp_path / "build")
 
 
 def test_prepare_refuses_a_folder_that_is_not_the_webapp(script, tmp_path):

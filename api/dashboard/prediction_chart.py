@@ -1,27 +1,27 @@
 """The rows of the dashboard's predictions chart, read hour partition by hour partition.
 
 The chart asks for every prediction of some models over days (`GET /reports/predictions`). Its
-rows come oldest first, so they are read from the oldest hour partitions onwards, a few hours at
-a time (the span doubling while rows are scarce), and reading stops once the page is full: at
-most `offset + limit + 1` rows are ever requested (one more than the page, to know whether
-another page exists), and only the hours that hold them are opened (or even looked at with a
-`stat`), never the whole range; only the columns the chart shows are read.
-A query skips whole hours for an `offset` by counting their matching rows first.
+rows come oldest first, so they are read from the oldest hour partitions onwards, one hour at a
+time, and reading stops once the page is full (one row more than the page, to know whether
+another page exists): only the hours that hold the page are opened (or even looked at with a
+`stat`), never the whole range. Each hour is decoded once per version of its files and held in
+memory (`chart_hours`): a request filters held frames instead of scanning Parquet files. An
+`offset` skips whole hours by their matching row counts.
 
 The status and reason rules are the lake's `predictions` view's
-(`coordinator_dagster.lake.views`), applied to explicit file lists instead of the view's globs.
-"""
+(`coordinator_dagster.lake.views`), applied to explicit file lists instead of the view's globs."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import duckdb
 
 from api.deps import TimeRange
 from api import sql
+from api.dashboard.chart_hours import ChartHours, DecodedHour
 from coordinator_dagster.lake.layout import WindowFolder, scan_window_folders
 from coordinator_dagster.lake.reader import fetch_with_retry
 from coordinator_dagster.lake.store import Lake
@@ -36,7 +36,8 @@ COLUMNS = (
     f"{PREDICTION_STATUS} AS status, {PREDICTION_FAILED_REASON} AS failed_reason, s.value AS score_value, s.success AS score_success"
 )
 ORDER = "p.round_ts, p.model_id, p.scope_key, p.prediction_id"
-FIRST_SPAN = 6  # hours read by the first query; each further query reads twice as many
+# The decoded hours, shared by every request of the process (keyed by file path and identity).
+HOURS = ChartHours()
 
 
 @dataclass(frozen=True)
@@ -94,34 +95,57 @@ def _source(chunk: list[Hour], ids: list[str] | None, period: TimeRange) -> tupl
     return f"read_parquet({_files([h.predictions for h in chunk])}, hive_partitioning=false) p LEFT JOIN {joined} ON {SCORE_JOIN}", params_s
 
 
+def hour_rows(con: duckdb.DuckDBPyConnection, hour: Hour) -> list[tuple]:
+    """Every chart row of one hour (all models), in the chart's order, with the raw round time last."""
+    source, params = _source([hour], None, TimeRange(None, None))
+    return fetch_with_retry(con, f"SELECT {COLUMNS}, p.round_ts FROM {source} ORDER BY {ORDER}", params)[1]
+
+
+def _pages(
+    con: duckdb.DuckDBPyConnection, lake: Lake, ids: list[str] | None, period: TimeRange, limit: int, offset: int, held: ChartHours
+) -> Iterator[tuple[DecodedHour, Sequence[int]]]:
+    """(hour, row numbers) holding the page's rows after skipping `offset`, oldest first: at most
+    `limit + 1` rows in all (one more than the page says whether another page exists)."""
+    skip, wanted = offset, limit + 1
+    for folder in hours(lake, period):
+        if wanted <= 0:
+            return
+        found_hour = existing(lake, [folder])
+        if not found_hour:
+            continue
+        hour = found_hour[0]
+        decoded = held.hour(hour.predictions, hour.scores, lambda hour=hour: hour_rows(con, hour))
+        numbers = decoded.numbers(ids, period.start, period.end)
+        if len(numbers) <= skip:  # whole hours before the offset are counted, not kept
+            skip -= len(numbers)
+            continue
+        numbers = numbers[skip : skip + wanted]
+        skip, wanted = 0, wanted - len(numbers)
+        yield decoded, numbers
+
+
 def chart_rows(
-    con: duckdb.DuckDBPyConnection, lake: Lake, ids: list[str] | None, period: TimeRange, limit: int, offset: int
+    con: duckdb.DuckDBPyConnection, lake: Lake, ids: list[str] | None, period: TimeRange, limit: int, offset: int, held: ChartHours = HOURS
 ) -> tuple[list[tuple], bool]:
     """Up to `limit` rows (model_id, prediction_id, scope_key, subject, performed_at, resolvable_at
     (both chart times), status, failed_reason, score_value, score_success) after skipping
     `offset`, oldest first; and whether more rows match."""
-    where_p, params_p = _filters(ids, period, "p")
-    todo, skip, rows = hours(lake, period), offset, []
-    span = FIRST_SPAN
-    while todo and len(rows) <= limit:
-        folders, todo, span = todo[:span], todo[span:], span * 2
-        chunk = existing(lake, folders)
-        if not chunk:
-            continue
-        if skip:
-            # Whole hours before the offset are counted, not read.
-            _, [(count,)] = fetch_with_retry(
-                con, f"SELECT count(*) FROM read_parquet({_files([h.predictions for h in chunk])}, hive_partitioning=false) p{where_p}", params_p
-            )
-            if count <= skip:
-                skip -= count
-                continue
-        source, params_s = _source(chunk, ids, period)
-        _, found = fetch_with_retry(
-            con,
-            f"SELECT {COLUMNS} FROM {source}{where_p} ORDER BY {ORDER} LIMIT ? OFFSET ?",
-            [*params_s, *params_p, limit + 1 - len(rows), skip],
-        )
-        skip = 0
-        rows.extend(found)
+    rows = [decoded.rows[i] for decoded, numbers in _pages(con, lake, ids, period, limit, offset, held) for i in numbers]
     return rows[:limit], len(rows) > limit
+
+
+def chart_texts(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    ids: list[str] | None,
+    period: TimeRange,
+    limit: int,
+    offset: int,
+    key: str,
+    render: Callable[[tuple], str],
+    held: ChartHours = HOURS,
+) -> tuple[list[str], bool]:
+    """The rows of `chart_rows`, each rendered by `render` (one renderer per `key`) once for as
+    long as its hour is held."""
+    texts = [text for decoded, numbers in _pages(con, lake, ids, period, limit, offset, held) for text in decoded.texts(numbers, key, render)]
+    return texts[:limit], len(texts) > limit

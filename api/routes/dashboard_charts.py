@@ -24,7 +24,7 @@ from fastapi.responses import StreamingResponse
 
 from api import sql
 from api.dashboard import shapes
-from api.dashboard.prediction_chart import chart_rows
+from api.dashboard.prediction_chart import chart_texts
 from api.dashboard.report_schema import report_schema
 from api.dashboard.schemas import ChartPrediction, FeedRecord, MetricsRow, ParamsRow, SummaryRow
 from api.deps import DbDep, TimeRange, TimeRangeDep
@@ -197,19 +197,24 @@ def chart_predictions(
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> StreamingResponse:
     scopes = {key: (scope, shapes.horizon_label(scope["horizon_seconds"])) for key, scope in _scopes(request).items()}
+
+    def render(row: tuple) -> str:
+        return json.dumps(_prediction_row(row, scopes), allow_nan=False, separators=(",", ":"))
+
+    # Rows are rendered once per hour held (`api.dashboard.chart_hours`), per set of scopes.
+    key = json.dumps(scopes, sort_keys=True, default=str)
     with request.app.state.reader.cursor() as con:
-        rows, more = chart_rows(con, request.app.state.lake, ids, period, limit, offset)
+        texts, more = chart_texts(con, request.app.state.lake, ids, period, limit, offset, key, render)
     headers = {"X-Result-Limit": str(limit), "X-Result-Truncated": "true" if more else "false"}
     if more:
         query = [(k, v) for k, v in request.query_params.multi_items() if k != "offset"] + [("offset", str(offset + limit))]
         headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
 
     def body() -> Iterator[bytes]:
-        # Rendered a batch at a time: the answer's bytes never sit in memory whole.
+        # Joined a batch at a time: the answer's bytes never sit in memory whole.
         yield b"["
-        for start in range(0, len(rows), BATCH):
-            text = json.dumps([_prediction_row(row, scopes) for row in rows[start : start + BATCH]], allow_nan=False, separators=(",", ":"))
-            yield (text[1:-1] if start == 0 else "," + text[1:-1]).encode()
+        for start in range(0, len(texts), BATCH):
+            yield (("," if start else "") + ",".join(texts[start : start + BATCH])).encode()
         yield b"]"
 
     return StreamingResponse(body(), media_type="application/json", headers=headers)

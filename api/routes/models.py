@@ -3,7 +3,8 @@ and diversity (how much a model's predictions differ from the others').
 
 `/reports/models` reads the `models` table (the manifest as last synced, with each model's
 health as the runner last reported it), built once per change of it (`api.prebuilt`); the summaries read the
-current scoring version's snapshots; `params` comes from the contract the API was started with.
+current scoring version's snapshots (`/global` through per-model running totals,
+`api.dashboard.snapshot_totals`); `params` comes from the contract the API was started with.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from typing import Annotated, Any
 
 import duckdb
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 
 from api import sql
-from api.dashboard import shapes
+from api.dashboard import shapes, snapshot_totals
 from api.dashboard.schemas import DashboardDiversity, DashboardModel, DashboardModelGlobal
 from api.deps import DbDep, TimeRangeDep
 from api.prebuilt import Answer, encoder, prebuilt, render
@@ -74,27 +74,13 @@ def _board_and_names(db: duckdb.DuckDBPyConnection, _: object) -> tuple[dict[str
 BOARD_AND_NAMES = Answer("leaderboard and model names", ("leaderboard", "models"), _board_and_names)
 
 
-def _totals(request: Request, period) -> list[dict[str, Any]]:
-    """Per model, its snapshots' totals over `period` (one query over the in-memory snapshots)."""
-    with request.app.state.reader.cursor() as db:
-        where = sql.Where().time_range(db, "snapshots", "period_start", period)
-        return sql.rows(
-            db,
-            "SELECT model_id, count(*) AS snapshot_count, coalesce(sum(prediction_count), 0) AS prediction_count, "
-            "coalesce(sum(scored_count), 0) AS scored_count, coalesce(sum(failed_count), 0) AS failed_count, "
-            "avg(CASE WHEN isfinite(value) THEN value END) AS mean_value, min(period_start) AS first_period, max(period_start) AS last_period, "
-            f"max(period_end) AS last_end FROM snapshots{where.sql} GROUP BY model_id",
-            where.params,
-        )
-
-
 @router.get(
     "/global",
     response_model=list[DashboardModelGlobal],
     summary="Every model's summary over its snapshots (all time, or start to end) and current rank",
 )
 async def models_global(request: Request, ids: ProjectIdsDep, period: TimeRangeDep) -> list[DashboardModelGlobal]:
-    totals = await run_in_threadpool(_totals, request, period)
+    totals = snapshot_totals.totals(await prebuilt(request, snapshot_totals.SNAPSHOT_SERIES), period, ids)
     board, names = await prebuilt(request, BOARD_AND_NAMES)
     by_model: dict[str, dict[str, Any]] = {row["model_id"]: row for row in totals}
     for model_id in set(board) | set(names):

@@ -65,6 +65,37 @@ def table_identity(lake: LakeViews, name: str) -> tuple:
     return ((len(names), names[-1] if names else None),)
 
 
+class Identities:
+    """`table_identity` for one lake, an hourly table's re-taken at most every `recheck` seconds
+    (the others on every call). One listing serves every reader of it: the in-memory tables and
+    the API's response cache ask the same instance, so an hourly table is listed once per
+    `recheck` in all, not once per asker."""
+
+    def __init__(self, lake: LakeViews, recheck: float = WINDOW_RECHECK_SECONDS, clock: Callable[[], float] = time.monotonic):
+        self.lake = lake
+        self.recheck = recheck
+        self.clock = clock
+        self._taken: dict[str, tuple[float, tuple]] = {}
+
+    def __call__(self, name: str) -> tuple:
+        if self.lake.table(name).layout != "window":
+            return table_identity(self.lake, name)
+        now = self.clock()
+        taken = self._taken.get(name)
+        if taken is not None and now - taken[0] < self.recheck:
+            return taken[1]
+        identity = table_identity(self.lake, name)
+        self._taken[name] = (now, identity)
+        return identity
+
+    def forget(self, name: str | None = None) -> None:
+        """List `name` (every table, without one) afresh at its next ask."""
+        if name is None:
+            self._taken.clear()
+        else:
+            self._taken.pop(name, None)
+
+
 def _read_files(paths: list[str]) -> str:
     """SQL reading exactly these hourly files, with their hive columns (as the lake's glob view
     has them) and each row's file name."""
@@ -89,32 +120,29 @@ class MemoryTables:
         self.names = tuple(n for n in names if n in lake.tables)
         self.window_recheck = window_recheck
         self.clock = clock
+        # Through `self.clock` (which a test may replace): one clock for both.
+        self.identities = Identities(lake, window_recheck, lambda: self.clock())
         self._loaded: dict[str, tuple[tuple, str]] = {}  # name -> (identity, table holding it)
-        self._checked: dict[str, float] = {}  # hourly tables: when their files were last found current
         self._generation = 0
         # name -> how many times its copy changed: answers built from the copies (the API's
         # prebuilt answers) compare these to know they are out of date.
         self.versions: dict[str, int] = dict.fromkeys(self.names, 0)
 
     def stale(self) -> list[str]:
-        now = self.clock()
+        # An hourly table's files are listed at most every `window_recheck` seconds (`Identities`);
+        # a table found out of date stays so until it is loaded, however often it is asked about.
         found = []
         for name in self.names:
             loaded = self._loaded.get(name)
-            if loaded is not None and self.lake.table(name).layout == "window":
-                if now - self._checked.get(name, float("-inf")) < self.window_recheck:
-                    continue
-            if loaded is None or loaded[0] != table_identity(self.lake, name):
-                # Not marked as checked: a table found out of date stays so until it is loaded,
-                # however often it is asked about meanwhile.
+            if loaded is None or loaded[0] != self.identities(name):
                 found.append(name)
-            else:
-                self._checked[name] = now
         return found
 
     def load(self, name: str) -> None:
         """Bring the in-memory copy of `name` up to its files and point `raw_<name>` at it."""
         identity = table_identity(self.lake, name)  # taken first: a change mid-load reloads next time
+        # A listing taken before this one may be older than the copy about to be loaded.
+        self.identities.forget(name)
         previous = self._loaded.get(name)
         if previous is not None and previous[0] == identity:
             return

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from coordinator_dagster.lake.memory import SMALL_TABLES, WINDOW_RECHECK_SECONDS, MemoryTables
+from coordinator_dagster.lake.memory import SMALL_TABLES, WINDOW_RECHECK_SECONDS, Identities, MemoryTables
 
 if TYPE_CHECKING:
     from coordinator_dagster.lake.views import LakeViews
@@ -96,6 +96,11 @@ class LakeReader:
         """Whether the in-memory tables and the views match the files (a few `stat`s, no load):
         cheap enough for an event loop; `refresh()` does the loading."""
         return not self._memory.stale() and not self._gained_files()
+
+    @property
+    def identities(self) -> Identities:
+        """The lake's file identities as this reader lists them (shared with the API's cache)."""
+        return self._memory.identities
 
     def versions(self, names: tuple[str, ...]) -> tuple[int, ...]:
         """How many times each in-memory table's copy changed; -1 for a table read from files."""

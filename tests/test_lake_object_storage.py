@@ -177,3 +177,50 @@ def test_partition_locks_hold_across_hosts_through_postgresql(tmp_path, lake_env
         assert entered.is_set()
     finally:
         probe.close()
+
+
+def test_backup_and_restore_say_the_bucket_is_the_lake(tmp_path, lake_env, capsys):
+    from coordinator_dagster.cli.main import main
+
+    seeded = seed_lake(tmp_path / "a")
+    archive = tmp_path / "node.tar.gz"
+    assert main(["backup", str(archive), "--home", str(seeded.lake.home)]) == 0
+    out = capsys.readouterr().out
+    assert f"LAKE_URL is set: the lake lives in {lake_env['LAKE_URL']}" in out and "this host's copy" in out
+    assert "aws s3 sync" in out and "testing" not in out  # the credentials are never echoed
+    assert main(["restore", str(archive), "--home", str(tmp_path / "restored")]) == 0
+    assert "the bucket's pointers win" in capsys.readouterr().out
+    # The restored copy carries each file's version, so it reconciles with the bucket, not beside it.
+    seeded.lake.write("leaderboard", leaderboard_frame(version=7))
+    restored = Lake(tmp_path / "restored", window_names=seeded.lake.window_names)
+    assert restored.read("leaderboard").equals(seeded.lake.read("leaderboard"))
+    assert restored.query("SELECT count(*) FROM raw_predictions").item() == seeded.raw_predictions.height
+
+
+def test_two_api_replicas_on_two_hosts_answer_the_same_after_a_write_to_the_bucket(tmp_path, lake_env):
+    """tests/test_api_replicas.py's scenario with the replicas on homes of their own (two hosts)
+    sharing only the bucket; LAKE_SYNC_SECONDS=0 makes each request list the bucket."""
+    import httpx
+
+    from api.solana import b58encode
+    from tests.test_api_replicas import PENDING, answers, replica
+
+    seeded = seed_lake(tmp_path / "writer")
+    with replica(tmp_path / "host-a", tmp_path / "a.log") as a, replica(tmp_path / "host-b", tmp_path / "b.log") as b, httpx.Client(timeout=30) as client:
+        before = answers(client, a)
+        assert before == answers(client, b) and before[0]  # both read the bucket's leaderboard
+        seeded.lake.write("leaderboard", leaderboard_frame(version=7))
+        newest = seeded.window_keys[-1]
+        seeded.lake.write("predictions", seeded.lake.read("predictions", newest).with_columns(pl.lit(0.123).alias("value")), newest)
+        after = answers(client, a)
+        assert after == answers(client, b) != before
+        assert [row["prediction_count"] for row in after[0]] == [107, 207, 307]
+        assert after[1]["items"][0]["value"] == 0.123
+
+        signature = b58encode(bytes(range(1, 65)))
+        confirmed = client.post(f"{a}/reports/checkpoints/{PENDING}/confirm", json={"tx_hash": signature})
+        assert confirmed.status_code == 200, confirmed.text
+        seen = client.get(f"{b}/reports/checkpoints/{PENDING}").json()
+        assert (seen["status"], seen["tx_hash"]) == ("SUBMITTED", signature)
+        again = client.post(f"{b}/reports/checkpoints/{PENDING}/confirm", json={"tx_hash": signature})
+        assert again.status_code == 200 and len(again.json()["history"]) == 1

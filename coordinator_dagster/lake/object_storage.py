@@ -41,6 +41,8 @@ GRACE_SECONDS = 300.0
 DEFAULT_SYNC_SECONDS = 1.0
 SIDE_SUFFIX = ".version"
 DOWNLOAD_ATTEMPTS = 4
+_SHARED: dict[tuple, "ObjectStorage"] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -87,6 +89,19 @@ class ObjectStorage:
 
     @classmethod
     def from_environment(cls, root: Path, url: str, environ: Mapping[str, str]) -> "ObjectStorage":
+        """One storage per lake folder and settings in a process: assets build a `Lake` per call,
+        and a boto3 client costs tens of milliseconds to make (it is thread-safe to share); the
+        shared object also keeps the times its folders were last listed."""
+        names = ("LAKE_S3_ENDPOINT_URL", "LAKE_S3_REGION", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "LAKE_SYNC_SECONDS", "DAGSTER_PG_URL")
+        key = (str(root), url, *(environ.get(n, "") for n in names))
+        with _SHARED_LOCK:
+            found = _SHARED.get(key)
+            if found is None:
+                found = _SHARED[key] = cls._create(root, url, environ)
+            return found
+
+    @classmethod
+    def _create(cls, root: Path, url: str, environ: Mapping[str, str]) -> "ObjectStorage":
         import boto3
         from botocore.config import Config
 
@@ -99,7 +114,7 @@ class ObjectStorage:
             aws_access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
             aws_secret_access_key=environ.get("AWS_SECRET_ACCESS_KEY") or None,
             # Path-style addressing: what MinIO, Ceph and most S3-compatible servers expect.
-            config=Config(s3={"addressing_style": "path"} if endpoint else {}, retries={"max_attempts": 5, "mode": "standard"}),
+            config=Config(s3={"addressing_style": "path"} if endpoint else {}, retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=32),
         )
         seconds = environ.get("LAKE_SYNC_SECONDS", "").strip()
         return cls(root, client, bucket, prefix, environ, float(seconds) if seconds else DEFAULT_SYNC_SECONDS)

@@ -32,6 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from coordinator_dagster.lake.durable import replace_durably
@@ -41,6 +42,7 @@ GRACE_SECONDS = 300.0
 DEFAULT_SYNC_SECONDS = 1.0
 SIDE_SUFFIX = ".version"
 DOWNLOAD_ATTEMPTS = 4
+PARALLEL_REQUESTS = 8
 _SHARED: dict[tuple, "ObjectStorage"] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -176,8 +178,14 @@ class ObjectStorage:
     # ---- the local copy ------------------------------------------------------------------------
 
     def sync_files(self, paths: Iterable[Path]) -> None:
-        for path in paths:
-            self._sync_one(Path(path), self._read_pointer(self._relative(path)))
+        paths = [Path(p) for p in paths]
+        if len(paths) <= 1:
+            for path in paths:
+                self._sync_one(path, self._read_pointer(self._relative(path)))
+            return
+        # An hour range is many small GETs: in parallel, each a round trip of its own.
+        with ThreadPoolExecutor(min(PARALLEL_REQUESTS, len(paths))) as pool:
+            list(pool.map(lambda path: self._sync_one(path, self._read_pointer(self._relative(path))), paths))
 
     def sync_folder(self, folder: Path) -> None:
         relative = self._relative(folder)
@@ -191,12 +199,14 @@ class ObjectStorage:
             for local in self._local_files(folder):
                 if self._relative(local) not in listed:
                     self._drop_local(local)
+            changed = []
             for name, etag in listed.items():
                 path = self.root / name
                 have = _local_version(path)
                 if have is not None and hashlib.md5(have.encode()).hexdigest() == etag and path.is_file():
                     continue  # a simple PUT's ETag is the MD5 of its body: the pointer is unchanged
-                self._sync_one(path, self._read_pointer(name))
+                changed.append(path)
+            self.sync_files(changed)
             self._synced[relative] = now
 
     def _fresh(self, relative: str, now: float) -> bool:

@@ -73,6 +73,13 @@ class Settings(NodeEnvironment):
     # dagster.yaml block make run writes reads it). A secret (it may hold a password): only whether
     # it is set is kept, once its form is checked (coordinator_dagster/instance_storage.py).
     dagster_pg_url_set: Annotated[bool, NoDecode] = Field(default=False, validation_alias="DAGSTER_PG_URL")
+    # LAKE_URL: the lake in an S3-compatible bucket (`s3://bucket/prefix`), HOME/lake being this
+    # host's copy of it (coordinator_dagster/lake/object_storage.py); unset: the lake is HOME/lake.
+    # Credentials: the usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (secrets, not kept here).
+    lake_url: str | None = None
+    lake_s3_endpoint_url: str | None = None
+    lake_s3_region: str | None = None
+    lake_sync_seconds: float = Field(default=1.0, ge=0)
     feed_source: str = "synthetic"
     feed_subjects: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTC", "ETH"])
     feed_kind: str = "candle"
@@ -183,6 +190,13 @@ class Settings(NodeEnvironment):
     @classmethod
     def _key_present(cls, value: Any) -> Any:
         return bool(value.strip()) if isinstance(value, str) else value
+
+    @field_validator("lake_url")
+    @classmethod
+    def _lake_url(cls, value: str | None) -> str | None:
+        if value is not None and not (value.startswith("s3://") and len(value) > len("s3://")):
+            raise ValueError("LAKE_URL must look like s3://BUCKET/PREFIX (or be unset for the lake on local disk)")
+        return value
 
     @field_validator("dagster_pg_url_set", mode="before")
     @classmethod

@@ -40,6 +40,8 @@ def _backup(args: argparse.Namespace) -> int:
     )
     if settings.dagster_pg_url_set:
         print(_PG_NOTE.format(what="backed up", tool="pg_dump --format=custom"))
+    if settings.lake_url:
+        print(_LAKE_NOTE.format(url=settings.lake_url, what="the archive holds only this host's copy of it, which may lag other hosts' writes"))
     return 0
 
 
@@ -47,6 +49,13 @@ def _backup(args: argparse.Namespace) -> int:
 _PG_NOTE = (
     "note: DAGSTER_PG_URL is set: the Dagster instance's runs, events and cursors live in PostgreSQL and are not "
     "{what} here; use {tool} for that database (docs/deployment.md)"
+)
+
+# With LAKE_URL the bucket is the lake; HOME/lake is a copy that the next read brings back in line.
+_LAKE_NOTE = (
+    "note: LAKE_URL is set: the lake lives in {url}; {what}. Keep the bucket with the store's own tools "
+    "(bucket versioning or replication, or `aws s3 sync {url} <backup>`: copy both its current/ and objects/ "
+    "prefixes) (docs/deployment.md)"
 )
 
 
@@ -67,6 +76,8 @@ def _restore(args: argparse.Namespace) -> int:
     )
     if settings.dagster_pg_url_set:
         print(_PG_NOTE.format(what="restored", tool="pg_restore"))
+    if settings.lake_url:
+        print(_LAKE_NOTE.format(url=settings.lake_url, what="a restore writes only this host's copy, and the bucket's pointers win over it at the next read"))
     _rebuild_catalog(result.home)
     return 0
 

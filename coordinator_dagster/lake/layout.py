@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import polars as pl
 
 from coordinator_dagster.lake import schemas
+from coordinator_dagster.lake.storage import LakeStorage, storage_for
 from coordinator_dagster.windows import WINDOW_KEY_FORMAT, period_start
 
 DATA_FILE = "data.parquet"
@@ -181,6 +181,7 @@ class LakeLayout:
         home: str | os.PathLike[str],
         window_names: Iterable[str] = DEFAULT_WINDOW_NAMES,
         scoring_version: str = DEFAULT_SCORING_VERSION,
+        storage: LakeStorage | None = None,
     ):
         if not VERSION_PATTERN.match(scoring_version):
             raise ValueError(f"scoring version {scoring_version!r} must be letters, digits, '_', '.' or '-' (at most 64)")
@@ -190,6 +191,8 @@ class LakeLayout:
         self.window_names = tuple(window_names)
         self.scoring_version = scoring_version
         self.tables = lake_tables(self.window_names)
+        # Local disk, or object storage with this folder as the host's copy (LAKE_URL).
+        self.storage = storage_for(self.root) if storage is None else storage
 
     def table(self, name: str) -> Table:
         try:
@@ -210,6 +213,7 @@ class LakeLayout:
     def versions(self, name: str) -> list[str]:
         """Scoring versions present for a versioned table."""
         base = self.root / self.table(name).name
+        self.storage.sync_folder(base)
         return sorted(p.name.split("=", 1)[1] for p in base.glob("version=*") if p.is_dir())
 
     def prune_version(self, scoring_version: str) -> list[Path]:
@@ -219,8 +223,10 @@ class LakeLayout:
         removed = []
         for table in self.tables.values():
             folder = self.root / table.name / f"version={scoring_version}"
+            if table.versioned:
+                self.storage.sync_folder(folder.parent)
             if table.versioned and folder.is_dir():
-                shutil.rmtree(folder)
+                self.storage.remove_tree(folder)
                 removed.append(folder)
         return removed
 
@@ -240,10 +246,12 @@ class LakeLayout:
         return str(self.table_dir(name) / self._pattern(name))
 
     def files(self, name: str) -> list[Path]:
+        self.storage.sync_folder(self.root / self.table(name).name)
         return sorted(self.table_dir(name).glob(self._pattern(name)))
 
     def has_files(self, name: str) -> bool:
         """Cheaper than `files()`: stops at the first file."""
+        self.storage.sync_folder(self.root / self.table(name).name)
         return next(self.table_dir(name).glob(self._pattern(name)), None) is not None
 
     def newest_window(self, name: str) -> dt.datetime | None:

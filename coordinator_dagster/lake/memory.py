@@ -52,6 +52,7 @@ def stat_identity(path: str) -> tuple | None:
 
 def table_identity(lake: LakeViews, name: str) -> tuple:
     """Identities of every file of a table, in a stable order; os.scandir, not glob (~5× cheaper)."""
+    lake.storage.sync_folder(lake.root / lake.table(name).name)  # object storage: the host's copy
     base = lake.table_dir(name)
     layout = lake.table(name).layout
     if layout == "window":

@@ -21,10 +21,14 @@ class LakeReads(LakeLayout):
     """The frame-reading half of `Lake`."""
 
     def exists(self, name: str, key: str | None = None) -> bool:
-        return self.partition_path(name, key).exists()
+        path = self.partition_path(name, key)
+        self.storage.sync_files([path])
+        return path.exists()
 
     def read_paths(self, name: str, paths: Iterable[Path]) -> pl.DataFrame:
         schema = self.table(name).schema
+        paths = list(paths)
+        self.storage.sync_files(paths)  # object storage: bring these files up to the store first
         frames = []
         for path in paths:
             # Each file is read through one open handle: given a path, polars opens it more than

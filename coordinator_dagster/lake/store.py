@@ -32,7 +32,7 @@ class Lake(LakeViews, LakeReads):
 
     def with_version(self, scoring_version: str) -> "Lake":
         """The same lake, reading and writing another scoring version's scores and snapshots."""
-        return Lake(self.home, self.window_names, scoring_version)
+        return Lake(self.home, self.window_names, scoring_version, storage=self.storage)
 
     def reader(self) -> LakeReader:
         return LakeReader(self)

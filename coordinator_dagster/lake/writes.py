@@ -8,7 +8,6 @@ replaces it (never duplicates rows). Every frame is conformed to its table's sch
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
 import uuid
@@ -18,7 +17,6 @@ from pathlib import Path
 import polars as pl
 
 from coordinator_dagster.lake import schemas
-from coordinator_dagster.lake.durable import replace_durably
 from coordinator_dagster.lake.layout import LakeLayout
 from coordinator_dagster.windows import WINDOW_KEY_FORMAT
 
@@ -43,7 +41,7 @@ class LakeWrites(LakeLayout):
             frame = frame.sort(SORT_COLUMNS, maintain_order=True)
         try:
             frame.write_parquet(tmp, compression="zstd", statistics=True, row_group_size=ROW_GROUP_ROWS)
-            replace_durably(tmp, path)
+            self.storage.commit(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -76,8 +74,7 @@ class LakeWrites(LakeLayout):
         for key in keys:
             path = self.partition_path(name, key)
             with self.partition_lock(name, key):
-                if path.is_file():
-                    path.unlink()
+                if self.storage.remove(path):
                     removed.append(key)
             for folder in (path.parent, path.parent.parent):  # hour=, then date= once empty
                 with contextlib.suppress(OSError):
@@ -99,15 +96,8 @@ class LakeWrites(LakeLayout):
     def partition_lock(self, name: str, key: str | None = None) -> Iterator[None]:
         """Exclusive lock for a read-modify-write of one partition (e.g. appending live rounds).
 
-        An advisory file lock: it serializes writers of one partition on one machine; writers of
-        different partitions never wait on each other.
+        The storage's lock (`locks.py`): a file lock on one machine, a PostgreSQL advisory lock
+        across machines; writers of different partitions never wait on each other.
         """
-        lock_dir = self.root / ".locks" / name
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        lock_path = lock_dir / f"{(key or 'all').replace(':', '')}.lock"
-        with open(lock_path, "a+") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with self.storage.lock(name, key):
+            yield

@@ -136,6 +136,7 @@ class LakeWriter:
         partition lock (a `feed_records` run) may rename a new file into place meanwhile, and
         reading by path could then mix the old file's footer with the new file's pages."""
         path = self.lake.partition_path(TABLE, key)
+        self.lake.storage.sync_files([path])
         try:
             with open(path, "rb") as handle:
                 frame = pl.read_parquet(handle)

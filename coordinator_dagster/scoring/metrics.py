@@ -284,18 +284,21 @@ def _frame_model_correlation(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     ranked = wide.select(pl.col(m).rank("average").over(periods).cast(pl.Float64) for m in models).to_numpy()
     present = wide.select(pl.col(m).is_not_null() for m in models).to_numpy()
     bounds = wide.select(periods).with_row_index("__i").group_by(periods, maintain_order=True).agg(pl.col("__i").min().alias("lo"), pl.len().alias("n"))
-    parts = []
+    out: dict[str, list] = {"model_id": [], "model_correlation": [], **{k: [] for k in periods}}
     for key, lo, n in zip(bounds.select(periods).iter_rows(), bounds["lo"], bounds["n"], strict=True):
         have = present[lo : lo + n]
         columns = [i for i in range(len(models)) if have[:, i].any()]
-        names = [models[i] for i in columns]
-        if len(names) >= 2 and n >= 3 and have[:, columns].all():
-            frame = pl.DataFrame({"model_id": names, "model_correlation": _rank_correlation_means(ranked[lo : lo + n][:, columns])}, schema={"model_id": pl.String, "model_correlation": pl.Float64})
+        if len(columns) >= 2 and n >= 3 and have[:, columns].all():
+            names, means = [models[i] for i in columns], _rank_correlation_means(ranked[lo : lo + n][:, columns])
         else:
-            group = rows.filter(*[pl.col(k) == v for k, v in zip(periods, key, strict=True)])
-            frame = _correlation_means(group)
-        parts.append(frame.with_columns(*[pl.lit(v).alias(k) for k, v in zip(periods, key, strict=True)]))
-    return pl.concat(parts).cast({k: rows.schema[k] for k in periods})
+            fallback = _correlation_means(rows.filter(*[pl.col(k) == v for k, v in zip(periods, key, strict=True)]))
+            names, means = fallback["model_id"].to_list(), fallback["model_correlation"].to_list()
+        out["model_id"] += names
+        out["model_correlation"] += means
+        for k, v in zip(periods, key, strict=True):
+            out[k] += [v] * len(names)
+    schema = {"model_id": pl.String, "model_correlation": pl.Float64, **{k: rows.schema[k] for k in periods}}
+    return pl.DataFrame(out, schema=schema).select(*periods, "model_id", "model_correlation")
 
 
 for _name in ("hit_rate", "mean_return", "sortino_ratio"):

@@ -15,6 +15,7 @@ reading is incremental: an hour's snapshot file is decoded again only once it ch
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from coordinator_dagster.lake import batches
+from coordinator_dagster.lake.layout import scan_window_files, window_start_of_file
 from coordinator_dagster.scoring import ranking
 from coordinator_dagster.scoring.ensembles import build_ensembles
 from coordinator_dagster.scoring.merkle import build_checkpoint_tree, chain_cycles, hash_cycles
@@ -108,9 +110,11 @@ def score_hours(
 
 def leaderboard_window(lake: "Lake", contract: "CrunchContract") -> tuple[dt.datetime, dt.datetime] | None:
     """The snapshot hours the leaderboard reads: the longest window ending at the newest hour."""
-    newest_start = lake.newest_window("snapshots")
-    if newest_start is None:
+    # os.scandir over the hour folders, newest first, rather than a glob of every file.
+    newest = next((f for f in reversed(scan_window_files(lake.table_dir("snapshots"))) if os.path.isfile(f)), None)
+    if newest is None:
         return None
+    newest_start = window_start_of_file(newest)
     longest = dt.timedelta(hours=max(contract.aggregation.windows.values()))
     return newest_start + HOUR - longest, newest_start + HOUR
 

@@ -93,6 +93,15 @@ def test_batched_reads_give_what_partition_reads_give(lake):
     assert batches.read_window_files(lake, "scores", START, end).equals(schemas.empty(schemas.SCORES))
 
 
+def test_batched_reads_upgrade_files_written_before_a_column_was_added(lake):
+    key = keys(1, 2)[0]
+    old = lake.read("inputs", key).drop(schemas.ADDED_COLUMNS["inputs"])
+    old.write_parquet(lake.partition_path("inputs", key))  # an hour written by an older node
+    end = START + 3 * HOUR
+    assert batches.read_window_files(lake, "inputs", START, end).equals(lake.read_window("inputs", START, end))
+    assert batches.read_window_files(lake, "inputs", START, end, ["input_id", "model_input"])["model_input"].null_count() == 180
+
+
 def test_batched_writes_give_what_partition_writes_give(lake, tmp_path):
     frame = lake.read_window("predictions", START, START + 6 * HOUR)
     other = Lake(tmp_path / "other")

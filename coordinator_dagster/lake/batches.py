@@ -3,8 +3,8 @@ micro-batch): the same files and guarantees as `reads.py` and `writes.py`, at a 
 far below theirs.
 
 Reads take each file's bytes through one open handle (so a partition renamed into place
-mid-read gives the old or the new file, never a mix) and decode them in one pass, optionally only
-some columns. Writes put every partition's temporary file down in a few threads, each flushed
+mid-read gives the old or the new file, never a mix) and decode them all in one call, optionally
+only some columns. Writes put every partition's temporary file down in a few threads, each flushed
 and renamed into place as `LakeWrites.write` does, so a crash leaves every partition old or new.
 `SnapshotFiles` keeps the frames of files it has read and re-reads a file only once its identity
 (inode, size, modification time) changed: the leaderboard and checkpoint of a long-lived scoring
@@ -57,17 +57,18 @@ def read_window_files(
 def read_files(lake: "Lake", name: str, paths: Iterable[Path], columns: Sequence[str] | None = None) -> pl.DataFrame:
     schema = lake.table(name).schema
     wanted = pl.Schema({c: schema[c] for c in columns}) if columns is not None else schema
-    frames = []
-    for data in map(_read_bytes, paths):
-        if data is None:
-            continue
-        frame = schemas.upgrade(pl.read_parquet(io.BytesIO(data)), schema, name)
-        frames.append(frame.select(wanted.names()) if columns is not None else frame)
-    if not frames:
+    datas = [data for data in map(_read_bytes, paths) if data is not None]
+    if not datas:
         return schemas.empty(wanted)
+    try:
+        # One decode over every file's bytes: a third of the cost of decoding them one by one.
+        frame = schemas.upgrade(pl.read_parquet(datas, columns=list(wanted.names())), schema, name).select(wanted.names())
+    except pl.exceptions.PolarsError:
+        # Files from before a column was added differ in schema: each is upgraded on its own.
+        frames = [schemas.upgrade(pl.read_parquet(io.BytesIO(data)), schema, name).select(wanted.names()) for data in datas]
+        frame = pl.concat(frames, how="vertical_relaxed")
     # One contiguous chunk, as `read_paths` gives: grouped float sums must not depend on chunking.
-    frame = pl.concat(frames, how="vertical_relaxed").rechunk()
-    return schemas.conform(frame, wanted, name)
+    return schemas.conform(frame.rechunk(), wanted, name)
 
 
 def write_window_frames(lake: "Lake", name: str, frame: pl.DataFrame, column: str, keys: Iterable[str]) -> int:

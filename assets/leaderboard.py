@@ -1,13 +1,10 @@
 """`leaderboard`: the current ranking over the contract's rolling windows."""
 
-import datetime as dt
-
 import dagster as dg
 
 from assets.metadata import leaderboard_metadata
 from assets.snapshots import snapshots
-from coordinator_dagster.scoring import ranking
-from coordinator_dagster.partitions import window_key
+from coordinator_dagster.scoring_batches import build_leaderboard
 from resources import ClockResource, Contract, LakeResource
 
 
@@ -23,18 +20,6 @@ def leaderboard(
     same snapshots always give the same ranking (ties: see `coordinator_dagster.scoring.ranking`).
     """
     store = lake.get(contract)
-    newest_start = store.newest_window("snapshots")
-    if newest_start is not None:
-        longest = dt.timedelta(hours=max(contract.aggregation.windows.values()))
-        recent = store.read_window("snapshots", newest_start + dt.timedelta(hours=1) - longest, newest_start + dt.timedelta(hours=1))
-    else:
-        recent = store.read_paths("snapshots", [])
-    board = ranking.leaderboard(contract, recent, store.read("models"), clock.now())
-    store.write("leaderboard", board)
-    if board.height:
-        as_of = board["as_of"][0]
-        # An as_of on the hour closes the previous hour's ranking; keep it in that hour.
-        key = window_key(as_of - dt.timedelta(microseconds=1))
-        store.write("leaderboard_history", board, key)
+    board = build_leaderboard(store, contract, clock.now())
     store.ensure_catalog()
     return dg.MaterializeResult(metadata=leaderboard_metadata(board, list(contract.aggregation.windows)))

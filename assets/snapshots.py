@@ -6,7 +6,7 @@ import dagster as dg
 from assets.metadata import markdown_table, snapshot_summary, table_metadata
 from assets.scores import scores
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
-from coordinator_dagster.scoring.snapshots import build_snapshots
+from coordinator_dagster.scoring_batches import snapshot_window
 from resources import Contract, LakeResource
 
 
@@ -23,15 +23,7 @@ def snapshots(context: dg.AssetExecutionContext, lake: LakeResource, contract: C
     store = lake.get(contract)
     window = context.partition_time_window
     keys = window_keys_between(window.start, window.end)
-    out = build_snapshots(
-        contract,
-        store.read_window("predictions", window.start, window.end),
-        store.read_window("scores", window.start, window.end),
-        window.start,
-        window.end,
-        store.read_window("ensemble_predictions", window.start, window.end),
-    )
-    store.write_windows("snapshots", out, "period_start", keys)
+    out = snapshot_window(store, contract, window.start, window.end)
     store.ensure_catalog()
     return dg.MaterializeResult(
         metadata=table_metadata(

@@ -41,12 +41,14 @@ HOUR = dt.timedelta(hours=1)
 MINUTE = dt.timedelta(minutes=1)
 
 
-def build_dataset(models: int, days: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    end = START + dt.timedelta(days=days)
+def build_dataset(
+    models: int, days: int, subjects: tuple[str, ...] = ("BTC", "ETH"), hours: int | None = None, start: dt.datetime = START
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    end = start + (dt.timedelta(hours=hours) if hours else dt.timedelta(days=days))
     feed = pl.concat(
-        [generate_records(seed=7, subject=s, kind="candle", granularity="1m", start=START - HOUR, end=end + HOUR) for s in ("BTC", "ETH")]
+        [generate_records(seed=7, subject=s, kind="candle", granularity="1m", start=start - HOUR, end=end + HOUR) for s in subjects]
     )
-    rounds = pl.datetime_range(START, end, "1m", closed="left", eager=True, time_zone="UTC")
+    rounds = pl.datetime_range(start, end, "1m", closed="left", eager=True, time_zone="UTC")
     inputs = pl.concat(
         [
             pl.DataFrame({"round_ts": rounds}).with_columns(
@@ -55,7 +57,7 @@ def build_dataset(models: int, days: int) -> tuple[pl.DataFrame, pl.DataFrame, p
                 (pl.lit(f"{subject.lower()}-60s@") + pl.col("round_ts").dt.strftime(ROUND_STAMP_FORMAT)).alias("input_id"),
                 (pl.col("round_ts") + dt.timedelta(minutes=1)).alias("resolvable_at"),
             )
-            for subject in ("BTC", "ETH")
+            for subject in subjects
         ]
     )
     rng = np.random.default_rng(1)
@@ -137,12 +139,223 @@ def per_row_loop(feed, predictions, sample: int, with_metrics: bool) -> tuple[fl
     return time.perf_counter() - started, len(rows)
 
 
+# ---- through the lake: the reference's shape and the steady cycle ------------------------------
+
+REFERENCE_SHAPE = {"models": 10, "subjects": ("BTC",), "hours": 1667}  # ≈ 1,000,200 predictions
+# Its 1,667 hours must be over before today: the assets' hourly partitions end at the current hour.
+REFERENCE_START = dt.datetime(2026, 9, 1, tzinfo=dt.timezone.utc)
+WINDOW_RECORDS = 60  # the default contract's input window: 60 one-minute candles per round
+
+
+def lake_inputs(inputs: pl.DataFrame) -> pl.DataFrame:
+    """The inputs as the `inputs` asset writes them (a 60-candle window per round), so reading
+    them costs what it costs in a node's lake."""
+    rng = np.random.default_rng(2)
+    shape = (inputs.height, WINDOW_RECORDS)
+    lists = {f"window_{f}": pl.Series(rng.normal(100, 1, shape)) for f in ("open", "high", "low", "close", "volume")}
+    framed = inputs.with_columns(
+        pl.lit(60, dtype=pl.Int64).alias("step_seconds"),
+        pl.lit(60, dtype=pl.Int64).alias("horizon_seconds"),
+        pl.datetime_ranges(pl.col("round_ts") - WINDOW_RECORDS * MINUTE, pl.col("round_ts") - MINUTE, "1m").alias("window_ts"),
+        pl.lit(WINDOW_RECORDS, dtype=pl.Int64).alias("record_count"),
+        (pl.col("round_ts") - MINUTE).alias("last_record_ts"),
+        pl.lit(None, dtype=pl.String).alias("model_input"),
+        **lists,
+    )
+    return schemas.conform(framed.select(schemas.INPUTS.names()), schemas.INPUTS, "inputs")
+
+
+def write_lake(home: Path, feed: pl.DataFrame, inputs: pl.DataFrame, predictions: pl.DataFrame) -> tuple[str, str]:
+    """Feed, inputs and predictions into a lake at `home`, one file per hour; the first and last
+    hour keys of the rounds."""
+    from coordinator_dagster.lake.store import Lake
+    from coordinator_dagster.windows import window_keys_between
+
+    lake = Lake(home)
+    lake.write_windows("feed_records", feed, "ts_event", window_keys_between(feed["ts_event"].min(), feed["ts_event"].max() + MINUTE))
+    keys = window_keys_between(predictions["round_ts"].min(), predictions["round_ts"].max() + MINUTE)
+    lake.write_windows("inputs", lake_inputs(inputs), "round_ts", keys)
+    lake.write_windows("predictions", predictions, "round_ts", keys)
+    ids = predictions["model_id"].unique().sort()
+    lake.write("models", pl.DataFrame({
+        "model_id": ids, "name": ids, "cruncher": ids, "cruncher_index": range(ids.len()), "entrypoint": "bench:Model",
+        "joined_at": [predictions["round_ts"].min()] * ids.len(), "active": True, "status": "healthy",
+    }))
+    return keys[0], keys[-1]
+
+
+def _child(mode: str, *args: str) -> dict:
+    """Run one measured step in a fresh interpreter (its own peak RSS, no dataset in memory)."""
+    import json
+    import subprocess
+
+    out = subprocess.run([sys.executable, __file__, "--child", mode, *args], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"--child {mode} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def child_main(mode: str, home: str, first: str, last: str, now: str) -> None:
+    """`--child assets`: scores + snapshots over [first, last] as one single-run backfill of the
+    Dagster assets (in-process `materialize`). `--child batch`: the same through the plain
+    function a long-lived engine calls (`coordinator_dagster.scoring_batches`)."""
+    import json
+
+    from coordinator_dagster.windows import window_start
+
+    if mode == "assets":
+        import dagster as dg
+
+        from assets import default_assets
+        from resources import ClockResource, InProcessModelRunner, LakeResource, SyntheticFeed
+
+        resources = {
+            "lake": LakeResource(home=home),
+            "contract": default_contract(),
+            "feed": SyntheticFeed(subjects=["BTC"], seed=7),
+            "clock": ClockResource(fixed_now=now),
+            "model_runner": InProcessModelRunner(),  # required by the asset graph; unused by scoring
+        }
+        tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+        started, cpu = time.perf_counter(), time.process_time()
+        dg.materialize(default_assets, selection=["scores", "snapshots"], resources=resources, tags=tags)
+    else:
+        from coordinator_dagster.lake.store import Lake
+        from coordinator_dagster.scoring_batches import score_hours
+
+        contract = default_contract()
+        lake = Lake.for_contract(home, contract)
+        started, cpu = time.perf_counter(), time.process_time()
+        score_hours(lake, contract, window_start(first), window_start(last) + HOUR, dt.datetime.fromisoformat(now), truth_step_seconds=60)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def reference_shape(args) -> None:
+    """A million predictions over 1,667 hour partitions (10 models, one subject, one-minute
+    rounds), scored hour by hour through the domain functions, then through the lake: the assets'
+    single-run backfill and the plain batched function, each in a fresh process."""
+    import tempfile
+
+    shape = REFERENCE_SHAPE
+    t = time.perf_counter()
+    feed, inputs, predictions = build_dataset(shape["models"], 0, shape["subjects"], shape["hours"], REFERENCE_START)
+    print(f"reference shape: {predictions.height:,} predictions ({shape['models']} models × 1 subject × {shape['hours']:,} hours "
+          f"of 1-minute rounds), built in {time.perf_counter() - t:.1f} s")
+    if not args.skip_domain:
+        seconds, scored, snaps = vectorized(feed, inputs, predictions)
+        print(f"domain functions, hour by hour: {seconds:.2f} s ({scored:,} scores, {snaps:,} snapshots)")
+        seconds, scored, snaps = vectorized_range(feed, inputs, predictions)
+        print(f"domain functions, whole range at once: {seconds:.2f} s ({scored:,} scores, {snaps:,} snapshots)")
+    now = (predictions["resolvable_at"].max() + 2 * HOUR).isoformat()
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        for mode in args.lake_modes.split(","):
+            # With --lake the lake is written once and kept: scoring rewrites only scores and
+            # snapshots, so later runs (either mode, another checkout) measure the same files.
+            home = Path(args.lake) if args.lake else Path(tmp) / mode
+            if not (home / "lake" / "predictions").is_dir():
+                t = time.perf_counter()
+                write_lake(home, feed, inputs, predictions)
+                print(f"  lake written in {time.perf_counter() - t:.1f} s at {home}")
+            first = REFERENCE_START.strftime("%Y-%m-%d-%H:%M")
+            last = (predictions["round_ts"].max()).strftime("%Y-%m-%d-%H:00")
+            found = _child(mode, str(home), first, last, now)
+            label = {"assets": "through the assets (scores + snapshots, one single-run backfill)",
+                     "batch": "through scoring_batches.score_hours (plain function, no Dagster)"}[mode]
+            print(f"{label}: {found['seconds']:.2f} s ({found['cpu']:.2f} s CPU), peak RSS {found['peak_mb']:,.0f} MB "
+                  f"→ {predictions.height / found['seconds']:,.0f} predictions/s")
+
+
+def steady_cycle(args) -> None:
+    """The steady cycle: 99,000 predictions scored (165 hours of 10 models × one subject), then
+    `--cycles` times 1,000 new predictions (100 rounds) come due and are scored, with the
+    leaderboard and the current checkpoint period's standing rebuilt. `full` reads every
+    snapshot hour again each cycle (what the assets do); `incremental` is `ScoringCycle`, which
+    reads back only the hours that changed. Both are checked to give the same leaderboard."""
+    import tempfile
+
+    from coordinator_dagster.lake.store import Lake
+    from coordinator_dagster.scoring_batches import ScoringCycle, build_leaderboard, checkpoint_standing, score_hours
+
+    scored_hours, new_rounds = 165, 100
+    contract = default_contract()
+    feed, inputs, predictions = build_dataset(10, 0, ("BTC",), scored_hours + 1 + (args.cycles * new_rounds) // 60)
+    rounds = predictions["round_ts"].unique().sort()
+    first_new = START + scored_hours * HOUR
+    period = (START, START + dt.timedelta(days=7))  # START is a Sunday: the weekly checkpoint period's start
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        timings: dict[str, dict[str, list[float]]] = {}
+        boards = {}
+        for mode in ("full", "incremental"):
+            home = Path(tmp) / mode
+            old = pl.col("round_ts") < first_new
+            write_lake(home, feed, inputs.filter(old), predictions.filter(old))
+            lake = Lake.for_contract(home, contract)
+            score_hours(lake, contract, START, first_new, first_new + HOUR, 60)
+            cycle = ScoringCycle(lake, contract, 60, period)
+            cycle.run(first_new, first_new - HOUR, first_new)  # warm: the engine has run before
+            timings[mode] = {}
+            done = first_new
+            for c in range(args.cycles):
+                batch = rounds.filter((rounds >= first_new + c * new_rounds * MINUTE) & (rounds < first_new + (c + 1) * new_rounds * MINUTE))
+                new = pl.col("round_ts").is_in(batch.implode())
+                hours = sorted({t.replace(minute=0) for t in batch.to_list()})
+                # The rounds land as the predict path writes them (not timed): their hours rewritten.
+                for name, frame in (("inputs", lake_inputs(inputs.filter(pl.col("round_ts") < batch.max() + MINUTE))), ("predictions", predictions.filter(pl.col("round_ts") < batch.max() + MINUTE))):
+                    part = frame.filter(pl.col("round_ts") >= hours[0])
+                    lake.write_windows(name, part, "round_ts", [h.strftime("%Y-%m-%d-%H:%M") for h in hours])
+                assert predictions.filter(new).height == 1_000
+                now = batch.max() + MINUTE
+                start, end = min(hours[0], done.replace(minute=0)), hours[-1] + HOUR
+                done = now
+                t = time.perf_counter()
+                if mode == "incremental":
+                    result = cycle.run(now, start, end)
+                    stages = result.seconds
+                    boards[mode] = result.leaderboard
+                else:
+                    stages = {}
+                    s = time.perf_counter()
+                    score_hours(lake, contract, start, end, now, 60)
+                    stages["scores"] = time.perf_counter() - s
+                    s = time.perf_counter()
+                    boards[mode] = build_leaderboard(lake, contract, now)
+                    stages["leaderboard"] = time.perf_counter() - s
+                    s = time.perf_counter()
+                    checkpoint_standing(contract, lake.read_window("snapshots", *period, column="period_start"), lake.read("models"))
+                    stages["checkpoint"] = time.perf_counter() - s
+                stages["cycle"] = time.perf_counter() - t
+                for stage, seconds in stages.items():
+                    timings[mode].setdefault(stage, []).append(seconds)
+        assert boards["full"].equals(boards["incremental"]), "the incremental leaderboard differs from the full rebuild"
+    for mode, stages in timings.items():
+        parts = ", ".join(f"{stage} {np.median(v) * 1000:.0f} ms" for stage, v in stages.items())
+        print(f"steady cycle, {mode} ({args.cycles} cycles of 1,000 new on ≥ 99,000 scored), median: {parts}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=50)
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--loop-sample", type=int, default=30_000)
+    parser.add_argument("--reference-shape", action="store_true", help="10 models × 1 subject × 1,667 hours, through the domain functions and the lake")
+    parser.add_argument("--lake-modes", default="assets,batch", help="with --reference-shape: assets, batch or both")
+    parser.add_argument("--skip-domain", action="store_true", help="with --reference-shape: only the lake paths")
+    parser.add_argument("--steady", action="store_true", help="the steady cycle: 1,000 new predictions on 99,000 scored")
+    parser.add_argument("--cycles", type=int, default=10)
+    parser.add_argument("--lake", default=None, help="with --reference-shape: keep the lake here and reuse it on later runs")
+    parser.add_argument("--tmp", default=None, help="where the benchmark lakes go (default: the system's temp folder)")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        return child_main(*args.child)
+    if args.reference_shape or args.steady:
+        print(f"machine: {platform.python_implementation()} {platform.python_version()}, {__import__('os').cpu_count()} cores")
+        if args.reference_shape:
+            reference_shape(args)
+        if args.steady:
+            steady_cycle(args)
+        return
 
     t = time.perf_counter()
     feed, inputs, predictions = build_dataset(args.models, args.days)

@@ -275,6 +275,23 @@ def build_checkpoint_tree(snapshot_rows: Iterable[Mapping[str, Any]]) -> Checkpo
     `to_dicts()` is used). Raises ValueError for a row that cannot be canonicalised or for a
     model appearing twice in one cycle.
     """
+    return chain_cycles(hash_cycles(snapshot_rows))
+
+
+@dataclass(frozen=True)
+class CycleLeaves:
+    """One cycle's hashed leaves before chaining: what `hash_cycles` gives, so a caller that
+    keeps them (per snapshot hour) re-hashes only the cycles whose snapshots changed."""
+
+    period_start: str
+    model_ids: tuple[str, ...]
+    leaves: tuple[str, ...]
+    snapshots: tuple[dict[str, Any], ...]
+    root: str
+
+
+def hash_cycles(snapshot_rows: Iterable[Mapping[str, Any]]) -> list[CycleLeaves]:
+    """Steps 1–3 over the rows (any cycles; a polars frame works too), cycles in period_start order."""
     rows = snapshot_rows.to_dicts() if hasattr(snapshot_rows, "to_dicts") else snapshot_rows  # type: ignore[union-attr]
     by_cycle: dict[str, dict[str, dict[str, Any]]] = {}
     for row in rows:
@@ -283,8 +300,7 @@ def build_checkpoint_tree(snapshot_rows: Iterable[Mapping[str, Any]]) -> Checkpo
         if fields["model_id"] in cycle:
             raise ValueError(f"model {fields['model_id']!r} has two snapshots starting {fields['period_start']}")
         cycle[fields["model_id"]] = fields
-    cycles: list[Cycle] = []
-    previous = ""
+    hashed = []
     for period_start in sorted(by_cycle):  # fixed-width UTC timestamps sort chronologically
         members = by_cycle[period_start]
         model_ids = tuple(sorted(members))
@@ -292,8 +308,20 @@ def build_checkpoint_tree(snapshot_rows: Iterable[Mapping[str, Any]]) -> Checkpo
         leaves = tuple(leaf_hash(s) for s in snapshots)
         root = merkle_root(leaves)
         assert root is not None  # a cycle exists only because it has a snapshot
-        chained = chain(previous, root)
-        cycles.append(Cycle(period_start, model_ids, leaves, snapshots, root, previous, chained))
+        hashed.append(CycleLeaves(period_start, model_ids, leaves, snapshots, root))
+    return hashed
+
+
+def chain_cycles(hashed: Iterable[CycleLeaves]) -> CheckpointTree:
+    """Steps 4–5: the cycles of ONE checkpoint period (distinct period_starts) chained in
+    period_start order, and the checkpoint root over the chained roots."""
+    cycles: list[Cycle] = []
+    previous = ""
+    for c in sorted(hashed, key=lambda c: c.period_start):
+        if cycles and cycles[-1].period_start == c.period_start:
+            raise ValueError(f"two cycles start {c.period_start}")
+        chained = chain(previous, c.root)
+        cycles.append(Cycle(c.period_start, c.model_ids, c.leaves, c.snapshots, c.root, previous, chained))
         previous = chained
     return CheckpointTree(tuple(cycles), merkle_root([c.chained_root for c in cycles]))
 

@@ -241,6 +241,18 @@ def _frame_turnover(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     return diffs.group_by(by, maintain_order=True).agg(pl.col("__turn").mean().alias("turnover"))
 
 
+def _rank_correlation_means(ranks: np.ndarray) -> list[float | None]:
+    """Each column's mean Spearman correlation with every other column, from average ranks of a
+    complete (no missing answer) inputs × models matrix."""
+    constant = ranks.std(axis=0) == 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.corrcoef(ranks, rowvar=False)
+    corr[:, constant] = np.nan
+    corr[constant, :] = np.nan
+    np.fill_diagonal(corr, np.nan)
+    return [None if np.all(np.isnan(row)) else float(np.nanmean(row)) for row in corr]
+
+
 def _correlation_means(group: pl.DataFrame) -> pl.DataFrame:
     """Mean Spearman correlation of each model against every other model of one window.
 
@@ -252,14 +264,7 @@ def _correlation_means(group: pl.DataFrame) -> pl.DataFrame:
         return pl.DataFrame({"model_id": models, "model_correlation": [None] * len(models)}, schema=schema)
     matrix = group.pivot(on="model_id", index="input_id", values="prediction_value", aggregate_function="first").select(models)
     if matrix.null_count().sum_horizontal()[0] == 0 and matrix.height >= 3:
-        ranks = matrix.select(pl.all().rank("average")).to_numpy().astype(float)
-        constant = ranks.std(axis=0) == 0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = np.corrcoef(ranks, rowvar=False)
-        corr[:, constant] = np.nan
-        corr[constant, :] = np.nan
-        np.fill_diagonal(corr, np.nan)
-        means = [None if np.all(np.isnan(row)) else float(np.nanmean(row)) for row in corr]
+        means = _rank_correlation_means(matrix.select(pl.all().rank("average")).to_numpy().astype(float))
     else:
         means = [model_correlation(group.filter(pl.col("model_id") == m), group) for m in models]
     return pl.DataFrame({"model_id": models, "model_correlation": means}, schema=schema)
@@ -269,11 +274,31 @@ def _frame_model_correlation(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     periods = [k for k in by if k != "model_id"]
     if not periods:
         return _correlation_means(rows)
-    parts = [
-        _correlation_means(group).with_columns(*[pl.lit(v).alias(k) for k, v in zip(periods, key, strict=True)])
-        for key, group in rows.group_by(periods, maintain_order=True)
-    ]
-    return pl.concat(parts).cast({k: rows.schema[k] for k in periods})
+    # One pivot over every window (rows: window × input, columns: models), ranked per window,
+    # instead of a pivot per window: with a thousand windows the per-window frame work was
+    # most of the snapshots' cost. Each window's slice is the matrix `_correlation_means` builds
+    # (same rows in the same order, same ranks), so the values are the same to the bit.
+    models = sorted(rows["model_id"].unique().to_list())
+    wide = rows.pivot(on="model_id", index=[*periods, "input_id"], values="prediction_value", aggregate_function="first", maintain_order=True)
+    wide = wide.with_columns(pl.int_range(pl.len()).alias("__row")).sort(*periods, "__row", maintain_order=True)
+    ranked = wide.select(pl.col(m).rank("average").over(periods).cast(pl.Float64) for m in models).to_numpy()
+    present = wide.select(pl.col(m).is_not_null() for m in models).to_numpy()
+    bounds = wide.select(periods).with_row_index("__i").group_by(periods, maintain_order=True).agg(pl.col("__i").min().alias("lo"), pl.len().alias("n"))
+    out: dict[str, list] = {"model_id": [], "model_correlation": [], **{k: [] for k in periods}}
+    for key, lo, n in zip(bounds.select(periods).iter_rows(), bounds["lo"], bounds["n"], strict=True):
+        have = present[lo : lo + n]
+        columns = [i for i in range(len(models)) if have[:, i].any()]
+        if len(columns) >= 2 and n >= 3 and have[:, columns].all():
+            names, means = [models[i] for i in columns], _rank_correlation_means(ranked[lo : lo + n][:, columns])
+        else:
+            fallback = _correlation_means(rows.filter(*[pl.col(k) == v for k, v in zip(periods, key, strict=True)]))
+            names, means = fallback["model_id"].to_list(), fallback["model_correlation"].to_list()
+        out["model_id"] += names
+        out["model_correlation"] += means
+        for k, v in zip(periods, key, strict=True):
+            out[k] += [v] * len(names)
+    schema = {"model_id": pl.String, "model_correlation": pl.Float64, **{k: rows.schema[k] for k in periods}}
+    return pl.DataFrame(out, schema=schema).select(*periods, "model_id", "model_correlation")
 
 
 for _name in ("hit_rate", "mean_return", "sortino_ratio"):

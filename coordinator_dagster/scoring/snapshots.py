@@ -33,12 +33,25 @@ def _reason_counts(pairs: list[tuple[str | None, int]]) -> list[dict[str, Any]]:
     return [{"reason": reason, "count": count} for reason, count in ordered]
 
 
+_PLAIN_RESULT = ("value", "success", "failed_reason")
+
+
+def _score_results(scores: pl.DataFrame) -> pl.DataFrame:
+    """Every score's `result` JSON as columns. When each result holds exactly the score's own
+    value, success and reason (the default score type, written by `scores._result_json`), they are
+    those columns: decoding a million JSON texts was a third of building the snapshots."""
+    plain = scores.select(*_PLAIN_RESULT)
+    if scores.height and (plain.select(pl.struct(_PLAIN_RESULT).struct.json_encode()).to_series() == scores["result"]).all():
+        return plain
+    return scores["result"].str.json_decode(infer_schema_length=None).struct.unnest()
+
+
 def _summary_frame(scores: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     """`default_aggregate_snapshot` over every group at once (same fields, same values)."""
     # maintain_order=True everywhere in the engine: without it polars' grouped means over the
     # same rows differed in the last bits from run to run (measured), breaking byte-identical
     # re-scoring.
-    results = scores["result"].str.json_decode(infer_schema_length=None).struct.unnest()
+    results = _score_results(scores)
     frame = scores.select(*by, pl.col("success").alias("__ok")).hstack(results.drop("success", strict=False))
     ok = pl.col("__ok")
     aggregations = [pl.col("value").filter(ok).mean().alias("value"), ok.cast(pl.Float64).mean().alias("success")]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from coordinator_dagster.lake import schemas
-from coordinator_dagster.lake.durable import replace_durably
 from coordinator_dagster.windows import WINDOW_KEY_FORMAT, window_keys_between
 
 if TYPE_CHECKING:
@@ -55,6 +53,9 @@ def read_window_files(
 
 
 def read_files(lake: "Lake", name: str, paths: Iterable[Path], columns: Sequence[str] | None = None) -> pl.DataFrame:
+    paths = list(paths)
+    # On object storage this host's copy is brought up to date first, as `read` does.
+    lake.storage.sync_files(paths)
     schema = lake.table(name).schema
     wanted = pl.Schema({c: schema[c] for c in columns}) if columns is not None else schema
     datas = [data for data in map(_read_bytes, paths) if data is not None]
@@ -85,14 +86,9 @@ def write_window_frames(lake: "Lake", name: str, frame: pl.DataFrame, column: st
     empty = frame.clear()
 
     def put(key: str) -> None:
-        path = lake.partition_path(name, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-        try:
-            parts.get(key, empty).write_parquet(tmp, compression="zstd", statistics=True)
-            replace_durably(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        # The one writer of a partition: same file layout, and committed through the lake's
+        # storage (a rename on disk, a versioned object plus pointer on object storage).
+        lake._write_atomic(lake.partition_path(name, key), parts.get(key, empty))
 
     if len(keys) == 1:
         put(keys[0])
@@ -137,6 +133,7 @@ class SnapshotFiles:
     def _current(self, start: dt.datetime, end: dt.datetime) -> list[tuple[Path, pl.DataFrame, dict[str, Any]]]:
         found = []
         paths = [self._path(key) for key in window_keys_between(start, end)]
+        self.lake.storage.sync_files(paths)  # object storage: another host may have written them
         for path in paths:
             identity = _identity(path)
             if identity is None:

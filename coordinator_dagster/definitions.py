@@ -13,7 +13,7 @@ from typing import Any
 
 import dagster as dg
 
-from assets import build_checkpoints_asset, window_assets
+from assets import build_audit_bundle_asset, build_checkpoints_asset, window_assets
 from assets.group_leaderboard import group_leaderboard
 from assets.leaderboard import leaderboard
 from assets.retention import build_feed_retention_asset
@@ -119,7 +119,10 @@ def build_defs(
     checkpoints = build_checkpoints_asset(period_partitions)
     checkpoint_job = next(job for job in default_jobs if job.name == "checkpoint_job")
     return dg.Definitions(
-        assets=[*starting_at(window_assets, start), leaderboard, group_leaderboard, checkpoints, build_feed_retention_asset(settings.feed_record_ttl_days)],
+        assets=[
+            *starting_at(window_assets, start), leaderboard, group_leaderboard, checkpoints, build_audit_bundle_asset(period_partitions),
+            build_feed_retention_asset(settings.feed_record_ttl_days),
+        ],
         jobs=[*default_jobs, retention_job, approve_checkpoint_job],
         sensors=default_sensors,
         schedules=[

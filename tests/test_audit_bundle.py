@@ -164,3 +164,45 @@ def test_scores_are_derived_as_of_the_settled_time_once_the_period_is_over():
     predictions = pl.DataFrame({"resolvable_at": [last - dt.timedelta(hours=1), last]})
     assert scored_as_of(contract, predictions, last) == last  # not settled yet: now
     assert scored_as_of(contract, predictions, last + dt.timedelta(days=3)) == last + dt.timedelta(hours=1)
+
+
+# ---- the assets: the bundle per checkpoint, and the "ranking reproducible" check ------------------
+
+
+def test_the_audit_bundle_asset_writes_a_bundle_that_verifies(pipeline_copy):  # noqa: F811
+    from tests.test_assets import run
+
+    _, resources, lake, _ = pipeline_copy
+    result = run(resources, ["audit_bundle"], WEEK_KEY)
+    [event] = result.asset_materializations_for_node("audit_bundle")
+    path = event.metadata["bundle"].value
+    assert verify_bundle(path).ok and event.metadata["new_file"].value is True
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == "bundle_verifies" and check.passed
+    assert check.metadata["verdict"].value == f"{CID}: verified"
+    # Re-materializing the same checkpoint writes no second file.
+    again = run(resources, ["audit_bundle"], WEEK_KEY).asset_materializations_for_node("audit_bundle")[0]
+    assert again.metadata["bundle"].value == path and again.metadata["new_file"].value is False
+
+
+def test_the_ranking_reproducible_check_passes_on_a_built_checkpoint_and_fails_on_stale_snapshots(pipeline_copy):  # noqa: F811
+    import polars as pl
+
+    from tests.conftest import HOUR_KEY
+    from tests.test_assets import run
+
+    _, resources, lake, _ = pipeline_copy
+    checks = {c.check_name: c for c in run(resources, ["checkpoints"], WEEK_KEY).get_asset_check_evaluations()}
+    assert checks["ranking_reproducible"].passed
+    assert checks["ranking_reproducible"].metadata["first_difference"].value == "none"
+
+    # A snapshot that no longer matches its scores (edited, or scores re-computed after it).
+    stale = lake.read("snapshots", HOUR_KEY)
+    lake.write("snapshots", stale.with_columns(pl.when(pl.col("model_id") == stale["model_id"][0]).then(pl.col("value") + 1).otherwise(pl.col("value")).alias("value")), HOUR_KEY)
+    result = run(resources, ["checkpoints", "audit_bundle"], WEEK_KEY, raise_on_error=False)
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert not checks["ranking_reproducible"].passed
+    assert checks["ranking_reproducible"].metadata["first_difference"].value.startswith("snapshots: row ")
+    assert "column value" in checks["ranking_reproducible"].metadata["first_difference"].value
+    # The check is blocking: no bundle is built on a checkpoint that does not reproduce.
+    assert not result.asset_materializations_for_node("audit_bundle")

@@ -13,9 +13,10 @@ from assets.leaderboard import leaderboard
 from assets.predictions import predictions
 from assets.scores import scores
 from assets.snapshots import snapshots
+from assets.what_if import what_if_report
 
 window_assets = [feed_records, inputs, predictions, scores, snapshots]
-default_assets = [*window_assets, leaderboard, group_leaderboard, checkpoints, audit_bundle]
+default_assets = [*window_assets, leaderboard, group_leaderboard, checkpoints, audit_bundle, what_if_report]
 
 __all__ = [
     "audit_bundle",
@@ -30,5 +31,6 @@ __all__ = [
     "predictions",
     "scores",
     "snapshots",
+    "what_if_report",
     "window_assets",
 ]

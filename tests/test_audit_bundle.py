@@ -206,3 +206,21 @@ def test_the_ranking_reproducible_check_passes_on_a_built_checkpoint_and_fails_o
     assert "column value" in checks["ranking_reproducible"].metadata["first_difference"].value
     # The check is blocking: no bundle is built on a checkpoint that does not reproduce.
     assert not result.asset_materializations_for_node("audit_bundle")
+
+
+def test_the_cli_writes_and_verifies_a_bundle_exit_0_or_1_with_the_first_difference(pipeline_copy, capsys, tmp_path):  # noqa: F811
+    from coordinator_dagster.cli.main import main
+
+    _, _, lake, _ = pipeline_copy
+    assert main(["audit", "bundle", CID, "--home", str(lake.home)]) == 0
+    path = capsys.readouterr().out.split(": ", 1)[1].strip()
+    assert main(["audit", "verify", path]) == 0
+    out = capsys.readouterr().out
+    assert out.strip().endswith(f"{CID}: verified") and "ok: scores: " in out
+    members = members_of(path)
+    data = bytearray(members["scores.parquet"])
+    data[100] ^= 0x01
+    bad = rewrite(path, {**members, "scores.parquet": bytes(data)}, tmp_path / "bad.zip")
+    assert main(["audit", "verify", str(bad)]) == 1
+    assert "FAILED: scores.parquet: sha256" in capsys.readouterr().out
+    assert main(["audit", "bundle", "CKP-nope", "--home", str(lake.home)]) == 1

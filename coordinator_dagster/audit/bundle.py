@@ -67,18 +67,12 @@ def bundle_folder(home: str | os.PathLike[str], checkpoint_id: str) -> Path:
     return Path(home) / "audit_bundles" / checkpoint_id
 
 
-def collect(lake: Any, contract: Any, checkpoint: dict[str, Any], now: dt.datetime) -> dict[str, bytes]:
-    """The members of `checkpoint`'s bundle (a `checkpoints` row), read from the lake."""
-    if not derive.ranks_snapshots(contract):
-        raise NotBundled(
-            f"{checkpoint['checkpoint_id']}: the rule {type(contract.build_emission).__name__} ranks leaderboards "
-            "per group built from scores before the period; bundles re-derive rules that rank the period's snapshots"
-        )
-    start, end = checkpoint["period_start"], checkpoint["period_end"]
+def read_period(lake: Any, contract: Any, start: dt.datetime, end: dt.datetime) -> dict[str, pl.DataFrame]:
+    """A period's frames as the lake holds them: everything its numbers are derived from."""
     horizon = max((p.resolve_horizon_seconds for p in contract.scheduled_predictions), default=0)
     # Truth of the period's last rounds lies past its end, entry prices just before its start.
     reach = dt.timedelta(seconds=horizon) + dt.timedelta(hours=1)
-    frames = {
+    return {
         "feed_records": lake.read_window("feed_records", start - reach, end + reach),
         "inputs": lake.read_window("inputs", start, end, column="round_ts"),
         "predictions": lake.read_window("predictions", start, end, column="round_ts"),
@@ -87,6 +81,17 @@ def collect(lake: Any, contract: Any, checkpoint: dict[str, Any], now: dt.dateti
         "snapshots": lake.read_window("snapshots", start, end, column="period_start").sort(derive.SNAPSHOT_KEY),
         "models": lake.read("models"),
     }
+
+
+def collect(lake: Any, contract: Any, checkpoint: dict[str, Any], now: dt.datetime) -> dict[str, bytes]:
+    """The members of `checkpoint`'s bundle (a `checkpoints` row), read from the lake."""
+    if not derive.ranks_snapshots(contract):
+        raise NotBundled(
+            f"{checkpoint['checkpoint_id']}: the rule {type(contract.build_emission).__name__} ranks leaderboards "
+            "per group built from scores before the period; bundles re-derive rules that rank the period's snapshots"
+        )
+    start, end = checkpoint["period_start"], checkpoint["period_end"]
+    frames = read_period(lake, contract, start, end)
     emission = json.loads(checkpoint["emission"])
     members = {f"{name}.parquet": parquet_bytes(schemas.conform(frame, FRAMES[name], name)) for name, frame in frames.items()}
     members["contract.json"] = json_bytes(record.contract_record(contract))

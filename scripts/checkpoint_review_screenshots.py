@@ -72,6 +72,7 @@ def wait(browser, condition, what: str, timeout: float = 60):
     try:
         return WebDriverWait(browser, timeout, poll_frequency=0.25).until(condition)
     except Exception as exc:
+        browser.save_screenshot("/tmp/review-shots-failure.png")
         raise SystemExit(f"timed out waiting for {what} at {browser.current_url}: {exc!r}") from None
 
 
@@ -90,19 +91,24 @@ def capture(url: str, out: Path, emission_hash: str, profile: Path) -> None:
     options.add_argument(f"--user-data-dir={profile}")
     browser = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
     try:
-        browser.get(f"{url}/assets/checkpoints?view=partitions&partition=2026-11-20")
-        row = wait(browser, lambda b: next(iter(b.find_elements(By.XPATH, "//tr[td[normalize-space()='diff']]")), None), "the diff row")
-        row.find_element(By.XPATH, ".//a[normalize-space()='[Show Markdown]']").click()
-        table = wait(browser, lambda b: next(iter(b.find_elements(By.XPATH, "//div[contains(@class,'bp5-dialog')]//table")), None), "the diff table")
-        wait(browser, lambda b: b.execute_script(OPAQUE, table), "the dialog to open", 10)
+        # The asset's overview shows its newest materialization: the 2026-11-20 checkpoint.
+        browser.get(f"{url}/assets/checkpoints")
+        # The metadata table draws only the rows in view: filter it down to the diff.
+        search = wait(browser, lambda b: next(iter(b.find_elements(By.XPATH, "//input[@placeholder='Filter metadata keys']")), None), "the metadata filter")
+        search.send_keys("diff")
+        # Markdown metadata is drawn inline: the diff's table in its row.
+        wait(browser, lambda b: b.find_elements(By.XPATH, "//tr[td[normalize-space()='diff']]//table"), "the diff table")
+        time.sleep(1)
         browser.save_screenshot(str(out / "checkpoint-diff.png"))
 
         browser.get(f"{url}/assets/checkpoints?view=checks")
-        wait(browser, lambda b: b.find_elements(By.XPATH, "//*[normalize-space(text())='ranking_reproducible']"), "the checks")
+        check = wait(browser, lambda b: next(iter(b.find_elements(By.XPATH, "//*[normalize-space(text())='ranking_reproducible']")), None), "the checks")
+        check.click()
+        wait(browser, lambda b: b.find_elements(By.XPATH, "//*[normalize-space(text())='first_difference']"), "the check's metadata")
         time.sleep(1.5)  # the checks' status icons load after their names
         browser.save_screenshot(str(out / "checkpoint-checks.png"))
 
-        browser.get(f"{url}/locations/coordinator_dagster.code_location/jobs/approve_checkpoint_job/playground")
+        browser.get(f"{url}/locations/__repository__@coordinator_dagster.code_location/jobs/approve_checkpoint_job/playground")
         editor = wait(browser, lambda b: next(iter(b.find_elements(By.CSS_SELECTOR, ".CodeMirror")), None), "the Launchpad's editor")
         config = f"ops:\\n  approve_checkpoint:\\n    config:\\n      checkpoint_id: CKP-2026-11-20\\n      emission_hash: {emission_hash}\\n"
         browser.execute_script(f"arguments[0].CodeMirror.setValue('{config}')", editor)

@@ -108,7 +108,10 @@ def capture(url: str, out: Path, emission_hash: str, profile: Path) -> None:
         time.sleep(1.5)  # the checks' status icons load after their names
         browser.save_screenshot(str(out / "checkpoint-checks.png"))
 
-        browser.get(f"{url}/locations/__repository__@coordinator_dagster.code_location/jobs/approve_checkpoint_job/playground")
+        # Through the UI's own links: the Jobs list, the job, its Launchpad tab.
+        browser.get(f"{url}/jobs")
+        wait(browser, lambda b: next(iter(b.find_elements(By.XPATH, "//a[normalize-space()='approve_checkpoint_job']")), None), "the job's link").click()
+        wait(browser, lambda b: next(iter(b.find_elements(By.XPATH, "//a[normalize-space()='Launchpad']")), None), "the Launchpad tab").click()
         editor = wait(browser, lambda b: next(iter(b.find_elements(By.CSS_SELECTOR, ".CodeMirror")), None), "the Launchpad's editor")
         config = f"ops:\\n  approve_checkpoint:\\n    config:\\n      checkpoint_id: CKP-2026-11-20\\n      emission_hash: {emission_hash}\\n"
         browser.execute_script(f"arguments[0].CodeMirror.setValue('{config}')", editor)

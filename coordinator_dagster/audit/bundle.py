@@ -94,7 +94,10 @@ def collect(lake: Any, contract: Any, checkpoint: dict[str, Any], now: dt.dateti
     frames = read_period(lake, contract, start, end)
     emission = json.loads(checkpoint["emission"])
     members = {f"{name}.parquet": parquet_bytes(schemas.conform(frame, FRAMES[name], name)) for name, frame in frames.items()}
-    members["contract.json"] = json_bytes(record.contract_record(contract))
+    try:
+        members["contract.json"] = json_bytes(record.contract_record(contract))
+    except record.RecordError as exc:
+        raise NotBundled(f"{checkpoint['checkpoint_id']}: {exc}") from None
     members["emission.json"] = canonical_emission(emission).encode()
     members["checkpoint.json"] = json_bytes(
         {

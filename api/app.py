@@ -24,7 +24,7 @@ from api.docs import add_offline_docs
 from api.extensions import load_custom_routers
 from api.middleware import Authenticate, BodyLimit, redact_access_log
 from api.prebuilt import Prebuilt, render
-from api.routes import ROUTES
+from api.routes import ROUTES, audit_bundle
 from api.settings import ApiSettings
 from coordinator_dagster.contracts import load_contract
 from coordinator_dagster.lake.store import Lake
@@ -87,6 +87,9 @@ def create_app(settings: ApiSettings | None = None, *, cache_clock: Callable[[],
     for router, tier in ROUTES:
         app.include_router(router)
         mounted.append((router, tier, False))
+    # The audit bundle's tier is the operator's choice (AUDIT_BUNDLE_ACCESS).
+    app.include_router(audit_bundle.router)
+    mounted.append((audit_bundle.router, settings.audit_bundle_access, False))
     custom = load_custom_routers(settings.custom_dir, settings.routes)
     app.state.custom_routes = [origin for origin, _, _ in custom]
     for _, router, tier in custom:

@@ -49,12 +49,17 @@ CACHED: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
     # First match wins: the review (api.routes.checkpoint_review) also reads the approvals.
     (re.compile(r"^/reports/checkpoints/[^/]+/diff$"), (*_CHECKPOINTS, "checkpoint_approvals")),
     (re.compile(r"^/reports/checkpoints/[^/]+/explain$"), (*_CHECKPOINTS, "snapshots")),
+    # Prizes are served only for an approved emission when approval is required.
+    (re.compile(r"^/reports/checkpoints/[^/]+/prizes$"), (*_CHECKPOINTS, "checkpoint_approvals")),
     (re.compile(r"^(/v1)?/reports/checkpoints(/[^/]+)*$"), _CHECKPOINTS),
     (re.compile(r"^/reports/emissions/latest$"), _CHECKPOINTS),
     (re.compile(r"^/emission/cli-format$"), _CHECKPOINTS),
     # The paginated form only: the dashboard's array can be megabytes.
     (re.compile(r"^/v1/reports/predictions$"), ("predictions", "scores")),
 ]
+# Audit bundles are files beside the lake's tables (written after the checkpoint they bundle):
+# no table identity says when one appears, so they are always served afresh.
+UNCACHED = re.compile(r"^/reports/checkpoints/[^/]+/bundle$")
 MAX_ENTRIES = 512
 # How many computations for older files a request waits out before computing its own.
 MAX_WAITS = 2
@@ -123,6 +128,8 @@ class ResponseCache:
         return tuple(sorted(((k, v) for k, v in pairs if k in names), key=lambda kv: kv[0]))
 
     def _route(self, path: str) -> tuple[str, ...] | None:
+        if UNCACHED.match(path):
+            return None
         for pattern, tables in CACHED:
             if pattern.match(path):
                 return tables

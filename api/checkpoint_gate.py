@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
 from fastapi import HTTPException, Request
 
 from coordinator_dagster import checkpoint_review as review
+from coordinator_dagster.lake import schemas
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.statuses import CheckpointStatus
 
@@ -37,4 +39,16 @@ def confirm_gate(request: Request, lake: Lake, checkpoint_id: str, status: Check
     try:
         review.confirm_gate(checkpoint_id, mode(request), status, review.emission_hash(row["emission"]), latest)
     except review.HashMismatch as exc:
+        raise mismatch(exc) from None
+
+
+def payable_gate(request: Request, row: dict[str, Any], approvals: list[dict[str, Any]]) -> None:
+    """409 with both hashes when approval is required and the checkpoint's current emission is not
+    the approved one: its prizes are not payable yet (the same rule as `confirm` and the prize
+    file's export). `row`: the checkpoint as the routes read it; `approvals`: its approval events."""
+    latest = review.latest_approval(pl.DataFrame(approvals, schema=schemas.CHECKPOINT_APPROVALS))
+    try:
+        review.confirm_gate(row["checkpoint_id"], mode(request), CheckpointStatus(row["status"]), review.emission_hash(row["emission"]), latest)
+    except review.HashMismatch as exc:
+        exc.args = (str(exc).replace("cannot be confirmed", "has no payable prizes"),)
         raise mismatch(exc) from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
@@ -43,6 +43,8 @@ class ApiSettings(NodeEnvironment, frozen=True, extra="forbid"):
     checkpoint_interval_seconds: int | None = Field(default=None, ge=60)
     # The node's own CHECKPOINT_APPROVAL: whether `confirm` requires an approved emission hash.
     checkpoint_approval: CheckpointApproval
+    # Who may download a checkpoint's audit bundle (GET /reports/checkpoints/{id}/bundle).
+    audit_bundle_access: Literal["public", "admin"] = Field(default="public", validation_alias="AUDIT_BUNDLE_ACCESS")
 
     @field_validator("cors_origins", "routes", "public_prefixes", "admin_prefixes", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ from coordinator_dagster import checkpoint_review as review
 from coordinator_dagster.checkpoint_lifecycle import may_rebuild
 from coordinator_dagster.lake.schemas import CHECKPOINT_REVIEWS
 from coordinator_dagster.checks import CHECKPOINT_CHECKS, emission_exact
+from coordinator_dagster.audit.ranking_check import ranking_reproducible
 from coordinator_dagster.scoring.merkle import build_checkpoint_tree
 from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS, period_window
 from coordinator_dagster.statuses import CheckpointStatus
@@ -139,9 +140,10 @@ def _build(context, store, contract, config: CheckpointConfig, partitions_def, k
     revoked = review.record_revocation_on_rebuild(store, cid, digest, f"dagster:run {context.run.run_id}", dt.datetime.now(dt.timezone.utc))
     store.ensure_catalog()
     total = sum(r["reward_pct"] for r in emission_json["cruncher_rewards"])
+    reproducible = ranking_reproducible(store, contract, start, end, period, entries)
     shares = emission_markdown(emission_shares(paid, emission_json))
     return dg.MaterializeResult(
-        check_results=[check_result(o) for o in emission_exact(emission_json, paid)],
+        check_results=[check_result(o) for o in [*emission_exact(emission_json, paid), reproducible]],
         metadata={
             "dagster/row_count": 1,
             "checkpoint_id": cid,

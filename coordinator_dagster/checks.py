@@ -23,7 +23,9 @@ SCORES_CHECKS = (SCORES_UNIQUE, PENDING_RESOLVED)
 REWARDS_SUM_EXACTLY = "rewards_sum_exactly"
 NO_NEGATIVE_SHARE = "no_negative_share"
 EVERY_RANKED_MODEL_REWARDED = "every_ranked_model_rewarded"
-CHECKPOINT_CHECKS = (REWARDS_SUM_EXACTLY, NO_NEGATIVE_SHARE, EVERY_RANKED_MODEL_REWARDED)
+# Its rule lives with the audit bundles' derivation (coordinator_dagster.audit.ranking_check).
+RANKING_REPRODUCIBLE = "ranking_reproducible"
+CHECKPOINT_CHECKS = (REWARDS_SUM_EXACTLY, NO_NEGATIVE_SHARE, EVERY_RANKED_MODEL_REWARDED, RANKING_REPRODUCIBLE)
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,10 @@ from typing import Any
 
 import dagster as dg
 
-from assets import build_checkpoints_asset, window_assets
+from assets import build_audit_bundle_asset, build_checkpoints_asset, window_assets
 from assets.group_leaderboard import group_leaderboard
 from assets.leaderboard import leaderboard
+from assets.what_if import what_if_report
 from assets.retention import build_feed_retention_asset
 from coordinator_dagster.contracts import CrunchContract, load_contract
 from coordinator_dagster.partitions import DEFAULT_START, checkpoint_partitions, starting_at
@@ -24,7 +25,7 @@ from resources import ClockResource, FeedSource, InProcessModelRunner, LakeResou
 from resources.feeds import CcxtFeed, PythFeed
 from sensors import default_jobs, default_sensors
 from sensors.checkpoint_approval import approve_checkpoint_job
-from sensors.jobs import retention_job
+from sensors.jobs import retention_job, what_if_job
 from sensors.schedules import build_checkpoint_schedule, build_ingest_schedule, retention_schedule
 
 
@@ -122,8 +123,12 @@ def build_defs(
     checkpoints = build_checkpoints_asset(period_partitions)
     checkpoint_job = next(job for job in default_jobs if job.name == "checkpoint_job")
     return dg.Definitions(
-        assets=[*starting_at(window_assets, start), leaderboard, group_leaderboard, checkpoints, build_feed_retention_asset(settings.feed_record_ttl_days)],
-        jobs=[*default_jobs, retention_job, approve_checkpoint_job],
+        assets=[
+            *starting_at(window_assets, start), leaderboard, group_leaderboard, checkpoints, build_audit_bundle_asset(period_partitions),
+            what_if_report,
+            build_feed_retention_asset(settings.feed_record_ttl_days),
+        ],
+        jobs=[*default_jobs, retention_job, approve_checkpoint_job, what_if_job],
         sensors=default_sensors,
         schedules=[
             build_ingest_schedule(resources["feed"].granularity, live=settings.feed_live),

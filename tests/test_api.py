@@ -362,6 +362,7 @@ def test_openapi_documents_every_route(client: httpx.Client) -> None:
         "/reports/checkpoints/{checkpoint_id}/diff",
         "/reports/checkpoints/{checkpoint_id}/approve",
         "/reports/checkpoints/{checkpoint_id}/explain",
+        "/reports/checkpoints/{checkpoint_id}/bundle",  # the audit bundle
         "/data/backfill/{table}",
         "/data/backfill/{table}/{partition_key}",
         "/reports/backfill",

@@ -57,5 +57,6 @@ def test_asset_checks_are_emitted_with_the_data(home):
     }
     checkpoint = dg.materialize(default_assets, selection=["checkpoints"], resources=resources, partition_key="2026-11-15")
     assert {e.check_name: e.passed for e in checkpoint.get_asset_check_evaluations()} == {
-        "rewards_sum_exactly": True, "no_negative_share": True, "every_ranked_model_rewarded": True
+        "rewards_sum_exactly": True, "no_negative_share": True, "every_ranked_model_rewarded": True,
+        "ranking_reproducible": True,
     }

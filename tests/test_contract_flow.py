@@ -46,6 +46,11 @@ def test_the_assets_run_with_the_contract_build_defs_was_given(home):
     assert checkpoint["checkpoint_id"] == "CKP-2026-11-20"
     assert checkpoint["period_end"] - checkpoint["period_start"] == dt.timedelta(days=1)
     assert checkpoint["model_count"] == 3
+    # checkpoint_job also wrote the period's audit bundle, and it re-derives under this contract.
+    from coordinator_dagster.audit.verify import verify_bundle
+
+    [bundled] = (home / "audit_bundles" / "CKP-2026-11-20").glob("*.zip")
+    assert verify_bundle(bundled).ok, verify_bundle(bundled).message
 
 
 def test_each_build_defs_reads_the_contract_module_of_its_moment(tmp_path, monkeypatch):

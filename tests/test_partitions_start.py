@@ -50,13 +50,13 @@ def _first_keys(defs: dg.Definitions) -> dict[str, str | None]:
 
 def test_build_defs_moves_every_partitioned_asset_and_job_to_the_start(tmp_path):
     defs = build_defs(settings=Settings(home=tmp_path, partitions_start=WEDNESDAY), contract=CrunchContract(checkpoint_period="daily"))
-    assert _first_keys(defs) == {**dict.fromkeys(WINDOW_ASSETS, "2026-11-18-14:00"), "checkpoints": "2026-11-18"}
+    assert _first_keys(defs) == {**dict.fromkeys(WINDOW_ASSETS, "2026-11-18-14:00"), "checkpoints": "2026-11-18", "audit_bundle": "2026-11-18"}
     for job in ("ingest_job", "predict_job", "score_job"):
         assert defs.resolve_job_def(job).partitions_def.get_first_partition_key() == "2026-11-18-14:00", job
     assert defs.resolve_job_def("checkpoint_job").partitions_def.get_first_partition_key() == "2026-11-18"
     # Without a start: the embedded example's first day, as before.
     plain = build_defs(settings=Settings(home=tmp_path / "other"))
-    assert _first_keys(plain) == {**dict.fromkeys(WINDOW_ASSETS, "2026-01-01-00:00"), "checkpoints": "2026-01-04"}
+    assert _first_keys(plain) == {**dict.fromkeys(WINDOW_ASSETS, "2026-01-01-00:00"), "checkpoints": "2026-01-04", "audit_bundle": "2026-01-04"}
 
 
 def test_the_start_comes_from_the_variable_else_from_the_home(tmp_path):

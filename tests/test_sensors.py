@@ -149,9 +149,10 @@ def test_the_whole_definitions_load(tmp_path):
     defs = build_defs(settings=Settings(home=tmp_path))
     dg.Definitions.validate_loadable(defs)
     assert {a.key.to_user_string() for a in defs.resolve_all_asset_specs()} == {
-        "feed_records", "inputs", "predictions", "scores", "snapshots", "leaderboard", "group_leaderboard", "checkpoints", "feed_retention"
+        "feed_records", "inputs", "predictions", "scores", "snapshots", "leaderboard", "group_leaderboard", "checkpoints", "feed_retention",
+        "audit_bundle", "what_if_report",
     }
-    for name in ("ingest_job", "predict_job", "score_job", "checkpoint_job"):
+    for name in ("ingest_job", "predict_job", "score_job", "checkpoint_job", "what_if_job", "approve_checkpoint_job"):
         assert defs.resolve_job_def(name) is not None
     assert {s.name for s in defs.sensors} == {"predict_sensor", "score_sensor"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in defs.sensors)

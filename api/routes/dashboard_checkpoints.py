@@ -1,6 +1,7 @@
 """Checkpoints as the dashboard and the on-chain tooling read them: the list with `id`, `entries`
 (the emission), `meta` and `submitted_at`; `/latest`; `/{id}/payload`; prizes in whole tokens
-(`/{id}/prizes`, `/latest/prizes`); rewards per model in percent; and the emission in the
+(`/{id}/prizes`, `/latest/prizes`; with CHECKPOINT_APPROVAL=required only for an approved emission,
+else 409 with both hashes); rewards per model in percent; and the emission in the
 submission tool's format (`/{id}/emission/cli-format`).
 
 This router is mounted before `api.routes.checkpoints`, so `/latest` and `/latest/prizes` are
@@ -28,6 +29,7 @@ from api.dashboard.schemas import (
     LatestPrizes,
     Prize,
 )
+from api.checkpoint_gate import payable_gate
 from api.deps import DbDep
 from api.prebuilt import Answer, encoder, prebuilt, render
 from api.routes.checkpoints import CheckpointId
@@ -115,17 +117,22 @@ def latest_checkpoint(db: DbDep) -> DashboardCheckpoint:
     return _dashboard(row, _submitted_at(db, [row["checkpoint_id"]]), _names(db))
 
 
-def _prizes(row: dict[str, Any], total: int) -> list[Prize]:
+def _prizes(request: Request, db: duckdb.DuckDBPyConnection, row: dict[str, Any], total: int) -> list[Prize]:
+    approvals = sql.rows(db, "SELECT * FROM checkpoint_approvals WHERE checkpoint_id = ? ORDER BY event_at", [row["checkpoint_id"]])
+    payable_gate(request, row, approvals)
     found = shapes.prizes(row["checkpoint_id"], row["period_end"], json.loads(row["emission"]), json.loads(row["entries"] or "[]"), total)
     return [Prize(**p) for p in found]
 
 
-@router.get("/latest/prizes", response_model=LatestPrizes, summary="The newest checkpoint's prizes in whole tokens", responses=_404)
-def latest_prizes(db: DbDep, total_prize: TotalPrize = 0) -> LatestPrizes:
+_PRIZE_RESPONSES = {**_404, 409: {"description": "CHECKPOINT_APPROVAL=required and the current emission is not approved (both hashes in the detail)"}}
+
+
+@router.get("/latest/prizes", response_model=LatestPrizes, summary="The newest checkpoint's prizes in whole tokens", responses=_PRIZE_RESPONSES)
+def latest_prizes(request: Request, db: DbDep, total_prize: TotalPrize = 0) -> LatestPrizes:
     row = _one(db, None)
     return LatestPrizes(
         checkpoint_id=row["checkpoint_id"], status=row["status"], period_start=row["period_start"], period_end=row["period_end"],
-        total_prize=total_prize, prizes=_prizes(row, total_prize),
+        total_prize=total_prize, prizes=_prizes(request, db, row, total_prize),
     )
 
 
@@ -162,9 +169,9 @@ def payload(db: DbDep, checkpoint_id: CheckpointId) -> CheckpointPayload:
     )
 
 
-@router.get("/{checkpoint_id}/prizes", response_model=list[Prize], summary="A checkpoint's prizes in whole tokens", responses=_404)
-def checkpoint_prizes(db: DbDep, checkpoint_id: CheckpointId, total_prize: TotalPrize = 0) -> list[Prize]:
-    return _prizes(_one(db, checkpoint_id), total_prize)
+@router.get("/{checkpoint_id}/prizes", response_model=list[Prize], summary="A checkpoint's prizes in whole tokens", responses=_PRIZE_RESPONSES)
+def checkpoint_prizes(request: Request, db: DbDep, checkpoint_id: CheckpointId, total_prize: TotalPrize = 0) -> list[Prize]:
+    return _prizes(request, db, _one(db, checkpoint_id), total_prize)
 
 
 @router.get(

@@ -7,8 +7,10 @@ emission hash when CHECKPOINT_APPROVAL=required, and never a checkpoint already 
 confirmed), replaces FILE atomically, and appends the export to the `checkpoint_exports` ledger,
 all under the checkpoint's lock. `coordinator explain CKP MODEL` prints, as JSON, what
 `GET /reports/checkpoints/{id}/explain` answers (`coordinator_dagster.checkpoint_explain`);
-`coordinator what-if` compares the last checkpoints under a candidate rule
-(`coordinator_dagster.checkpoint_what_if`).
+`coordinator what-if` compares the last checkpoints under a candidate rule or scoring function
+(`coordinator_dagster.checkpoint_what_if`). `coordinator audit verify BUNDLE` re-derives an audit
+bundle's numbers from the bundle alone (`coordinator_dagster.audit.verify`); `coordinator audit
+bundle CKP` writes one, as the `audit_bundle` asset does.
 """
 
 from __future__ import annotations
@@ -100,11 +102,15 @@ def _what_if(args: argparse.Namespace) -> int:
     home = Path(args.home).expanduser() if args.home else load_settings().home
     contract = load_contract()
     try:
-        candidate = candidate_contract(contract, args.build_emission)
+        candidate = candidate_contract(contract, args.build_emission, args.scoring_function)
     except ValueError as exc:
-        print(f"coordinator what-if: --build-emission {args.build_emission!r}: {exc}", file=sys.stderr)
+        print(f"coordinator what-if: {exc}", file=sys.stderr)
         return 2
-    results = what_if(Lake.for_contract(home, contract), candidate, args.checkpoints)
+    try:
+        results = what_if(Lake.for_contract(home, contract), candidate, args.checkpoints, rescore=bool(args.scoring_function))
+    except ValueError as exc:
+        print(f"coordinator what-if: {exc}", file=sys.stderr)
+        return 2
     for result in results:
         state = "reproduced exactly" if result["reproduced"] else f"{result['stored_hash']} → {result['candidate_hash']}"
         print(f"## {result['checkpoint_id']}: {state}\n")
@@ -113,8 +119,38 @@ def _what_if(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    from coordinator_dagster.audit.verify import verify_bundle
+
+    verdict = verify_bundle(args.bundle)
+    for line in verdict.checked:
+        print(f"ok: {line}")
+    if not verdict.ok:
+        print(f"FAILED: {verdict.message}")
+        return 1
+    print(verdict.message)
+    return 0
+
+
+def _audit_bundle(args: argparse.Namespace) -> int:
+    from coordinator_dagster.audit import bundle
+    from coordinator_dagster.contracts import load_contract
+    from coordinator_dagster.lake.store import Lake
+    from coordinator_dagster.settings import load_settings
+
+    home = Path(args.home).expanduser() if args.home else load_settings().home
+    contract = load_contract()
+    try:
+        path, new = bundle.build_bundle(Lake.for_contract(home, contract), contract, args.checkpoint, dt.datetime.now(dt.timezone.utc))
+    except (KeyError, bundle.NotBundled) as exc:
+        print(f"coordinator audit bundle: {exc.args[0]}", file=sys.stderr)
+        return 1
+    print(f"{'wrote' if new else 'already written'}: {path}")
+    return 0
+
+
 def register(commands: argparse._SubParsersAction) -> None:
-    """Add `payout`, `explain` and `what-if` to the `coordinator` parser."""
+    """Add `payout`, `explain`, `what-if` and `audit` to the `coordinator` parser."""
     payout = commands.add_parser(
         "payout",
         help="write a checkpoint's prize file (JSON Lines) for the on-chain checkpoint tool",
@@ -144,12 +180,33 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     what = commands.add_parser(
         "what-if",
-        help="recompute the last checkpoints' emissions under a candidate emission rule and compare, writing nothing",
+        help="recompute the last checkpoints under a candidate emission rule and/or scoring function and compare, writing nothing",
         description="Apply --build-emission (module:function; default: the contract's own rule) to the ranked entries of "
-        "the last N checkpoints and print, per cruncher, the stored vs the candidate share and rank, then a stability "
-        "summary (JSON). The lake is only read.",
+        "the last N checkpoints (with --scoring-function, to entries re-derived from the periods re-scored by it) and "
+        "print, per cruncher, the stored vs the candidate share and rank, then a stability summary (JSON). The lake is "
+        "only read. The Dagster job what_if_job does the same from the Launchpad.",
     )
     what.add_argument("--build-emission", help="the candidate rule, module:function (default: the contract's)")
+    what.add_argument(
+        "--scoring-function",
+        help="a candidate scoring function, module:function: each period is re-scored with it in memory (default: stored scores)",
+    )
     what.add_argument("--checkpoints", type=int, default=4, help="how many of the newest checkpoints (default 4)")
     what.add_argument("--home", help="COORDINATOR_HOME to read (default: the node's)")
     what.set_defaults(func=_what_if)
+
+    audit = commands.add_parser("audit", help="audit bundles: write one for a checkpoint, or verify one offline")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser(
+        "verify",
+        help="re-derive a bundle's scores, snapshots, ranking, emission and Merkle root from the bundle alone",
+        description="Check every member against the manifest's sha256, rebuild the contract (its callables' code must be "
+        "the bundle's), re-derive scores, snapshots, ranking, emission and Merkle root and compare them with the bundled "
+        "ones. Exit 0 when all agree; 1 with the first difference.",
+    )
+    verify.add_argument("bundle", help="the bundle's .zip file")
+    verify.set_defaults(func=_audit_verify)
+    write = audit_commands.add_parser("bundle", help="write a checkpoint's audit bundle under COORDINATOR_HOME/audit_bundles/")
+    write.add_argument("checkpoint", help="the checkpoint id, e.g. CKP-2026-11-15")
+    write.add_argument("--home", help="COORDINATOR_HOME to read (default: the node's)")
+    write.set_defaults(func=_audit_bundle)

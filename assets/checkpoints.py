@@ -10,6 +10,7 @@ from pydantic import Field
 from assets.group_leaderboard import ranking_window, read_round_scores
 from assets.metadata import check_result, emission_markdown, emission_shares
 from assets.snapshots import snapshots
+from assets.trading import trading_checkpoint_entries
 from coordinator_dagster.scoring import group_ranking, payouts, ranking
 from coordinator_dagster.scoring.top_k_rewards import TopKPerGroup
 from coordinator_dagster import checkpoint_review as review
@@ -103,7 +104,10 @@ def _build(context, store, contract, config: CheckpointConfig, partitions_def, k
             if r.status == "paid"
         ]
     else:
-        entries = ranking.checkpoint_entries(contract, period, models)
+        if contract.trading is not None:
+            entries = trading_checkpoint_entries(store, contract, models, start, end)
+        else:
+            entries = ranking.checkpoint_entries(contract, period, models)
         emission = rule(entries, *addresses)
         pool, unit = config.pool_amount, ""
         rows = payouts.emission_rows(emission.model_dump(mode="json"), entries, pool)

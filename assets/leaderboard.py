@@ -6,6 +6,7 @@ import dagster as dg
 
 from assets.metadata import leaderboard_metadata
 from assets.snapshots import snapshots
+from assets.trading import trading_leaderboard
 from coordinator_dagster.scoring import ranking
 from coordinator_dagster.partitions import window_key
 from resources import ClockResource, Contract, LakeResource
@@ -15,8 +16,8 @@ from resources import ClockResource, Contract, LakeResource
 def leaderboard(
     context: dg.AssetExecutionContext, lake: LakeResource, contract: Contract, clock: ClockResource
 ) -> dg.MaterializeResult:
-    """One row per model (grain: model_id), ranked by the contract's ranking key; ensembles are
-    listed unranked. Each build is also kept in `leaderboard_history` under its as_of hour, so a
+    """One row per model (grain: model_id), ranked by the contract's ranking key (a trading
+    contract: by net PnL, see `assets.trading`); ensembles are listed unranked. Each build is also kept in `leaderboard_history` under its as_of hour, so a
     model's standing over time stays queryable.
 
     Windows end at the newest snapshot, so only the last `max(window)` hours are read; the
@@ -29,7 +30,10 @@ def leaderboard(
         recent = store.read_window("snapshots", newest_start + dt.timedelta(hours=1) - longest, newest_start + dt.timedelta(hours=1))
     else:
         recent = store.read_paths("snapshots", [])
-    board = ranking.leaderboard(contract, recent, store.read("models"), clock.now())
+    if contract.trading is not None:
+        board = trading_leaderboard(store, contract, store.read("models"), clock.now())
+    else:
+        board = ranking.leaderboard(contract, recent, store.read("models"), clock.now())
     store.write("leaderboard", board)
     if board.height:
         as_of = board["as_of"][0]

@@ -157,7 +157,9 @@ def run_demo(
     steps: list[tuple[str, list[str], dict[str, str] | str]] = []
     steps += [(f"feed {a} → {b}", ["feed_records"], {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(feed_start, truth_end)]
     steps += [(f"predict {a} → {b}", ["inputs", "predictions"], {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(start, end)]
-    steps += [(f"score {a} → {b}", ["scores", "snapshots"], {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(start, end)]
+    # A trading contract replays its orders into portfolios where others score predictions.
+    scoring = ["trading_replay", "snapshots"] if contract.trading is not None else ["scores", "snapshots"]
+    steps += [(f"score {a} → {b}", scoring, {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(start, end)]
     steps.append(("leaderboard", ["leaderboard"], {}))
     steps += [(f"checkpoint {key}", ["checkpoints"], key) for key in period_keys]
 

@@ -43,6 +43,8 @@ def _duckdb_type(dtype: pl.DataType) -> str:
         return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
     if isinstance(dtype, pl.List):
         return _duckdb_type(dtype.inner) + "[]"
+    if isinstance(dtype, pl.Decimal):  # exact amounts (trading PnL)
+        return f"DECIMAL({dtype.precision}, {dtype.scale})"
     return _DUCKDB_TYPES[dtype.base_type()]
 
 
@@ -76,7 +78,7 @@ class LakeViews(LakeWrites):
                 )
                 statements.append(f"CREATE OR REPLACE VIEW {name}_all_versions AS {source}")
         passthrough = ["feed_records", "snapshots", "leaderboard", "leaderboard_history", "models", "scores", "checkpoint_events", "ensemble_predictions", "density_round_scores",
-                       "checkpoint_reviews", "checkpoint_approvals", "checkpoint_exports"]
+                       "checkpoint_reviews", "checkpoint_approvals", "checkpoint_exports", "trading_pnl", "trading_fills"]
         statements += [f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM raw_{name}" for name in passthrough]
         statements.append(
             f"""CREATE OR REPLACE VIEW predictions AS

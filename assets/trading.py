@@ -23,7 +23,7 @@ from coordinator_dagster.lake.layout import window_start_of_file
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.partitions import WINDOW_KEY_FORMAT, WINDOW_PARTITIONS, window_key, window_keys_between
 from coordinator_dagster.scoring.trading import hourly, standings
-from resources import ClockResource, Contract, LakeResource
+from resources import Contract, LakeResource
 
 HOUR = dt.timedelta(hours=1)
 

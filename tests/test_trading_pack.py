@@ -8,11 +8,9 @@ import datetime as dt
 import json
 from decimal import Decimal
 
-import dagster as dg
 import polars as pl
 import pytest
 
-from coordinator_dagster.contracts import Aggregation, CrunchContract
 from coordinator_dagster.lake import schemas
 from coordinator_dagster.scoring.emission import default_build_emission
 from coordinator_dagster.scoring.trading import CostModel, TradingConfig, replay

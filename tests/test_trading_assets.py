@@ -187,3 +187,20 @@ def test_the_api_serves_trading_fields_and_pnl_widgets(built, monkeypatch):
         # Every charted series is a field of the rows the widgets read.
         points = http.get("/reports/models/metrics").json()
         assert points and series <= set(points[-1])
+
+
+def test_the_trading_sensor_requests_a_windows_replay_once_its_rounds_resolve(home):
+    from assets import default_assets
+    from sensors.trading import trading_sensor
+    from tests.conftest import HOUR as SENSOR_HOUR
+    from tests.conftest import HOUR_KEY, pipeline_resources
+
+    now = SENSOR_HOUR + dt.timedelta(minutes=20, seconds=5)
+    resources = pipeline_resources(home, now, contract=CONTRACT)
+    dg.materialize(default_assets, selection=["feed_records"], resources=resources, partition_key=HOUR_KEY)
+    with dg.instance_for_test() as instance:
+        result = trading_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+        requests = [r for r in result.run_requests if r.partition_key == HOUR_KEY]
+        assert requests and {r.job_name for r in requests} <= {None, "trading_job"}
+        again = trading_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
+        assert isinstance(again, dg.SkipReason)

@@ -97,6 +97,24 @@ def test_the_assets_write_the_replays_pnl_and_fills(built):
     assert lake.read_all("trading_state").height == HOURS
 
 
+def test_the_predictions_view_shows_replayed_orders_as_scored(built, tmp_path):
+    home, whole = built
+    lake = Lake.for_contract(home, CONTRACT)
+    # Stored PENDING (trading writes no scores); the view derives SCORED from each order's fill.
+    assert set(lake.read_all("predictions")["status"]) == {"PENDING"}
+    counted = dict(lake.query("SELECT status, count(*) FROM predictions GROUP BY ALL").iter_rows())
+    assert counted == {"SCORED": whole.fills.height} and whole.fills.height == HOURS * 4 * 3
+    # An order the replay has not reached yet stays PENDING.
+    later = tmp_path / "later"
+    shutil.copytree(home, later)
+    lake = Lake.for_contract(later, CONTRACT)
+    hour = T0 + HOURS * HOUR
+    lake.write("predictions", lake.read_all("predictions").head(1).with_columns(
+        pl.lit("late").alias("prediction_id"), pl.lit(hour).alias("round_ts").cast(pl.Datetime("us", "UTC"))), hour.strftime(WINDOW_KEY_FORMAT))
+    by_id = dict(lake.query("SELECT prediction_id, status FROM predictions").iter_rows())
+    assert by_id.pop("late") == "PENDING" and set(by_id.values()) == {"SCORED"}
+
+
 def test_a_replay_reproduces_the_pnl_files_byte_for_byte(built, tmp_path):
     home, _ = built
     first = table_bytes(home)

@@ -166,7 +166,7 @@ def run_demo(
     run_steps(assets, resources, instance, steps, report)
 
     lake = Lake.for_contract(home, contract)
-    # The lake's predictions view carries the derived status (SCORED once a score exists).
+    # The lake's predictions view carries the derived status (SCORED once a score, or a trading fill, exists).
     window = lake.query("SELECT status, count(*) FROM predictions WHERE round_ts >= ? AND round_ts < ? GROUP BY ALL ORDER BY 1", [start, end])
     return DemoResult(
         leaderboard=lake.read("leaderboard"),

@@ -220,5 +220,10 @@ def test_the_trading_sensor_requests_a_windows_replay_once_its_rounds_resolve(ho
         result = trading_sensor(dg.build_sensor_context(instance=instance, resources=resources))
         requests = [r for r in result.run_requests if r.partition_key == HOUR_KEY]
         assert requests and {r.job_name for r in requests} <= {None, "trading_job"}
+        # Its own run keys: a round's replay and the hour's closing pass, never a score run's key.
+        for r in result.run_requests:
+            kind = "trade-close" if r.tags["coordinator/scopes"] == "closed-hour" else "trade"
+            assert r.run_key == f"{kind}:{r.tags['coordinator/round']}"
+        assert any(r.run_key.startswith("trade:") for r in requests)
         again = trading_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
         assert isinstance(again, dg.SkipReason)

@@ -35,6 +35,9 @@ def test_the_trading_workspace_passes_its_tests_and_runs_its_demo(tmp_path):
     fills = read_table(workspace, "trading_fills")
     assert fills.height == predictions.filter(pl.col("status") == "PENDING").height  # every order is replayed
     assert fills["filled"].is_not_null().sum() > 0
+    # The demo counts the replayed orders as SCORED, none left PENDING.
+    [counted] = [line for line in demo.stdout.splitlines() if "the demo window's predictions:" in line]
+    assert f"{fills.height:,} SCORED" in counted and "PENDING" not in counted, counted
 
     board = read_table(workspace, "leaderboard").sort("rank")
     assert board["ranking_key"].unique().to_list() == ["net_pnl"]

@@ -10,12 +10,13 @@ from pydantic import Field
 from assets.group_leaderboard import ranking_window, read_round_scores
 from assets.metadata import check_result, emission_markdown, emission_shares
 from assets.snapshots import snapshots
+from assets.trading import trading_checkpoint_entries
 from coordinator_dagster.scoring import group_ranking, payouts, ranking
 from coordinator_dagster.scoring.top_k_rewards import TopKPerGroup
 from coordinator_dagster import checkpoint_review as review
 from coordinator_dagster.checkpoint_lifecycle import may_rebuild
 from coordinator_dagster.lake.schemas import CHECKPOINT_REVIEWS
-from coordinator_dagster.checks import CHECKPOINT_CHECKS, emission_exact
+from coordinator_dagster.checks import CHECKPOINT_CHECKS, RANKING_REPRODUCIBLE, CheckOutcome, emission_exact
 from coordinator_dagster.audit.ranking_check import ranking_reproducible
 from coordinator_dagster.scoring.merkle import build_checkpoint_tree
 from coordinator_dagster.partitions import CHECKPOINT_PARTITIONS, period_window
@@ -104,7 +105,10 @@ def _build(context, store, contract, config: CheckpointConfig, partitions_def, k
             if r.status == "paid"
         ]
     else:
-        entries = ranking.checkpoint_entries(contract, period, models)
+        if contract.trading is not None:
+            entries = trading_checkpoint_entries(store, contract, models, start, end)
+        else:
+            entries = ranking.checkpoint_entries(contract, period, models)
         emission = rule(entries, *addresses)
         pool, unit = config.pool_amount, ""
         rows = payouts.emission_rows(emission.model_dump(mode="json"), entries, pool)
@@ -140,7 +144,14 @@ def _build(context, store, contract, config: CheckpointConfig, partitions_def, k
     revoked = review.record_revocation_on_rebuild(store, cid, digest, f"dagster:run {context.run.run_id}", dt.datetime.now(dt.timezone.utc))
     store.ensure_catalog()
     total = sum(r["reward_pct"] for r in emission_json["cruncher_rewards"])
-    reproducible = ranking_reproducible(store, contract, start, end, period, entries)
+    if contract.trading is None:
+        reproducible = ranking_reproducible(store, contract, start, end, period, entries)
+    else:
+        # A trading ranking comes from the replay of orders over the feed, which re-runs byte for
+        # byte (assets.trading); the re-derivation from scores does not apply to it.
+        reproducible = CheckOutcome(
+            RANKING_REPRODUCIBLE, True, "trading: ranked by replayed net PnL, not re-derived from scores", {"first_difference": "not checked"}
+        )
     shares = emission_markdown(emission_shares(paid, emission_json))
     return dg.MaterializeResult(
         check_results=[check_result(o) for o in [*emission_exact(emission_json, paid), reproducible]],

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from coordinator_dagster.scoring.callables import resolve_dotted
+from coordinator_dagster.scoring.trading.config import TradingConfig
 from coordinator_dagster.domain_types import (
     FRAC64_MULTIPLIER,
     Aggregation,
@@ -163,6 +164,9 @@ class CrunchContract(BaseModel):
     # Density competitions (Synth): assets × horizon × steps × cadence × deadline, each becoming
     # rounds (coordinator_dagster.prediction_profiles); empty for point-prediction competitions.
     prediction_profiles: list[PredictionProfile] = Field(default_factory=list)
+    # Trading competitions: answers are orders replayed over the feed into simulated portfolios
+    # (coordinator_dagster.scoring.trading), ranked by net PnL; None for scored competitions.
+    trading: TradingConfig | None = None
 
     resolve_ground_truth: Callable[..., Any] = default_resolve_ground_truth
     scoring_function: Callable[..., Any] = default_scoring_function

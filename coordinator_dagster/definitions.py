@@ -18,6 +18,7 @@ from assets.group_leaderboard import group_leaderboard
 from assets.leaderboard import leaderboard
 from assets.what_if import what_if_report
 from assets.retention import build_feed_retention_asset
+from assets.trading import trading_window_assets
 from coordinator_dagster.contracts import CrunchContract, load_contract
 from coordinator_dagster.partitions import DEFAULT_START, checkpoint_partitions, starting_at
 from coordinator_dagster.settings import Settings, load_settings
@@ -26,6 +27,7 @@ from resources.feeds import CcxtFeed, PythFeed
 from sensors import default_jobs, default_sensors
 from sensors.checkpoint_approval import approve_checkpoint_job
 from sensors.jobs import retention_job, what_if_job
+from sensors.trading import trading_jobs, trading_sensors
 from sensors.schedules import build_checkpoint_schedule, build_ingest_schedule, retention_schedule
 
 
@@ -122,14 +124,20 @@ def build_defs(
     period_partitions = checkpoint_partitions(settings.checkpoint_interval_seconds or contract.checkpoint_period, start)
     checkpoints = build_checkpoints_asset(period_partitions)
     checkpoint_job = next(job for job in default_jobs if job.name == "checkpoint_job")
+    pipeline, jobs, sensors = [*starting_at(window_assets, start), leaderboard, group_leaderboard], default_jobs, default_sensors
+    if contract.trading is not None:
+        # Orders replayed into portfolios take the place of scores (assets.trading).
+        pipeline, jobs, sensors = [*starting_at(trading_window_assets, start), leaderboard], trading_jobs, trading_sensors
     return dg.Definitions(
+        # Audit bundles and what-if re-derive checkpoints from scores; a trading checkpoint
+        # ranks by replayed PnL instead, so they are left out (the bundle would refuse it).
         assets=[
-            *starting_at(window_assets, start), leaderboard, group_leaderboard, checkpoints, build_audit_bundle_asset(period_partitions),
-            what_if_report,
+            *pipeline, checkpoints,
+            *([build_audit_bundle_asset(period_partitions), what_if_report] if contract.trading is None else []),
             build_feed_retention_asset(settings.feed_record_ttl_days),
         ],
-        jobs=[*default_jobs, retention_job, approve_checkpoint_job, what_if_job],
-        sensors=default_sensors,
+        jobs=[*jobs, retention_job, approve_checkpoint_job, *([what_if_job] if contract.trading is None else [])],
+        sensors=sensors,
         schedules=[
             build_ingest_schedule(resources["feed"].granularity, live=settings.feed_live),
             build_checkpoint_schedule(checkpoint_job, period_partitions),

@@ -132,11 +132,16 @@ def build_leaderboard(
     else:
         recent = lake.read_window("snapshots", *window)
     board = ranking.leaderboard(contract, recent, lake.read("models"), now)
+    write_leaderboard(lake, board)
+    return board
+
+
+def write_leaderboard(lake: "Lake", board: pl.DataFrame) -> None:
+    """`board` as the current leaderboard and as its hour's `leaderboard_history`."""
     lake.write("leaderboard", board)
     if board.height:
         # An as_of on the hour closes the previous hour's ranking; keep it in that hour.
         lake.write("leaderboard_history", board, window_key(board["as_of"][0] - dt.timedelta(microseconds=1)))
-    return board
 
 
 @dataclass(frozen=True)

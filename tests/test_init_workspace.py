@@ -219,7 +219,7 @@ def test_unknown_template_missing_parent_and_spaces_are_refused(tmp_path, capsys
 def test_list_templates_names_every_pack(capsys):
     assert init("--list-templates") == 0
     out = capsys.readouterr().out
-    assert {line.split()[0] for line in out.splitlines()} == {"realtime", "synth", "tournament"}
+    assert {line.split()[0] for line in out.splitlines()} == {"realtime", "synth", "tournament", "trading"}
 
 
 def _documented_settings() -> set[str]:

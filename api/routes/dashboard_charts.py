@@ -26,6 +26,7 @@ from api import sql
 from api.dashboard import shapes
 from api.dashboard.prediction_chart import chart_texts
 from api.dashboard.report_schema import report_schema
+from api.dashboard.trading_widgets import trading_report_schema
 from api.dashboard.schemas import ChartPrediction, FeedRecord, MetricsRow, ParamsRow, SummaryRow
 from api.deps import DbDep, TimeRange, TimeRangeDep
 from api.prebuilt import Answer, prebuilt, render
@@ -71,7 +72,7 @@ def _where(ids: list[str] | None, period: TimeRange, column: str, include_ensemb
 
 
 def _schema_answers(_: duckdb.DuckDBPyConnection, contract: Any) -> dict[str, bytes]:
-    found = report_schema(contract)
+    found = trading_report_schema(contract) if contract.trading is not None else report_schema(contract)
     return {"": render(found), "columns": render(found["leaderboard_columns"]), "widgets": render(found["metrics_widgets"])}
 
 

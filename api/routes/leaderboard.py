@@ -16,9 +16,11 @@ from fastapi import APIRouter, Query, Request, Response
 from api import sql
 from api.dashboard import shapes
 from api.dashboard.schemas import DashboardLeaderboardEntry
+from api.dashboard.trading_widgets import trading_figures
 from api.prebuilt import Answer, encoder, prebuilt, render
 from api.schemas import LeaderboardEntry
 from coordinator_dagster.contracts import CrunchContract
+from coordinator_dagster.scoring.trading.hourly import FIGURES
 
 router = APIRouter(prefix="/reports/leaderboard", tags=["leaderboard"])
 
@@ -45,6 +47,9 @@ def leaderboard_rows(db: duckdb.DuckDBPyConnection, contract: CrunchContract, in
         snapshots = db.execute("SELECT model_id, result_summary FROM snapshots WHERE period_end > ? AND period_end <= ?", [since, as_of]).pl()
         metrics = {row.pop("model_id"): row for row in shapes.metric_means(snapshots, contract.metrics).iter_rows(named=True)}
     empty = dict.fromkeys(contract.metrics)
+    if contract.trading is not None and as_of is not None:
+        # A trading row carries its newest snapshot's figures (net PnL, fees, drawdown, …).
+        metrics, empty = trading_figures(db, as_of), dict.fromkeys(FIGURES)
     return [
         shapes.leaderboard_row(row, windows, metrics.get(row["model_id"], empty), models.get(row["model_id"], {}), contract.aggregation.ranking_direction)
         for row in found

@@ -157,14 +157,16 @@ def run_demo(
     steps: list[tuple[str, list[str], dict[str, str] | str]] = []
     steps += [(f"feed {a} → {b}", ["feed_records"], {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(feed_start, truth_end)]
     steps += [(f"predict {a} → {b}", ["inputs", "predictions"], {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(start, end)]
-    steps += [(f"score {a} → {b}", ["scores", "snapshots"], {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(start, end)]
+    # A trading contract replays its orders into portfolios where others score predictions.
+    scoring = ["trading_replay", "snapshots"] if contract.trading is not None else ["scores", "snapshots"]
+    steps += [(f"score {a} → {b}", scoring, {RANGE_START_TAG: a, RANGE_END_TAG: b}) for a, b in _chunks(start, end)]
     steps.append(("leaderboard", ["leaderboard"], {}))
     steps += [(f"checkpoint {key}", ["checkpoints"], key) for key in period_keys]
 
     run_steps(assets, resources, instance, steps, report)
 
     lake = Lake.for_contract(home, contract)
-    # The lake's predictions view carries the derived status (SCORED once a score exists).
+    # The lake's predictions view carries the derived status (SCORED once a score, or a trading fill, exists).
     window = lake.query("SELECT status, count(*) FROM predictions WHERE round_ts >= ? AND round_ts < ? GROUP BY ALL ORDER BY 1", [start, end])
     return DemoResult(
         leaderboard=lake.read("leaderboard"),

@@ -24,6 +24,8 @@ import polars as pl
 
 from coordinator_dagster.lake import schemas
 from coordinator_dagster.lake.storage import LakeStorage, storage_for
+from coordinator_dagster.scoring.trading.replay import FILLS as TRADING_FILLS
+from coordinator_dagster.scoring.trading.replay import PNL as TRADING_PNL
 from coordinator_dagster.windows import WINDOW_KEY_FORMAT, period_start
 
 DATA_FILE = "data.parquet"
@@ -67,6 +69,9 @@ def lake_tables(window_names: Iterable[str]) -> dict[str, Table]:
         Table("checkpoint_exports", "events", schemas.CHECKPOINT_EXPORTS),
         Table("models", "single", schemas.MODELS),
         Table("density_round_scores", "window", schemas.DENSITY_ROUND_SCORES, versioned=True),
+        Table("trading_pnl", "window", TRADING_PNL, versioned=True),
+        Table("trading_fills", "window", TRADING_FILLS, versioned=True),
+        Table("trading_state", "window", schemas.TRADING_STATE, versioned=True),
     ]
     return {t.name: t for t in tables}
 

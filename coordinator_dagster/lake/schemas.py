@@ -229,6 +229,11 @@ DENSITY_ROUND_SCORES = pl.Schema(
     }
 )
 
+# Trading: one row per hour, the replay state at the hour's end as exact text
+# (coordinator_dagster.scoring.trading.hourly); its PnL and fills tables take their schemas from
+# coordinator_dagster.scoring.trading.replay.
+TRADING_STATE = pl.Schema({"period_start": UTC_TS, "as_of": UTC_TS, "state": pl.String})
+
 
 def leaderboard_schema(window_names: Iterable[str]) -> pl.Schema:
     """The leaderboard's columns depend on the contract's aggregation windows."""

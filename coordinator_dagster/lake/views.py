@@ -1,8 +1,8 @@
 """SQL over the lake: DuckDB views over the Parquet files, the statuses they derive, the catalog.
 
 `raw_<table>` views read the files; the public views derive the mutable facts instead of storing
-them (a prediction is SCORED once a score row exists, an input RESOLVED once its truth is known, a
-checkpoint's status is its newest event). Nothing here holds a DuckDB file lock while it works:
+them (a prediction is SCORED once a score row exists, or a trading fill; an input RESOLVED once
+its truth is known; a checkpoint's status is its newest event). Nothing here holds a DuckDB file lock while it works:
 queries run on in-memory connections. The catalog file (`coordinator.duckdb`) only stores the
 same views for operators' own DuckDB clients, and is refreshed opportunistically.
 """
@@ -29,6 +29,14 @@ PREDICTION_STATUS = (
     f"THEN '{PredictionStatus.SCORED}' ELSE p.status END"
 )
 PREDICTION_FAILED_REASON = "COALESCE(p.failed_reason, s.failed_reason)"
+# A trading competition has no scores: its replay processes each order into one fill row `f`
+# (traded, cut by a limit, or refused with a reason), and that processed prediction is SCORED,
+# as the reference marks a trading prediction once its horizon has passed.
+FILL_JOIN = 'f.prediction_id = p.prediction_id AND f."at" = p.round_ts'
+VIEW_PREDICTION_STATUS = (
+    f"CASE WHEN p.status = '{PredictionStatus.PENDING}' AND (s.prediction_id IS NOT NULL OR f.prediction_id IS NOT NULL) "
+    f"THEN '{PredictionStatus.SCORED}' ELSE p.status END"
+)
 
 _DUCKDB_TYPES = {
     pl.String: "VARCHAR",
@@ -43,6 +51,8 @@ def _duckdb_type(dtype: pl.DataType) -> str:
         return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
     if isinstance(dtype, pl.List):
         return _duckdb_type(dtype.inner) + "[]"
+    if isinstance(dtype, pl.Decimal):  # exact amounts (trading PnL)
+        return f"DECIMAL({dtype.precision}, {dtype.scale})"
     return _DUCKDB_TYPES[dtype.base_type()]
 
 
@@ -76,13 +86,14 @@ class LakeViews(LakeWrites):
                 )
                 statements.append(f"CREATE OR REPLACE VIEW {name}_all_versions AS {source}")
         passthrough = ["feed_records", "snapshots", "leaderboard", "leaderboard_history", "models", "scores", "checkpoint_events", "ensemble_predictions", "density_round_scores",
-                       "checkpoint_reviews", "checkpoint_approvals", "checkpoint_exports"]
+                       "checkpoint_reviews", "checkpoint_approvals", "checkpoint_exports", "trading_pnl", "trading_fills"]
         statements += [f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM raw_{name}" for name in passthrough]
         statements.append(
             f"""CREATE OR REPLACE VIEW predictions AS
-            SELECT p.* REPLACE ({PREDICTION_STATUS} AS status, {PREDICTION_FAILED_REASON} AS failed_reason),
+            SELECT p.* REPLACE ({VIEW_PREDICTION_STATUS} AS status, {PREDICTION_FAILED_REASON} AS failed_reason),
                 s.value AS score_value, s.success AS score_success
-            FROM raw_predictions p LEFT JOIN raw_scores s ON {SCORE_JOIN}"""
+            FROM raw_predictions p LEFT JOIN raw_scores s ON {SCORE_JOIN}
+                LEFT JOIN (SELECT DISTINCT prediction_id, "at" FROM raw_trading_fills) f ON {FILL_JOIN}"""
         )
         statements.append(
             f"""CREATE OR REPLACE VIEW inputs AS

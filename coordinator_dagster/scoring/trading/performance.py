@@ -94,14 +94,21 @@ def summary(result: TradingReplay) -> pl.DataFrame:
                 "sortino_ratio": sortino_ratio(series),
             }
         )
+    rank_by(rows, "net_pnl")
+    return pl.DataFrame(rows, schema=SUMMARY) if rows else SUMMARY.to_frame()
+
+
+def rank_by(rows: list[dict], key: str) -> list[dict]:
+    """Sort `rows` best first on the exact Decimal `key` (higher first; ties listed by more
+    closing fills `trade_count`, then model_id) and give each a dense `rank`, in place."""
     # Ranked on the exact Decimal, not a float cast, so amounts that differ rank apart.
     # Stable sorts, last key first; no negation, which would round in the ambient context.
     rows.sort(key=lambda row: row["model_id"])
     rows.sort(key=lambda row: row["trade_count"], reverse=True)
-    rows.sort(key=lambda row: row["net_pnl"], reverse=True)
+    rows.sort(key=lambda row: row[key], reverse=True)
     rank, previous = 0, None
     for row in rows:
-        if row["net_pnl"] != previous:
-            rank, previous = rank + 1, row["net_pnl"]
+        if row[key] != previous:
+            rank, previous = rank + 1, row[key]
         row["rank"] = rank
-    return pl.DataFrame(rows, schema=SUMMARY) if rows else SUMMARY.to_frame()
+    return rows

@@ -102,7 +102,7 @@ _REFUSED_UNLESS_DEFAULT = {
     "compute_metrics": "metrics are chosen by name from the registry (the `metrics` field)",
     "build_prediction_sink": "predictions are written to the lake; there is no pluggable sink",
     "build_score_snapshots": "snapshots are built by aggregate_snapshot",
-    "build_trading_widgets": "trading competitions are not supported",
+    "build_trading_widgets": "trading widgets come with the trading pack: set `trading` (docs/trading.md)",
     "feed_subject_mapping": "name subjects as the feed does (FEED_SUBJECTS)",
 }
 

@@ -22,6 +22,7 @@ from api.routes import (
     predictions,
     ranks,
     snapshots,
+    tournament,
 )
 
 # (router, tier): "public", "read" (needs the key when API_READ_AUTH=true) or "admin"; writes are
@@ -54,5 +55,7 @@ ROUTES = (
     (merkle.proof_router, "read"),  # a proof carries the snapshot's contents, as snapshots do
     (data.router, "read"),
     (backfill.router, "admin"),
+    # Round status and checkpoints are read-tier; the inference, score and status writes are admin.
+    (tournament.router, "read"),
 )
 ROUTERS = tuple(router for router, _ in ROUTES)

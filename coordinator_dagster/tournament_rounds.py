@@ -169,7 +169,9 @@ def snapshots(lake: RoundLake, round_id: str, contract: CrunchContract, scored_a
     summary of its score results (`aggregate_snapshot`)."""
     predictions = lake.read_round("predictions", round_id)
     scores = lake.read_round("scores", round_id)
-    start = _recorded_at(lake, round_id, scored_at)
+    # Whole seconds: the Merkle leaf's canonical timestamps have no fractions.
+    scored_at = scored_at.astimezone(UTC).replace(microsecond=0)
+    start = _recorded_at(lake, round_id, scored_at).astimezone(UTC).replace(microsecond=0)
     rows = []
     for model_id in sorted(set(predictions["model_id"].to_list())):
         mine = scores.filter(model_id=model_id)

@@ -167,6 +167,8 @@ def score(lake: RoundLake, round_id: str, score_function: domain.ScoreFunction) 
 def snapshots(lake: RoundLake, round_id: str, contract: CrunchContract, scored_at: dt.datetime) -> pl.DataFrame:
     """One row per model of the round: counts, the mean successful score and the contract's
     summary of its score results (`aggregate_snapshot`)."""
+    if not may_rebuild(checkpoint_status(lake, round_id)) and lake.has_round("snapshots", round_id):
+        return lake.read_round("snapshots", round_id)  # the checkpoint's Merkle root covers these
     predictions = lake.read_round("predictions", round_id)
     scores = lake.read_round("scores", round_id)
     # Whole seconds: the Merkle leaf's canonical timestamps have no fractions.
@@ -301,3 +303,18 @@ def score_and_publish(
         leaderboard(lake, contract)
         checkpoint(lake, round_id, contract, specs, now)
     return scores
+
+
+def read_upload(lake: RoundLake, round_id: str, kind: str) -> Any:
+    """An uploaded round file: `features.json` holds a list of samples (or the API's body
+    `{"features": [...]}`), `truth.json` the truth (or `{"ground_truth": ...}`)."""
+    path = lake.upload_path(round_id, kind)
+    if not path.is_file():
+        raise RoundNotFound(f"round {round_id} has no uploaded {kind} ({path})")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    wrapper = "features" if kind == "features" else "ground_truth"
+    if isinstance(data, dict) and set(data) == {wrapper}:
+        data = data[wrapper]
+    if kind == "features" and not isinstance(data, list):
+        raise domain.RoundError(f"{path}: features are a list of samples")
+    return data

@@ -200,7 +200,7 @@ def snapshots(lake: RoundLake, round_id: str, contract: CrunchContract, scored_a
 
 def leaderboard(lake: RoundLake, contract: CrunchContract) -> pl.DataFrame:
     """Per model over every round: each aggregation window's mean of round scores whose round was
-    scored within that many hours of the newest round (not of the wall clock, so a replay gives
+    scored less than that many hours before the newest round (the newest included) (not of the wall clock, so a replay gives
     the same table), ranked on the contract's ranking key."""
     snaps = lake.read_all("snapshots")
     aggregation = contract.aggregation
@@ -210,11 +210,11 @@ def leaderboard(lake: RoundLake, contract: CrunchContract) -> pl.DataFrame:
         return board
     newest = snaps["period_end"].max()
     windows = [
-        pl.col("value").filter(pl.col("period_end") >= newest - dt.timedelta(hours=_hours(hours))).mean().alias(name)
+        pl.col("value").filter(pl.col("period_end") > newest - dt.timedelta(hours=_hours(hours))).mean().alias(name)
         for name, hours in aggregation.windows.items()
     ]
     board = snaps.group_by("model_id").agg(
-        pl.col("round_id").n_unique().alias("rounds"),
+        pl.col("round_id").n_unique().cast(pl.Int64).alias("rounds"),
         pl.col("prediction_count").sum(),
         pl.col("value").mean().alias(aggregation.value_field if aggregation.value_field not in aggregation.windows else "value_all"),
         *windows,

@@ -390,6 +390,9 @@ def test_openapi_documents_every_route(client: httpx.Client) -> None:
         "/tournament/rounds/{round_id}/status",
         "/tournament/rounds/{round_id}/checkpoint",
         "/tournament/rounds/{round_id}/checkpoint/status",
+        "/tournament/rounds",
+        "/tournament/rounds/scores",
+        "/tournament/leaderboard",
     }
     parameters = {p["name"] for p in paths["/v1/reports/predictions"]["get"]["parameters"]}
     assert parameters == {"model_id", "subject", "scope_key", "status", "start", "end", "limit", "offset"}

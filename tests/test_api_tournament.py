@@ -66,3 +66,20 @@ def test_a_round_over_http_with_a_failed_sample_and_the_truth_lock(base_url):
         assert locked.status_code == 409 and "SUBMITTED" in locked.json()["detail"]
         assert http.patch("/tournament/rounds/r1/checkpoint/status", json={"status": "PENDING"}, headers=admin).status_code == 409
         assert http.post("/tournament/rounds/..x/inference", json={"features": HOUSES}, headers=admin).status_code == 422
+
+
+def test_the_dashboard_gets_tournament_widgets_over_these_routes(base_url):
+    admin = {"X-API-Key": KEY}
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        assert http.post("/tournament/rounds/r1/inference", json={"features": HOUSES}, headers=admin).status_code == 200
+        assert http.post("/tournament/rounds/r1/score", json={"ground_truth": PRICES}, headers=admin).status_code == 200
+        widgets = http.get("/reports/schema/metrics-widgets").json()
+        assert [w["displayName"] for w in widgets] == ["Score per round", "Predictions per round", "Leaderboard windows"]
+        rows = {w["endpointUrl"]: http.get(w["endpointUrl"]).json() for w in widgets}
+        assert [(r["model_id"], r["value"]) for r in rows["/tournament/rounds/scores"]] == [("exact", 1.0), ("flaky", 1.0), ("median", pytest.approx((0.25 + 5 / 6 + 0.875 + 0.7) / 4))]
+        [round_row] = rows["/tournament/rounds"]
+        assert (round_row["round_id"], round_row["SCORED"], round_row["FAILED"], round_row["PENDING"]) == ("r1", 11, 1, 0)
+        assert [r["model_id"] for r in rows["/tournament/leaderboard"]] == ["exact", "flaky", "median"]
+        for widget in widgets:
+            x = widget["nativeConfiguration"]["xAxis"]["name"]
+            assert all(x in row for row in rows[widget["endpointUrl"]]), widget["displayName"]

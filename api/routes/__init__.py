@@ -23,6 +23,7 @@ from api.routes import (
     ranks,
     snapshots,
     tournament,
+    tournament_charts,
 )
 
 # (router, tier): "public", "read" (needs the key when API_READ_AUTH=true) or "admin"; writes are
@@ -55,7 +56,8 @@ ROUTES = (
     (merkle.proof_router, "read"),  # a proof carries the snapshot's contents, as snapshots do
     (data.router, "read"),
     (backfill.router, "admin"),
-    # Round status and checkpoints are read-tier; the inference, score and status writes are admin.
+    # Rounds, their status and checkpoints are read-tier; the inference, score and status writes are admin.
+    (tournament_charts.router, "read"),
     (tournament.router, "read"),
 )
 ROUTERS = tuple(router for router, _ in ROUTES)

@@ -121,3 +121,28 @@ def test_the_leaderboard_spans_rounds(node):
     r2 = (2 * (1 - 150 / 350) + 2 * (1 - 50 / 350)) / 4
     assert board.filter(model_id="exact")["score_recent"].item() == pytest.approx(r2)
     assert board.filter(model_id="exact")["score_steady"].item() == pytest.approx((1.0 + r2) / 2)
+
+
+def test_a_reference_style_tournament_config_loads_and_scores_with_typed_models(tmp_path, monkeypatch):
+    """The reference's tournament shape (TournamentPredictService, predict(features), no scheduled
+    predictions, a scoring function over pydantic models) loads as a tournament contract."""
+    from coordinator_dagster.contracts import load_contract
+
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent / "reference_pack"))
+    contract = load_contract("reftour.config:CrunchConfig")
+    assert rounds.is_tournament(contract)
+    lake = RoundLake(tmp_path / "home")
+    specs = load_manifest(write_manifest(tmp_path))
+    rounds.record_features(lake, "r1", HOUSES, T0)
+    rounds.run_inference(lake, "r1", rounds.load_models(specs), rounds.output_validator(contract.output_type))
+    scores = rounds.score_and_publish(lake, "r1", contract, specs, PRICES, T0)
+    assert scores.filter(model_id="median").sort("sample_id")["value"].to_list() == [0.25, pytest.approx(5 / 6), 0.875, 0.7]
+    assert scores["success"].all()
+
+
+def test_a_reference_tournament_config_with_scheduled_predictions_is_refused():
+    from crunch_node.crunch_config import ScheduledPrediction
+    from tests.reference_pack.reftour.config import CrunchConfig
+
+    with pytest.raises(ValueError, match="scheduled_predictions"):
+        CrunchConfig(scheduled_predictions=[ScheduledPrediction(scope_key="btc", scope={"subject": "BTC"}, prediction_interval_seconds=60, resolve_horizon_seconds=60)])

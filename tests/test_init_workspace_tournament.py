@@ -29,7 +29,7 @@ def test_the_tournament_workspace_passes_its_tests_and_runs_its_demo(tmp_path):
     manifest = json.loads((workspace / "house_cup" / "models" / "manifest.json").read_text())
     assert {entry["model_id"] for entry in manifest} == MODELS
 
-    tests = make(workspace, "test")
+    tests = make(workspace, "test", timeout=300)
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert re.search(r"\d+ passed", tests.stdout) and "failed" not in tests.stdout
 

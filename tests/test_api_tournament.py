@@ -66,6 +66,10 @@ def test_a_round_over_http_with_a_failed_sample_and_the_truth_lock(base_url):
         assert locked.status_code == 409 and "SUBMITTED" in locked.json()["detail"]
         assert http.patch("/tournament/rounds/r1/checkpoint/status", json={"status": "PENDING"}, headers=admin).status_code == 409
         assert http.post("/tournament/rounds/..x/inference", json={"features": HOUSES}, headers=admin).status_code == 422
+        assert http.post("/tournament/rounds/r2/inference", json={"features": []}, headers=admin).status_code == 422
+        mixed = [HOUSES[0], {"living_area_sqft": 1.0}]  # one sample with an id, one without
+        assert http.post("/tournament/rounds/r2/inference", json={"features": mixed}, headers=admin).status_code == 400
+        assert http.patch("/tournament/rounds/r1/checkpoint/status", json={"status": "DONE"}, headers=admin).status_code == 422
 
 
 def test_the_dashboard_gets_tournament_widgets_over_these_routes(base_url):

@@ -20,23 +20,35 @@ import datetime as dt
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import BaseModel, Field
 
 from api.auth import AdminCaller
 from coordinator_dagster import tournament_rounds as rounds
-from coordinator_dagster.checkpoint_lifecycle import Conflict, UnknownStatus
+from coordinator_dagster.checkpoint_lifecycle import Conflict
 from coordinator_dagster.models.manifest import load_manifest
 from coordinator_dagster.models.runner import ModelSpec
 from coordinator_dagster.scoring.tournament import RoundError, TruthLocked
 from coordinator_dagster.settings import load_settings
-from coordinator_dagster.tournament_lake import BadRoundId, RoundLake
+from coordinator_dagster.statuses import CheckpointStatus
+from coordinator_dagster.tournament_lake import ROUND_ID, BadRoundId, RoundLake
 
 router = APIRouter(prefix="/tournament", tags=["tournament"])
 
 
+RoundId = Annotated[str, Path(pattern=ROUND_ID.pattern, description="1-64 letters, digits, '_', '.' or '-'")]
+_READ = {404: {"description": "the round has no such record yet"}}
+_WRITE = {
+    400: {"description": "the upload does not describe the round (sample ids missing, duplicated or mixed)"},
+    401: {"description": "the admin API key is missing or wrong"},
+    404: {"description": "the round lacks what this step needs (features, predictions, a checkpoint)"},
+    409: {"description": "the round was predicted already, or its checkpoint left PENDING and the truth differs"},
+    413: {"description": "request body too large"},
+}
+
+
 class InferenceRequest(BaseModel):
-    features: list[dict[str, Any]] = Field(..., description="one feature object per sample; give each a `sample_id` or none")
+    features: list[dict[str, Any]] = Field(..., min_length=1, description="one feature object per sample; give each a `sample_id` or none")
 
 
 class InferenceResponse(BaseModel):
@@ -92,7 +104,7 @@ class CheckpointResponse(BaseModel):
 
 
 class StatusChange(BaseModel):
-    status: str
+    status: CheckpointStatus = Field(description="the next status: one step forward from the current one")
     tx_hash: str | None = None
 
 
@@ -130,11 +142,11 @@ def _refuse(exc: Exception) -> HTTPException:
         return HTTPException(status_code=404, detail=str(exc))
     if isinstance(exc, (rounds.RoundExists, TruthLocked, Conflict)):
         return HTTPException(status_code=409, detail=str(exc))
-    return HTTPException(status_code=422, detail=str(exc))
+    return HTTPException(status_code=400, detail=str(exc))
 
 
-@router.post("/rounds/{round_id}/inference", response_model=InferenceResponse)
-def run_inference(round_id: str, body: InferenceRequest, node: Node, caller: AdminCaller) -> InferenceResponse:
+@router.post("/rounds/{round_id}/inference", response_model=InferenceResponse, responses=_WRITE)
+def run_inference(round_id: RoundId, body: InferenceRequest, node: Node, caller: AdminCaller) -> InferenceResponse:
     """Record the round's features and run every model on each sample."""
     try:
         rounds.record_features(node.lake, round_id, body.features, _now())
@@ -152,8 +164,8 @@ def run_inference(round_id: str, body: InferenceRequest, node: Node, caller: Adm
     )
 
 
-@router.post("/rounds/{round_id}/score", response_model=ScoreResponse)
-def score_round(round_id: str, body: ScoreRequest, node: Node, caller: AdminCaller) -> ScoreResponse:
+@router.post("/rounds/{round_id}/score", response_model=ScoreResponse, responses=_WRITE)
+def score_round(round_id: RoundId, body: ScoreRequest, node: Node, caller: AdminCaller) -> ScoreResponse:
     """Score the round against its truth, then its snapshots, the leaderboard and its checkpoint."""
     try:
         scores = rounds.score_and_publish(node.lake, round_id, node.contract, node.specs, body.ground_truth, _now())
@@ -175,7 +187,7 @@ def score_round(round_id: str, body: ScoreRequest, node: Node, caller: AdminCall
 
 
 @router.get("/rounds/{round_id}/status", response_model=RoundStatusResponse)
-def round_status(round_id: str, node: Node) -> RoundStatusResponse:
+def round_status(round_id: RoundId, node: Node) -> RoundStatusResponse:
     try:
         return RoundStatusResponse(**rounds.status(node.lake, round_id))
     except BadRoundId as exc:
@@ -195,21 +207,19 @@ def _checkpoint(node: TournamentNode, round_id: str) -> CheckpointResponse:
     )
 
 
-@router.get("/rounds/{round_id}/checkpoint", response_model=CheckpointResponse)
-def round_checkpoint(round_id: str, node: Node) -> CheckpointResponse:
+@router.get("/rounds/{round_id}/checkpoint", response_model=CheckpointResponse, responses=_READ)
+def round_checkpoint(round_id: RoundId, node: Node) -> CheckpointResponse:
     try:
         return _checkpoint(node, round_id)
     except BadRoundId as exc:
         raise _refuse(exc) from exc
 
 
-@router.patch("/rounds/{round_id}/checkpoint/status", response_model=CheckpointResponse)
-def change_status(round_id: str, body: StatusChange, node: Node, caller: AdminCaller) -> CheckpointResponse:
+@router.patch("/rounds/{round_id}/checkpoint/status", response_model=CheckpointResponse, responses=_WRITE)
+def change_status(round_id: RoundId, body: StatusChange, node: Node, caller: AdminCaller) -> CheckpointResponse:
     """One step forward; a step back or a skipped step is a 409, an unknown status a 422."""
     try:
         rounds.change_checkpoint_status(node.lake, round_id, body.status, body.tx_hash, caller, _now())
-    except UnknownStatus as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from exc
     except (RoundError, BadRoundId, Conflict) as exc:
         raise _refuse(exc) from exc
     return _checkpoint(node, round_id)

@@ -51,7 +51,8 @@ def predictions(context: dg.AssetExecutionContext, lake: LakeResource, contract:
         frame = store.read_round("predictions", round_id)
         return dg.MaterializeResult(metadata={"predictions": frame.height, "recorded_before": True})
     try:
-        frame = rounds.run_inference(store, round_id, tournament_models.models(), rounds.output_validator(contract.output_type))
+        with tournament_models.runner() as runner:
+            frame = rounds.run_inference(store, round_id, runner, rounds.output_validator(contract.output_type))
     except RoundError as exc:
         raise _failure(exc) from exc
     counts = dict(frame.group_by("status").len().iter_rows())

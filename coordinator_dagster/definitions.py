@@ -150,7 +150,9 @@ def build_tournament_defs(
     resources = {
         "lake": LakeResource(home=str(settings.home)),
         "contract": contract or load_contract(),
-        "tournament_models": TournamentModels(manifest=settings.models_manifest),
+        "tournament_models": TournamentModels(
+            manifest=settings.models_manifest, runner_url=settings.model_runner_url, timeout_seconds=settings.model_timeout_seconds
+        ),
         "clock": ClockResource(),
         **dict(resource_overrides or {}),
     }

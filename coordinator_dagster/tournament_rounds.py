@@ -27,11 +27,11 @@ from coordinator_dagster.checkpoint_lifecycle import Change, event_row, event_ti
 from coordinator_dagster.contracts import CrunchContract
 from coordinator_dagster.models.runner import ModelSpec
 from coordinator_dagster.scoring import tournament as domain
-from coordinator_dagster.scoring.callables import resolve_dotted
 from coordinator_dagster.scoring.merkle import leaf_hash, merkle_root
 from coordinator_dagster.scoring.ranking import rank
 from coordinator_dagster.statuses import CheckpointStatus, PredictionStatus
 from coordinator_dagster.tournament_lake import ROUND_CHECKPOINTS, ROUND_SNAPSHOTS, RoundLake
+from coordinator_dagster.tournament_models import TournamentRunner, answers
 
 UTC = dt.timezone.utc
 
@@ -49,25 +49,6 @@ def is_tournament(contract: CrunchContract) -> bool:
 
 
 # ---- models -------------------------------------------------------------------------------------
-
-
-def load_models(specs: Sequence[ModelSpec]) -> dict[str, Callable[[dict[str, Any]], Any]]:
-    """model_id → its `predict(features)`, from manifest entrypoints (a class or a factory).
-    A model whose code cannot load answers every sample with that error (FAILED, not absent)."""
-    models: dict[str, Callable[[dict[str, Any]], Any]] = {}
-    for spec in specs:
-        try:
-            models[spec.model_id] = resolve_dotted(spec.entrypoint)().predict
-        except Exception as exc:  # a model that cannot load fails its own predictions only
-            models[spec.model_id] = _failing(f"model failed to load: {exc!r}")
-    return models
-
-
-def _failing(reason: str) -> Callable[[dict[str, Any]], Any]:
-    def predict(features: dict[str, Any]) -> Any:
-        raise RuntimeError(reason)
-
-    return predict
 
 
 def output_validator(output_type: type[BaseModel]) -> Callable[[Any], dict[str, Any]]:
@@ -115,17 +96,17 @@ def _recorded_at(lake: RoundLake, round_id: str, default: dt.datetime) -> dt.dat
     return dt.datetime.fromisoformat(path.read_text(encoding="utf-8")) if path.is_file() else default
 
 
-def run_inference(
-    lake: RoundLake, round_id: str, models: Mapping[str, Callable[[dict[str, Any]], Any]], validate: Callable[[Any], dict[str, Any]]
-) -> pl.DataFrame:
-    """Every model once per sample of the recorded round; one prediction per model per sample."""
+def run_inference(lake: RoundLake, round_id: str, runner: TournamentRunner, validate: Callable[[Any], dict[str, Any]]) -> pl.DataFrame:
+    """Every model once per sample of the recorded round, in its worker process (`runner`); one
+    prediction per model per sample."""
     with lake.round_lock(round_id):
         if lake.has_round("predictions", round_id):
             raise RoundExists(f"round {round_id} already has predictions; a round is predicted once")
         samples = lake.read_round("samples", round_id)
         if samples.is_empty():
             raise RoundNotFound(f"round {round_id} has no features")
-        predictions = domain.predict_round(samples, models, validate)
+        outcomes = runner.predict_samples(domain.model_features(samples))
+        predictions = domain.answered_round(samples, answers(outcomes), validate)
         lake.write_round("predictions", round_id, predictions)
     return predictions
 

@@ -39,6 +39,7 @@ def run(defs, instance, round_id, selection):
     return job.execute_in_process(instance=instance, partition_key=round_id, asset_selection=selection)
 
 
+@pytest.mark.process  # the models run in worker processes
 def test_the_sensor_drives_a_round_from_uploaded_files(setup):
     defs, store, instance = setup
     sensor_context = lambda cursor: dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources={"lake": defs.resources["lake"]})  # noqa: E731

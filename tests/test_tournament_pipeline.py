@@ -1,6 +1,7 @@
 """A tournament round through the lake: predictions once per model per sample, scores matched by
 sample id (a FAILED sample shifts nothing), snapshots, the leaderboard, the round's checkpoint, and
-truth that can no longer change once the checkpoint left PENDING."""
+truth that can no longer change once the checkpoint left PENDING. The models run in worker
+processes (`models.tournament_calls`), as on a node."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ from coordinator_dagster.domain_types import FRAC64_MULTIPLIER
 from coordinator_dagster.models.manifest import load_manifest
 from coordinator_dagster.scoring.tournament import TruthLocked
 from coordinator_dagster.tournament_lake import BadRoundId, RoundLake
+from coordinator_dagster.models.tournament_calls import LocalTournamentRunner
+from coordinator_dagster.models.worker_handle import PoolSettings
 from tests.tournament_fixtures import HOUSES, PRICES, build_contract, write_manifest
+
+pytestmark = pytest.mark.process  # the models run in worker processes
 
 T0 = dt.datetime(2026, 11, 20, 12, tzinfo=dt.timezone.utc)
 
@@ -24,7 +29,9 @@ T0 = dt.datetime(2026, 11, 20, 12, tzinfo=dt.timezone.utc)
 def node(tmp_path):
     specs = load_manifest(write_manifest(tmp_path))
     contract = build_contract()
-    return RoundLake(tmp_path / "home"), contract, specs, rounds.load_models(specs), rounds.output_validator(contract.output_type)
+    runner = LocalTournamentRunner(specs, PoolSettings(timeout_seconds=30.0))
+    yield RoundLake(tmp_path / "home"), contract, specs, runner, rounds.output_validator(contract.output_type)
+    runner.close()
 
 
 def predict(node, round_id="r1", houses=HOUSES):
@@ -134,7 +141,11 @@ def test_a_reference_style_tournament_config_loads_and_scores_with_typed_models(
     lake = RoundLake(tmp_path / "home")
     specs = load_manifest(write_manifest(tmp_path))
     rounds.record_features(lake, "r1", HOUSES, T0)
-    rounds.run_inference(lake, "r1", rounds.load_models(specs), rounds.output_validator(contract.output_type))
+    runner = LocalTournamentRunner(specs, PoolSettings(timeout_seconds=30.0))
+    try:
+        rounds.run_inference(lake, "r1", runner, rounds.output_validator(contract.output_type))
+    finally:
+        runner.close()
     scores = rounds.score_and_publish(lake, "r1", contract, specs, PRICES, T0)
     assert scores.filter(model_id="median").sort("sample_id")["value"].to_list() == [0.25, pytest.approx(5 / 6), 0.875, 0.7]
     assert scores["success"].all()

@@ -67,7 +67,7 @@ class Median:
 def write_manifest(folder: Path) -> Path:
     entries = [
         {"model_id": model_id, "name": model_id.title(), "cruncher": f"c-{model_id}", "cruncher_index": index,
-         "entrypoint": f"tests.tournament_fixtures:{cls}"}
+         "entrypoint": f"tests.tournament_fixtures:{cls}", "path": str(Path(__file__).resolve().parents[1])}
         for index, (model_id, cls) in enumerate([("exact", "Exact"), ("flaky", "Flaky"), ("median", "Median")])
     ]
     path = folder / "manifest.json"

@@ -10,8 +10,9 @@
 
 Writes are admin-tier like every write of the node (the reference leaves these open, so anyone
 could post truth that scores live predictions); the round's steps are
-`coordinator_dagster.tournament_rounds`. Models are the node's manifest (MODELS_MANIFEST), loaded
-once per app in the API process.
+`coordinator_dagster.tournament_rounds`. Models are the node's manifest (MODELS_MANIFEST), run in
+worker processes (the runner service at MODEL_RUNNER_URL, or workers this app starts once),
+never in the API process, with the per-call timeout (`coordinator_dagster.tournament_models`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from coordinator_dagster.scoring.tournament import RoundError, TruthLocked
 from coordinator_dagster.settings import load_settings
 from coordinator_dagster.statuses import CheckpointStatus
 from coordinator_dagster.tournament_lake import ROUND_ID, BadRoundId, RoundLake
+from coordinator_dagster.tournament_models import TournamentRunner, open_runner
 
 router = APIRouter(prefix="/tournament", tags=["tournament"])
 
@@ -124,10 +126,12 @@ class TournamentNode:
         return self._state.tournament_specs
 
     @property
-    def models(self) -> dict[str, Any]:
-        if not hasattr(self._state, "tournament_models"):
-            self._state.tournament_models = rounds.load_models(self.specs)
-        return self._state.tournament_models
+    def runner(self) -> TournamentRunner:
+        # Never the models themselves: participant code runs in worker processes (the runner
+        # service's, or started from here, sandboxed), so this process never imports it.
+        if not hasattr(self._state, "tournament_runner"):
+            self._state.tournament_runner = open_runner(load_settings(), self.specs)
+        return self._state.tournament_runner
 
 
 Node = Annotated[TournamentNode, Depends(TournamentNode)]
@@ -150,7 +154,7 @@ def run_inference(round_id: RoundId, body: InferenceRequest, node: Node, caller:
     """Record the round's features and run every model on each sample."""
     try:
         rounds.record_features(node.lake, round_id, body.features, _now())
-        predictions = rounds.run_inference(node.lake, round_id, node.models, rounds.output_validator(node.contract.output_type))
+        predictions = rounds.run_inference(node.lake, round_id, node.runner, rounds.output_validator(node.contract.output_type))
     except (RoundError, BadRoundId) as exc:
         raise _refuse(exc) from exc
     state = rounds.status(node.lake, round_id)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
@@ -36,6 +37,7 @@ from coordinator_dagster.tournament_lake import ROUND_ID, BadRoundId, RoundLake
 from coordinator_dagster.tournament_models import TournamentRunner, open_runner
 
 router = APIRouter(prefix="/tournament", tags=["tournament"])
+_RUNNER_LOCK = threading.Lock()
 
 
 RoundId = Annotated[str, Path(pattern=ROUND_ID.pattern, description="1-64 letters, digits, '_', '.' or '-'")]
@@ -129,8 +131,9 @@ class TournamentNode:
     def runner(self) -> TournamentRunner:
         # Never the models themselves: participant code runs in worker processes (the runner
         # service's, or started from here, sandboxed), so this process never imports it.
-        if not hasattr(self._state, "tournament_runner"):
-            self._state.tournament_runner = open_runner(load_settings(), self.specs)
+        with _RUNNER_LOCK:  # one set of workers per app, even under concurrent first requests
+            if not hasattr(self._state, "tournament_runner"):
+                self._state.tournament_runner = open_runner(load_settings(), self.specs)
         return self._state.tournament_runner
 
 

@@ -19,16 +19,19 @@ from assets.leaderboard import leaderboard
 from assets.what_if import what_if_report
 from assets.retention import build_feed_retention_asset
 from assets.trading import trading_window_assets
+from assets.tournament import tournament_assets, tournament_round_job
 from coordinator_dagster.contracts import CrunchContract, load_contract
 from coordinator_dagster.partitions import DEFAULT_START, checkpoint_partitions, starting_at
 from coordinator_dagster.settings import Settings, load_settings
 from resources import ClockResource, FeedSource, InProcessModelRunner, LakeResource, ModelRunnerResource, OrchestratorModelRunner, RemoteModelRunner, SyntheticFeed
 from resources.feeds import CcxtFeed, PythFeed
+from resources.tournament import TournamentModels
 from sensors import default_jobs, default_sensors
 from sensors.checkpoint_approval import approve_checkpoint_job
 from sensors.jobs import retention_job, what_if_job
 from sensors.trading import trading_jobs, trading_sensors
 from sensors.schedules import build_checkpoint_schedule, build_ingest_schedule, retention_schedule
+from sensors.tournament import tournament_upload_sensor
 
 
 def feed_resource(settings: Settings) -> FeedSource:
@@ -148,4 +151,27 @@ def build_defs(
     )
 
 
-__all__ = ["build_defs"]
+__all__ = ["build_defs", "build_tournament_defs"]
+
+
+def build_tournament_defs(
+    *,
+    resource_overrides: Mapping[str, Any] | None = None,
+    settings: Settings | None = None,
+    contract: CrunchContract | None = None,
+) -> dg.Definitions:
+    """A tournament's code location: rounds on uploaded data, one dynamic partition per round
+    (`assets.tournament`), driven from the UI or by the upload sensor; no feed."""
+    settings = settings or load_settings()
+    resources = {
+        "lake": LakeResource(home=str(settings.home)),
+        "contract": contract or load_contract(),
+        "tournament_models": TournamentModels(
+            manifest=settings.models_manifest, runner_url=settings.model_runner_url, timeout_seconds=settings.model_timeout_seconds
+        ),
+        "clock": ClockResource(),
+        **dict(resource_overrides or {}),
+    }
+    return dg.Definitions(
+        assets=tournament_assets, jobs=[tournament_round_job], sensors=[tournament_upload_sensor], resources=resources, executor=dg.in_process_executor
+    )

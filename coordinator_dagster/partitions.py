@@ -148,3 +148,9 @@ def starting_at(assets: Sequence[dg.AssetsDefinition], start: dt.datetime) -> li
         return spec.replace_attributes(partitions_def=windows) if spec.partitions_def == WINDOW_PARTITIONS else spec
 
     return [asset.map_asset_specs(move) for asset in assets]
+
+
+# Tournament rounds come from uploads at no fixed time: one dynamic partition per round id, added
+# by the round sensor when a round's features land (or by the operator in the UI). Round ids are
+# the operator's; they are few (one per uploaded round), far under Dagster's comfortable range.
+TOURNAMENT_ROUNDS = dg.DynamicPartitionsDefinition(name="tournament_rounds")

@@ -86,6 +86,14 @@ class RealtimePredictService:
     """Marker: the reference's realtime prediction loop, which is what this node's rounds are."""
 
 
+class TournamentPredictService:
+    """Marker: the reference's tournament service, rounds on uploaded samples (this node's
+    `/tournament` routes and round assets); its models are asked `predict(features)`."""
+
+
+TOURNAMENT_CALL_ARGS = ("features",)
+
+
 class RealtimeServiceConfig(BaseModel):
     """The reference's feed/predict hooks; refused by `CrunchConfig` (no such hooks here)."""
 
@@ -130,21 +138,26 @@ class CrunchConfig(CrunchContract):
         unknown = sorted(set(type(self).model_fields) - known)
         if unknown:
             raise ValueError(f"contract fields {unknown} are not supported by this node")
+        tournament = self.predict_service_class is TournamentPredictService
         for name, why in _REFUSED_UNLESS_DEFAULT.items():
-            if getattr(self, name):
+            # A tournament's input_type describes the uploaded samples; they reach models as uploaded.
+            if getattr(self, name) and not (tournament and name == "input_type"):
                 raise ValueError(f"{name} is not supported here ({why})")
         if self.feed_normalizer not in ("candle", "tick"):
             raise ValueError(f"feed_normalizer {self.feed_normalizer!r} is not supported (candle or tick)")
-        if self.predict_service_class not in (None, RealtimePredictService):
+        if self.predict_service_class not in (None, RealtimePredictService, TournamentPredictService):
             raise ValueError(
                 f"predict_service_class {self.predict_service_class.__name__} is not supported "
-                "(only the realtime service; tournament mode is not available here)"
+                "(the realtime or the tournament service)"
             )
+        if tournament and self.scheduled_predictions:
+            raise ValueError("a tournament's rounds are uploaded: set scheduled_predictions to []")
         call = self.call_method
-        if call.method != "predict" or tuple(a.name for a in call.args) != DEFAULT_CALL_ARGS:
+        expected = TOURNAMENT_CALL_ARGS if tournament else DEFAULT_CALL_ARGS
+        if call.method != "predict" or tuple(a.name for a in call.args) != expected:
             raise ValueError(
                 f"call_method {call.method}({', '.join(a.name for a in call.args)}) is not supported: "
-                f"models are asked predict({', '.join(DEFAULT_CALL_ARGS)})"
+                f"models are asked predict({', '.join(expected)})"
             )
         missing = {"value", "success", "failed_reason"} - set(self.score_type.model_fields)
         if missing:

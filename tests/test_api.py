@@ -385,6 +385,15 @@ def test_openapi_documents_every_route(client: httpx.Client) -> None:
         "/v1/reports/checkpoints",
         "/v1/reports/checkpoints/rewards",
         "/v1/reports/checkpoints/{checkpoint_id}/emission/cli-format",
+        # issue 22: tournament rounds on uploaded data
+        "/tournament/rounds/{round_id}/inference",
+        "/tournament/rounds/{round_id}/score",
+        "/tournament/rounds/{round_id}/status",
+        "/tournament/rounds/{round_id}/checkpoint",
+        "/tournament/rounds/{round_id}/checkpoint/status",
+        "/tournament/rounds",
+        "/tournament/rounds/scores",
+        "/tournament/leaderboard",
     }
     parameters = {p["name"] for p in paths["/v1/reports/predictions"]["get"]["parameters"]}
     assert parameters == {"model_id", "subject", "scope_key", "status", "start", "end", "limit", "offset"}

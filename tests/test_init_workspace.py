@@ -57,7 +57,6 @@ def read_table(workspace: Path, table: str) -> pl.DataFrame:
 PACKS = {
     # pack: (model ids in its manifest, scope keys of its rounds, predictions in one day)
     "realtime": ({"trend"}, {"btc-60s", "eth-60s"}, 2 * 1440),
-    "tournament": ({"reversion"}, {"btc-1h", "eth-1h"}, 2 * 24),
 }
 
 

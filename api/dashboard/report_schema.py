@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.dashboard.tournament_widgets import tournament_widgets
 from coordinator_dagster.contracts import CrunchContract
+from coordinator_dagster.tournament_rounds import is_tournament
 
 SCHEMA_VERSION = "1"
 DIVERSITY_METRICS = ("model_correlation", "ensemble_correlation", "contribution", "fnc")
@@ -76,6 +78,8 @@ _SCOPE_FILTERS = [
 
 
 def metrics_widgets(contract: CrunchContract) -> list[dict[str, Any]]:
+    if is_tournament(contract):  # rounds on uploads: their own charts (api/dashboard/tournament_widgets.py)
+        return tournament_widgets(contract, label)
     windows = [{"name": n, "label": label(n)} for n in contract.aggregation.windows]
     metrics = [{"name": m, "label": label(m)} for m in contract.metrics]
     widgets = [

@@ -22,6 +22,8 @@ from api.routes import (
     predictions,
     ranks,
     snapshots,
+    tournament,
+    tournament_charts,
 )
 
 # (router, tier): "public", "read" (needs the key when API_READ_AUTH=true) or "admin"; writes are
@@ -54,5 +56,8 @@ ROUTES = (
     (merkle.proof_router, "read"),  # a proof carries the snapshot's contents, as snapshots do
     (data.router, "read"),
     (backfill.router, "admin"),
+    # Rounds, their status and checkpoints are read-tier; the inference, score and status writes are admin.
+    (tournament_charts.router, "read"),
+    (tournament.router, "read"),
 )
 ROUTERS = tuple(router for router, _ in ROUTES)

@@ -43,6 +43,15 @@ def _demo(args: argparse.Namespace) -> int:
     from coordinator_dagster.contracts import load_contract
 
     contract = load_contract()
+    from coordinator_dagster.tournament_rounds import is_tournament
+
+    if is_tournament(contract):  # rounds on uploaded data: simulated uploads through the round assets
+        from coordinator_dagster.cli.tournament_demo import format_tournament_result, run_tournament_demo
+
+        print(f"coordinator demo: {args.days} tournament round(s) from {args.start:%Y-%m-%d}, seed {args.seed}, into {home}")
+        result = run_tournament_demo(home, args.start, args.days, contract, settings.models_manifest, seed=args.seed, instance=dagster_instance(settings))
+        print(format_tournament_result(result))
+        return 0
     if contract.prediction_profiles:  # a density competition (Synth): its own round loop
         from coordinator_dagster.cli.density_demo import format_density_result, run_density_demo
 

@@ -31,15 +31,16 @@ def _serve(args: argparse.Namespace) -> int:
     from coordinator_dagster.contracts import load_contract
     from coordinator_dagster.models.http_server import read_token, serve
     from coordinator_dagster.models.manifest import ManifestError
-    from coordinator_dagster.models.sandbox import SandboxUnavailable, choose_sandbox
-    from coordinator_dagster.models.service import ModelService, PoolSettings, ServiceLimits
+    from coordinator_dagster.models.sandbox import SandboxUnavailable
+    from coordinator_dagster.models.service import ModelService, ServiceLimits
     from coordinator_dagster.settings import load_settings
+    from coordinator_dagster.tournament_models import pool_settings as worker_settings
 
     settings = load_settings()
     try:
         token = read_token(args.token_file)
         limits = ServiceLimits(settings.model_runner_max_sessions, settings.model_runner_max_workers)
-        sandbox = choose_sandbox(settings.model_sandbox, settings.model_scratch_mb)
+        pool_settings = worker_settings(settings, args.timeout)
     except (OSError, ValueError, SandboxUnavailable) as exc:
         print(f"coordinator models serve: {exc}", file=sys.stderr)
         return 2
@@ -49,17 +50,6 @@ def _serve(args: argparse.Namespace) -> int:
     if not token:
         print("coordinator models serve: WARNING: --insecure-no-token: anyone who can reach this port can open sessions and run rounds", file=sys.stderr, flush=True)
     manifest = args.manifest if args.manifest is not None else settings.models_manifest
-    pool_settings = PoolSettings(
-        timeout_seconds=args.timeout if args.timeout is not None else settings.model_timeout_seconds,
-        memory_limit_mb=settings.model_memory_limit_mb,
-        unhealthy_after=settings.model_unhealthy_after,
-        retry_seconds=settings.model_retry_seconds,
-        sandbox=sandbox,
-        cpu_seconds=settings.model_cpu_seconds,
-        max_processes=settings.model_max_processes,
-        base_classname=settings.model_base_classname,
-        feed_shape=settings.feed_kind,
-    )
     logging.getLogger("coordinator.models").setLevel(logging.INFO)
     try:
         service = ModelService(manifest, pool_settings, load_contract().output_type, limits=limits)

@@ -12,6 +12,9 @@ answer makes that round's models ABSENT, with the reason, and the round is recor
 Every request carries the service's API token (`Authorization: Bearer`), MODEL_RUNNER_TOKEN unless
 given, read when a round is opened.
 
+A tournament round goes to the service as one `POST /tournament/predict` with every sample
+(`RemoteTournament`): the service calls each model once per sample with the per-call timeout.
+
 Several runner services (a comma-separated URL list, MODEL_RUNNER_URLS) make a `SharedRound`:
 each runner is told its share of the manifest (`shares`), all are called at once per round, and
 a runner that is down or fails makes only its own models ABSENT.
@@ -269,3 +272,39 @@ def open_round(url: str, output_type: type[BaseModel], *, replay: bool, timeout_
     if len(urls) > 1:
         return SharedRound(urls, output_type, replay=replay, timeout_seconds=timeout_seconds, token=token)
     return _open_one(url, output_type, replay, timeout_seconds, token)
+
+
+class RemoteTournament:
+    """Tournament rounds on the service's live models: every sample of a round in one request,
+    never resent (a model may have seen it); a request in doubt fails the round's every row."""
+
+    STARTUP_ALLOWANCE_SECONDS = 90.0  # a worker restarted mid-round loads its model again
+
+    def __init__(self, url: str, timeout_seconds: float, token: str | None = None):
+        self.base = url.rstrip("/")
+        self.timeout_seconds = timeout_seconds
+        self.token = os.environ.get("MODEL_RUNNER_TOKEN", "").strip() if token is None else token
+
+    def predict_samples(self, samples: Sequence[dict[str, Any]]) -> dict[str, list[Outcome]]:
+        # The answer comes after every model went through every sample, each call bounded by the
+        # service's timeout: wait that long for it (a model runs its samples in order).
+        wait = self.STARTUP_ALLOWANCE_SECONDS + len(samples) * (self.timeout_seconds + 1.0)
+        client = Connection(self.base, wait, self.token)
+        try:
+            status, raw = client.request("POST", "/tournament/predict", {"samples": list(samples)}, idempotent=False)
+        except RequestInDoubt as exc:
+            raise RequestInDoubt(f"model runner at {self.base}: {exc}; the round was not resent") from exc.__cause__
+        except (OSError, http.client.HTTPException) as exc:
+            raise RunnerServiceError(f"model runner at {self.base}: POST /tournament/predict failed: {exc!r} (is `coordinator models serve` running?)") from exc
+        finally:
+            client.close()
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            raise RunnerServiceError(f"model runner at {self.base}: POST /tournament/predict -> {status}, not JSON: {raw[:300]!r}") from None
+        if status >= 400:
+            raise RunnerServiceError(f"model runner at {self.base}: POST /tournament/predict -> {status}: {answer.get('error') if isinstance(answer, dict) else answer}")
+        return {model_id: [Outcome(**row) for row in rows] for model_id, rows in answer["results"].items()}
+
+    def close(self) -> None:
+        pass  # one connection per round, closed with it

@@ -10,6 +10,8 @@ Dagster nor an ASGI stack and is up in well under a second.
     POST   /predict                    {"session": "live", "inputs": [{"payload": {...},
                                         "horizon_seconds": h, "step_seconds": s}, ...]}
                                         -> {"models": [...], "results": [[outcome, ...], ...]}
+    POST   /tournament/predict         {"samples": [{...}, ...]}: every live model's `predict(features)`
+                                       once per sample -> {"models": [...], "results": {model_id: [row, ...]}}
     POST   /sessions                   a fresh pool for a replay -> {"session": id, "models": [...]}
     DELETE /sessions/<id>              stop that pool's workers
     PUT    /assignment                 {"runners": [url, ...], "index": i}: serve only the models
@@ -41,6 +43,7 @@ from typing import Any
 from coordinator_dagster.models.manifest import manifest_entry
 from coordinator_dagster.models.safe_json import UnsafeJSON, loads_bounded
 from coordinator_dagster.models.service import LIVE, CapacityError, ModelService, outcome_json
+from coordinator_dagster.models.tournament_calls import predict_samples
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 MAX_INPUTS_PER_REQUEST = 10_000
@@ -90,6 +93,13 @@ def _parse_inputs(body: Any) -> tuple[str, list[tuple[dict, int, int]]]:
         except (KeyError, TypeError, ValueError) as exc:
             raise RequestError(400, f"inputs[{position}]: needs payload (with subject), horizon_seconds, step_seconds: {exc}") from None
     return session, parsed
+
+
+def _parse_samples(body: Any) -> list[dict[str, Any]]:
+    samples = body.get("samples") if isinstance(body, dict) else None
+    if not isinstance(samples, list) or not samples or not all(isinstance(sample, dict) for sample in samples):
+        raise RequestError(400, "body must be {'samples': [{...}, ...]} with at least one sample object")
+    return samples
 
 
 def _parse_assignment(body: Any) -> tuple[list[str], int]:
@@ -196,6 +206,11 @@ class Handler(BaseHTTPRequestHandler):
                     raise RequestError(404, str(exc)) from None
                 results = [[outcome_json(o) for o in pool.predict(payload, horizon, step)] for payload, horizon, step in inputs]
                 self._send(200, {"session": session, "models": pool.describe(), "results": results})
+            elif method == "POST" and path == "/tournament/predict":
+                samples = _parse_samples(self._body())
+                service.refresh()
+                results = predict_samples(service.live, samples)
+                self._send(200, {"models": service.live.describe(), "results": {mid: [outcome_json(o) for o in rows] for mid, rows in results.items()}})
             elif method == "POST" and path == "/sessions":
                 self._body()
                 try:

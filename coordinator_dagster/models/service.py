@@ -185,6 +185,14 @@ class ModelPool:
             others_done.set()
             return [future.result() for future in futures]
 
+    def each_model(self, call: Callable[[Slot], Any]) -> dict[str, Any]:
+        """model_id → `call(slot)`, every model at once, serialized with rounds (the tournament's
+        per-sample calls, `tournament_calls`)."""
+        with self._round_lock:
+            self.last_used = time.monotonic()
+            futures = {mid: self._executor.submit(call, slot) for mid, slot in self.slots.items()}
+            return {mid: future.result() for mid, future in futures.items()}
+
     def wait_loaded(self, seconds: float) -> None:
         """Wait (at most `seconds` in all) until every worker has loaded its model or failed to;
         a fresh replay session does this, so its first round does not find them all loading."""

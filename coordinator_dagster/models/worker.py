@@ -10,6 +10,8 @@ separately). Messages are frames: a 4-byte big-endian length, then that many byt
 
     worker -> {"type": "ready"} | {"type": "load_error", "error": ...}     once, after loading
     supervisor -> {"type": "predict", "seq": n, "payload": {...}, "horizon": h, "step": s}
+                | {"type": "features", "seq": n, "features": {...}}          a tournament sample:
+                                                                            `model.predict(features)`
     worker -> {"type": "answer", "seq": n, "answer": "<json>", "ms": t}
             | {"type": "error", "seq": n, "error": "..."}                  the model raised
             | {"type": "oversized", "seq": n, "bytes": b}                  answer over the cap
@@ -132,9 +134,12 @@ def serve(
         seq = request.get("seq")
         started = time.perf_counter()
         try:
-            payload = request["payload"]
-            model.tick(payload)
-            encoded = _answer_json(model.predict(payload["subject"], request["horizon"], request["step"]))
+            if request.get("type") == "features":  # a tournament model answers one sample at a time
+                encoded = _answer_json(model.predict(request["features"]))
+            else:
+                payload = request["payload"]
+                model.tick(payload)
+                encoded = _answer_json(model.predict(payload["subject"], request["horizon"], request["step"]))
         except Exception as exc:  # noqa: BLE001 - the model's fault, reported as FAILED
             tail = traceback.format_exception_only(type(exc), exc)[-1].strip()
             send_frame(sock, {"type": "error", "seq": seq, "error": f"model raised {tail}"[:1000]})

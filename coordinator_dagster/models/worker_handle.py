@@ -247,10 +247,17 @@ class Worker:
 
     def predict(self, payload: dict[str, Any], horizon: int, step: int, deadline: float) -> dict[str, Any]:
         """The worker's checked answer frame; TimeoutError, ChannelClosed or ProtocolError."""
+        return self._ask({"type": "predict", "payload": payload, "horizon": horizon, "step": step}, deadline)
+
+    def predict_features(self, features: dict[str, Any], deadline: float) -> dict[str, Any]:
+        """A tournament model's checked answer to one sample (`predict(features)`); as `predict`."""
+        return self._ask({"type": "features", "features": features}, deadline)
+
+    def _ask(self, request: dict[str, Any], deadline: float) -> dict[str, Any]:
         self.seq += 1
         self.sock.settimeout(max(deadline - time.monotonic(), 0.001))
         try:
-            send_frame(self.sock, {"type": "predict", "seq": self.seq, "payload": payload, "horizon": horizon, "step": step})
+            send_frame(self.sock, {**request, "seq": self.seq})
         except socket.timeout:
             raise TimeoutError from None
         except OSError:

@@ -114,17 +114,45 @@ def _model_features(features: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in features.items() if k != "sample_id"}
 
 
+def model_features(samples: pl.DataFrame) -> list[dict[str, Any]]:
+    """What each model is handed, one object per sample in the round's order."""
+    return [_model_features(json.loads(features)) for features in samples.sort("sample_index")["features"].to_list()]
+
+
+# A model's answer to one sample: (the answer, None), or (None, why it has none).
+Answer = tuple[Any, str | None]
+
+
 def predict_round(samples: pl.DataFrame, models: Mapping[str, TournamentModel], validate: Callable[[Any], dict[str, Any]]) -> pl.DataFrame:
     """Call every model once per sample (in-process); one prediction row per model per sample.
     A model that raises, or whose answer `validate` refuses, gets a FAILED row with the reason."""
-    rows = []
-    for round_id, sample_id, _index, features in samples.sort("sample_index").iter_rows():
-        for model_id in sorted(models):
-            row = {"prediction_id": f"{scope_key(round_id, sample_id)}:{model_id}", "round_id": round_id, "sample_id": sample_id, "model_id": model_id}
+    answers: dict[str, list[Answer]] = {}
+    for model_id, model in models.items():
+        answers[model_id] = []
+        for features in model_features(samples):
             try:
-                output = validate(models[model_id](_model_features(json.loads(features))))
+                answers[model_id].append((model(features), None))
             except Exception as exc:  # the model's failure is recorded, not raised: the round goes on
-                rows.append(row | {"status": PredictionStatus.FAILED.value, "output": None, "failed_reason": f"{type(exc).__name__}: {exc}"})
+                answers[model_id].append((None, f"{type(exc).__name__}: {exc}"))
+    return answered_round(samples, answers, validate)
+
+
+def answered_round(samples: pl.DataFrame, answers: Mapping[str, Sequence[Answer]], validate: Callable[[Any], dict[str, Any]]) -> pl.DataFrame:
+    """One prediction row per model per sample from each model's answers (in the samples'
+    order, as `model_features` gives them): PENDING when `validate` accepts the answer, FAILED
+    with the reason otherwise."""
+    rows = []
+    for position, (round_id, sample_id) in enumerate(samples.sort("sample_index").select("round_id", "sample_id").iter_rows()):
+        for model_id in sorted(answers):
+            row = {"prediction_id": f"{scope_key(round_id, sample_id)}:{model_id}", "round_id": round_id, "sample_id": sample_id, "model_id": model_id}
+            answer, reason = answers[model_id][position]
+            if reason is None:
+                try:
+                    output = validate(answer)
+                except Exception as exc:  # an invalid answer fails this prediction only
+                    reason = f"{type(exc).__name__}: {exc}"
+            if reason is not None:
+                rows.append(row | {"status": PredictionStatus.FAILED.value, "output": None, "failed_reason": reason})
                 continue
             rows.append(row | {"status": PredictionStatus.PENDING.value, "output": json.dumps(output, sort_keys=True), "failed_reason": None})
     return pl.DataFrame(rows, schema=ROUND_PREDICTIONS) if rows else ROUND_PREDICTIONS.to_frame()

@@ -22,6 +22,7 @@ from api.routes import (
     predictions,
     ranks,
     snapshots,
+    timing,
 )
 
 # (router, tier): "public", "read" (needs the key when API_READ_AUTH=true) or "admin"; writes are
@@ -54,5 +55,6 @@ ROUTES = (
     (merkle.proof_router, "read"),  # a proof carries the snapshot's contents, as snapshots do
     (data.router, "read"),
     (backfill.router, "admin"),
+    (timing.router, "public"),
 )
 ROUTERS = tuple(router for router, _ in ROUTES)

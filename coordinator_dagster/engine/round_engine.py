@@ -272,7 +272,14 @@ class RoundEngine:
             asked = todo.filter(pl.col("scope_key").is_in(live_keys))
             parts = [missed_rows(todo.filter(~pl.col("scope_key").is_in(live_keys)), self._model_ids(), now)]
             if runner is not None and asked.height:
-                parts.append(predict_rows(runner, asked, now))
+                try:
+                    parts.append(predict_rows(runner, asked, now))
+                except Exception:
+                    # The runner failed the whole round (service gone): nothing was written; the
+                    # round is retried on a runner opened afresh.
+                    self.close()
+                    self.outbox.drop(stamp)
+                    raise
             fresh = pl.concat(parts)
             timing["models_us"] = _wall_us()
             self.lake.write("predictions", pl.concat([existing, fresh]).sort("round_ts", "scope_key", "model_id"), key)

@@ -177,3 +177,22 @@ def test_the_predict_sensor_leaves_live_rounds_to_a_live_engine_and_falls_back_a
     passed = sensor_tick(home, ROUND + dt.timedelta(seconds=25))
     assert not passed.run_requests
     assert '"btc-60s": "2026-11-20T10:20:00Z"' in passed.cursor
+
+
+def test_rounds_are_appended_as_segments_and_the_hour_compacted_once_over(home):
+    now = ROUND + dt.timedelta(seconds=2)
+    ingest(home, now)
+    engine(home, now).step()
+    later = now + dt.timedelta(minutes=1)
+    ingest(home, later)
+    running = engine(home, later)
+    running.step()
+    store = Lake.for_contract(home, default_contract())
+    folder = store.partition_path("predictions", HOUR_KEY).parent
+    assert sorted(p.name.startswith("seg-") for p in folder.iterdir()) == [True, True]  # one file per round
+    before = predictions(home).sort("prediction_id")
+    running.clock = lambda: HOUR + dt.timedelta(hours=1, minutes=3)  # the hour is over
+    running.step()
+    assert [p.name for p in folder.iterdir()] == ["data.parquet"]
+    assert [p.name for p in store.partition_path("inputs", HOUR_KEY).parent.iterdir()] == ["data.parquet"]
+    assert predictions(home).sort("prediction_id").equals(before)

@@ -20,6 +20,7 @@ import polars as pl
 from coordinator_dagster.lake import schemas
 from coordinator_dagster.lake.durable import replace_durably
 from coordinator_dagster.lake.layout import LakeLayout
+from coordinator_dagster.lake.segments import replace_hour, segment_names
 from coordinator_dagster.windows import WINDOW_KEY_FORMAT
 
 
@@ -41,7 +42,10 @@ class LakeWrites(LakeLayout):
         table = self.table(name)
         frame = schemas.conform(frame, table.schema, name)
         path = self.partition_path(name, key)
-        self._write_atomic(path, frame)
+        if table.layout == "window" and segment_names(path.parent):
+            replace_hour(self.root, path, frame)  # its segments go in the same step
+        else:
+            self._write_atomic(path, frame)
         return path
 
     def write_windows(self, name: str, frame: pl.DataFrame, column: str, keys: Iterable[str]) -> int:
@@ -68,6 +72,10 @@ class LakeWrites(LakeLayout):
                 if path.is_file():
                     path.unlink()
                     removed.append(key)
+                for segment in segment_names(path.parent):
+                    (path.parent / segment).unlink(missing_ok=True)
+                    if key not in removed:
+                        removed.append(key)
             for folder in (path.parent, path.parent.parent):  # hour=, then date= once empty
                 with contextlib.suppress(OSError):
                     folder.rmdir()

@@ -92,25 +92,47 @@ def test_a_predict_run_never_predicts_a_round_the_engine_recorded(home, instance
     assert predictions(home).sort("prediction_id").equals(before.sort("prediction_id"))
 
 
-def test_rounds_missed_while_the_engine_was_down_are_absent_with_the_reason(home):
+def test_rounds_asked_after_their_cutoff_go_to_the_late_track_with_their_lateness(home):
     now = ROUND + dt.timedelta(seconds=2)
     ingest(home, now)
     engine(home, now).step()
     later = ROUND + dt.timedelta(minutes=4, seconds=2)
     ingest(home, later)
-    recorded = engine(home, later).step()
+    recorded = engine(home, later).step()  # a restart four minutes on
     assert recorded == [ROUND + dt.timedelta(minutes=m) for m in (1, 2, 3, 4)]
     rows = predictions(home)
     by_round = {r: set(g["status"]) for (r,), g in rows.group_by("round_ts")}
-    absent = PredictionStatus.ABSENT.value
-    assert by_round[ROUND + dt.timedelta(minutes=1)] == {absent}
-    assert by_round[ROUND + dt.timedelta(minutes=2)] == {absent}
-    # One interval before the live round is still predicted, as a live predict run does.
-    assert by_round[ROUND + dt.timedelta(minutes=3)] == {PredictionStatus.PENDING.value}
-    assert by_round[ROUND + dt.timedelta(minutes=4)] == {PredictionStatus.PENDING.value}
-    missed = rows.filter(pl.col("status") == absent)
-    assert missed["failed_reason"].str.starts_with("round missed").all()
+    late, pending = PredictionStatus.LATE.value, PredictionStatus.PENDING.value
+    # Cutoff: one interval (60 s) by default. 10:21 asked at 10:24:02 is 182 s late, 10:23 62 s.
+    assert by_round[ROUND + dt.timedelta(minutes=1)] == {late}
+    assert by_round[ROUND + dt.timedelta(minutes=3)] == {late}
+    assert by_round[ROUND + dt.timedelta(minutes=4)] == {pending}
+    lateness = rows.filter(pl.col("status") == late).group_by("round_ts").agg((pl.col("predicted_at") - pl.col("round_ts")).first().dt.total_seconds().alias("s"))
+    assert dict(lateness.iter_rows()) == {ROUND + dt.timedelta(minutes=m): 242 - 60 * m for m in (1, 2, 3)}
+    assert rows.filter(pl.col("status") == late)["value"].is_not_null().all()  # the models were asked
     assert rows["prediction_id"].n_unique() == rows.height
+
+
+def test_the_cutoff_is_a_contract_setting_and_late_rows_are_never_scored(home):
+    from coordinator_dagster.scoring.scores import score_predictions
+
+    asked = ROUND + dt.timedelta(seconds=40)
+    ingest(home, asked)
+    contract = default_contract().model_copy(update={"late_cutoff_seconds": 30})
+    runner = InProcessModelRunner(timeout_seconds=5.0)
+    store = Lake.for_contract(home, contract)
+    RoundEngine(store, contract, 60, lambda: runner.open(contract.output_type), clock=lambda: asked).step()
+    rows = store.read("predictions", HOUR_KEY)
+    assert set(rows["status"]) == {PredictionStatus.LATE.value}  # 40 s after the round, cutoff 30 s
+    truth_time = ROUND + dt.timedelta(minutes=3)
+    ingest(home, truth_time)
+    feed = store.read("feed_records", HOUR_KEY)
+    scores = score_predictions(contract, rows, store.read("inputs", HOUR_KEY), feed, truth_time)
+    assert scores.is_empty()  # the late track is never scored into the ranking
+    from coordinator_dagster.contracts import CrunchContract
+
+    with pytest.raises(ValueError, match="late_cutoff_seconds"):
+        CrunchContract(late_cutoff_seconds=0)
 
 
 class CrashingReporter(DagsterReporter):

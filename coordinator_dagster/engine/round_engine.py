@@ -8,8 +8,10 @@ materializations through the `Reporter` (the CLI binds it to the Dagster instanc
 
 Exactly once: the predictions are written under the partition lock the `predictions` asset
 takes, and only for inputs the partition does not hold, so a round recorded by anyone (this
-engine before a restart, a catch-up run) is never predicted again. A round more than one
-interval older than the live one is recorded ABSENT as missed, as a live predict run does.
+engine before a restart, a catch-up run) is never predicted again. A round asked after its
+cutoff (`late_cutoff_seconds`, default one interval) is still asked, and its valid answers are
+recorded LATE (the late track, never rewarded); rounds further back than BACKLOG are left to the
+predict sensor's catch-up runs, which record them ABSENT as missed.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from coordinator_dagster.engine.timing import append_timing, stage_metadata
 from coordinator_dagster.lake.layout import window_start_of_file
 from coordinator_dagster.lake.segments import SEGMENT_PREFIX, append_segment, clean_staging, compact
 from coordinator_dagster.lake.store import Lake
-from coordinator_dagster.models.prediction_rows import missed_rows, predict_rows, registry
+from coordinator_dagster.models.prediction_rows import late_track, predict_rows, registry
 from coordinator_dagster.models.round_inputs import span_inputs
 from coordinator_dagster.models.rounds import round_stamp
 from coordinator_dagster.models.runner import RoundRunner
@@ -261,10 +263,11 @@ class RoundEngine:
     # ---- one round -----------------------------------------------------------------------------
 
     def _record(self, round_ts: dt.datetime, scopes: list[ScheduledPrediction], now: dt.datetime) -> bool:
-        live = [s for s in scopes if round_ts >= _floor(now, s.prediction_interval_seconds) - dt.timedelta(seconds=s.prediction_interval_seconds)]
-        runner = self._runner_or_none() if live else None
-        if live and runner is None:
+        runner = self._runner_or_none()
+        if runner is None:
             return False
+        # Asked after its cutoff (the engine was behind, or restarted): the late track.
+        late_keys = {s.scope_key for s in scopes if (now - round_ts).total_seconds() > self._cutoff(s)}
         stamp = round_stamp(round_ts)
         timing: dict[str, Any] = {"round": stamp, "round_us": _us(round_ts), "seen_us": _wall_us()}
         timing["landed_us"] = max(self._landed(s.scope.subject, round_ts) or 0 for s in scopes)
@@ -277,25 +280,20 @@ class RoundEngine:
         timing["inputs_us"] = _wall_us()
         entry = Entry(stamp, key, built["input_id"].to_list(), timing)
         self.outbox.put(entry)
-        live_keys = {s.scope_key for s in live}
         with self.lake.partition_lock("predictions", key):
             todo = built.filter(~pl.col("input_id").is_in(list(self._recorded_ids("predictions", key))))
             if todo.is_empty():
                 self.outbox.drop(stamp)  # recorded already (before a restart, or by a catch-up run)
                 self._mark_done(round_ts, scopes)
                 return False
-            asked = todo.filter(pl.col("scope_key").is_in(live_keys))
-            parts = [missed_rows(todo.filter(~pl.col("scope_key").is_in(live_keys)), self._model_ids(), now)]
-            if runner is not None and asked.height:
-                try:
-                    parts.append(predict_rows(runner, asked, now))
-                except Exception:
-                    # The runner failed the whole round (service gone): nothing was written; the
-                    # round is retried on a runner opened afresh.
-                    self.close()
-                    self.outbox.drop(stamp)
-                    raise
-            fresh = pl.concat(parts)
+            try:
+                fresh = late_track(predict_rows(runner, todo, now), late_keys)
+            except Exception:
+                # The runner failed the whole round (service gone): nothing was written; the
+                # round is retried on a runner opened afresh.
+                self.close()
+                self.outbox.drop(stamp)
+                raise
             timing["models_us"] = _wall_us()
             self._append("predictions", key, fresh.sort(*SEGMENTED["predictions"]))
         timing["persisted_us"] = _wall_us()
@@ -352,11 +350,8 @@ class RoundEngine:
                 self._compact(table, key)
         return closed
 
-    def _model_ids(self) -> list[str]:
-        if self._runner is not None:
-            return [spec.model_id for spec in self._runner.specs]
-        registered = self.lake.read("models")
-        return registered.filter(pl.col("active"))["model_id"].to_list()
+    def _cutoff(self, scheduled: ScheduledPrediction) -> float:
+        return float(self.contract.late_cutoff_seconds or scheduled.prediction_interval_seconds)
 
     def _mark_done(self, round_ts: dt.datetime, scopes: list[ScheduledPrediction]) -> None:
         for scheduled in scopes:

@@ -39,6 +39,15 @@ def predict_rows(runner: RoundRunner, todo: pl.DataFrame, predicted_at: dt.datet
     return pl.DataFrame(rows, schema=schemas.PREDICTIONS) if rows else schemas.empty(schemas.PREDICTIONS)
 
 
+def late_track(rows: pl.DataFrame, late_scopes: set[str]) -> pl.DataFrame:
+    """Valid answers to the rounds of `late_scopes` (asked after their cutoff) recorded LATE; their
+    lateness is `predicted_at - round_ts`. FAILED and ABSENT stay as they are."""
+    if not late_scopes:
+        return rows
+    late = (pl.col("status") == PredictionStatus.PENDING.value) & pl.col("scope_key").is_in(list(late_scopes))
+    return rows.with_columns(pl.when(late).then(pl.lit(PredictionStatus.LATE.value)).otherwise(pl.col("status")).alias("status"))
+
+
 def missed_rows(todo: pl.DataFrame, model_ids: list[str], now: dt.datetime) -> pl.DataFrame:
     """ABSENT rows, with the reason, for rounds the node did not predict in their time."""
     if todo.is_empty():

@@ -1,7 +1,14 @@
 """Round latency of the embedded node: from a round's feed data landing to its predictions persisted.
 
     .venv/bin/python benchmarks/round_latency_benchmark.py [--rounds 30] [--models 10]
-        [--feed listen|poll] [--storage sqlite|postgres|both] [--keep-home]
+        [--path engine|runs|both] [--feed listen|poll] [--storage sqlite|postgres|both] [--keep-home]
+
+`--path engine` measures the round engine (in the listener's process, as `make run` starts it)
+and prints its own stage timings (feed delay, detection, input build, model calls, write, report,
+end to end; <home>/engine/timings.jsonl); `--path runs` starts the listener with
+`--no-round-engine`, so the predict sensor launches a Dagster run per round (the old path, with
+the run-record breakdown below); `--path both` (the default) measures one after the other. Times
+are the lake files' modification times (a write in place), not the watcher's poll.
 
 Starts the node exactly as `make run` does (scripts/run.sh: `dagster dev` with webserver and
 daemon, the report API, and the model runner service) on free ports, with a temporary

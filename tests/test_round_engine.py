@@ -218,3 +218,20 @@ def test_rounds_are_appended_as_segments_and_the_hour_compacted_once_over(home):
     assert [p.name for p in folder.iterdir()] == ["data.parquet"]
     assert [p.name for p in store.partition_path("inputs", HOUR_KEY).parent.iterdir()] == ["data.parquet"]
     assert predictions(home).sort("prediction_id").equals(before)
+
+
+def test_a_first_start_before_the_closing_record_lands_still_predicts_that_round(home):
+    # A home with no predictions; the engine's first pass comes before the record closing the
+    # round due now has landed (the first start of `make run`).
+    now = ROUND + dt.timedelta(seconds=2)
+    running = engine(home, now)
+    assert running.step() == []
+    # The record lands only after the clock has moved into the next round: both are recorded.
+    later = ROUND + dt.timedelta(minutes=1, seconds=2)
+    ingest(home, later)
+    running.clock = lambda: later
+    assert running.step() == [ROUND, ROUND + dt.timedelta(minutes=1)]
+    rows = predictions(home)
+    assert set(rows["round_ts"]) == {ROUND, ROUND + dt.timedelta(minutes=1)}
+    assert rows.filter(pl.col("round_ts") == ROUND).height == 6
+    assert running.step() == []

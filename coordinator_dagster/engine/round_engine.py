@@ -217,7 +217,10 @@ class RoundEngine:
         due = _floor(now, scheduled.prediction_interval_seconds)
         last = self.done.get(scheduled.scope_key)
         if last is None:
-            return [due]  # a first start: rounds from before the node existed are not missed
+            # A first start: rounds from before the node existed are not missed, but the round
+            # due now is this scope's first, kept even if its closing record lands after `now`
+            # has moved on to the next round.
+            last = self.done[scheduled.scope_key] = due - interval
         first = max(last + interval, due - BACKLOG)
         rounds = []
         while first <= due:

@@ -235,3 +235,17 @@ def test_a_first_start_before_the_closing_record_lands_still_predicts_that_round
     assert set(rows["round_ts"]) == {ROUND, ROUND + dt.timedelta(minutes=1)}
     assert rows.filter(pl.col("round_ts") == ROUND).height == 6
     assert running.step() == []
+
+
+def test_a_first_round_whose_record_never_lands_does_not_hold_up_the_next(home):
+    # The feed began after the first round due: its closing record (10:19) never lands, but the
+    # next round's (10:20) does; that round is recorded, and the engine goes on from it.
+    store = Lake.for_contract(home, default_contract())
+    first = ROUND - dt.timedelta(minutes=1, seconds=-2)
+    running = engine(home, first)
+    assert running.step() == []
+    ingest(home, ROUND + dt.timedelta(seconds=2))
+    store.write("feed_records", store.read("feed_records", HOUR_KEY).filter(pl.col("ts_event") != ROUND - dt.timedelta(minutes=2)), HOUR_KEY)
+    running.clock = lambda: ROUND + dt.timedelta(seconds=2)
+    assert running.step() == [ROUND]
+    assert set(predictions(home)["round_ts"]) == {ROUND}

@@ -112,6 +112,7 @@ class RoundEngine:
         self.dir = engine_dir(lake.home)
         self.outbox = Outbox(self.dir)
         self.done: dict[str, dt.datetime | None] = {}
+        self._unstarted: set[str] = set()  # scopes whose first round, on an empty home, is not recorded yet
         self._runner: RoundRunner | None = None
         self._runner_retry_at = 0.0
         self._feed_seen: dict[str, tuple[tuple[int, int], pl.DataFrame, int]] = {}
@@ -203,6 +204,8 @@ class RoundEngine:
         for scheduled in self._schedule():
             for round_ts in self._due(scheduled, now):
                 if self._landed(scheduled.scope.subject, round_ts) is None:
+                    if scheduled.scope_key in self._unstarted:
+                        continue  # the feed may have begun after this first round: a later one may be ready
                     break  # later rounds need later data still
                 ready.setdefault(round_ts, []).append(scheduled)
         recorded = []
@@ -219,8 +222,9 @@ class RoundEngine:
         if last is None:
             # A first start: rounds from before the node existed are not missed, but the round
             # due now is this scope's first, kept even if its closing record lands after `now`
-            # has moved on to the next round.
+            # has moved on to the next round (until a later round is recorded: `_unstarted`).
             last = self.done[scheduled.scope_key] = due - interval
+            self._unstarted.add(scheduled.scope_key)
         first = max(last + interval, due - BACKLOG)
         rounds = []
         while first <= due:
@@ -358,6 +362,7 @@ class RoundEngine:
 
     def _mark_done(self, round_ts: dt.datetime, scopes: list[ScheduledPrediction]) -> None:
         for scheduled in scopes:
+            self._unstarted.discard(scheduled.scope_key)
             last = self.done.get(scheduled.scope_key)
             if last is None or round_ts > last:
                 self.done[scheduled.scope_key] = round_ts

@@ -19,6 +19,7 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -26,6 +27,7 @@ import duckdb
 from api.deps import Pagination, TimeRange
 from coordinator_dagster.lake.layout import scan_window_folders
 from coordinator_dagster.lake.reader import fetch_with_retry
+from coordinator_dagster.lake.segments import SEGMENT_PREFIX, segment_names
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.lake.views import PREDICTION_FAILED_REASON, PREDICTION_STATUS, SCORE_JOIN
 from coordinator_dagster.statuses import PredictionStatus
@@ -105,12 +107,17 @@ class PredictionPager:
         scores_base = str(self.lake.table_dir("scores"))
         hours = []
         for folder in scan_window_folders(self.lake.table_dir("predictions"), period.start, period.end):
-            mine = _identity(folder.path)
+            source, mine = folder.path, _identity(folder.path)
             if mine is None:
-                continue
+                # An open hour written as segments (lake/segments.py): read them all by a glob.
+                names = segment_names(Path(folder.path).parent)
+                if not names:
+                    continue
+                source = os.path.join(os.path.dirname(folder.path), f"{SEGMENT_PREFIX}*.parquet")
+                mine = tuple(names)
             scores_path = os.path.join(scores_base, folder.relative)
             theirs = _identity(scores_path)
-            hours.append(Hour(folder.key, folder.start, folder.path, scores_path if theirs else None, (mine, theirs)))
+            hours.append(Hour(folder.key, folder.start, source, scores_path if theirs else None, (mine, theirs)))
         hours.reverse()
         return hours
 
@@ -146,10 +153,12 @@ class PredictionPager:
             _, found = fetch_with_retry(
                 con, f"SELECT p.filename, count(*) FROM {self._from(missing, filters.needs_scores_to_count)}{where} GROUP BY p.filename", params
             )
-            by_file = dict(found)
+            by_folder: dict[str, int] = {}  # an hour's rows may sit in several segment files
+            for filename, count in found:
+                by_folder[os.path.dirname(filename)] = by_folder.get(os.path.dirname(filename), 0) + count
             with self._lock:
                 for hour in missing:
-                    counts[hour.key] = by_file.get(hour.predictions, 0)
+                    counts[hour.key] = by_folder.get(os.path.dirname(hour.predictions), 0)
                     self._counts[(hour.key, identity_of(hour), filters)] = counts[hour.key]
                 while len(self._counts) > CACHE_SIZE:
                     self._counts.popitem(last=False)

@@ -1,7 +1,5 @@
 """`inputs`: the model-facing window of data for every prediction round."""
 
-import datetime as dt
-
 import dagster as dg
 import polars.selectors as cs
 
@@ -9,7 +7,7 @@ from assets.feeds import feed_records
 from assets.metadata import check_result, counts_by, table_metadata
 from coordinator_dagster.feeds.checks import INPUTS_FINITE, INPUTS_UNIQUE, inputs_outcomes
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
-from coordinator_dagster.models.rounds import build_inputs
+from coordinator_dagster.models.round_inputs import span_inputs
 from resources import ClockResource, Contract, FeedSource, LakeResource
 
 
@@ -37,20 +35,7 @@ def inputs(
     """
     store = lake.get(contract)
     window = context.partition_time_window
-    span = contract.input_window_span(feed.step_seconds)
-    lookback = dt.timedelta(seconds=span + feed.step_seconds)
-    records = store.read_window("feed_records", window.start - lookback, window.end)
-    frame = build_inputs(
-        records,
-        contract.scheduled_predictions,
-        window.start,
-        window.end,
-        clock.now(),
-        feed.step_seconds,
-        span,
-        builder=contract.input_builder,
-        input_type=contract.builder_output_type,
-    )
+    frame = span_inputs(store, contract, feed.step_seconds, window.start, window.end, clock.now())
     keys = window_keys_between(window.start, window.end)
     store.write_windows("inputs", frame, "round_ts", keys)
     store.ensure_catalog()

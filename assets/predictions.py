@@ -10,83 +10,9 @@ from assets.inputs import inputs
 from assets.metadata import counts_by, table_metadata
 from coordinator_dagster.lake import schemas
 from coordinator_dagster.partitions import WINDOW_PARTITIONS, window_keys_between
-from coordinator_dagster.models.rounds import LIVE_ROUND_TAG, parse_round_stamp, raw_input, split_missed
-from coordinator_dagster.models.runner import ModelSpec, RoundRunner
-from coordinator_dagster.statuses import PredictionStatus
+from coordinator_dagster.models.prediction_rows import missed_rows, predict_rows, registry
+from coordinator_dagster.models.rounds import LIVE_ROUND_TAG, parse_round_stamp, split_missed
 from resources import ClockResource, Contract, LakeResource, ModelRunnerResource
-
-
-def _predict(runner: RoundRunner, todo: pl.DataFrame, predicted_at: dt.datetime) -> pl.DataFrame:
-    rows = []
-    for item in todo.sort("round_ts", "scope_key").iter_rows(named=True):
-        for outcome in runner.predict_round(raw_input(item), item["horizon_seconds"], item["step_seconds"]):
-            rows.append(
-                {
-                    "prediction_id": f"{item['input_id']}/{outcome.model_id}",
-                    "input_id": item["input_id"],
-                    "scope_key": item["scope_key"],
-                    "subject": item["subject"],
-                    "model_id": outcome.model_id,
-                    "round_ts": item["round_ts"],
-                    "resolvable_at": item["resolvable_at"],
-                    "status": outcome.status,
-                    "value": outcome.value,
-                    "output": outcome.output,
-                    "failed_reason": outcome.failed_reason,
-                    "latency_ms": outcome.latency_ms,
-                    "predicted_at": predicted_at,
-                }
-            )
-    return pl.DataFrame(rows, schema=schemas.PREDICTIONS) if rows else schemas.empty(schemas.PREDICTIONS)
-
-
-def _missed(todo: pl.DataFrame, model_ids: list[str], now: dt.datetime) -> pl.DataFrame:
-    """ABSENT rows, with the reason, for rounds the node did not predict in their time."""
-    if todo.is_empty():
-        return schemas.empty(schemas.PREDICTIONS)
-    models = pl.DataFrame({"model_id": model_ids})
-    rows = todo.join(models, how="cross").with_columns(
-        (pl.col("input_id") + "/" + pl.col("model_id")).alias("prediction_id"),
-        pl.lit(PredictionStatus.ABSENT.value).alias("status"),
-        pl.lit(None, dtype=pl.Float64).alias("value"),
-        pl.lit(None, dtype=pl.String).alias("output"),
-        pl.format("round missed: the node was not predicting at {} (recorded at {})", pl.col("round_ts"), pl.lit(now)).alias(
-            "failed_reason"
-        ),
-        pl.lit(None, dtype=pl.Float64).alias("latency_ms"),
-        pl.lit(now).alias("predicted_at"),
-    )
-    return schemas.conform(rows.select(schemas.PREDICTIONS.names()), schemas.PREDICTIONS, "predictions")
-
-
-def registry(specs: list[ModelSpec], statuses: dict[str, str], existing: pl.DataFrame, now: dt.datetime) -> pl.DataFrame:
-    """The registered models, upserted: a model keeps its first `joined_at`; a model that leaves
-    the manifest stays (inactive, status "removed"), so checkpoints of periods it took part in
-    still find its cruncher index; one that comes back is active again."""
-    current = pl.DataFrame(
-        [
-            {
-                "model_id": spec.model_id,
-                "name": spec.name,
-                "cruncher": spec.cruncher,
-                "cruncher_index": spec.cruncher_index,
-                "entrypoint": spec.entrypoint,
-                "joined_at": now,
-                "active": True,
-                "status": statuses.get(spec.model_id, "healthy"),
-            }
-            for spec in specs
-        ],
-        schema=schemas.MODELS,
-    )
-    joined = existing.select("model_id", pl.col("joined_at").alias("first_joined"))
-    current = current.join(joined, on="model_id", how="left").with_columns(
-        pl.coalesce("first_joined", "joined_at").alias("joined_at")
-    ).drop("first_joined")
-    gone = existing.join(current.select("model_id"), on="model_id", how="anti").with_columns(
-        pl.lit(False).alias("active"), pl.lit("removed").alias("status")
-    )
-    return pl.concat([current, gone]).sort("model_id")
 
 
 @dg.asset(
@@ -134,9 +60,9 @@ def predictions(
                 missed = schemas.empty(schemas.PREDICTIONS)
                 if live_round is not None:
                     todo, late = split_missed(todo, live_round, intervals)
-                    missed = _missed(late, model_ids, now)
+                    missed = missed_rows(late, model_ids, now)
                 started = time.perf_counter()
-                fresh = pl.concat([missed, _predict(runner, todo, now)])
+                fresh = pl.concat([missed, predict_rows(runner, todo, now)])
                 model_seconds += time.perf_counter() - started
                 started = time.perf_counter()
                 if not fresh.is_empty():

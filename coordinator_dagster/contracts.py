@@ -161,6 +161,12 @@ class CrunchContract(BaseModel):
     ground_truth_grace_seconds: int = Field(
         default=3600, gt=0, description="after this long past its resolvable time an unresolved prediction is closed"
     )
+    late_cutoff_seconds: int | None = Field(
+        default=None,
+        gt=0,
+        description="a live round the node asks more than this after its round time (the engine was behind, the "
+        "node restarted) is recorded LATE, never rewarded; None: one prediction interval",
+    )
     # Density competitions (Synth): assets × horizon × steps × cadence × deadline, each becoming
     # rounds (coordinator_dagster.prediction_profiles); empty for point-prediction competitions.
     prediction_profiles: list[PredictionProfile] = Field(default_factory=list)

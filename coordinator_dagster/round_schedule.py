@@ -34,6 +34,10 @@ CATCH_UP_HOURS = 24
 # due together; launching both at once on a small machine slows the latency-critical one (two
 # processes importing Dagster). Scoring yields to the live round's prediction for this long.
 PREDICT_FIRST_SECONDS = 30
+# While a round engine is alive it predicts live rounds; the sensor requests a run for a round
+# only if the engine has not recorded it this long after the round (a fallback, never a rival:
+# the engine and the asset share the partition lock and skip recorded inputs).
+ENGINE_FALLBACK_SECONDS = 20
 
 
 def _round_floor(now: dt.datetime, interval: int) -> dt.datetime:
@@ -93,8 +97,18 @@ def load_cursor(raw: str | None) -> dict[str, str]:
         return {}
 
 
-def due_predict_rounds(contract: CrunchContract, lake: Lake, step_seconds: int, now: dt.datetime, cursor: dict[str, str]):
-    """(requests by round, new cursor, reasons for waiting)."""
+def recorded_round(lake: Lake, scope_key: str, round_ts: dt.datetime) -> bool:
+    """Whether the lake holds predictions of `scope_key`'s round at `round_ts`."""
+    frame = lake.read("predictions", window_key(round_ts))
+    return not frame.filter((pl.col("round_ts") == round_ts) & (pl.col("scope_key") == scope_key)).is_empty()
+
+
+def due_predict_rounds(
+    contract: CrunchContract, lake: Lake, step_seconds: int, now: dt.datetime, cursor: dict[str, str], engine_live: bool = False
+):
+    """(requests by round, new cursor, reasons for waiting). With `engine_live`, a round the
+    round engine recorded is passed over, and one it has not is requested only after
+    ENGINE_FALLBACK_SECONDS."""
     requests: dict[dt.datetime, list[str]] = {}
     waiting = []
     new_cursor = dict(cursor)
@@ -109,6 +123,14 @@ def due_predict_rounds(contract: CrunchContract, lake: Lake, step_seconds: int, 
         if newest is None or newest < needed:
             waiting.append(f"{scheduled.scope_key}: round {round_stamp(due)} waits for {scheduled.scope.subject} data at {round_stamp(needed)}")
             continue
+        if engine_live:
+            if recorded_round(lake, scheduled.scope_key, due):
+                new_cursor[scheduled.scope_key] = round_stamp(due)
+                waiting.append(f"{scheduled.scope_key}: round {round_stamp(due)} recorded by the round engine")
+                continue
+            if (now - due).total_seconds() < ENGINE_FALLBACK_SECONDS:
+                waiting.append(f"{scheduled.scope_key}: round {round_stamp(due)} is the round engine's")
+                continue
         requests.setdefault(due, []).append(scheduled.scope_key)
         new_cursor[scheduled.scope_key] = round_stamp(due)
     return requests, new_cursor, waiting
@@ -277,12 +299,17 @@ def _skip(kind: str, waiting: list[str]) -> RoundPlan:
     return RoundPlan(skip_reason="; ".join(waiting) or f"no new round to {kind} yet")
 
 
-def plan_predict_runs(contract: CrunchContract, lake: Lake, step_seconds: int, now: dt.datetime, cursor_json: str | None) -> RoundPlan:
-    """The predict runs of the rounds due now, then catch-up runs of earlier hours with gaps."""
+def plan_predict_runs(
+    contract: CrunchContract, lake: Lake, step_seconds: int, now: dt.datetime, cursor_json: str | None, engine_live: bool = False
+) -> RoundPlan:
+    """The predict runs of the rounds due now, then catch-up runs of earlier hours with gaps
+    (with `engine_live`, only for rounds the round engine did not record in time)."""
     cursor = load_cursor(cursor_json)
-    requests, new_cursor, waiting = due_predict_rounds(contract, lake, step_seconds, now, cursor)
+    requests, new_cursor, waiting = due_predict_rounds(contract, lake, step_seconds, now, cursor, engine_live)
     if not requests:
-        return _skip("predict", waiting)
+        plan = _skip("predict", waiting)
+        # The cursor still moves past rounds the engine recorded.
+        return RoundPlan(cursor=json.dumps(new_cursor, sort_keys=True), skip_reason=plan.skip_reason) if new_cursor != cursor else plan
     # Earlier hours' unrecorded rounds become ABSENT ("round missed") in these runs: tagged with
     # the live round, the predictions asset records rounds older than it as missed. Requested
     # after the live round's run, which goes first.

@@ -16,6 +16,9 @@ class PredictionStatus(StrEnum):
     SCORED = "SCORED"  # derived: a PENDING prediction that has a score row (never written)
     FAILED = "FAILED"  # the model raised or answered something invalid (with the reason)
     ABSENT = "ABSENT"  # no answer in time, or the round was missed (with the reason)
+    # A valid answer to a live round the node asked after its cutoff (the contract's
+    # `late_cutoff_seconds`): lateness = predicted_at - round_ts. Never scored into the ranking.
+    LATE = "LATE"
 
 
 class InputStatus(StrEnum):

@@ -9,6 +9,7 @@ import datetime as dt
 
 import dagster as dg
 
+from coordinator_dagster.engine.round_engine import engine_alive
 from coordinator_dagster.round_schedule import RoundPlan, plan_predict_runs, plan_score_runs
 from resources import ClockResource, Contract, FeedSource, LakeResource
 from sensors.jobs import predict_job, score_job
@@ -27,6 +28,8 @@ def _predicting_live(instance: dg.DagsterInstance) -> bool:
 
 def _result(context: dg.SensorEvaluationContext, kind: str, plan: RoundPlan) -> dg.SensorResult | dg.SkipReason:
     if not plan.runs:
+        if plan.cursor is not None:  # rounds passed over (the round engine recorded them)
+            return dg.SensorResult(skip_reason=plan.skip_reason, cursor=plan.cursor)
         return dg.SkipReason(plan.skip_reason)
     if plan.waiting:
         context.log.info("; ".join(plan.waiting))
@@ -48,8 +51,11 @@ def _from_partitions_start(context: dg.SensorEvaluationContext, kind: str, run_r
 
 @dg.sensor(job=predict_job, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
 def predict_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, contract: Contract, feed: FeedSource, clock: ClockResource):
-    """Requests the predict run of each due round once the candle closing at the round has landed."""
-    return _result(context, "predict", plan_predict_runs(contract, lake.get(contract), feed.step_seconds, clock.now(), context.cursor))
+    """Requests the predict run of each due round once the candle closing at the round has landed;
+    while the round engine is alive, only of the rounds it did not record in time (catch-up)."""
+    store = lake.get(contract)
+    plan = plan_predict_runs(contract, store, feed.step_seconds, clock.now(), context.cursor, engine_live=engine_alive(store.home))
+    return _result(context, "predict", plan)
 
 
 @dg.sensor(job=score_job, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)

@@ -333,6 +333,7 @@ def test_openapi_documents_every_route(client: httpx.Client) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert set(paths) == {
         "/healthz",
+        "/timing-metrics",
         "/reports/leaderboard",
         "/v1/reports/predictions",
         "/reports/checkpoints",

@@ -24,6 +24,7 @@ from api.routes import (
     snapshots,
     tournament,
     tournament_charts,
+    timing,
 )
 
 # (router, tier): "public", "read" (needs the key when API_READ_AUTH=true) or "admin"; writes are
@@ -59,5 +60,6 @@ ROUTES = (
     # Rounds, their status and checkpoints are read-tier; the inference, score and status writes are admin.
     (tournament_charts.router, "read"),
     (tournament.router, "read"),
+    (timing.router, "public"),
 )
 ROUTERS = tuple(router for router, _ in ROUTES)

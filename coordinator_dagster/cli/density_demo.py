@@ -28,7 +28,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from assets.predictions import registry
+from coordinator_dagster.models.prediction_rows import registry
 from coordinator_dagster.cli.demo import checkpoint_clock, demo_definitions, period_keys_between, run_steps
 from coordinator_dagster.contracts import CrunchContract
 from coordinator_dagster.feeds.synthetic import generate_records

@@ -33,6 +33,7 @@ def _positive_int(text: str) -> int:
 def _listen(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     logging.getLogger("coordinator.feeds.listen").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    logging.getLogger("coordinator.rounds").setLevel(logging.INFO)
     from coordinator_dagster import known_warnings
 
     known_warnings.accept()
@@ -50,9 +51,18 @@ def _listen(args: argparse.Namespace) -> int:
             max_gap_hours=args.max_gap_hours,
         )
         listener = build_listener(settings, config, idle_timeout=args.idle_timeout, instance=dagster_instance(settings))
+        engine = None
+        if args.round_engine:
+            from coordinator_dagster.cli.rounds import build_engine, start_engine_thread
+
+            # An instance of its own: the listener's reporter thread commits events meanwhile.
+            engine = build_engine(settings, dagster_instance(settings))
     except (ValueError, FeedError) as error:
         print(f"coordinator feeds listen: {error}", file=sys.stderr)
         return 2
+    if engine is not None:
+        listener.writer.on_write = lambda _results: engine.notify()
+        engine_thread, engine_stop = start_engine_thread(engine)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -65,6 +75,10 @@ def _listen(args: argparse.Namespace) -> int:
     except FeedError as error:  # a configuration the source refuses (unknown market, bad key)
         print(f"coordinator feeds listen: {error}", file=sys.stderr)
         return 2
+    finally:
+        if engine is not None:
+            engine_stop.set()
+            engine_thread.join(30)
     return 0
 
 
@@ -88,5 +102,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     listen.add_argument("--idle-timeout", type=_positive_float, default=30.0, help="seconds without a message before a connection counts as dead (default %(default)s)")
     listen.add_argument("--initial-backfill-minutes", type=_non_negative_float, default=60.0, help="with no record of the feed in the lake, fill this far back at start (default %(default)s)")
     listen.add_argument("--max-gap-hours", type=_positive_float, default=24.0, help="longest gap filled through REST after an outage (default %(default)s)")
+    listen.add_argument(
+        "--no-round-engine", dest="round_engine", action="store_false",
+        help="do not predict live rounds in this process (the round engine; `coordinator rounds serve` runs it alone)",
+    )
     listen.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     listen.set_defaults(func=_listen)

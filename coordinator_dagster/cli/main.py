@@ -10,6 +10,7 @@ from pathlib import Path
 
 from coordinator_dagster.cli.feeds import register as register_feeds
 from coordinator_dagster.cli.models import register as register_models
+from coordinator_dagster.cli.rounds import register as register_rounds
 from coordinator_dagster.cli.operations import register as register_operations
 from coordinator_dagster.cli.checkpoints import register as register_checkpoints
 from coordinator_dagster.cli.workspace import register as register_workspace
@@ -300,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Command groups with modules of their own.
     register_models(commands)
     register_feeds(commands)
+    register_rounds(commands)
     register_workspace(commands)
     register_operations(commands)
     register_checkpoints(commands)

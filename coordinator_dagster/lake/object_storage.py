@@ -83,6 +83,8 @@ class ObjectStorage:
         self.prefix = prefix
         self.sync_seconds = sync_seconds
         self.description = f"s3://{bucket}/{prefix}"
+        # Segments and folder swaps live on one disk; here an hour is always one committed object.
+        self.segments = False
         env = dict(os.environ if environ is None else environ)
         env.setdefault("LAKE_URL", self.description)
         self._lock = partition_lock_for(root, env)

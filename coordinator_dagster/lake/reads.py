@@ -14,6 +14,7 @@ import polars as pl
 
 from coordinator_dagster.lake import schemas
 from coordinator_dagster.lake.layout import LakeLayout
+from coordinator_dagster.lake.segments import read_hour, segment_names
 from coordinator_dagster.windows import window_keys_between
 
 
@@ -23,7 +24,7 @@ class LakeReads(LakeLayout):
     def exists(self, name: str, key: str | None = None) -> bool:
         path = self.partition_path(name, key)
         self.storage.sync_files([path])
-        return path.exists()
+        return path.exists() or bool(segment_names(path.parent))
 
     def read_paths(self, name: str, paths: Iterable[Path]) -> pl.DataFrame:
         schema = self.table(name).schema
@@ -47,7 +48,10 @@ class LakeReads(LakeLayout):
         return schemas.conform(frame, schema, name)
 
     def read(self, name: str, key: str | None = None) -> pl.DataFrame:
-        """One partition (or the single table); an empty frame with the schema if absent."""
+        """One partition (or the single table); an empty frame with the schema if absent. An hour
+        partition is read whole or from its segments (`segments.py`), never a mix."""
+        if self.table(name).layout == "window":
+            return read_hour(self.partition_path(name, key), self.table(name).schema, name)
         return self.read_paths(name, [self.partition_path(name, key)])
 
     def read_window(self, name: str, start: dt.datetime, end: dt.datetime, column: str | None = None) -> pl.DataFrame:
@@ -55,8 +59,8 @@ class LakeReads(LakeLayout):
 
         With `column`, rows are also filtered to `start <= column < end`.
         """
-        paths = [self.partition_path(name, key) for key in window_keys_between(start, end)]
-        frame = self.read_paths(name, paths)
+        parts = [self.read(name, key) for key in window_keys_between(start, end)]
+        frame = pl.concat(parts).rechunk() if parts else schemas.empty(self.table(name).schema)
         if column is not None:
             frame = frame.filter((pl.col(column) >= start) & (pl.col(column) < end))
         return frame

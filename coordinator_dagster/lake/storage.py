@@ -26,6 +26,9 @@ class LakeStorage(Protocol):
     """What the lake asks of the place its files are kept. `path`s are under the lake's root."""
 
     description: str
+    # Whether the files under the lake's root are the lake itself, so an hour may grow by
+    # segment files and be compacted by a folder swap (lake/segments.py). Object storage: no.
+    segments: bool
 
     def commit(self, tmp: Path, path: Path) -> None:
         """Make the finished file `tmp` the partition at `path`: readers see the old or the new
@@ -51,6 +54,7 @@ class LocalDisk:
     """The lake on this machine's disk: a commit is a durable rename."""
 
     description = "local disk"
+    segments = True
 
     def __init__(self, root: Path, environ: Mapping[str, str] | None = None):
         self.root = root

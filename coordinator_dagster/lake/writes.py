@@ -18,6 +18,7 @@ import polars as pl
 
 from coordinator_dagster.lake import schemas
 from coordinator_dagster.lake.layout import LakeLayout
+from coordinator_dagster.lake.segments import replace_hour, segment_names
 from coordinator_dagster.windows import WINDOW_KEY_FORMAT
 
 
@@ -50,7 +51,10 @@ class LakeWrites(LakeLayout):
         table = self.table(name)
         frame = schemas.conform(frame, table.schema, name)
         path = self.partition_path(name, key)
-        self._write_atomic(path, frame)
+        if table.layout == "window" and segment_names(path.parent):
+            replace_hour(self.root, path, frame)  # its segments go in the same step
+        else:
+            self._write_atomic(path, frame)
         return path
 
     def write_windows(self, name: str, frame: pl.DataFrame, column: str, keys: Iterable[str]) -> int:
@@ -76,6 +80,10 @@ class LakeWrites(LakeLayout):
             with self.partition_lock(name, key):
                 if self.storage.remove(path):
                     removed.append(key)
+                for segment in segment_names(path.parent):
+                    (path.parent / segment).unlink(missing_ok=True)
+                    if key not in removed:
+                        removed.append(key)
             for folder in (path.parent, path.parent.parent):  # hour=, then date= once empty
                 with contextlib.suppress(OSError):
                     folder.rmdir()

@@ -79,6 +79,8 @@ class LakeWriter:
         self.origin = origin
         self._reporter: EventReporter | None = None
         self._reported = 0
+        # Called with each write's results once its files are in place (the round engine wakes).
+        self.on_write: Callable[[list[WriteResult]], None] | None = None
 
     def write(self, records: Iterable[Record], *, via: str = "stream") -> list[WriteResult]:
         by_hour: dict[str, list[Record]] = {}
@@ -98,6 +100,8 @@ class LakeWriter:
             result = WriteResult(key, new, merged.height, written_at)
             results.append(result)
             self._report(result, merged, via)
+        if results and self.on_write is not None:
+            self.on_write(results)
         return results
 
     def _report(self, result: WriteResult, merged: pl.DataFrame, via: str) -> None:

@@ -1,0 +1,390 @@
+"""`RoundEngine`: live rounds predicted the moment the record closing them lands.
+
+Each pass (`step`) finds, per active scheduled prediction, the rounds due since the newest one
+recorded, and for each round whose closing record is in the lake: builds its inputs with the
+inputs asset's code (`span_inputs`), merges them into the hour's `inputs` partition, asks the
+runner and appends the answers to the hour's `predictions` partition, then reports both as
+materializations through the `Reporter` (the CLI binds it to the Dagster instance).
+
+Exactly once: the predictions are written under the partition lock the `predictions` asset
+takes, and only for inputs the partition does not hold, so a round recorded by anyone (this
+engine before a restart, a catch-up run) is never predicted again. A round asked after its
+cutoff (`late_cutoff_seconds`, default one interval) is still asked, and its valid answers are
+recorded LATE (the late track, never rewarded); rounds further back than BACKLOG are left to the
+predict sensor's catch-up runs, which record them ABSENT as missed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import polars as pl
+
+from coordinator_dagster.contracts import CrunchContract
+from coordinator_dagster.domain_types import ScheduledPrediction
+from coordinator_dagster.engine.outbox import Entry, Outbox
+from coordinator_dagster.engine.timing import append_timing, stage_metadata
+from coordinator_dagster.lake.layout import window_start_of_file
+from coordinator_dagster.lake.segments import SEGMENT_PREFIX, append_segment, clean_staging, compact
+from coordinator_dagster.lake.store import Lake
+from coordinator_dagster.models.prediction_rows import late_track, predict_rows, registry
+from coordinator_dagster.models.round_inputs import span_inputs
+from coordinator_dagster.models.rounds import round_stamp
+from coordinator_dagster.models.runner import RoundRunner
+from coordinator_dagster.windows import window_key, window_start
+
+log = logging.getLogger("coordinator.rounds")
+
+ENGINE_DIR = "engine"
+HEARTBEAT_FILE = "heartbeat"
+# The predict sensor leaves live rounds to an engine whose heartbeat is at most this old.
+ALIVE_SECONDS = 10.0
+# Rounds further back than this after a restart are left to the predict sensor's catch-up runs.
+BACKLOG = dt.timedelta(hours=1)
+RUNNER_RETRY_SECONDS = 1.0
+ROUND_KEY = "engine_round"  # metadata key naming the round a report is for
+# The tables the engine appends to, one segment per round, and the order their compacted hour
+# keeps (the predictions asset's order).
+SEGMENTED = {"inputs": ("round_ts", "scope_key"), "predictions": ("round_ts", "scope_key", "model_id")}
+# An hour is compacted once its last round's data can no longer be late: this long after it ends.
+COMPACT_AFTER = dt.timedelta(minutes=2)
+
+
+class Reporter(Protocol):
+    """Where the engine's materializations go (the Dagster instance, bound by the CLI)."""
+
+    def report(self, table: str, partition: str, description: str, metadata: dict[str, Any]) -> None: ...
+
+    def reported(self, table: str, partition: str, round_stamp: str) -> bool: ...
+
+
+def engine_dir(home: str | os.PathLike[str]) -> Path:
+    return Path(home) / ENGINE_DIR
+
+
+def engine_alive(home: str | os.PathLike[str], now: float | None = None) -> bool:
+    """Whether a round engine on this home beat within ALIVE_SECONDS."""
+    try:
+        beat = (engine_dir(home) / HEARTBEAT_FILE).stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return (time.time() if now is None else now) - beat <= ALIVE_SECONDS
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _us(moment: dt.datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+def _wall_us() -> int:
+    """Stage stamps are wall-clock time (as the feed file's modification time is), whatever the
+    engine's clock says about which rounds are due."""
+    return time.time_ns() // 1000
+
+
+def _floor(now: dt.datetime, interval: int) -> dt.datetime:
+    epoch = int(now.timestamp())
+    return dt.datetime.fromtimestamp(epoch - epoch % interval, tz=dt.timezone.utc)
+
+
+class RoundEngine:
+    def __init__(
+        self,
+        lake: Lake,
+        contract: CrunchContract,
+        step_seconds: int,
+        open_runner: Callable[[], RoundRunner],
+        reporter: Reporter | None = None,
+        clock: Callable[[], dt.datetime] = _utc_now,
+    ):
+        self.lake, self.contract, self.step_seconds = lake, contract, step_seconds
+        self.open_runner, self.reporter, self.clock = open_runner, reporter, clock
+        self.dir = engine_dir(lake.home)
+        self.outbox = Outbox(self.dir)
+        self.done: dict[str, dt.datetime | None] = {}
+        self._unstarted: set[str] = set()  # scopes whose first round, on an empty home, is not recorded yet
+        self._runner: RoundRunner | None = None
+        self._runner_retry_at = 0.0
+        self._feed_seen: dict[str, tuple[tuple[int, int], pl.DataFrame, int]] = {}
+        self._wake = threading.Event()
+        self.rounds_recorded = 0
+        # (table, hour) -> (identity of the hour's files when read, input ids recorded there):
+        # appending a round then reads nothing; anyone else's write changes the identity.
+        self._recorded: dict[tuple[str, str], tuple[tuple | None, set[str]]] = {}
+
+    # ---- start and stop ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Repair what a crash left unreported, and find the newest recorded round per scope."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.repair()
+        clean_staging(self.lake.root)
+        now = self.clock()
+        for table in SEGMENTED:  # hours left open by a stop (or a crash) are compacted now
+            hours = {window_key(window_start_of_file(path)) for path in self.lake.files(table) if path.name.startswith(SEGMENT_PREFIX)}
+            for key in sorted(hours):
+                if window_start(key) + dt.timedelta(hours=1) + COMPACT_AFTER <= now:
+                    self._compact(table, key)
+        for scheduled in self._schedule():
+            self.done[scheduled.scope_key] = self._newest_recorded(scheduled, now)
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
+
+    def repair(self) -> list[str]:
+        """Report the rounds written but maybe not reported before a crash; the rounds repaired."""
+        repaired = []
+        for entry in self.outbox.entries():
+            recorded = self.lake.read("predictions", entry.partition).filter(pl.col("input_id").is_in(entry.input_ids))
+            if not recorded.is_empty():
+                rows = self.lake.read("inputs", entry.partition).filter(pl.col("input_id").is_in(entry.input_ids)).height
+                self._report(entry, {"inputs": rows, "predictions": recorded.height}, repaired=True)
+                repaired.append(entry.round_stamp)
+            self.outbox.drop(entry.round_stamp)
+        if repaired:
+            log.info("reported after a restart: rounds %s", ", ".join(repaired))
+        return repaired
+
+    def _schedule(self) -> list[ScheduledPrediction]:
+        return [p for p in self.contract.scheduled_predictions if p.active]
+
+    def _newest_recorded(self, scheduled: ScheduledPrediction, now: dt.datetime) -> dt.datetime | None:
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        for key in (window_key(hour), window_key(hour - dt.timedelta(hours=1))):
+            frame = self.lake.read("predictions", key).filter(pl.col("scope_key") == scheduled.scope_key)
+            if frame.height:
+                return frame["round_ts"].max()
+        return None
+
+    # ---- the loop ------------------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """A feed write happened: look now rather than at the next poll."""
+        self._wake.set()
+
+    def serve(self, stop: threading.Event, poll_seconds: float = 0.02) -> None:
+        self.start()
+        beat = 0.0
+        try:
+            while not stop.is_set():
+                if time.monotonic() - beat >= 1.0:
+                    self._beat()
+                    beat = time.monotonic()
+                try:
+                    self.step()
+                except Exception:  # noqa: BLE001 - one bad pass must not end live predictions
+                    log.exception("round engine pass failed; retrying")
+                    stop.wait(RUNNER_RETRY_SECONDS)
+                self._wake.wait(poll_seconds)
+                self._wake.clear()
+        finally:
+            self.close()
+
+    def _beat(self) -> None:
+        path = self.dir / HEARTBEAT_FILE
+        path.touch()
+        os.utime(path)
+
+    def step(self) -> list[dt.datetime]:
+        """One pass: record every due round whose closing record has landed; the rounds recorded."""
+        now = self.clock()
+        ready: dict[dt.datetime, list[ScheduledPrediction]] = {}
+        for scheduled in self._schedule():
+            for round_ts in self._due(scheduled, now):
+                if self._landed(scheduled.scope.subject, round_ts) is None:
+                    if scheduled.scope_key in self._unstarted:
+                        continue  # the feed may have begun after this first round: a later one may be ready
+                    break  # later rounds need later data still
+                ready.setdefault(round_ts, []).append(scheduled)
+        recorded = []
+        for round_ts in sorted(ready):
+            if self._record(round_ts, ready[round_ts], now):
+                recorded.append(round_ts)
+        self.compact_closed_hours(now)
+        return recorded
+
+    def _due(self, scheduled: ScheduledPrediction, now: dt.datetime) -> list[dt.datetime]:
+        interval = dt.timedelta(seconds=scheduled.prediction_interval_seconds)
+        due = _floor(now, scheduled.prediction_interval_seconds)
+        last = self.done.get(scheduled.scope_key)
+        if last is None:
+            # A first start: rounds from before the node existed are not missed, but the round
+            # due now is this scope's first, kept even if its closing record lands after `now`
+            # has moved on to the next round (until a later round is recorded: `_unstarted`).
+            last = self.done[scheduled.scope_key] = due - interval
+            self._unstarted.add(scheduled.scope_key)
+        first = max(last + interval, due - BACKLOG)
+        rounds = []
+        while first <= due:
+            rounds.append(first)
+            first += interval
+        return rounds
+
+    def _landed(self, subject: str, round_ts: dt.datetime) -> int | None:
+        """When (µs, the feed file's modification time) the record closing `round_ts` for
+        `subject` landed; None while it has not. The hour file is re-read only when it changed."""
+        closing = round_ts - dt.timedelta(seconds=self.step_seconds)
+        key = window_key(closing)
+        path = self.lake.partition_path("feed_records", key)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        identity = (stat.st_mtime_ns, stat.st_size)
+        cached = self._feed_seen.get(key)
+        if cached is None or cached[0] != identity:
+            frame = self.lake.read("feed_records", key).select("subject", "ts_event")
+            cached = (identity, frame, stat.st_mtime_ns // 1000)
+            self._feed_seen.pop(key, None)
+            self._feed_seen[key] = cached
+            while len(self._feed_seen) > 4:  # the newest hours are the ones rounds close in
+                self._feed_seen.pop(next(iter(self._feed_seen)))
+        frame = cached[1]
+        present = frame.filter((pl.col("subject") == subject) & (pl.col("ts_event") == closing)).height
+        return cached[2] if present else None
+
+    def _runner_or_none(self) -> RoundRunner | None:
+        if self._runner is None and time.monotonic() >= self._runner_retry_at:
+            try:
+                self._runner = self.open_runner()
+            except Exception as error:  # noqa: BLE001 - the runner service may still be starting
+                log.warning("model runner not reachable (%s: %s); retrying", type(error).__name__, error)
+                self._runner_retry_at = time.monotonic() + RUNNER_RETRY_SECONDS
+                return None
+            with self.lake.partition_lock("models"):
+                self.lake.write("models", registry(self._runner.specs, self._runner.statuses, self.lake.read("models"), self.clock()))
+        return self._runner
+
+    # ---- one round -----------------------------------------------------------------------------
+
+    def _record(self, round_ts: dt.datetime, scopes: list[ScheduledPrediction], now: dt.datetime) -> bool:
+        runner = self._runner_or_none()
+        if runner is None:
+            return False
+        # Asked after its cutoff (the engine was behind, or restarted): the late track.
+        late_keys = {s.scope_key for s in scopes if (now - round_ts).total_seconds() > self._cutoff(s)}
+        stamp = round_stamp(round_ts)
+        timing: dict[str, Any] = {"round": stamp, "round_us": _us(round_ts), "seen_us": _wall_us()}
+        timing["landed_us"] = max(self._landed(s.scope.subject, round_ts) or 0 for s in scopes)
+        key = window_key(round_ts)
+        built = span_inputs(self.lake, self.contract, self.step_seconds, round_ts, round_ts + dt.timedelta(microseconds=1), now, scopes)
+        with self.lake.partition_lock("inputs", key):
+            fresh_inputs = built.filter(~pl.col("input_id").is_in(list(self._recorded_ids("inputs", key))))
+            if not fresh_inputs.is_empty():
+                self._append("inputs", key, fresh_inputs)
+        timing["inputs_us"] = _wall_us()
+        entry = Entry(stamp, key, built["input_id"].to_list(), timing)
+        self.outbox.put(entry)
+        with self.lake.partition_lock("predictions", key):
+            todo = built.filter(~pl.col("input_id").is_in(list(self._recorded_ids("predictions", key))))
+            if todo.is_empty():
+                self.outbox.drop(stamp)  # recorded already (before a restart, or by a catch-up run)
+                self._mark_done(round_ts, scopes)
+                return False
+            try:
+                fresh = late_track(predict_rows(runner, todo, now), late_keys)
+            except Exception:
+                # The runner failed the whole round (service gone): nothing was written; the
+                # round is retried on a runner opened afresh.
+                self.close()
+                self.outbox.drop(stamp)
+                raise
+            timing["models_us"] = _wall_us()
+            self._append("predictions", key, fresh.sort(*SEGMENTED["predictions"]))
+        timing["persisted_us"] = _wall_us()
+        self._report(Entry(stamp, key, entry.input_ids, timing), {"inputs": built.height, "predictions": fresh.height}, statuses=fresh)
+        timing["reported_us"] = _wall_us()
+        self.outbox.drop(stamp)
+        timing.update(subjects=len(scopes), predictions=fresh.height)
+        append_timing(self.dir, timing)
+        self._mark_done(round_ts, scopes)
+        self.rounds_recorded += 1
+        return True
+
+    # ---- the lake: one segment per round, compacted when the hour is over -------------------------
+
+    def _identity(self, table: str, key: str) -> tuple | None:
+        """Changes when anyone but this engine's appends rewrites the hour (a whole-hour write
+        swaps the folder or replaces `data.parquet`)."""
+        path = self.lake.partition_path(table, key)
+        try:
+            folder = os.stat(path.parent).st_ino
+        except FileNotFoundError:
+            return None
+        try:
+            stat = os.stat(path)
+            return (folder, stat.st_ino, stat.st_mtime_ns)
+        except FileNotFoundError:
+            return (folder, None)
+
+    def _recorded_ids(self, table: str, key: str) -> set[str]:
+        """Input ids the hour holds (call under the partition lock)."""
+        identity = self._identity(table, key)
+        cached = self._recorded.get((table, key))
+        if cached is None or cached[0] != identity:
+            cached = (identity, set(self.lake.read(table, key)["input_id"].to_list()))
+            self._recorded[(table, key)] = cached
+        return cached[1]
+
+    def _append(self, table: str, key: str, frame: pl.DataFrame) -> None:
+        """Append one round's rows as a segment (call under the partition lock)."""
+        ids = self._recorded_ids(table, key)
+        if self.lake.storage.segments:
+            append_segment(self.lake.partition_path(table, key), frame, self.lake.table(table).schema, table)
+        else:
+            # Object storage has no segments: the hour is rewritten whole, one commit per round
+            # (cost grows with the hour; docs/deployment.md says so).
+            self.lake.write(table, pl.concat([self.lake.read(table, key), frame], how="vertical_relaxed"), key)
+        self._recorded[(table, key)] = (self._identity(table, key), ids | set(frame["input_id"].to_list()))
+
+    def _compact(self, table: str, key: str) -> None:
+        with self.lake.partition_lock(table, key):
+            compact(self.lake.root, self.lake.partition_path(table, key), self.lake.table(table).schema, table, SEGMENTED[table])
+        self._recorded.pop((table, key), None)
+
+    def compact_closed_hours(self, now: dt.datetime) -> list[str]:
+        """Compact the hours this engine appended to that are over (plus COMPACT_AFTER)."""
+        closed = sorted({key for (_, key) in self._recorded if window_start(key) + dt.timedelta(hours=1) + COMPACT_AFTER <= now})
+        for key in closed:
+            for table in SEGMENTED:
+                self._compact(table, key)
+        return closed
+
+    def _cutoff(self, scheduled: ScheduledPrediction) -> float:
+        return float(self.contract.late_cutoff_seconds or scheduled.prediction_interval_seconds)
+
+    def _mark_done(self, round_ts: dt.datetime, scopes: list[ScheduledPrediction]) -> None:
+        for scheduled in scopes:
+            self._unstarted.discard(scheduled.scope_key)
+            last = self.done.get(scheduled.scope_key)
+            if last is None or round_ts > last:
+                self.done[scheduled.scope_key] = round_ts
+
+    def _report(self, entry: Entry, rows: dict[str, int], *, repaired: bool = False, statuses: pl.DataFrame | None = None) -> None:
+        if self.reporter is None:
+            return
+        timings = stage_metadata(entry.timing)
+        for table in ("inputs", "predictions"):
+            if repaired and self.reporter.reported(table, entry.partition, entry.round_stamp):
+                continue
+            metadata: dict[str, Any] = {ROUND_KEY: entry.round_stamp, "new_rows": rows[table], "written_by": "round engine"}
+            if table == "predictions":
+                metadata.update(timings)
+                if statuses is not None:
+                    metadata["new_by_status"] = {str(k): int(v) for k, v in statuses.group_by("status").len().iter_rows()}
+            if repaired:
+                metadata["repaired_after_restart"] = True
+            how = "reported after a restart" if repaired else "live round"
+            self.reporter.report(table, entry.partition, f"round {entry.round_stamp} by the round engine ({how})", metadata)

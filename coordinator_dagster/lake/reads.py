@@ -51,7 +51,9 @@ class LakeReads(LakeLayout):
         """One partition (or the single table); an empty frame with the schema if absent. An hour
         partition is read whole or from its segments (`segments.py`), never a mix."""
         if self.table(name).layout == "window":
-            return read_hour(self.partition_path(name, key), self.table(name).schema, name)
+            path = self.partition_path(name, key)
+            self.storage.sync_files([path])  # object storage: this host's copy brought up first
+            return read_hour(path, self.table(name).schema, name)
         return self.read_paths(name, [self.partition_path(name, key)])
 
     def read_window(self, name: str, start: dt.datetime, end: dt.datetime, column: str | None = None) -> pl.DataFrame:

@@ -61,7 +61,12 @@ def predict_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, cont
 @dg.sensor(job=score_job, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
 def score_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, contract: Contract, feed: FeedSource, clock: ClockResource):
     """Requests scoring of a round's window once its horizon has passed and its truth has landed."""
-    plan = plan_score_runs(
+    return _result(context, "score", score_plan(context, lake, contract, feed, clock))
+
+
+def score_plan(context: dg.SensorEvaluationContext, lake: LakeResource, contract: Contract, feed: FeedSource, clock: ClockResource) -> RoundPlan:
+    """The rounds whose horizon has passed and whose truth has landed (also the trading sensor's plan)."""
+    return plan_score_runs(
         contract,
         lake.get(contract),
         feed.step_seconds,
@@ -70,7 +75,6 @@ def score_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, contra
         feed.check_settings(),
         predicting_live=_predicting_live(context.instance),
     )
-    return _result(context, "score", plan)
 
 
 default_sensors = [predict_sensor, score_sensor]

@@ -8,10 +8,10 @@ import dataclasses
 
 import dagster as dg
 
-from coordinator_dagster.round_schedule import RoundPlan, plan_score_runs
+from coordinator_dagster.round_schedule import RoundPlan
 from resources import ClockResource, Contract, FeedSource, LakeResource
 from sensors.jobs import checkpoint_job, ingest_job, predict_job
-from sensors.rounds import SENSOR_INTERVAL_SECONDS, _predicting_live, _result, predict_sensor
+from sensors.rounds import SENSOR_INTERVAL_SECONDS, _result, predict_sensor, score_plan
 
 # The score plan's run-key kinds, as the trading sensor names them.
 TRADING_RUN_KINDS = {"score": "trade", "close": "trade-close"}
@@ -26,16 +26,7 @@ trading_job = dg.define_asset_job(
 @dg.sensor(job=trading_job, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
 def trading_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, contract: Contract, feed: FeedSource, clock: ClockResource):
     """Requests the replay of a window once its rounds are resolvable and their feed has landed."""
-    plan = plan_score_runs(
-        contract,
-        lake.get(contract),
-        feed.step_seconds,
-        clock.now(),
-        context.cursor,
-        feed.check_settings(),
-        predicting_live=_predicting_live(context.instance),
-    )
-    return _result(context, "trading", trading_plan(plan))
+    return _result(context, "trading", trading_plan(score_plan(context, lake, contract, feed, clock)))
 
 
 def trading_plan(plan: RoundPlan) -> RoundPlan:

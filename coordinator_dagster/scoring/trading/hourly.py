@@ -20,7 +20,7 @@ import polars as pl
 from coordinator_dagster.feeds.granularity import granularity_seconds
 from coordinator_dagster.lake import schemas
 from coordinator_dagster.scoring.trading.config import TradingConfig
-from coordinator_dagster.scoring.trading.replay import TradingReplay, amount, replay
+from coordinator_dagster.scoring.trading.replay import TradingReplay, amount, book_figures, replay
 from coordinator_dagster.scoring.trading.running import Running
 from coordinator_dagster.scoring.trading.state import BOOKS, POSITIONS, PRICES, TradingState, from_frames, to_frames
 
@@ -100,16 +100,9 @@ def replay_hour(predictions: pl.DataFrame, feed: pl.DataFrame, config: TradingCo
 
 def figures(state: HourState, model_id: str) -> dict[str, Decimal | int | float | None]:
     """A model's standing at the state's time: its book's totals and running figures."""
-    totals = state.replay.books[model_id].totals()
     running = state.running.get(model_id, Running())
     return {
-        "net_pnl": amount(totals.net_pnl),
-        "unrealized_pnl": amount(totals.unrealized_pnl),
-        "realized_pnl": amount(totals.realized_pnl),
-        "total_fees": amount(totals.total_fees),
-        "total_carry_costs": amount(totals.total_carry_costs),
-        "open_position_count": totals.open_position_count,
-        "exposure": amount(totals.exposure),
+        **book_figures(state.replay.books[model_id]),
         "max_drawdown": amount(running.max_drawdown),
         "trade_count": running.closes,
         "hit_rate": running.hit_rate,

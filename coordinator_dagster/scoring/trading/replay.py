@@ -181,10 +181,13 @@ def _order(book: Book, config: TradingConfig, prediction_id: str, model_id: str,
 
 def _pnl_row(model_id: str, book: Book, at: dt.datetime) -> dict:
     book.accrue(at)
+    return {"model_id": model_id, "at": at, **book_figures(book)}
+
+
+def book_figures(book: Book) -> dict:
+    """A book's totals as the PnL rows and snapshots carry them (exact amounts)."""
     totals = book.totals()
     return {
-        "model_id": model_id,
-        "at": at,
         "net_pnl": amount(totals.net_pnl),
         "unrealized_pnl": amount(totals.unrealized_pnl),
         "realized_pnl": amount(totals.realized_pnl),

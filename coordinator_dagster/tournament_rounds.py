@@ -32,6 +32,7 @@ from coordinator_dagster.scoring.ranking import rank
 from coordinator_dagster.statuses import CheckpointStatus, PredictionStatus
 from coordinator_dagster.tournament_lake import ROUND_CHECKPOINTS, ROUND_SNAPSHOTS, RoundLake
 from coordinator_dagster.tournament_models import TournamentRunner, answers
+from coordinator_dagster.tournament_publish import append_node_event, node_checkpoint_events, publish_checkpoint, publish_leaderboard
 
 UTC = dt.timezone.utc
 
@@ -111,9 +112,15 @@ def run_inference(lake: RoundLake, round_id: str, runner: TournamentRunner, vali
     return predictions
 
 
+def _events(lake: RoundLake, round_id: str) -> pl.DataFrame:
+    # The round lake's own events and the node's (`tournament_publish`: changes made through the
+    # shared checkpoint routes count too).
+    return pl.concat([lake.read_checkpoint_events(round_id), node_checkpoint_events(lake, round_id)], how="vertical")
+
+
 def checkpoint_status(lake: RoundLake, round_id: str) -> CheckpointStatus | None:
     """The round's checkpoint's current status: its newest event, PENDING as built, None if none."""
-    events = lake.read_checkpoint_events(round_id)
+    events = _events(lake, round_id)
     if not events.is_empty():
         return CheckpointStatus(events.sort("event_at")["status"][-1])
     return CheckpointStatus.PENDING if lake.has_round("checkpoints", round_id) else None
@@ -188,6 +195,7 @@ def leaderboard(lake: RoundLake, contract: CrunchContract) -> pl.DataFrame:
     if snaps.is_empty():
         board = pl.DataFrame(schema={"rank": pl.Int64, "model_id": pl.String, "rounds": pl.Int64, "prediction_count": pl.Int64})
         lake.write_leaderboard(board)
+        publish_leaderboard(lake, contract, board, None)
         return board
     newest = snaps["period_end"].max()
     windows = [
@@ -203,6 +211,7 @@ def leaderboard(lake: RoundLake, contract: CrunchContract) -> pl.DataFrame:
     key = aggregation.ranking_key if aggregation.ranking_key in board.columns else aggregation.value_field
     board = rank(board, key, aggregation.ranking_direction, "prediction_count")
     lake.write_leaderboard(board)
+    publish_leaderboard(lake, contract, board, newest)
     return board
 
 
@@ -245,6 +254,7 @@ def checkpoint(lake: RoundLake, round_id: str, contract: CrunchContract, specs: 
             schema=ROUND_CHECKPOINTS,
         )
         lake.write_round("checkpoints", round_id, frame)
+        publish_checkpoint(lake, frame, snaps)
     return frame
 
 
@@ -257,9 +267,11 @@ def change_checkpoint_status(lake: RoundLake, round_id: str, wanted: str, tx_has
         change: Change | None = status_change(round_id, current, wanted, tx_hash)
         if change is None:
             return current
-        events = lake.read_checkpoint_events(round_id)
+        events = _events(lake, round_id)
         last = events["event_at"].max() if not events.is_empty() else None
-        lake.append_checkpoint_event(event_row(round_id, change, caller, event_time(now, last)))
+        event = event_row(round_id, change, caller, event_time(now, last))
+        lake.append_checkpoint_event(event)
+        append_node_event(lake, event)  # the shared checkpoint routes derive the status from these
         return change.status
 
 

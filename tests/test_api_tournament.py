@@ -87,3 +87,36 @@ def test_the_dashboard_gets_tournament_widgets_over_these_routes(base_url):
         for widget in widgets:
             x = widget["nativeConfiguration"]["xAxis"]["name"]
             assert all(x in row for row in rows[widget["endpointUrl"]]), widget["displayName"]
+
+
+def test_the_shared_leaderboard_and_checkpoint_routes_serve_the_tournament(base_url):
+    admin = {"X-API-Key": KEY}
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        assert http.get("/reports/leaderboard").json() == [] and http.get("/reports/checkpoints").json() == []
+        assert http.post("/tournament/rounds/r1/inference", json={"features": HOUSES}, headers=admin).status_code == 200
+        assert http.post("/tournament/rounds/r1/score", json={"ground_truth": PRICES}, headers=admin).status_code == 200
+
+        median = pytest.approx((0.25 + 5 / 6 + 0.875 + 0.7) / 4)
+        board = http.get("/reports/leaderboard").json()
+        assert [(r["rank"], r["model_id"], r["ranking_value"], r["score_recent"]) for r in board] == [
+            (1, "exact", 1.0, 1.0), (1, "flaky", 1.0, 1.0), (2, "median", median, median)
+        ]
+        assert all(r["ranking_key"] == "score_recent" and r["prediction_count"] == 4 for r in board)
+
+        [listed] = http.get("/reports/checkpoints").json()
+        assert (listed["checkpoint_id"], listed["id"], listed["status"], listed["model_count"]) == ("r1", "r1", "PENDING", 3)
+        assert [e["model_id"] for e in listed["meta"]["ranking"]] == ["exact", "flaky", "median"]
+        assert len(listed["entries"][0]["cruncher_rewards"]) == 3
+        assert http.get("/reports/checkpoints/latest").json()["checkpoint_id"] == "r1"
+
+        # The round's status changes show on the shared routes, and a change made there locks the round.
+        moved = http.patch("/tournament/rounds/r1/checkpoint/status", json={"status": "SUBMITTED", "tx_hash": "tx1"}, headers=admin)
+        assert moved.status_code == 200
+        [listed] = http.get("/reports/checkpoints").json()
+        assert (listed["status"], listed["tx_hash"]) == ("SUBMITTED", "tx1") and listed["submitted_at"] is not None
+        assert http.get("/reports/checkpoints/r1").json()["status"] == "SUBMITTED"
+        shared = http.patch("/reports/checkpoints/r1/status", json={"status": "CLAIMABLE"}, headers=admin)
+        assert shared.status_code == 200, shared.text
+        assert http.get("/tournament/rounds/r1/status").json()["checkpoint_status"] == "CLAIMABLE"
+        wrong = [dict(p, price=1.0) for p in PRICES]
+        assert http.post("/tournament/rounds/r1/score", json={"ground_truth": wrong}, headers=admin).status_code == 409

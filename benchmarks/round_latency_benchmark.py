@@ -174,19 +174,28 @@ class LakeWatch:
                         self.preexisting.add(round_ts)
                     else:
                         self.landed[round_ts] = seen_at
-            preds = self._file("predictions", key)
-            seen_at = self._changed(preds)
-            if seen_at is not None:
-                frame = pl.read_parquet(preds, columns=["round_ts", "status", "failed_reason", "latency_ms"])
-                for (round_ts,), rows in frame.group_by(["round_ts"]):
-                    if round_ts in self.persisted or rows.height < self.expected_rows:
-                        continue
-                    self.persisted[round_ts] = seen_at
-                    if rows["failed_reason"].cast(pl.String).str.starts_with("round missed").fill_null(False).any():
-                        self.missed.add(round_ts)
-                    self.latency_ms[round_ts] = [v for v in rows["latency_ms"].to_list() if v is not None]
-                    for status, count in rows.group_by("status").len().iter_rows():
-                        self.statuses[status] = self.statuses.get(status, 0) + count
+            # The hour is `data.parquet` (a run's write, or compacted) or the engine's segment
+            # files, one per round (lake/segments.py); a round counts once all its rows are in.
+            for preds in sorted(self._file("predictions", key).parent.glob("*.parquet")):
+                seen_at = self._changed(preds)
+                if seen_at is None:
+                    continue
+                try:
+                    frame = pl.read_parquet(preds, columns=["round_ts", "status", "failed_reason", "latency_ms"])
+                except (OSError, pl.exceptions.PolarsError):
+                    continue  # compacted away between the listing and the read
+                self._note_predictions(frame, seen_at)
+
+    def _note_predictions(self, frame: pl.DataFrame, seen_at: float) -> None:
+        for (round_ts,), rows in frame.group_by(["round_ts"]):
+            if round_ts in self.persisted or rows.height < self.expected_rows:
+                continue
+            self.persisted[round_ts] = seen_at
+            if rows["failed_reason"].cast(pl.String).str.starts_with("round missed").fill_null(False).any():
+                self.missed.add(round_ts)
+            self.latency_ms[round_ts] = [v for v in rows["latency_ms"].to_list() if v is not None]
+            for status, count in rows.group_by("status").len().iter_rows():
+                self.statuses[status] = self.statuses.get(status, 0) + count
 
 
 def run_breakdown(dagster_home: Path, rounds: list[dt.datetime]) -> dict[dt.datetime, dict[str, float]]:

@@ -26,6 +26,7 @@ from coordinator_dagster.lake import batches
 from coordinator_dagster.lake.layout import scan_window_files, window_start_of_file
 from coordinator_dagster.scoring import ranking
 from coordinator_dagster.scoring.ensembles import build_ensembles
+from coordinator_dagster.scoring.late_track import late_predictions, score_late
 from coordinator_dagster.scoring.merkle import build_checkpoint_tree, chain_cycles, hash_cycles
 from coordinator_dagster.scoring.scores import default_resolve_ground_truth, score_predictions
 from coordinator_dagster.scoring.snapshots import build_snapshots
@@ -69,6 +70,7 @@ def score_window(
     inputs = batches.read_window_files(lake, "inputs", start, end, columns)
     truth_feed = batches.read_window_files(lake, "feed_records", start - reach, end + reach)
     out = score_predictions(contract, preds, inputs, truth_feed, now)
+    _score_late_hours(lake, contract, preds, inputs, truth_feed, now)
     ensemble = None
     if contract.ensembles:
         # Ensemble weights come from the scores before each hour: earlier hours from the lake,
@@ -80,6 +82,18 @@ def score_window(
         out = pl.concat([out, score_predictions(contract, ensemble, inputs, truth_feed, now)])
     batches.write_window_frames(lake, "scores", out, "round_ts", keys)
     return ScoredWindow(keys, preds, out, ensemble)
+
+
+def _score_late_hours(
+    lake: "Lake", contract: "CrunchContract", preds: pl.DataFrame, inputs: pl.DataFrame, feed: pl.DataFrame, now: dt.datetime
+) -> None:
+    """Rewrite `late_scores` for the hours that hold LATE predictions only; most hours have none
+    and get no file (predictions are facts, so an hour gains LATE rows only while still live)."""
+    late = late_predictions(preds)
+    if late.is_empty():
+        return
+    hours = late["round_ts"].dt.truncate("1h").unique().sort()
+    batches.write_window_frames(lake, "late_scores", score_late(contract, late, inputs, feed, now), "round_ts", [window_key(h) for h in hours])
 
 
 def snapshot_window(

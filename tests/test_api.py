@@ -335,6 +335,7 @@ def test_openapi_documents_every_route(client: httpx.Client) -> None:
         "/healthz",
         "/timing-metrics",
         "/reports/leaderboard",
+        "/reports/leaderboard/late",
         "/v1/reports/predictions",
         "/reports/checkpoints",
         "/reports/checkpoints/{checkpoint_id}/emission",

@@ -54,6 +54,8 @@ def lake_tables(window_names: Iterable[str]) -> dict[str, Table]:
         Table("predictions", "window", schemas.PREDICTIONS),
         Table("ensemble_predictions", "window", schemas.PREDICTIONS, versioned=True),
         Table("scores", "window", schemas.SCORES, versioned=True),
+        # Scores of LATE predictions (coordinator_dagster.scoring.late_track): never ranked or paid.
+        Table("late_scores", "window", schemas.SCORES, versioned=True),
         Table("snapshots", "window", schemas.SNAPSHOTS, versioned=True),
         Table("leaderboard", "single", schemas.leaderboard_schema(window_names)),
         # The leaderboard as of each hour (the newest build of that hour), for per-model history.

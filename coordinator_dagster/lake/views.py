@@ -85,7 +85,7 @@ class LakeViews(LakeWrites):
                     else self._source_sql(name)
                 )
                 statements.append(f"CREATE OR REPLACE VIEW {name}_all_versions AS {source}")
-        passthrough = ["feed_records", "snapshots", "leaderboard", "leaderboard_history", "models", "scores", "checkpoint_events", "ensemble_predictions", "density_round_scores",
+        passthrough = ["feed_records", "snapshots", "leaderboard", "leaderboard_history", "models", "scores", "checkpoint_events", "ensemble_predictions", "density_round_scores", "late_scores",
                        "checkpoint_reviews", "checkpoint_approvals", "checkpoint_exports", "trading_pnl", "trading_fills"]
         statements += [f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM raw_{name}" for name in passthrough]
         statements.append(

@@ -152,7 +152,9 @@ def build_snapshots(
     All hours are computed at once (a backfill range is one pass, not one pass per hour).
     """
     ensemble_predictions = ensemble_predictions if ensemble_predictions is not None else schemas.empty(schemas.PREDICTIONS)
-    predictions = pl.concat([predictions, ensemble_predictions])
+    # LATE answers belong to the late track (coordinator_dagster.scoring.late_track): they are
+    # neither counted nor failed here, so the main track is what it would be without them.
+    predictions = pl.concat([predictions, ensemble_predictions]).filter(pl.col("status") != PredictionStatus.LATE.value)
     hour = pl.col("round_ts").dt.truncate("1h").alias("period_start")
     in_window = (pl.col("round_ts") >= period_start) & (pl.col("round_ts") < period_end)
     predictions = predictions.filter(in_window).with_columns(hour)

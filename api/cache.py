@@ -55,7 +55,7 @@ CACHED: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
     (re.compile(r"^/reports/emissions/latest$"), _CHECKPOINTS),
     (re.compile(r"^/emission/cli-format$"), _CHECKPOINTS),
     # The paginated form only: the dashboard's array can be megabytes.
-    (re.compile(r"^/v1/reports/predictions$"), ("predictions", "scores")),
+    (re.compile(r"^/v1/reports/predictions$"), ("predictions", "scores", "trading_fills")),
 ]
 # Audit bundles are files beside the lake's tables (written after the checkpoint they bundle):
 # no table identity says when one appears, so they are always served afresh.

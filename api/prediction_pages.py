@@ -8,8 +8,8 @@ filters. A partition replaced by a run changes its identity, so only that hour i
 an unfiltered count of an untouched lake costs one `stat` per file.
 
 The SQL applies the lake's `predictions` view rules (`coordinator_dagster.lake.views`: status
-SCORED derived from a score row, `failed_reason` from either side) to explicit file lists instead
-of the view's globs.
+SCORED derived from a score row or a trading fill, `failed_reason` from either side) to explicit
+file lists instead of the view's globs.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from coordinator_dagster.lake.layout import scan_window_folders
 from coordinator_dagster.lake.reader import fetch_with_retry
 from coordinator_dagster.lake.segments import SEGMENT_PREFIX, segment_names
 from coordinator_dagster.lake.store import Lake
-from coordinator_dagster.lake.views import PREDICTION_FAILED_REASON, PREDICTION_STATUS, SCORE_JOIN
+from coordinator_dagster.lake.views import PREDICTION_FAILED_REASON, PREDICTION_STATUS, SCORE_JOIN, fills_join
 from coordinator_dagster.statuses import PredictionStatus
 
 ORDER = "p.round_ts DESC, p.scope_key, p.model_id, p.prediction_id"
@@ -69,7 +69,7 @@ class Filters:
 
     @property
     def needs_scores_to_count(self) -> bool:
-        # Only PENDING and SCORED depend on the score rows; FAILED and ABSENT are as written.
+        # Only PENDING and SCORED depend on the score and fill rows; FAILED and ABSENT are as written.
         return self.status in (PredictionStatus.PENDING, PredictionStatus.SCORED)
 
 
@@ -79,6 +79,7 @@ class Hour:
     start: dt.datetime
     predictions: str
     scores: str | None
+    fills: str | None
     identity: tuple
 
 
@@ -103,8 +104,9 @@ class PredictionPager:
     # ---- partitions ---------------------------------------------------------------------------
     def _hours(self, period: TimeRange) -> list[Hour]:
         """The predictions hour partitions overlapping `period`, newest first, with the matching
-        scores partition (the same hive folders under the scores table)."""
+        scores and trading fills partitions (the same hive folders under those tables)."""
         scores_base = str(self.lake.table_dir("scores"))
+        fills_base = str(self.lake.table_dir("trading_fills"))
         hours = []
         for folder in scan_window_folders(self.lake.table_dir("predictions"), period.start, period.end):
             source, mine = folder.path, _identity(folder.path)
@@ -117,7 +119,9 @@ class PredictionPager:
                 mine = tuple(names)
             scores_path = os.path.join(scores_base, folder.relative)
             theirs = _identity(scores_path)
-            hours.append(Hour(folder.key, folder.start, source, scores_path if theirs else None, (mine, theirs)))
+            fills_path = os.path.join(fills_base, folder.relative)
+            filled = _identity(fills_path)
+            hours.append(Hour(folder.key, folder.start, source, scores_path if theirs else None, fills_path if filled else None, (mine, theirs, filled)))
         hours.reverse()
         return hours
 
@@ -134,7 +138,8 @@ class PredictionPager:
                 " LEFT JOIN (SELECT CAST(NULL AS VARCHAR) AS prediction_id, CAST(NULL AS TIMESTAMPTZ) AS round_ts, "
                 "CAST(NULL AS DOUBLE) AS value, CAST(NULL AS VARCHAR) AS failed_reason WHERE false) s ON false"
             )
-        return source
+        fills = [h.fills for h in hours if h.fills]
+        return source + fills_join(f"read_parquet({_literal_list(fills)}, hive_partitioning=false)" if with_scores and fills else None)
 
     # ---- counts -------------------------------------------------------------------------------
     def _count(self, con: duckdb.DuckDBPyConnection, hours: list[Hour], filters: Filters) -> dict[str, int]:

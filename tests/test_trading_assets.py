@@ -207,6 +207,35 @@ def test_the_api_serves_trading_fields_and_pnl_widgets(built, monkeypatch):
         assert points and series <= set(points[-1])
 
 
+@pytest.mark.process
+def test_the_apis_predictions_pages_and_chart_agree_with_the_view_on_replayed_orders(built, tmp_path, monkeypatch):
+    from api.app import create_app
+    from api.settings import ApiSettings
+    from tests.api_fixtures import serve
+
+    home = tmp_path / "home"
+    shutil.copytree(built[0], home)
+    lake = Lake.for_contract(home, CONTRACT)
+    # One order past the replay: no fill yet, so it stays PENDING everywhere.
+    hour = T0 + HOURS * HOUR
+    lake.write("predictions", lake.read_all("predictions").head(1).with_columns(
+        pl.lit("late").alias("prediction_id"), pl.lit(hour).alias("round_ts").cast(pl.Datetime("us", "UTC"))), hour.strftime(WINDOW_KEY_FORMAT))
+    expected = dict(lake.query("SELECT prediction_id, status FROM predictions").iter_rows())
+    assert expected.pop("late") == "PENDING" and set(expected.values()) == {"SCORED"} and len(expected) == HOURS * 4 * 3
+    expected["late"] = "PENDING"
+    monkeypatch.setenv("CRUNCH_CONFIG_MODULE", "tests.test_trading_assets:build_trading_contract")
+    period = {"start": T0.isoformat(), "end": (T0 + dt.timedelta(days=1)).isoformat()}
+    with serve(create_app(ApiSettings(home=home))) as base_url, httpx.Client(base_url=base_url, timeout=30) as http:
+        page = http.get("/v1/reports/predictions", params={**period, "limit": 100}).json()
+        assert page["total"] == len(expected)
+        assert {r["prediction_id"]: r["status"] for r in page["items"]} == expected
+        scored = http.get("/v1/reports/predictions", params={**period, "status": "SCORED"}).json()
+        pending = http.get("/v1/reports/predictions", params={**period, "status": "PENDING"}).json()
+        assert (scored["total"], pending["total"]) == (len(expected) - 1, 1)
+        chart = http.get("/reports/predictions", params=period).json()
+        assert {r["prediction_id"]: r["status"] for r in chart} == expected
+
+
 def test_the_trading_sensor_requests_a_windows_replay_once_its_rounds_resolve(home):
     from assets import default_assets
     from sensors.trading import trading_sensor

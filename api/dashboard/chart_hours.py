@@ -5,8 +5,8 @@ DuckDB for them on every request costs milliseconds per file, most of it fixed (
 its footer, scheduling the scan) however few rows the page keeps; rendering a thousand rows as
 JSON costs as much again. So each hour is read once (all models, every chart column, in the
 chart's order, also grouped by model) and kept with the identity (inode, size, mtime, ctime) of
-its two files, and each row is rendered the first time a page shows it; a request `stat`s the
-hours it needs and picks its models' rows from the hours it finds current. An hour whose
+its files (predictions, scores and, on a trading node, fills), and each row is rendered the
+first time a page shows it; a request `stat`s the hours it needs and picks its models' rows from the hours it finds current. An hour whose
 predictions or scores file was replaced (a new inode through the atomic rename) is read again,
 so an answer is never older than the files. The identities are taken before the read: a file
 replaced during it leaves an old identity stored, and the next request reads the hour again.
@@ -91,18 +91,18 @@ class DecodedHour:
 
 
 class ChartHours:
-    """Decoded hours keyed by (predictions file, scores file). Thread-safe: the chart route runs
+    """Decoded hours keyed by (predictions file, scores file, fills file). Thread-safe: the chart route runs
     in the thread pool; two requests missing the same hour at once may both read it."""
 
     def __init__(self, max_hours: int = MAX_HOURS):
         self.max_hours = max_hours
         self._lock = threading.Lock()
-        self._hours: OrderedDict[tuple[str, str | None], tuple[tuple, DecodedHour]] = OrderedDict()
+        self._hours: OrderedDict[tuple[str, str | None, str | None], tuple[tuple, DecodedHour]] = OrderedDict()
 
-    def hour(self, predictions: str, scores: str | None, read: Callable[[], list[tuple]]) -> DecodedHour:
+    def hour(self, predictions: str, scores: str | None, read: Callable[[], list[tuple]], fills: str | None = None) -> DecodedHour:
         """The hour's decoded rows, read with `read` when not held or out of date."""
-        key = (predictions, scores)
-        identity = (stat_identity(predictions), stat_identity(scores) if scores else None)
+        key = (predictions, scores, fills)
+        identity = (stat_identity(predictions), stat_identity(scores) if scores else None, stat_identity(fills) if fills else None)
         with self._lock:
             held = self._hours.get(key)
             if held is not None and held[0] == identity:

@@ -25,7 +25,7 @@ from api.dashboard.chart_hours import ChartHours, DecodedHour
 from coordinator_dagster.lake.layout import WindowFolder, scan_window_folders
 from coordinator_dagster.lake.reader import fetch_with_retry
 from coordinator_dagster.lake.store import Lake
-from coordinator_dagster.lake.views import PREDICTION_FAILED_REASON, PREDICTION_STATUS, SCORE_JOIN
+from coordinator_dagster.lake.views import PREDICTION_FAILED_REASON, PREDICTION_STATUS, SCORE_JOIN, fills_join
 
 # Times come out of DuckDB already in the chart's form (api.dashboard.shapes.chart_time): UTC
 # without an offset, to the second; formatting ten thousand datetimes in Python costs more.
@@ -44,6 +44,7 @@ HOURS = ChartHours()
 class Hour:
     predictions: str
     scores: str | None
+    fills: str | None = None
 
 
 def _files(paths: Sequence[str]) -> str:
@@ -57,13 +58,16 @@ def hours(lake: Lake, period: TimeRange) -> list[WindowFolder]:
 
 
 def existing(lake: Lake, folders: Sequence[WindowFolder]) -> list[Hour]:
-    """Of these hour folders, those that still hold a predictions file, each with its scores file."""
+    """Of these hour folders, those that still hold a predictions file, each with its scores
+    and trading fills files."""
     scores_base = str(lake.table_dir("scores"))
+    fills_base = str(lake.table_dir("trading_fills"))
     found = []
     for folder in folders:
         if os.path.exists(folder.path):
             scores = os.path.join(scores_base, folder.relative)
-            found.append(Hour(folder.path, scores if os.path.exists(scores) else None))
+            fills = os.path.join(fills_base, folder.relative)
+            found.append(Hour(folder.path, scores if os.path.exists(scores) else None, fills if os.path.exists(fills) else None))
     return found
 
 
@@ -92,7 +96,9 @@ def _source(chunk: list[Hour], ids: list[str] | None, period: TimeRange) -> tupl
             "(SELECT CAST(NULL AS VARCHAR) AS prediction_id, CAST(NULL AS TIMESTAMPTZ) AS round_ts, CAST(NULL AS DOUBLE) AS value, "
             "CAST(NULL AS BOOLEAN) AS success, CAST(NULL AS VARCHAR) AS failed_reason WHERE false) s"
         ), []
-    return f"read_parquet({_files([h.predictions for h in chunk])}, hive_partitioning=false) p LEFT JOIN {joined} ON {SCORE_JOIN}", params_s
+    fills = [h.fills for h in chunk if h.fills]
+    fills_source = f"read_parquet({_files(fills)}, hive_partitioning=false)" if fills else None
+    return f"read_parquet({_files([h.predictions for h in chunk])}, hive_partitioning=false) p LEFT JOIN {joined} ON {SCORE_JOIN}{fills_join(fills_source)}", params_s
 
 
 def hour_rows(con: duckdb.DuckDBPyConnection, hour: Hour) -> list[tuple]:
@@ -114,7 +120,7 @@ def _pages(
         if not found_hour:
             continue
         hour = found_hour[0]
-        decoded = held.hour(hour.predictions, hour.scores, lambda hour=hour: hour_rows(con, hour))
+        decoded = held.hour(hour.predictions, hour.scores, lambda hour=hour: hour_rows(con, hour), hour.fills)
         numbers = decoded.numbers(ids, period.start, period.end)
         if len(numbers) <= skip:  # whole hours before the offset are counted, not kept
             skip -= len(numbers)

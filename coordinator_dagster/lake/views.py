@@ -22,21 +22,27 @@ from coordinator_dagster.statuses import CheckpointStatus, InputStatus, Predicti
 log = logging.getLogger(__name__)
 
 # The rules that derive a prediction's status and reason, over predictions `p` left-joined with
-# their scores `s` on SCORE_JOIN: the `predictions` view and the API's predictions pages share them.
+# their scores `s` on SCORE_JOIN and their trading fills `f` on FILL_JOIN: the `predictions` view
+# and the API's predictions pages and chart share them.
 SCORE_JOIN = "s.prediction_id = p.prediction_id AND s.round_ts = p.round_ts"
-PREDICTION_STATUS = (
-    f"CASE WHEN p.status = '{PredictionStatus.PENDING}' AND s.prediction_id IS NOT NULL "
-    f"THEN '{PredictionStatus.SCORED}' ELSE p.status END"
-)
-PREDICTION_FAILED_REASON = "COALESCE(p.failed_reason, s.failed_reason)"
 # A trading competition has no scores: its replay processes each order into one fill row `f`
 # (traded, cut by a limit, or refused with a reason), and that processed prediction is SCORED,
 # as the reference marks a trading prediction once its horizon has passed.
 FILL_JOIN = 'f.prediction_id = p.prediction_id AND f."at" = p.round_ts'
-VIEW_PREDICTION_STATUS = (
+PREDICTION_STATUS = (
     f"CASE WHEN p.status = '{PredictionStatus.PENDING}' AND (s.prediction_id IS NOT NULL OR f.prediction_id IS NOT NULL) "
     f"THEN '{PredictionStatus.SCORED}' ELSE p.status END"
 )
+PREDICTION_FAILED_REASON = "COALESCE(p.failed_reason, s.failed_reason)"
+NO_FILLS = 'SELECT CAST(NULL AS VARCHAR) AS prediction_id, CAST(NULL AS TIMESTAMPTZ) AS "at" WHERE false'
+
+
+def fills_join(source: str | None) -> str:
+    """The LEFT JOIN of the fills `f` that PREDICTION_STATUS reads, from `source` (a relation
+    holding `trading_fills` rows: a view name or a `read_parquet(...)`); none when None."""
+    fills = f'SELECT DISTINCT prediction_id, "at" FROM {source}' if source is not None else NO_FILLS
+    return f" LEFT JOIN ({fills}) f ON {FILL_JOIN}"
+
 
 _DUCKDB_TYPES = {
     pl.String: "VARCHAR",
@@ -90,10 +96,9 @@ class LakeViews(LakeWrites):
         statements += [f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM raw_{name}" for name in passthrough]
         statements.append(
             f"""CREATE OR REPLACE VIEW predictions AS
-            SELECT p.* REPLACE ({VIEW_PREDICTION_STATUS} AS status, {PREDICTION_FAILED_REASON} AS failed_reason),
+            SELECT p.* REPLACE ({PREDICTION_STATUS} AS status, {PREDICTION_FAILED_REASON} AS failed_reason),
                 s.value AS score_value, s.success AS score_success
-            FROM raw_predictions p LEFT JOIN raw_scores s ON {SCORE_JOIN}
-                LEFT JOIN (SELECT DISTINCT prediction_id, "at" FROM raw_trading_fills) f ON {FILL_JOIN}"""
+            FROM raw_predictions p LEFT JOIN raw_scores s ON {SCORE_JOIN}{fills_join("raw_trading_fills")}"""
         )
         statements.append(
             f"""CREATE OR REPLACE VIEW inputs AS

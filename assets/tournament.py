@@ -15,10 +15,10 @@ from coordinator_dagster import tournament_rounds as rounds
 from coordinator_dagster.partitions import TOURNAMENT_ROUNDS
 from coordinator_dagster.scoring.tournament import RoundError
 from coordinator_dagster.tournament_lake import RoundLake
+from coordinator_dagster.tournament_reports import PREFIX
 from resources import ClockResource, Contract, LakeResource
 from resources.tournament import TournamentModels
 
-PREFIX = "tournament"
 GROUP = "tournament"
 _COMMON = {"partitions_def": TOURNAMENT_ROUNDS, "key_prefix": [PREFIX], "group_name": GROUP, "kinds": {"polars", "parquet"}}
 

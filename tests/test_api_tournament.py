@@ -120,3 +120,39 @@ def test_the_shared_leaderboard_and_checkpoint_routes_serve_the_tournament(base_
         assert http.get("/tournament/rounds/r1/status").json()["checkpoint_status"] == "CLAIMABLE"
         wrong = [dict(p, price=1.0) for p in PRICES]
         assert http.post("/tournament/rounds/r1/score", json={"ground_truth": wrong}, headers=admin).status_code == 409
+
+
+@pytest.mark.parametrize("dagster_home_exists", [True, False])
+def test_a_round_over_http_is_reported_to_dagster_on_its_partition(tmp_path, monkeypatch, dagster_home_exists):
+    import dagster as dg
+
+    from coordinator_dagster.partitions import TOURNAMENT_ROUNDS
+
+    dagster_home = tmp_path / "dagster_home"
+    if dagster_home_exists:
+        dagster_home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    monkeypatch.setenv("CRUNCH_CONFIG_MODULE", "tests.tournament_fixtures:build_contract")
+    monkeypatch.setenv("MODELS_MANIFEST", str(write_manifest(tmp_path)))
+    monkeypatch.setenv("COORDINATOR_HOME", str(tmp_path / "home"))
+    admin = {"X-API-Key": KEY}
+    with serve(create_app(ApiSettings(home=tmp_path / "home", api_key=KEY, max_body_bytes=1 << 20))) as url, httpx.Client(base_url=url, timeout=30) as http:
+        assert http.post("/tournament/rounds/r1/inference", json={"features": HOUSES}, headers=admin).status_code == 200
+        # A DAGSTER_HOME that is no instance leaves the round unreported, not failed.
+        assert http.post("/tournament/rounds/r1/score", json={"ground_truth": PRICES}, headers=admin).status_code == 200
+    if not dagster_home_exists:
+        assert not dagster_home.exists()
+        return
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
+    assert instance.get_dynamic_partitions(TOURNAMENT_ROUNDS.name) == ["r1"]
+
+    def reported(step: str) -> dict:
+        records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(["tournament", step]), asset_partitions=["r1"]), limit=5).records
+        assert len(records) == 1, step
+        return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+    assert reported("inputs") == {"samples": 4}
+    assert reported("predictions") == {"predictions": 12, "status_FAILED": 1, "status_PENDING": 11}
+    assert reported("scores") == {"scores": 11, "failed": 0}
+    assert reported("snapshots") == {"models": 3} and reported("leaderboard") == {"models": 3}
+    assert reported("checkpoints") == {"checkpoints": 1}

@@ -13,12 +13,15 @@ could post truth that scores live predictions); the round's steps are
 `coordinator_dagster.tournament_rounds`. Models are the node's manifest (MODELS_MANIFEST), run in
 worker processes (the runner service at MODEL_RUNNER_URL, or workers this app starts once),
 never in the API process, with the per-call timeout (`coordinator_dagster.tournament_models`).
+With DAGSTER_HOME set, each inference and scoring is reported to that instance as runless
+materializations of the round's tournament assets (`coordinator_dagster.tournament_reports`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import threading
 from typing import Annotated, Any
 
@@ -31,13 +34,15 @@ from coordinator_dagster.checkpoint_lifecycle import Conflict
 from coordinator_dagster.models.manifest import load_manifest
 from coordinator_dagster.models.runner import ModelSpec
 from coordinator_dagster.scoring.tournament import RoundError, TruthLocked
-from coordinator_dagster.settings import load_settings
+from coordinator_dagster.settings import dagster_instance, load_settings
 from coordinator_dagster.statuses import CheckpointStatus
 from coordinator_dagster.tournament_lake import ROUND_ID, BadRoundId, RoundLake
 from coordinator_dagster.tournament_models import TournamentRunner, open_runner
+from coordinator_dagster.tournament_reports import INFERENCE_STEPS, SCORING_STEPS, report_round_quietly
 
 router = APIRouter(prefix="/tournament", tags=["tournament"])
 _RUNNER_LOCK = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 RoundId = Annotated[str, Path(pattern=ROUND_ID.pattern, description="1-64 letters, digits, '_', '.' or '-'")]
@@ -136,6 +141,18 @@ class TournamentNode:
                 self._state.tournament_runner = open_runner(load_settings(), self.specs)
         return self._state.tournament_runner
 
+    def report(self, round_id: str, steps: tuple[str, ...], description: str) -> None:
+        """The round's steps reported to the Dagster instance at DAGSTER_HOME, if set; a failure
+        is logged, never the request's."""
+        with _RUNNER_LOCK:
+            if not hasattr(self._state, "dagster_instance"):
+                try:
+                    self._state.dagster_instance = dagster_instance(load_settings())
+                except Exception:  # a bad DAGSTER_HOME must not fail the round
+                    log.exception("no Dagster instance: tournament rounds go unreported")
+                    self._state.dagster_instance = None
+        report_round_quietly(self._state.dagster_instance, self.lake, round_id, steps, description)
+
 
 Node = Annotated[TournamentNode, Depends(TournamentNode)]
 
@@ -160,6 +177,7 @@ def run_inference(round_id: RoundId, body: InferenceRequest, node: Node, caller:
         predictions = rounds.run_inference(node.lake, round_id, node.runner, rounds.output_validator(node.contract.output_type))
     except (RoundError, BadRoundId) as exc:
         raise _refuse(exc) from exc
+    node.report(round_id, INFERENCE_STEPS, "inference through the API")
     state = rounds.status(node.lake, round_id)
     return InferenceResponse(
         round_id=round_id,
@@ -178,6 +196,7 @@ def score_round(round_id: RoundId, body: ScoreRequest, node: Node, caller: Admin
         scores = rounds.score_and_publish(node.lake, round_id, node.contract, node.specs, body.ground_truth, _now())
     except (RoundError, BadRoundId) as exc:
         raise _refuse(exc) from exc
+    node.report(round_id, SCORING_STEPS, "scoring through the API")
     current = rounds.checkpoint_status(node.lake, round_id)
     return ScoreResponse(
         round_id=round_id,

@@ -4,6 +4,7 @@ sensor's plan leaves the rounds it scored (or, alive, will score) to it."""
 
 import datetime as dt
 import shutil
+import threading
 import time
 
 import polars as pl
@@ -11,6 +12,7 @@ import polars as pl
 from coordinator_dagster.contracts import default_contract
 from coordinator_dagster.engine.micro_scorer import MicroScorer, engine_scoring
 from coordinator_dagster.feeds.synthetic import generate_records
+from coordinator_dagster.lake import batches
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.round_schedule import plan_score_runs
 from coordinator_dagster.scoring_batches import build_leaderboard, score_window, snapshot_window
@@ -103,3 +105,54 @@ def test_the_sensor_leaves_new_rounds_to_a_live_scorer_and_takes_over_from_a_dea
     taken = plan_score_runs(contract, lake, 60, later, None, engine=dead)
     # Only the round the engine did not score; never one it did.
     assert [r.run_key for r in taken.runs] == ["score:2026-11-15T02:00:00Z"]
+
+
+def test_the_engine_loop_scores_and_reports_to_dagster_what_the_score_assets_materialize(home, tmp_path):
+    """The serve loop (ROUND_ENGINE_SCORING) on a real instance: the scored hour equals a Dagster
+    run of the scores, snapshots and leaderboard assets over the same lake and clock."""
+    import dagster as dg
+
+    from assets import default_assets
+    from coordinator_dagster.cli.rounds import DagsterReporter
+    from tests.conftest import HOUR as HOUR_START, HOUR_KEY, pipeline_resources
+    from tests.test_round_engine import ROUND, engine, ingest
+
+    contract = default_contract()
+    ingest(home, ROUND + dt.timedelta(seconds=2))
+    engine(home, ROUND + dt.timedelta(seconds=2)).step()  # round 10:20 recorded
+    now = ROUND + dt.timedelta(seconds=62)  # its truth (the 10:20 candle) has closed
+    ingest(home, now)
+    # The engine appends rounds as segment files: batched reads see them as `read_window` does.
+    store = Lake.for_contract(home, contract)
+    assert batches.read_window_files(store, "predictions", HOUR_START, HOUR_START + HOUR).equals(store.read_window("predictions", HOUR_START, HOUR_START + HOUR))
+    assert batches.read_window_files(store, "predictions", HOUR_START, HOUR_START + HOUR).height == 6
+    with dg.instance_for_test() as instance:
+        live = engine(home, now, DagsterReporter(instance))
+        stop = threading.Event()
+        inner = MicroScorer(live.lake, contract, 60, DagsterReporter(instance), first_hour=HOUR_START)
+
+        class OnePass:
+            every_seconds = 0.0
+
+            def step(self, at):
+                try:
+                    return inner.step(at)
+                finally:
+                    stop.set()
+
+        live.scorer = OnePass()
+        live.serve(stop)
+        events = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("scores"), asset_partitions=[HOUR_KEY]), limit=10).records
+        assert [e.asset_materialization.metadata["written_by"].value for e in events] == ["round engine"]
+        assert instance.fetch_materializations(dg.AssetKey("leaderboard"), limit=10).records
+    scored = Lake.for_contract(home, contract).read("scores", HOUR_KEY)
+    assert set(scored.filter(pl.col("success"))["round_ts"]) == {ROUND}
+
+    shutil.copytree(home, tmp_path / "twin")
+    resources = pipeline_resources(tmp_path / "twin", now)
+    dg.materialize(default_assets, selection=["scores", "snapshots"], resources=resources, partition_key=HOUR_KEY)
+    dg.materialize(default_assets, selection=["leaderboard"], resources=resources)
+    twin = Lake.for_contract(tmp_path / "twin", contract)
+    for table in ("scores", "snapshots"):
+        assert twin.read(table, HOUR_KEY).equals(Lake.for_contract(home, contract).read(table, HOUR_KEY)), table
+    assert twin.read("leaderboard").equals(Lake.for_contract(home, contract).read("leaderboard"))

@@ -213,8 +213,18 @@ def failed_feed_checks(
 
 
 def due_score_rounds(
-    contract: CrunchContract, lake: Lake, step_seconds: int, now: dt.datetime, cursor: dict[str, str], config: FeedCheckConfig | None = None
+    contract: CrunchContract,
+    lake: Lake,
+    step_seconds: int,
+    now: dt.datetime,
+    cursor: dict[str, str],
+    config: FeedCheckConfig | None = None,
+    engine: tuple[dict[str, str], bool] | None = None,
 ):
+    """(requests by round, new cursor, reasons for waiting). With `engine` (the round engine
+    scorer's cursor, and whether it is alive), a round it scored is passed over, and while it is
+    alive newly due rounds are left to it: a round is never scored by both."""
+    engine_cursor, engine_live = engine or ({}, False)
     config = config or FeedCheckConfig.for_step(step_seconds)
     subjects = sorted({p.scope.subject for p in contract.scheduled_predictions if p.active})
     requests: dict[dt.datetime, list[str]] = {}
@@ -230,6 +240,8 @@ def due_score_rounds(
         # every round one candle late.
         due = _round_floor(now - horizon, scheduled.prediction_interval_seconds)
         if cursor.get(scheduled.scope_key, "") >= round_stamp(due):
+            continue
+        if _left_to_engine(scheduled.scope_key, due, engine_cursor, engine_live, new_cursor, waiting):
             continue
         resolvable = due + horizon
         newest = newest_close(lake, scheduled.scope.subject, resolvable, step_seconds)
@@ -252,7 +264,9 @@ def due_score_rounds(
     longest = max((p.resolve_horizon_seconds for p in contract.scheduled_predictions), default=0)
     settled = now - dt.timedelta(seconds=longest + step_seconds + contract.ground_truth_grace_seconds)
     closable = settled.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
-    if cursor.get(CLOSED_KEY, "") < round_stamp(closable):
+    if cursor.get(CLOSED_KEY, "") < round_stamp(closable) and not _left_to_engine(
+        CLOSED_KEY, closable, engine_cursor, engine_live, new_cursor, waiting
+    ):
         # Not gaps: this pass exists to close, with a reason, predictions whose truth never came.
         no_gap_rules = tuple(r for r in feed_checks.LAKE_RULES if r != feed_checks.NO_GAPS)
         failed = failed_feed_checks(lake, subjects, closable, closable + dt.timedelta(hours=1), step_seconds, config, no_gap_rules)
@@ -262,6 +276,21 @@ def due_score_rounds(
             requests.setdefault(closable, []).append(CLOSED_KEY)
             new_cursor[CLOSED_KEY] = round_stamp(closable)
     return requests, new_cursor, waiting
+
+
+def _left_to_engine(
+    key: str, due: dt.datetime, engine_cursor: dict[str, str], engine_live: bool, new_cursor: dict[str, str], waiting: list[str]
+) -> bool:
+    """Whether the round engine's scorer has scored `due` (the cursor moves past it) or, alive,
+    will: the score sensor then requests nothing for it."""
+    if engine_cursor.get(key, "") >= round_stamp(due):
+        new_cursor[key] = round_stamp(due)
+        waiting.append(f"{key}: round {round_stamp(due)} scored by the round engine")
+        return True
+    if engine_live:
+        waiting.append(f"{key}: round {round_stamp(due)} is the round engine's to score")
+        return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -333,16 +362,21 @@ def plan_score_runs(
     cursor_json: str | None,
     config: FeedCheckConfig | None = None,
     predicting_live: bool = False,
+    engine: tuple[dict[str, str], bool] | None = None,
 ) -> RoundPlan:
     """The score runs of the rounds whose truth has landed, and each hour's closing pass.
 
     While the node predicts live (`predicting_live`), scoring first waits (at most
-    PREDICT_FIRST_SECONDS) for the current round's predictions."""
+    PREDICT_FIRST_SECONDS) for the current round's predictions. With `engine` (the round engine
+    scorer's cursor and liveness, ROUND_ENGINE_SCORING), its rounds are passed over."""
     if predicting_live:
         first = live_round_awaiting_predictions(contract, lake, step_seconds, now)
         if first:
             return RoundPlan(skip_reason=f"scoring waits for the live round's predictions first: {'; '.join(first)}")
-    requests, new_cursor, waiting = due_score_rounds(contract, lake, step_seconds, now, load_cursor(cursor_json), config)
+    cursor = load_cursor(cursor_json)
+    requests, new_cursor, waiting = due_score_rounds(contract, lake, step_seconds, now, cursor, config, engine)
     if not requests:
-        return _skip("score", waiting)
+        plan = _skip("score", waiting)
+        # The cursor still moves past rounds the engine scored.
+        return RoundPlan(cursor=json.dumps(new_cursor, sort_keys=True), skip_reason=plan.skip_reason) if new_cursor != cursor else plan
     return RoundPlan(_runs("score", requests), json.dumps(new_cursor, sort_keys=True), waiting)

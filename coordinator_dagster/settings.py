@@ -110,6 +110,9 @@ class Settings(NodeEnvironment):
     # Live streaming (`coordinator feeds listen`): with FEED_LIVE=1 the listener writes feed_records
     # and the minute ingest schedule starts stopped.
     feed_live: bool = False
+    # The round engine (in `coordinator feeds listen`) also scores due rounds in micro-batches;
+    # the score sensor then leaves them to it.
+    round_engine_scoring: bool = False
     # Overrides the contract's checkpoint_period with any period (see partitions.checkpoint_partitions).
     checkpoint_interval_seconds: int | None = Field(default=None, ge=60)
     checkpoint_approval: CheckpointApproval

@@ -9,6 +9,7 @@ import datetime as dt
 
 import dagster as dg
 
+from coordinator_dagster.engine.micro_scorer import engine_scoring
 from coordinator_dagster.engine.round_engine import engine_alive
 from coordinator_dagster.round_schedule import RoundPlan, plan_predict_runs, plan_score_runs
 from resources import ClockResource, Contract, FeedSource, LakeResource
@@ -65,15 +66,18 @@ def score_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, contra
 
 
 def score_plan(context: dg.SensorEvaluationContext, lake: LakeResource, contract: Contract, feed: FeedSource, clock: ClockResource) -> RoundPlan:
-    """The rounds whose horizon has passed and whose truth has landed (also the trading sensor's plan)."""
+    """The rounds whose horizon has passed and whose truth has landed (also the trading sensor's
+    plan); none the round engine's scorer (ROUND_ENGINE_SCORING) scored or, alive, will score."""
+    store = lake.get(contract)
     return plan_score_runs(
         contract,
-        lake.get(contract),
+        store,
         feed.step_seconds,
         clock.now(),
         context.cursor,
         feed.check_settings(),
         predicting_live=_predicting_live(context.instance),
+        engine=engine_scoring(store.home),
     )
 
 

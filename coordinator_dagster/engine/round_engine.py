@@ -118,6 +118,7 @@ class RoundEngine:
         self._feed_seen: dict[str, tuple[tuple[int, int], pl.DataFrame, int]] = {}
         self._wake = threading.Event()
         self.rounds_recorded = 0
+        self.scorer: Any = None  # a MicroScorer with ROUND_ENGINE_SCORING (set by the CLI)
         # (table, hour) -> (identity of the hour's files when read, input ids recorded there):
         # appending a round then reads nothing; anyone else's write changes the identity.
         self._recorded: dict[tuple[str, str], tuple[tuple | None, set[str]]] = {}
@@ -176,7 +177,7 @@ class RoundEngine:
 
     def serve(self, stop: threading.Event, poll_seconds: float = 0.02) -> None:
         self.start()
-        beat = 0.0
+        beat = scored = 0.0
         try:
             while not stop.is_set():
                 if time.monotonic() - beat >= 1.0:
@@ -184,6 +185,9 @@ class RoundEngine:
                     beat = time.monotonic()
                 try:
                     self.step()
+                    if self.scorer is not None and time.monotonic() - scored >= self.scorer.every_seconds:
+                        scored = time.monotonic()
+                        self.scorer.step(self.clock())
                 except Exception:  # noqa: BLE001 - one bad pass must not end live predictions
                     log.exception("round engine pass failed; retrying")
                     stop.wait(RUNNER_RETRY_SECONDS)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from coordinator_dagster.lake import schemas
+from coordinator_dagster.lake.segments import segment_names
 from coordinator_dagster.windows import WINDOW_KEY_FORMAT, window_keys_between
 
 if TYPE_CHECKING:
@@ -49,6 +50,11 @@ def read_window_files(
     """The rows of the hour partitions of `name` overlapping [start, end), as `read_window`
     gives them (same rows, same order, conformed to the table's schema), or only `columns`."""
     paths = [lake.partition_path(name, key) for key in window_keys_between(start, end)]
+    if lake.storage.segments and any(segment_names(path.parent) for path in paths):
+        # An hour the round engine is appending to is read from its segments (never a mix), as
+        # `read` reads it; the one-decode path reads `data.parquet` files only.
+        frame = lake.read_window(name, start, end)
+        return frame if columns is None else frame.select(columns)
     return read_files(lake, name, paths, columns)
 
 

@@ -17,6 +17,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -41,7 +42,9 @@ def _members(path: str | os.PathLike[str]) -> dict[str, bytes]:
     try:
         with zipfile.ZipFile(path) as zf:
             return {name: zf.read(name) for name in zf.namelist()}
-    except (OSError, zipfile.BadZipFile) as exc:
+    # A damaged archive fails in whichever layer meets the damage first: the zip directory
+    # (BadZipFile), the deflate stream (zlib.error, EOFError) or a member's CRC (BadZipFile).
+    except (OSError, EOFError, NotImplementedError, zipfile.BadZipFile, zlib.error) as exc:
         raise Difference(f"{path}: not a readable bundle: {exc}") from None
 
 

@@ -16,6 +16,7 @@ import duckdb
 import polars as pl
 
 from coordinator_dagster.lake import schemas
+from coordinator_dagster.lake.locks import file_lock
 from coordinator_dagster.lake.writes import LakeWrites
 from coordinator_dagster.statuses import CheckpointStatus, InputStatus, PredictionStatus
 
@@ -151,7 +152,9 @@ class LakeViews(LakeWrites):
         """
         self.home.mkdir(parents=True, exist_ok=True)
         state = {name: bool(self.files(name)) for name in self.tables}
-        with self.partition_lock("catalog"):
+        # The catalog is this host's file (DuckDB refuses a second writer of it anyway): a file
+        # lock is enough, and a restore or a run needs no database for it.
+        with file_lock(self.root)("catalog", None):
             try:
                 con = duckdb.connect(str(self.catalog_path))
             except duckdb.Error as exc:  # an operator's client holds it: not our run's problem

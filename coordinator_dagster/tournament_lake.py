@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import os
 import re
 import uuid
@@ -26,6 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from coordinator_dagster.lake.durable import replace_durably
+from coordinator_dagster.lake.locks import file_lock
 from coordinator_dagster.lake.schemas import CHECKPOINT_EVENTS, UTC_TS
 from coordinator_dagster.scoring.tournament import ROUND_PREDICTIONS, ROUND_SCORES, SAMPLES, TRUTH
 
@@ -143,14 +143,8 @@ class RoundLake:
     def round_lock(self, round_id: str) -> Iterator[None]:
         """Serializes the read-check-write steps of one round (truth against its checkpoint's
         status, inference against existing predictions); other rounds never wait."""
-        folder = self.root / ".locks"
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / f"{check_round_id(round_id)}.lock", "a+") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with file_lock(self.root)("rounds", check_round_id(round_id)):
+            yield
 
     # ---- reads ---------------------------------------------------------------------------------
 

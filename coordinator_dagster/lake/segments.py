@@ -92,6 +92,12 @@ def read_hour(data_path: Path, schema: pl.Schema, table: str) -> pl.DataFrame:
             for name in names:
                 with os.fdopen(os.open(name, os.O_RDONLY, dir_fd=fd), "rb") as handle:
                     frames.append(schemas.upgrade(pl.read_parquet(handle), schema, table))
+            # The folder read must still be the hour's folder: once swapped out by a compaction
+            # it is emptied file by file, and a listing taken then would miss rows that exist.
+            live = os.stat(folder)
+            held = os.fstat(fd)
+            if (live.st_ino, live.st_dev) != (held.st_ino, held.st_dev):
+                continue
         except FileNotFoundError:
             continue  # compacted (or replaced) under the read: read the new version
         finally:

@@ -109,12 +109,12 @@ def test_the_late_track_route_under_uvicorn(lakes):
     with_late, without = lakes
     late_key = keys(LATE_HOUR, LATE_HOUR + 1)[0]
     expected = late_summary(with_late.read("predictions", late_key).filter(pl.col("status") == "LATE"), with_late.read("late_scores", late_key)).to_dicts()
-    with serve(create_app(ApiSettings(home=with_late.home))) as base_url, httpx.Client(base_url=base_url, timeout=10) as client:
+    with serve(create_app(ApiSettings(home=with_late.home))) as base_url, httpx.Client(base_url=base_url, timeout=60) as client:
         response = client.get("/reports/leaderboard/late")
         assert response.status_code == 200, response.text
         [entry] = response.json()
         assert entry == pytest.approx(expected[0]) and entry["model_id"] == "model-a"
         # The main leaderboard does not carry the late track.
         assert "late_prediction_count" not in client.get("/reports/leaderboard").json()[0]
-    with serve(create_app(ApiSettings(home=without.home))) as base_url, httpx.Client(base_url=base_url, timeout=10) as client:
+    with serve(create_app(ApiSettings(home=without.home))) as base_url, httpx.Client(base_url=base_url, timeout=60) as client:
         assert client.get("/reports/leaderboard/late").json() == []

@@ -58,7 +58,7 @@ def test_timing_metrics_route(tmp_path):
     home = tmp_path / "home"
     for n, model in enumerate((100, 500, 900)):
         append_timing(home / "engine", record(n, 0, model))
-    with serve(create_app(ApiSettings(home=home))) as base, httpx.Client(base_url=base, timeout=10) as client:
+    with serve(create_app(ApiSettings(home=home))) as base, httpx.Client(base_url=base, timeout=60) as client:
         body = client.get("/timing-metrics").json()
         stages = {s["name"]: s for s in body["stage_latencies"]}
         assert stages["model_calls"]["median_us"] == 500 and stages["end_to_end"]["count"] == 3

@@ -10,7 +10,7 @@ from pydantic import Field
 from assets.group_leaderboard import ranking_window, read_round_scores
 from assets.metadata import check_result, emission_markdown, emission_shares
 from assets.snapshots import snapshots
-from assets.trading import trading_checkpoint_entries
+from coordinator_dagster.trading_lake import trading_checkpoint_entries
 from coordinator_dagster.scoring import group_ranking, payouts, ranking
 from coordinator_dagster.scoring.top_k_rewards import TopKPerGroup
 from coordinator_dagster import checkpoint_review as review

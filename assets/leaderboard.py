@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.metadata import leaderboard_metadata
 from assets.snapshots import snapshots
-from assets.trading import trading_leaderboard
+from coordinator_dagster.trading_lake import trading_leaderboard
 from coordinator_dagster.scoring_batches import build_leaderboard, write_leaderboard
 from resources import ClockResource, Contract, LakeResource
 
@@ -14,7 +14,7 @@ def leaderboard(
     context: dg.AssetExecutionContext, lake: LakeResource, contract: Contract, clock: ClockResource
 ) -> dg.MaterializeResult:
     """One row per model (grain: model_id), ranked by the contract's ranking key (a trading
-    contract: by net PnL, see `assets.trading`); ensembles are listed unranked. Each build is also kept in `leaderboard_history` under its as_of hour, so a
+    contract: by net PnL, see `coordinator_dagster.trading_lake`); ensembles are listed unranked. Each build is also kept in `leaderboard_history` under its as_of hour, so a
     model's standing over time stays queryable.
 
     Windows end at the newest snapshot, so only the last `max(window)` hours are read; the

@@ -47,11 +47,13 @@ def _group_entries(store, contract, models: pl.DataFrame, start, end) -> list[di
     return group_ranking.published_entries(board, list(windows), models)
 
 
-def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition, deps: list | None = None) -> dg.AssetsDefinition:
+    # deps: what the graph shows the checkpoint built from (snapshots; a density competition's
+    # checkpoints read its density round scores, through the leaderboard's windows).
     @dg.asset(
         name="checkpoints",
         partitions_def=partitions_def,
-        deps=[snapshots],
+        deps=deps if deps is not None else [snapshots],
         kinds={"polars", "parquet"},
         group_name="pipeline",
         check_specs=[dg.AssetCheckSpec(name, asset="checkpoints", blocking=True) for name in CHECKPOINT_CHECKS],

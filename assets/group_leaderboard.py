@@ -41,8 +41,13 @@ def read_round_scores(store: Lake, contract: CrunchContract, start: dt.datetime,
     return group_ranking.rounds_from_scores(store.read_window("scores", first, end), horizons)
 
 
-@dg.asset(deps=[scores], kinds={"polars", "parquet"}, group_name="pipeline")
-def group_leaderboard(
+def build_group_leaderboard_asset(source: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    """The asset over its round scores' asset: `scores`, or `density_round_scores` (assets.density)
+    for a contract with prediction profiles, so the graph shows where its rounds come from."""
+    return dg.asset(name="group_leaderboard", deps=[source], kinds={"polars", "parquet"}, group_name="pipeline")(_group_leaderboard)
+
+
+def _group_leaderboard(
     context: dg.AssetExecutionContext, lake: LakeResource, contract: Contract, clock: ClockResource
 ) -> dg.MaterializeResult:
     """One row per model per group (grain: group_kind, group_key, model_id): the overall ranking,
@@ -74,3 +79,6 @@ def group_leaderboard(
             "overall": dg.MetadataValue.md(group_ranking.markdown_group_tables(board, names, group_ranking.OVERALL)),
         }
     )
+
+
+group_leaderboard = build_group_leaderboard_asset(scores)

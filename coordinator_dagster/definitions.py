@@ -14,7 +14,9 @@ from typing import Any
 import dagster as dg
 
 from assets import build_audit_bundle_asset, build_checkpoints_asset, window_assets
-from assets.group_leaderboard import group_leaderboard
+from assets.density import density_round_scores, density_window_assets
+from assets.feeds import feed_records
+from assets.group_leaderboard import build_group_leaderboard_asset, group_leaderboard
 from assets.leaderboard import leaderboard
 from assets.what_if import what_if_report
 from assets.retention import build_feed_retention_asset
@@ -24,9 +26,11 @@ from coordinator_dagster.contracts import CrunchContract, load_contract
 from coordinator_dagster.partitions import DEFAULT_START, checkpoint_partitions, starting_at
 from coordinator_dagster.settings import Settings, load_settings
 from resources import ClockResource, FeedSource, InProcessModelRunner, LakeResource, ModelRunnerResource, OrchestratorModelRunner, RemoteModelRunner, SyntheticFeed
+from resources.density import DensityTrackers
 from resources.feeds import CcxtFeed, PythFeed
 from resources.tournament import TournamentModels
-from sensors import default_jobs, default_sensors
+from sensors import default_jobs, default_sensors, ingest_job
+from sensors.density import density_jobs, density_sensors
 from sensors.checkpoint_approval import approve_checkpoint_job
 from sensors.jobs import retention_job, what_if_job
 from sensors.trading import trading_jobs, trading_sensors
@@ -97,13 +101,16 @@ def model_runner_resource(settings: Settings) -> ModelRunnerResource:
 
 
 def default_resources(settings: Settings, contract: CrunchContract) -> dict[str, Any]:
-    return {
+    resources = {
         "lake": LakeResource(home=str(settings.home)),
         "contract": contract,
         "feed": feed_resource(settings),
         "model_runner": model_runner_resource(settings),
         "clock": ClockResource(),
     }
+    if contract.prediction_profiles:
+        resources["density_trackers"] = DensityTrackers(manifest=settings.models_manifest)
+    return resources
 
 
 def build_defs(
@@ -131,6 +138,12 @@ def build_defs(
     if contract.trading is not None:
         # Orders replayed into portfolios take the place of scores (assets.trading).
         pipeline, jobs, sensors = [*starting_at(trading_window_assets, start), leaderboard], trading_jobs, trading_sensors
+    elif contract.prediction_profiles:
+        # Density rounds by profile take the place of point rounds (assets.density): their round
+        # scores feed the leaderboards by group and the checkpoints.
+        pipeline = [*starting_at([feed_records, *density_window_assets], start), build_group_leaderboard_asset(density_round_scores)]
+        jobs, sensors = [ingest_job, *density_jobs, checkpoint_job], density_sensors
+        checkpoints = build_checkpoints_asset(period_partitions, deps=[density_round_scores])
     return dg.Definitions(
         # Audit bundles and what-if re-derive checkpoints from scores; a trading checkpoint
         # ranks by replayed PnL instead, so they are left out (the bundle would refuse it).

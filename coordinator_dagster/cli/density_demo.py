@@ -18,7 +18,6 @@ checkpoint's payout table, as the Dagster UI draws them.
 from __future__ import annotations
 
 import datetime as dt
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,11 +33,11 @@ from coordinator_dagster.contracts import CrunchContract
 from coordinator_dagster.feeds.synthetic import generate_records
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.models.density_rounds import DensityRoundDriver
+from coordinator_dagster.models.density_rounds import load_trackers as load_spec_trackers
 from coordinator_dagster.models.manifest import load_manifest
 from coordinator_dagster.partitions import window_keys_between
 from coordinator_dagster.prediction_profiles import density_rounds, warm_up_seconds
 from coordinator_dagster.scoring import group_ranking, payouts
-from coordinator_dagster.scoring.callables import resolve_dotted
 from coordinator_dagster.scoring.density.rounds import DensityAnswer, round_scores, weighted_overall
 
 MINUTE = dt.timedelta(minutes=1)
@@ -69,20 +68,8 @@ def synthetic_prices(assets: list[str], start: dt.datetime, end: dt.datetime, se
 
 
 def load_trackers(manifest: str | Path | None) -> dict[str, Any]:
-    """The manifest's models, instantiated in this process (entrypoint `module:Class`)."""
-    trackers = {}
-    for spec in load_manifest(manifest):
-        if spec.path and spec.path not in sys.path:
-            sys.path.insert(0, spec.path)
-        try:
-            factory = resolve_dotted(spec.entrypoint)
-        except ImportError as exc:
-            raise RuntimeError(
-                f"model {spec.model_id}: cannot import {spec.entrypoint} ({exc}); install what the workspace's "
-                "requirements.txt lists into the coordinator's environment"
-            ) from exc
-        trackers[spec.model_id] = factory()
-    return trackers
+    """The manifest's models, instantiated in this process."""
+    return load_spec_trackers(load_manifest(manifest))
 
 
 def run_density_demo(

@@ -71,6 +71,7 @@ def lake_tables(window_names: Iterable[str]) -> dict[str, Table]:
         Table("checkpoint_exports", "events", schemas.CHECKPOINT_EXPORTS),
         Table("models", "single", schemas.MODELS),
         Table("density_round_scores", "window", schemas.DENSITY_ROUND_SCORES, versioned=True),
+        Table("density_predictions", "window", schemas.DENSITY_PREDICTIONS),
         Table("trading_pnl", "window", TRADING_PNL, versioned=True),
         Table("trading_fills", "window", TRADING_FILLS, versioned=True),
         Table("trading_state", "window", schemas.TRADING_STATE, versioned=True),

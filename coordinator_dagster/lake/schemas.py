@@ -229,6 +229,25 @@ DENSITY_ROUND_SCORES = pl.Schema(
     }
 )
 
+# Density competitions, live: one row per model per profile round asked (asset × profile × round
+# time), written once by the `density_predictions` asset (coordinator_dagster.density_pipeline).
+DENSITY_PREDICTIONS = pl.Schema(
+    {
+        "model_id": pl.String,
+        "subject": pl.String,
+        "profile": pl.String,
+        "horizon_seconds": pl.Int64,
+        "performed_at": UTC_TS,  # the round's time
+        "resolvable_at": UTC_TS,  # performed_at + horizon: the truth's time
+        "asked_at": UTC_TS,  # when the node asked (or recorded the round as missed)
+        "lateness_seconds": pl.Float64,  # asked_at − performed_at
+        "answer_seconds": pl.Float64,  # how long the model took; null when not asked or not answered
+        "status": pl.String,  # PENDING (valid densities), FAILED (with the reason) or ABSENT
+        "failed_reason": pl.String,
+        "densities": pl.String,  # JSON {step seconds: [density, ...]}, checked and rounded; null unless PENDING
+    }
+)
+
 # Trading: one row per hour, the replay state at the hour's end as exact text
 # (coordinator_dagster.scoring.trading.hourly); its PnL and fills tables take their schemas from
 # coordinator_dagster.scoring.trading.replay.

@@ -14,6 +14,7 @@ service; this driver serves the demo, tests and trusted in-house models.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,9 @@ from typing import Any
 
 import polars as pl
 
+from coordinator_dagster.models.runner import ModelSpec
 from coordinator_dagster.prediction_profiles import PredictionProfile, tick_payload, warm_up_seconds
+from coordinator_dagster.scoring.callables import resolve_dotted
 from coordinator_dagster.scoring.density.rounds import DensityAnswer
 from coordinator_dagster.scoring.density.spec import DensityError, check_forecast
 from coordinator_dagster.statuses import PredictionStatus
@@ -47,6 +50,7 @@ class DensityRoundDriver:
         self._pending: dict[str, Future] = {}
         self._pools = {m: ThreadPoolExecutor(1, thread_name_prefix=f"tracker-{m}") for m in self.trackers}
         self.ticks: list[tuple[str, dt.datetime, int]] = []  # (model, now, prices sent): what each tick carried
+        self.answer_seconds: dict[str, float] = {}  # per model: how long its answer to the last round took
 
     def restart(self, model_id: str) -> None:
         """Forget what the tracker was sent: its next tick carries the warm-up history again."""
@@ -81,6 +85,7 @@ class DensityRoundDriver:
         """Every tracker's answer to one round (all trackers asked at once, each in its own thread)."""
         asked: dict[str, Future] = {}
         answers: dict[str, DensityAnswer] = {}
+        self.answer_seconds = {}
 
         def answer(model_id: str, densities: Any = None, status: str = PredictionStatus.PENDING, reason: str | None = None) -> DensityAnswer:
             return DensityAnswer(model_id, asset, profile.name, profile.horizon_seconds, performed_at, densities, status, reason)
@@ -92,10 +97,12 @@ class DensityRoundDriver:
                 answers[model_id] = answer(model_id, status=PredictionStatus.ABSENT, reason="still answering an earlier round")
             else:
                 asked[model_id] = self._pools[model_id].submit(_ask, tracker, asset, profile.horizon_seconds, profile.steps)
-        cutoff = time.monotonic() + profile.deadline_seconds  # one deadline for the round, not per model
+        began = time.monotonic()
+        cutoff = began + profile.deadline_seconds  # one deadline for the round, not per model
         for model_id, future in asked.items():
             try:
                 raw = future.result(timeout=max(0.0, cutoff - time.monotonic()))
+                self.answer_seconds[model_id] = time.monotonic() - began
             except FutureTimeout:
                 self._pending[model_id] = future
                 answers[model_id] = answer(model_id, status=PredictionStatus.ABSENT, reason=f"no answer within {profile.deadline_seconds:g} s")
@@ -112,3 +119,20 @@ class DensityRoundDriver:
     def close(self) -> None:
         for pool in self._pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def load_trackers(specs: Sequence[ModelSpec]) -> dict[str, Any]:
+    """The models of a manifest, instantiated in this process (entrypoint `module:Class`)."""
+    trackers = {}
+    for spec in specs:
+        if spec.path and spec.path not in sys.path:
+            sys.path.insert(0, spec.path)
+        try:
+            factory = resolve_dotted(spec.entrypoint)
+        except ImportError as exc:
+            raise RuntimeError(
+                f"model {spec.model_id}: cannot import {spec.entrypoint} ({exc}); install what the workspace's "
+                "requirements.txt lists into the coordinator's environment"
+            ) from exc
+        trackers[spec.model_id] = factory()
+    return trackers

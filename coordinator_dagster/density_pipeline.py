@@ -65,7 +65,8 @@ def read_prices(store: Lake, start: dt.datetime, end: dt.datetime) -> pl.DataFra
 def hour_rounds(contract: CrunchContract, key: str, until: dt.datetime) -> pl.DataFrame:
     """The profile rounds of hour `key` performed at or before `until`."""
     start = window_start(key)
-    end = min(start + HOUR, until + dt.timedelta(microseconds=1))
+    # Round times are whole seconds: [start, until + 1 s) holds the rounds at or before `until`.
+    end = min(start + HOUR, until.replace(microsecond=0) + dt.timedelta(seconds=1))
     return density_rounds(active_profiles(contract), start, end) if end > start else density_rounds([], start, start)
 
 

@@ -11,8 +11,8 @@ and a restarted node catches up from its cursor.
   run each (`density-predict-catch-up:<hour>`), tagged with the same live round, so their rounds
   are recorded ABSENT as missed instead of asked late.
 - Score: every round time whose truth (one horizon later) has landed for its assets, since the
-  cursor, asks for its hour to be re-scored (`density-score:<hour>:<newest truth time>`); an
-  hour without recorded density predictions is passed over.
+  cursor, asks for its hour to be re-scored (`density-score:<hour>:<newest truth time>`); rounds
+  of an hour without recorded density predictions are passed over (nothing to score).
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ SCORED = "scored"
 # A node down for longer than this records only this much of the gap (as missed rounds).
 CATCH_UP = dt.timedelta(hours=24)
 _US = dt.timedelta(microseconds=1)
+# Round times are whole seconds: [start, now + 1 s) holds every round up to and at `now`.
+_SECOND = dt.timedelta(seconds=1)
 
 
 def _since(cursor: dict[str, str], key: str, now: dt.datetime) -> dt.datetime:
@@ -60,7 +62,7 @@ def missing_prices(store: Lake, subjects: set[str], at: dt.datetime) -> list[str
 
 def plan_density_predict_runs(contract: CrunchContract, store: Lake, now: dt.datetime, cursor_json: str | None) -> RoundPlan:
     cursor = load_cursor(cursor_json)
-    due = trigger_subjects(contract, _since(cursor, PREDICTED, now), now + _US)
+    due = trigger_subjects(contract, _since(cursor, PREDICTED, now), now + _SECOND)
     if not due:
         return RoundPlan(skip_reason="no new density round due yet")
     # Without a cursor (first start) there is nothing to catch up: only the newest round is due.
@@ -88,11 +90,14 @@ def resolution_times(contract: CrunchContract, start: dt.datetime, end: dt.datet
 
 def plan_density_score_runs(contract: CrunchContract, store: Lake, now: dt.datetime, cursor_json: str | None) -> RoundPlan:
     cursor = load_cursor(cursor_json)
-    due = resolution_times(contract, _since(cursor, SCORED, now), now + _US)
+    due = resolution_times(contract, _since(cursor, SCORED, now), now + _SECOND)
+    recorded: dict[str, bool] = {}
     hours: dict[str, dt.datetime] = {}
     newest, waiting = None, []
     for truth_at, rounds in due.items():
-        missing = missing_prices(store, set().union(*(s for _, s in rounds)), truth_at)
+        # Rounds of hours without recorded predictions (before the node ran) have nothing to score.
+        rounds = [(t, s) for t, s in rounds if recorded.setdefault(window_key(t), store.exists(PREDICTIONS, window_key(t)))]
+        missing = missing_prices(store, set().union(*(s for _, s in rounds)), truth_at) if rounds else []
         if missing:  # later truths wait too: the cursor only moves over landed ones
             waiting.append(f"truth at {round_stamp(truth_at)} waits for prices of {', '.join(missing)}")
             break
@@ -101,12 +106,8 @@ def plan_density_score_runs(contract: CrunchContract, store: Lake, now: dt.datet
             hours[window_key(performed_at)] = truth_at
     if newest is None:
         return RoundPlan(skip_reason="; ".join(waiting) or "no density round resolved yet")
-    runs = [
-        RunPlan(f"density-score:{hour}:{round_stamp(truth_at)}", hour, {LIVE_ROUND_TAG: round_stamp(truth_at)})
-        for hour, truth_at in sorted(hours.items())
-        if store.exists(PREDICTIONS, hour)
-    ]
+    runs = [RunPlan(f"density-score:{hour}:{round_stamp(truth_at)}", hour, {LIVE_ROUND_TAG: round_stamp(truth_at)}) for hour, truth_at in sorted(hours.items())]
     new_cursor = json.dumps({**cursor, SCORED: round_stamp(newest)}, sort_keys=True)
     if not runs:
-        return RoundPlan(cursor=new_cursor, skip_reason="resolved density rounds have no recorded predictions")
+        return RoundPlan(cursor=new_cursor, skip_reason="the resolved density rounds have no recorded predictions")
     return RoundPlan(runs, new_cursor, waiting)

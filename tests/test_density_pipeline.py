@@ -191,6 +191,15 @@ def test_a_live_run_records_rounds_it_passed_over_as_missed(tmp_path):
     assert dict(asked.group_by("model_id").agg(pl.col("status").first()).iter_rows())["narrow"] == "PENDING"
 
 
+def test_a_live_run_asks_its_own_round_when_started_within_the_second(tmp_path):
+    store = _lake_with_candles(tmp_path / "home", H - dt.timedelta(hours=1), H + dt.timedelta(hours=1))
+    manifest = _manifest(tmp_path / "manifest.json")
+    now = H + dt.timedelta(minutes=30, microseconds=500_000)
+    _materialize(_resources(tmp_path / "home", manifest, now), ["density_predictions"], tags={LIVE_ROUND_TAG: "2026-11-20T10:30:00Z"})
+    rows = store.read("density_predictions", KEY)
+    assert rows.filter(pl.col("model_id") == "narrow").sort("performed_at")["status"].to_list() == ["PENDING"] * 4
+
+
 # ---- sensors' plans ------------------------------------------------------------------------------
 
 
@@ -226,7 +235,11 @@ def test_the_score_plan_requests_an_hour_as_its_truths_land_and_never_twice(tmp_
     # Truths at 10:10 and 10:40 have landed: one run for their hour, named by the newer.
     assert [(r.run_key, r.partition_key) for r in plan.runs] == [("density-score:2026-11-20-10:00:2026-11-20T10:40:00Z", KEY)]
     assert plan_density_score_runs(CONTRACT, store, H + dt.timedelta(minutes=59), plan.cursor).runs == []
+    # A first start: the day before holds no predictions (nor prices): it is passed over, not waited on.
+    first = plan_density_score_runs(CONTRACT, store, H + dt.timedelta(minutes=45), None)
+    assert [r.run_key for r in first.runs] == ["density-score:2026-11-20-10:00:2026-11-20T10:40:00Z"]
     # A truth whose prices have not landed waits, and the cursor does not pass it.
+    _materialize(_resources(home, manifest, H + dt.timedelta(hours=1, minutes=45)), ["density_predictions"], key="2026-11-20-11:00")
     late = plan_density_score_runs(CONTRACT, store, H + dt.timedelta(hours=2), plan.cursor)
     assert late.runs == [] and "waits for prices" in late.skip_reason and late.cursor is None
 

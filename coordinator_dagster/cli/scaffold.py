@@ -163,7 +163,19 @@ def render(pack: str, values: dict[str, str]) -> dict[Path, str]:
     for parts, source in sorted(files.items()):
         target = Path(*(_target_name(part, values["package"]) for part in parts))
         out[target] = _fill(source.read_text(encoding="utf-8"), values, "/".join(parts))
+    env = json.loads((root / pack / "pack.json").read_text(encoding="utf-8")).get("env", {})
+    out[Path(".env")] = with_env(out[Path(".env")], env)
     return out
+
+
+def with_env(text: str, env: dict[str, str]) -> str:
+    """The .env text with the pack's own values (pack.json "env") in place of the common ones
+    (e.g. the synth pack's feed carries the three assets its profiles ask about)."""
+    for name, value in env.items():
+        text, count = re.subn(rf"^{re.escape(name)}=.*$", f"{name}={value}", text, flags=re.M)
+        if count != 1:
+            raise WorkspaceError(f"pack.json env: {name} is not a setting of the .env template")
+    return text
 
 
 def create_workspace(name: str, pack: str = "realtime", parent: Path | None = None) -> Path:

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
-
+from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
@@ -29,6 +28,7 @@ from coordinator_dagster.settings import Settings
 from coordinator_dagster.windows import window_keys_between
 from resources import ClockResource, LakeResource, SyntheticFeed
 from resources.density import DensityTrackers
+from tests.density_trackers import RELEASE, TICKS
 
 H = dt.datetime(2026, 11, 20, 10, tzinfo=dt.timezone.utc)
 KEY = "2026-11-20-10:00"
@@ -38,48 +38,19 @@ MIN = dt.timedelta(minutes=1)
 PROFILE = PredictionProfile(name="10m", assets=["BTC", "ETH"], horizon_seconds=600, steps=[60, 300], interval_seconds=1800,
                             deadline_seconds=2.0, history_days=0)
 CONTRACT = CrunchContract(prediction_profiles=[PROFILE], aggregation={"windows": {"score_recent": 24}, "ranking_key": "score_recent"})
-RELEASE = threading.Event()  # lets the slow tracker's thread end when the module is done
-TICKS: list[tuple[str, int]] = []
-
-
-class Wide:
-    """One wide Gaussian for every interval; records what each tick carried."""
-
-    def tick(self, data):
-        TICKS.append((type(self).__name__, sum(len(v) for v in data.values())))
-
-    def predict_all(self, asset, horizon, steps):
-        density = {"type": "builtin", "name": "norm", "params": {"loc": 0.0, "scale": 50.0}}
-        return {step: [density] * (horizon // step) for step in steps}
-
-
-class Narrow(Wide):
-    def predict_all(self, asset, horizon, steps):
-        density = {"type": "builtin", "name": "norm", "params": {"loc": 0.0, "scale": 5.0}}
-        return {step: [density] * (horizon // step) for step in steps}
-
-
-class Invalid(Wide):
-    def predict_all(self, asset, horizon, steps):
-        return {step: [{"type": "builtin", "name": "norm", "params": {"loc": 0.0, "scale": -1.0}}] * (horizon // step) for step in steps}
-
-
-class Slow(Wide):
-    def predict_all(self, asset, horizon, steps):
-        RELEASE.wait(60)
-        return super().predict_all(asset, horizon, steps)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _release_slow_tracker():
     yield
     RELEASE.set()
 
 
-def _manifest(path):
+def _manifest(path, workers=False):
+    """The four trackers; for worker processes by their folder (what a sandbox lets them see)."""
     entries = [("narrow", "Narrow"), ("wide", "Wide"), ("invalid", "Invalid"), ("slow", "Slow")]
+    where = {"path": str(Path(__file__).parent)} if workers else {}
+    module = "density_trackers" if workers else "tests.density_trackers"
     path.write_text(json.dumps([
-        {"model_id": m, "name": m, "cruncher": m, "cruncher_index": i, "entrypoint": f"{__name__}:{cls}"} for i, (m, cls) in enumerate(entries)
+        {"model_id": m, "name": m, "cruncher": m, "cruncher_index": i, "entrypoint": f"{module}:{cls}", **where} for i, (m, cls) in enumerate(entries)
     ]))
     return str(path)
 
@@ -91,10 +62,10 @@ def _lake_with_candles(home, start, end) -> Lake:
     return store
 
 
-def _resources(home, manifest, now):
+def _resources(home, manifest, now, in_process=True):
     return {
         "lake": LakeResource(home=str(home)), "contract": CONTRACT, "clock": ClockResource(fixed_now=now.isoformat()),
-        "density_trackers": DensityTrackers(manifest=manifest), "feed": SyntheticFeed(subjects=["BTC", "ETH"], seed=11),
+        "density_trackers": DensityTrackers(manifest=manifest, in_process=in_process), "feed": SyntheticFeed(subjects=["BTC", "ETH"], seed=11),
     }
 
 
@@ -267,3 +238,49 @@ def test_the_density_predict_sensor_requests_the_run_of_a_due_round(tmp_path):
         context = dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def(), resources=defs.resources)
         result = sensor(context)
     assert [(r.run_key, r.partition_key) for r in result.run_requests] == [("density-predict:2026-11-20T10:00:00Z", KEY)]
+
+
+# ---- trackers in worker processes (the default) -------------------------------------------------
+
+
+@pytest.mark.process
+def test_trackers_in_worker_processes_answer_fail_and_miss_the_deadline_with_reasons(tmp_path):
+    """The same four trackers, each in its own worker process: the slow one's worker is killed at
+    the deadline and replaced, so its next tick carries the warm-up history again."""
+    home = tmp_path / "home"
+    store = _lake_with_candles(home, H - dt.timedelta(hours=1), H + dt.timedelta(hours=1))
+    manifest = _manifest(tmp_path / "manifest.json", workers=True)
+    result = _materialize(_resources(home, manifest, H + dt.timedelta(hours=1), in_process=False), ["density_predictions"])
+    rows = store.read("density_predictions", KEY).sort("performed_at", "subject")
+    assert rows.height == 16
+    by_model = dict(rows.group_by("model_id").agg(pl.col("status").unique().sort().str.join(",")).iter_rows())
+    assert by_model == {"narrow": "PENDING", "wide": "PENDING", "invalid": "FAILED", "slow": "ABSENT"}
+    assert set(rows.filter(pl.col("model_id") == "slow")["failed_reason"]) == {"no answer within 2 s (worker killed and restarted)"}
+    assert "scale" in rows.filter(pl.col("model_id") == "invalid")["failed_reason"][0]
+    # Prices seen by the time of each answer (the density's loc): the warm-up tick (one price per
+    # asset at 10:00), then 30 more per asset by 10:30.
+    seen = [json.loads(d)["60"][0]["params"]["loc"] for d in rows.filter(pl.col("model_id") == "narrow")["densities"]]
+    assert seen == [2.0, 2.0, 62.0, 62.0]
+    warm = result.asset_materializations_for_node("density_predictions")[0].metadata["warm_up_prices"].value
+    assert warm == {"narrow": 2, "wide": 2, "invalid": 2, "slow": 2}
+
+
+@pytest.mark.process
+def test_a_worker_replaced_after_a_timeout_is_warmed_up_again(tmp_path):
+    from coordinator_dagster.models.density_workers import WorkerDensityDriver
+    from coordinator_dagster.models.manifest import load_manifest
+    from coordinator_dagster.models.worker_handle import PoolSettings
+
+    store = _lake_with_candles(tmp_path / "home", H - dt.timedelta(hours=1), H + dt.timedelta(hours=1))
+    prices = density_pipeline.read_prices(store, H - dt.timedelta(hours=1), H + dt.timedelta(hours=1))
+    profile = PROFILE.model_copy(update={"history_days": 0})
+    driver = WorkerDensityDriver(load_manifest(_manifest(tmp_path / "manifest.json", workers=True)), [profile], PoolSettings())
+    try:
+        driver.tick(prices, H)
+        driver.ask(profile, "BTC", H)  # slow misses the deadline: its worker is replaced
+        driver.tick(prices, H + dt.timedelta(minutes=30))
+    finally:
+        driver.close()
+    sent = {(m, t): n for m, t, n in driver.ticks}
+    assert sent[("narrow", H + dt.timedelta(minutes=30))] == 60  # the 30 new minutes, two assets
+    assert sent[("slow", H + dt.timedelta(minutes=30))] == 2  # a fresh worker: the warm-up again

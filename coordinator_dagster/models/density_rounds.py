@@ -38,6 +38,16 @@ def _ask(tracker: Any, asset: str, horizon: int, steps: Sequence[int]) -> Any:
     return {step: tracker.predict(asset, horizon, step) for step in steps if step <= horizon}
 
 
+def checked_answer(model_id: str, profile: PredictionProfile, asset: str, performed_at: dt.datetime, raw: Any) -> DensityAnswer:
+    """A tracker's raw answer to a round, checked (`check_forecast`): PENDING with the canonical
+    densities, or FAILED with why it was refused."""
+    try:
+        densities = check_forecast(raw, profile.horizon_seconds, profile.steps)
+    except DensityError as exc:
+        return DensityAnswer(model_id, asset, profile.name, profile.horizon_seconds, performed_at, None, PredictionStatus.FAILED, str(exc)[:500])
+    return DensityAnswer(model_id, asset, profile.name, profile.horizon_seconds, performed_at, densities)
+
+
 class DensityRoundDriver:
     def __init__(self, trackers: Mapping[str, Any], profiles: Sequence[PredictionProfile]):
         self.trackers = dict(trackers)
@@ -110,10 +120,7 @@ class DensityRoundDriver:
             except Exception as exc:
                 answers[model_id] = answer(model_id, status=PredictionStatus.FAILED, reason=f"predict raised {type(exc).__name__}: {exc}"[:500])
                 continue
-            try:
-                answers[model_id] = answer(model_id, check_forecast(raw, profile.horizon_seconds, profile.steps))
-            except DensityError as exc:
-                answers[model_id] = answer(model_id, status=PredictionStatus.FAILED, reason=str(exc)[:500])
+            answers[model_id] = checked_answer(model_id, profile, asset, performed_at, raw)
         return [answers[m] for m in self.trackers]
 
     def close(self) -> None:

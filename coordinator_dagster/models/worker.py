@@ -12,6 +12,8 @@ separately). Messages are frames: a 4-byte big-endian length, then that many byt
     supervisor -> {"type": "predict", "seq": n, "payload": {...}, "horizon": h, "step": s}
                 | {"type": "features", "seq": n, "features": {...}}          a tournament sample:
                                                                             `model.predict(features)`
+                | {"type": "density", "seq": n, "tick": {...} | null,       a density tracker: tick,
+                   "asset": a | null, "horizon": h, "steps": [...]}         then `predict_all`
     worker -> {"type": "answer", "seq": n, "answer": "<json>", "ms": t}
             | {"type": "error", "seq": n, "error": "..."}                  the model raised
             | {"type": "oversized", "seq": n, "bytes": b}                  answer over the cap
@@ -115,6 +117,19 @@ def _load(entrypoint: str, path: str, base_classname: str, feed_shape: str) -> A
     return load_model(entrypoint, base_classname, feed_shape)
 
 
+def _density(model: Any, request: dict[str, Any]) -> Any:
+    """A density tracker's tick (`{asset: [[unix seconds, price], ...]}`), then, if the request
+    names an asset, its densities for the round (`predict_all`, or `predict` step by step)."""
+    if request.get("tick") is not None:
+        model.tick({asset: [tuple(point) for point in points] for asset, points in request["tick"].items()})
+    if request.get("asset") is None:
+        return None
+    asset, horizon, steps = request["asset"], request["horizon"], request["steps"]
+    if hasattr(model, "predict_all"):
+        return model.predict_all(asset, horizon, steps)
+    return {step: model.predict(asset, horizon, step) for step in steps if step <= horizon}
+
+
 def serve(
     sock: socket.socket, entrypoint: str, path: str, max_output_bytes: int,
     base_classname: str = REFERENCE_BASE_CLASSNAME, feed_shape: str = "candle",
@@ -136,6 +151,8 @@ def serve(
         try:
             if request.get("type") == "features":  # a tournament model answers one sample at a time
                 encoded = _answer_json(model.predict(request["features"]))
+            elif request.get("type") == "density":  # a density tracker (models.density_workers)
+                encoded = _answer_json(_density(model, request))
             else:
                 payload = request["payload"]
                 model.tick(payload)

@@ -253,6 +253,10 @@ class Worker:
         """A tournament model's checked answer to one sample (`predict(features)`); as `predict`."""
         return self._ask({"type": "features", "features": features}, deadline)
 
+    def density(self, tick: dict[str, Any] | None, asset: str | None, horizon: int, steps: list[int], deadline: float) -> dict[str, Any]:
+        """A density tracker's tick and (with `asset`) its answer to one round; as `predict`."""
+        return self._ask({"type": "density", "tick": tick, "asset": asset, "horizon": horizon, "steps": steps}, deadline)
+
     def _ask(self, request: dict[str, Any], deadline: float) -> dict[str, Any]:
         self.seq += 1
         self.sock.settimeout(max(deadline - time.monotonic(), 0.001))

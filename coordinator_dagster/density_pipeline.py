@@ -32,7 +32,7 @@ from coordinator_dagster.prediction_profiles import PredictionProfile, density_r
 from coordinator_dagster.scoring.density.rounds import CrpsConfig, DensityAnswer, round_scores
 from coordinator_dagster.scoring.scores import with_close_ts
 from coordinator_dagster.statuses import PredictionStatus
-from coordinator_dagster.windows import window_key, window_keys_between, window_start
+from coordinator_dagster.windows import window_keys_between, window_start
 
 PREDICTIONS = "density_predictions"
 SCORES = "density_round_scores"
@@ -189,5 +189,5 @@ def score_window(store: Lake, contract: CrunchContract, start: dt.datetime, end:
 
 __all__ = [
     "PREDICTIONS", "SCORES", "answer_rows", "feed_prices", "hour_rounds", "predict_hour", "read_prices", "resolved",
-    "row_answers", "score_hour", "score_window", "window_key",
+    "row_answers", "score_hour", "score_window",
 ]

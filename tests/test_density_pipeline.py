@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+
 import dagster as dg
 import polars as pl
 import pytest

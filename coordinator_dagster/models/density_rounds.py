@@ -7,8 +7,9 @@ after `restart()`, carries the warm-up history the profiles need; later ticks ca
 since its previous tick. Each answer becomes a `DensityAnswer`: valid (PENDING, densities checked
 and rounded), FAILED with the reason (the tracker raised or answered something invalid), or
 ABSENT (no answer within the profile's deadline; the late answer is dropped and the tracker is
-not asked again until it has finished). Sandboxed, out-of-process trackers go through the runner
-service; this driver serves the demo, tests and trusted in-house models.
+not asked again until it has finished). Sandboxed, out-of-process trackers (the live pipeline's
+default) go through `models.density_workers`, which checks answers with `checked_answer` too;
+this driver serves the demo, tests and trusted in-house models.
 """
 
 from __future__ import annotations

@@ -162,3 +162,18 @@ def test_the_cli_verifies_a_group_bundle(demo, capsys):
     _, _, path = demo
     assert main(["audit", "verify", str(path)]) == 0
     assert f"{CID}: verified" in capsys.readouterr().out
+
+
+def test_the_ranking_reproducible_check_re_derives_the_group_entries_from_the_lake(demo):
+    from coordinator_dagster.audit.ranking_check import ranking_reproducible
+
+    lake, contract, _ = demo
+    [row] = lake.query("SELECT * FROM checkpoints WHERE checkpoint_id = ?", [CID]).to_dicts()
+    entries = json.loads(row["entries"])
+    start, end = row["period_start"], row["period_end"]
+    period = lake.read_window("snapshots", start, end, column="period_start")
+    outcome = ranking_reproducible(lake, contract, start, end, period, entries)
+    assert outcome.passed and "group ranking from the lake's round scores" in outcome.description
+    stale = [{**e, "ranks_by_horizon": {}} if e["model_id"] == "example" else e for e in entries]
+    outcome = ranking_reproducible(lake, contract, start, end, period, stale)
+    assert not outcome.passed and outcome.metadata["first_difference"].startswith("ranking: stored")

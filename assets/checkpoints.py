@@ -7,11 +7,11 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from assets.group_leaderboard import ranking_window, read_round_scores
 from assets.metadata import check_result, emission_markdown, emission_shares
 from assets.snapshots import snapshots
 from coordinator_dagster.trading_lake import trading_checkpoint_entries
-from coordinator_dagster.scoring import group_ranking, payouts, ranking
+from coordinator_dagster import group_lake
+from coordinator_dagster.scoring import payouts, ranking
 from coordinator_dagster.scoring.top_k_rewards import TopKPerGroup
 from coordinator_dagster import checkpoint_review as review
 from coordinator_dagster.checkpoint_lifecycle import may_rebuild
@@ -37,14 +37,6 @@ class CheckpointConfig(dg.Config):
         description="the period's reward pool in its smallest unit (e.g. USDC micro-units); prizes are "
         "then computed in that unit. Unset: the reward rule's own pool_amount, if any.",
     )
-
-
-def _group_entries(store, contract, models: pl.DataFrame, start, end) -> list[dict]:
-    """Entries in the published leaderboard shape, with the windows ending at the period's end."""
-    windows = contract.aggregation.windows
-    rounds = read_round_scores(store, contract, end - dt.timedelta(hours=max(windows.values())), end)
-    board = group_ranking.group_leaderboard(rounds, windows, ranking_window(contract), contract.aggregation.ranking_direction, as_of=end)
-    return group_ranking.published_entries(board, list(windows), models)
 
 
 def build_checkpoints_asset(partitions_def: dg.PartitionsDefinition, deps: list | None = None) -> dg.AssetsDefinition:
@@ -97,7 +89,7 @@ def _build(context, store, contract, config: CheckpointConfig, partitions_def, k
     rule = contract.build_emission
     addresses = (contract.crunch_pubkey, contract.compute_provider, contract.data_provider)
     if isinstance(rule, TopKPerGroup):
-        entries = _group_entries(store, contract, models, start, end)
+        entries = group_lake.group_entries(contract, group_lake.checkpoint_rounds(store, contract, end), models, end)
         decided = rule.payouts(entries, *addresses, pool_amount=config.pool_amount)
         emission, rows, pool, unit = decided.emission, decided.rows, decided.pool_amount, rule.pool_unit
         ranking_key = f"{rule.group_by}:{rule.score_key}"

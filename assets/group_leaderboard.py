@@ -1,44 +1,14 @@
 """`group_leaderboard`: leaderboards per horizon and per asset × horizon, with the contract's
-windows, and where their round scores come from."""
+windows (where their round scores come from: `coordinator_dagster.group_lake`)."""
 
 import datetime as dt
 
 import dagster as dg
-import polars as pl
 
 from assets.scores import scores
-from coordinator_dagster.contracts import CrunchContract
-from coordinator_dagster.lake.store import Lake
+from coordinator_dagster.group_lake import ranking_window, read_round_scores, round_source
 from coordinator_dagster.scoring import group_ranking
 from resources import ClockResource, Contract, LakeResource
-
-# Density competitions (a contract with prediction profiles) write one normalised score per model
-# per round here (Synth rules); other contracts' leaderboards by group are built from their scores.
-DENSITY_TABLE = "density_round_scores"
-# A round is read from its round time's hour; its score counts once resolved, up to this long later.
-LONGEST_HORIZON = dt.timedelta(days=2)
-
-
-def ranking_window(contract: CrunchContract) -> str:
-    """The window that orders each group: the ranking key when it is a window, else the longest."""
-    windows = contract.aggregation.windows
-    key = contract.aggregation.ranking_key
-    return key if key in windows else max(windows, key=windows.__getitem__)
-
-
-def round_source(contract: CrunchContract) -> str:
-    """Where the contract's round scores are: every lake has both tables, so the contract decides."""
-    return DENSITY_TABLE if contract.prediction_profiles else "scores"
-
-
-def read_round_scores(store: Lake, contract: CrunchContract, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
-    """Round scores (model_id, subject, horizon_seconds, performed_at, score, …) of the rounds
-    performed in [start − LONGEST_HORIZON, end)."""
-    first = start - LONGEST_HORIZON
-    if round_source(contract) == DENSITY_TABLE:
-        return store.read_window(DENSITY_TABLE, first, end)
-    horizons = {p.scope_key: p.resolve_horizon_seconds for p in contract.scheduled_predictions}
-    return group_ranking.rounds_from_scores(store.read_window("scores", first, end), horizons)
 
 
 def build_group_leaderboard_asset(source: dg.AssetsDefinition) -> dg.AssetsDefinition:

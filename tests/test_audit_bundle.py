@@ -231,12 +231,8 @@ def test_the_cli_writes_and_verifies_a_bundle_exit_0_or_1_with_the_first_differe
 
 
 def test_contracts_a_bundle_cannot_re_derive_are_refused_with_the_reason(pipeline_copy):  # noqa: F811
-    from coordinator_dagster.scoring.top_k_rewards import TopKPerGroup
-
+    # (Checkpoints of the production rule, TopKPerGroup, are bundled: tests/test_audit_group_bundle.py.)
     _, _, lake, _ = pipeline_copy
-    production = type(default_contract())(**{**dict(default_contract()), "build_emission": TopKPerGroup()})
-    with pytest.raises(bundle.NotBundled, match="ranks leaderboards per group"):
-        bundle.build_bundle(lake, production, CID, NOW)
     unnamed = type(default_contract())(**{**dict(default_contract()), "scoring_function": lambda prediction, ground_truth: None})
     with pytest.raises(bundle.NotBundled, match="not importable by name"):
         bundle.build_bundle(lake, unnamed, CID, NOW)

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from coordinator_dagster.scoring.density import crps as grid
-from coordinator_dagster.scoring.density.rounds import DensityAnswer, normalise, round_scores, weighted_overall
+from coordinator_dagster.scoring.density.rounds import CrpsConfig, DensityAnswer, normalise, round_scores, weighted_overall
 from coordinator_dagster.scoring.density.spec import check_density, check_forecast
 
 crunch_synth = pytest.importorskip("crunch_synth")
@@ -77,16 +77,17 @@ def _walk(rng, start, sigma, minutes, drop_every=0):
 
 # crunch-synth's PriceStore trims its window through sortedcontainers' deprecated `iloc`.
 @pytest.mark.filterwarnings("ignore:sorted_dict.iloc is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("score_volatility", [True, False], ids=["with-volatility-term", "price-crps-only"])
 @pytest.mark.parametrize("horizon,steps", [(3600, [60, 300, 900, 1800, 3600]), (86400, [300, 3600, 21600, 86400])])
-def test_round_crps_agrees_with_the_tracker_evaluator(horizon, steps):
+def test_round_crps_agrees_with_the_tracker_evaluator(horizon, steps, score_volatility):
     rng = np.random.default_rng(horizon)
     minutes = 600 + horizon // 60 + 5
     series = {"BTC": _walk(rng, 90_000, 40, minutes, drop_every=7), "SOL": _walk(rng, 150, 0.15, minutes)}
-    answers, expected = [], {}
+    answers, expected, vol_expected = [], {}, {}
     for asset, points in series.items():
         for seed in (1, 2):
             tracker = _FixedTracker(seed)
-            evaluator = crunch_synth.TrackerEvaluator(tracker, score_volatility=False)
+            evaluator = crunch_synth.TrackerEvaluator(tracker, score_volatility=score_volatility)
             origin = points[0][0] + 600 * 60
             evaluator.tick({asset: [p for p in points if p[0] <= origin]})
             raw = tracker.predict_all(asset, horizon, steps)  # what the node receives from the tracker
@@ -94,16 +95,24 @@ def test_round_crps_agrees_with_the_tracker_evaluator(horizon, steps):
             evaluator.tick({asset: [p for p in points if p[0] > origin]})
             evaluator.evaluate_quarantine(asset)
             expected[(f"m{seed}", asset)] = evaluator.scores[asset][-1][1]
+            vol_expected[(f"m{seed}", asset)] = evaluator.vol_scores[asset][-1][1] if evaluator.vol_scores[asset] else None
             performed = dt.datetime.fromtimestamp(origin, tz=dt.timezone.utc)
             answers.append(DensityAnswer(f"m{seed}", asset, "p", horizon, performed, check_forecast(raw, horizon, steps)))
     prices = pl.DataFrame(
         [(asset, dt.datetime.fromtimestamp(t, tz=dt.timezone.utc), p) for asset, points in series.items() for t, p in points],
         schema={"subject": pl.String, "ts_event": pl.Datetime("us", "UTC"), "price": pl.Float64}, orient="row",
     )
-    scores = round_scores(answers, prices)
+    scores = round_scores(answers, prices, None if score_volatility else CrpsConfig(volatility=None))
     assert scores.height == 4 and set(scores["status"]) == {"SCORED"}
     for row in scores.iter_rows(named=True):
-        assert row["crps"] == pytest.approx(expected[(row["model_id"], row["subject"])], rel=1e-9, abs=0)
+        key = (row["model_id"], row["subject"])
+        assert row["crps"] == pytest.approx(expected[key], rel=1e-9, abs=0)
+        if vol_expected[key] is None:
+            assert row["vol_crps"] is None
+        else:
+            assert row["vol_crps"] == pytest.approx(vol_expected[key], rel=1e-9, abs=0)
+    # The term is there exactly where the participant package applies it: 1 h rounds of BTC and SOL.
+    assert (scores["vol_crps"].null_count() == 0) == (horizon == 3600 and score_volatility)
 
 
 def _round(values):

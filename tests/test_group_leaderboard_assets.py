@@ -117,7 +117,7 @@ def test_checkpoint_with_the_default_rule_records_prizes_from_its_shares(tmp_pat
 
 
 def test_round_scores_come_from_the_density_table_when_the_contract_has_prediction_profiles():
-    from assets.group_leaderboard import DENSITY_TABLE, read_round_scores, round_source
+    from coordinator_dagster.group_lake import DENSITY_TABLE, read_round_scores, round_source
     from coordinator_dagster.prediction_profiles import synth_profiles
 
     class Store:

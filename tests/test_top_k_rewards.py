@@ -19,6 +19,7 @@ from coordinator_dagster.scoring.top_k_rewards import (
     OUTSIDE_TOP_K,
     SLOT_BENCHMARK_MISSING,
     SLOT_UNFILLED,
+    SYNTH_PRODUCTION,
     largest_remainder,
     slot_amounts,
     slot_weights,
@@ -113,6 +114,45 @@ def test_worked_example_with_benchmark_cutoff_retained_slots_and_one_payout_per_
     assert table[("86400", "paid", "carol", 2)][0] == 143_053_208
     assert table[("86400", "retained", None, 3)] == (121_091_926, 1, SLOT_UNFILLED)
     assert table[("86400", "unpaid", "bob", None)][2] == NOT_ABOVE_BENCHMARK
+
+
+def test_worked_example_at_synths_production_parameters():
+    """K = 4, α = 1, two horizons, benchmark excluded without a cutoff, the pool of the published
+    checkpoint CKP_20260608_120000 (392.786596 USD) in micro-USD.
+
+    Horizon 3600: the benchmark scores best (0.90) but holds no slot and, without the cutoff,
+    holds nobody back: dan-a 0.81 slot 1, dan-b is dan's second model, erin 0.69 slot 2, frank 0.52
+    slot 3, slot 4 retained. Horizon 86400: dan-b 0.74 slot 1, erin 0.58 slot 2, frank has no
+    score; slots 3 and 4 retained.
+    Slot p is worth ½ × e^(1/p) / (e + e^(1/2) + e^(1/3) + e^(1/4)) of the whole:
+    frac64 192,877,844.30 / 116,986,326.15 / 99,026,787.14 / 91,109,042.41 per horizon; the two
+    units left after the floors go to the largest remainders (slot 4 of each, .41) → 91,109,043.
+    dan 2 × 192,877,844 = 385,755,688; erin 2 × 116,986,326 = 233,972,652; frank 99,026,787;
+    retained 91,109,043 + 99,026,787 + 91,109,043 = 281,244,873; total 1,000,000,000.
+    Micro-USD of 392,786,596: slots 75,759,832 / 45,950,661 / 38,896,395 / 35,786,410 per horizon
+    (exact 75,759,831.91 / 45,950,660.83 / 38,896,394.64 / 35,786,410.63): dan 151,519,664, erin
+    91,901,322, frank 38,896,395, retained 110,469,215.
+    """
+    entries = [
+        entry("dan-a", "dan", 1, {"3600": 0.81, "86400": 0.62}),
+        entry("dan-b", "dan", 1, {"3600": 0.77, "86400": 0.74}),
+        entry("erin", "erin", 2, {"3600": 0.69, "86400": 0.58}),
+        entry("frank", "frank", 3, {"3600": 0.52}),
+        entry("benchmarktracker", "synth", None, {"3600": 0.90, "86400": 0.60}),
+    ]
+    rule = TopKPerGroup(**SYNTH_PRODUCTION, benchmark_model_id="benchmarktracker", pool_amount=392_786_596, pool_unit="micro-USD")
+    out = rule.payouts(entries, "pk")
+    rewards = {r.cruncher_index: r.reward_pct for r in out.emission.cruncher_rewards}
+    assert rewards == {1: 385_755_688, 2: 233_972_652, 3: 99_026_787}
+    assert out.retained_pct == 281_244_873 and sum(rewards.values()) + out.retained_pct == FRAC64_MULTIPLIER
+    assert out.prizes == {1: 151_519_664, 2: 91_901_322, 3: 38_896_395} and out.retained_prize == 110_469_215
+    table = {(r.group, r.status, r.model_id, r.slot): (r.reward_pct, r.prize, r.reason) for r in out.rows}
+    assert table[("3600", "paid", "dan-a", 1)] == (192_877_844, 75_759_832, None)
+    assert table[("3600", "paid", "frank", 3)] == (99_026_787, 38_896_395, None)
+    assert table[("3600", "retained", None, 4)] == (91_109_043, 35_786_410, SLOT_UNFILLED)
+    assert table[("86400", "retained", None, 3)] == (99_026_787, 38_896_395, SLOT_UNFILLED)
+    assert table[("3600", "unpaid", "benchmarktracker", None)][2] == BENCHMARK
+    assert table[("3600", "unpaid", "dan-b", None)][2] == NOT_BEST_OF_PARTICIPANT
 
 
 def test_without_the_cutoff_the_benchmark_is_only_excluded():

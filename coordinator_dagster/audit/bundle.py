@@ -7,6 +7,12 @@ Merkle root, emission hash, the instant scores were derived as of, code versions
 `emission.json` (the canonical emission JSON, whose sha256 is the emission hash); and
 `manifest.json`, the sha256 of every other member.
 
+A checkpoint paid by the production rule (`TopKPerGroup`) ranks group leaderboards of round
+scores, not the period's snapshots: its bundle holds `rounds` (the round scores the checkpoint
+read, e.g. `density_round_scores`, taken as recorded), `models`, `snapshots` (for the Merkle root)
+and `payouts` (its `checkpoint_payouts` rows) as Parquet, with the same JSON members;
+`checkpoint.json` then also says `ranked_by: groups` and the pool amount the prizes were split from.
+
 The archive is immutable: written once under a name made of the emission hash and the
 manifest's own hash (`<home>/audit_bundles/<checkpoint>/<emission>-<manifest>.zip`), never
 rewritten; a rebuild with other data is another file. Zip entries carry a fixed date, so the same
@@ -26,6 +32,7 @@ from typing import Any
 
 import polars as pl
 
+from coordinator_dagster import group_lake
 from coordinator_dagster.audit import derive, record
 from coordinator_dagster.checkpoint_review import canonical_emission, emission_hash
 from coordinator_dagster.lake.durable import replace_durably
@@ -86,10 +93,7 @@ def read_period(lake: Any, contract: Any, start: dt.datetime, end: dt.datetime) 
 def collect(lake: Any, contract: Any, checkpoint: dict[str, Any], now: dt.datetime) -> dict[str, bytes]:
     """The members of `checkpoint`'s bundle (a `checkpoints` row), read from the lake."""
     if not derive.ranks_snapshots(contract):
-        raise NotBundled(
-            f"{checkpoint['checkpoint_id']}: the rule {type(contract.build_emission).__name__} ranks leaderboards "
-            "per group built from scores before the period; bundles re-derive rules that rank the period's snapshots"
-        )
+        return collect_groups(lake, contract, checkpoint)
     start, end = checkpoint["period_start"], checkpoint["period_end"]
     frames = read_period(lake, contract, start, end)
     emission = json.loads(checkpoint["emission"])
@@ -109,6 +113,52 @@ def collect(lake: Any, contract: Any, checkpoint: dict[str, Any], now: dt.dateti
             "merkle_root": checkpoint["merkle_root"],
             "emission_hash": emission_hash(emission),
             "scored_as_of": derive.scored_as_of(contract, frames["predictions"], now).isoformat(),
+            "scoring_version": contract.scoring_version,
+            "code_version": record.code_version(),
+        }
+    )
+    return members
+
+
+def collect_groups(lake: Any, contract: Any, checkpoint: dict[str, Any]) -> dict[str, bytes]:
+    """The members of a `TopKPerGroup` checkpoint's bundle: the round scores its group leaderboards
+    were ranked from (as read, in read order: the window means depend on nothing else),
+    the models, the period's snapshots (for the Merkle root) and its payout table."""
+    cid, start, end = checkpoint["checkpoint_id"], checkpoint["period_start"], checkpoint["period_end"]
+    rounds = group_lake.checkpoint_rounds(lake, contract, end)
+    if group_lake.round_source(contract) == group_lake.DENSITY_TABLE:
+        rounds = schemas.conform(rounds, schemas.DENSITY_ROUND_SCORES, group_lake.DENSITY_TABLE)
+    table = lake.query("SELECT * FROM raw_checkpoint_payouts WHERE checkpoint_id = ?", [cid])
+    table = schemas.conform(table.select(schemas.CHECKPOINT_PAYOUTS.names()), schemas.CHECKPOINT_PAYOUTS, "checkpoint_payouts").sort(derive.PAYOUT_KEY)
+    pools = table["pool_amount"].unique().to_list()
+    if len(pools) > 1:
+        raise NotBundled(f"{cid}: its payout rows disagree on the pool amount: {pools}")
+    emission = json.loads(checkpoint["emission"])
+    members = {
+        "rounds.parquet": parquet_bytes(rounds),
+        "models.parquet": parquet_bytes(schemas.conform(lake.read("models"), schemas.MODELS, "models")),
+        "snapshots.parquet": parquet_bytes(
+            schemas.conform(lake.read_window("snapshots", start, end, column="period_start").sort(derive.SNAPSHOT_KEY), schemas.SNAPSHOTS, "snapshots")
+        ),
+        "payouts.parquet": parquet_bytes(table),
+        "emission.json": canonical_emission(emission).encode(),
+    }
+    try:
+        members["contract.json"] = json_bytes(record.contract_record(contract))
+    except record.RecordError as exc:
+        raise NotBundled(f"{cid}: {exc}") from None
+    members["checkpoint.json"] = json_bytes(
+        {
+            "checkpoint_id": cid,
+            "period_start": start.isoformat(),
+            "period_end": end.isoformat(),
+            "ranking_key": checkpoint["ranking_key"],
+            "ranked_by": "groups",
+            "round_source": group_lake.round_source(contract),
+            "entries": json.loads(checkpoint["entries"] or "[]"),
+            "merkle_root": checkpoint["merkle_root"],
+            "emission_hash": emission_hash(emission),
+            "pool_amount": pools[0] if pools else None,
             "scoring_version": contract.scoring_version,
             "code_version": record.code_version(),
         }

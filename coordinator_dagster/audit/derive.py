@@ -17,8 +17,9 @@ from typing import Any
 
 import polars as pl
 
+from coordinator_dagster import group_lake
 from coordinator_dagster.lake import schemas
-from coordinator_dagster.scoring import ranking
+from coordinator_dagster.scoring import payouts, ranking
 from coordinator_dagster.scoring.merkle import build_checkpoint_tree
 from coordinator_dagster.scoring.scores import score_predictions
 from coordinator_dagster.scoring.snapshots import build_snapshots
@@ -26,12 +27,13 @@ from coordinator_dagster.scoring.top_k_rewards import TopKPerGroup
 
 SCORE_KEY = ("prediction_id",)
 SNAPSHOT_KEY = ("period_start", "model_id")
+PAYOUT_KEY = ("group_key", "status", "slot", "model_id")
 
 
 def ranks_snapshots(contract: Any) -> bool:
     """Whether the contract's rule ranks the period's snapshots (the default and reference rules).
     `TopKPerGroup` ranks leaderboards per group built from round scores reaching before the
-    period; it is not re-derived from a period's snapshots."""
+    period: its bundles carry those round scores instead (`derive_group_entries`)."""
     return not isinstance(contract.build_emission, TopKPerGroup)
 
 
@@ -73,6 +75,18 @@ def derive_emission(contract: Any, entries: list[dict[str, Any]]) -> dict[str, A
     # The production rule decides slots per group; its emission is part of that decision.
     emission = rule.payouts(entries, *addresses).emission if isinstance(rule, TopKPerGroup) else rule(entries, *addresses)
     return emission.model_dump(mode="json")
+
+
+def derive_group_entries(contract: Any, rounds: pl.DataFrame, models: pl.DataFrame, end: dt.datetime) -> list[dict[str, Any]]:
+    """A `TopKPerGroup` checkpoint's entries: the group leaderboards of `rounds` as of `end`."""
+    return group_lake.group_entries(contract, rounds, models, end)
+
+
+def derive_payouts(contract: Any, checkpoint_id: str, entries: list[dict[str, Any]], pool_amount: int | None) -> pl.DataFrame:
+    """A `TopKPerGroup` checkpoint's payout table (`checkpoint_payouts` rows), sorted by PAYOUT_KEY."""
+    rule = contract.build_emission
+    decided = rule.payouts(entries, contract.crunch_pubkey, contract.compute_provider, contract.data_provider, pool_amount=pool_amount)
+    return payouts.payout_frame(checkpoint_id, decided.rows, decided.pool_amount, rule.pool_unit).sort(PAYOUT_KEY)
 
 
 def derive_merkle_root(snapshots: pl.DataFrame) -> str | None:

@@ -4,7 +4,8 @@ from those snapshots.
 
 It catches a checkpoint built on stale snapshots (scores re-computed after their snapshots were
 built, a snapshot file replaced by hand) before anyone approves it. A rule that ranks per-group
-leaderboards (`TopKPerGroup`) does not rank the snapshots: for it only the snapshots are checked.
+leaderboards (`TopKPerGroup`) does not rank the snapshots: for it the entries are re-derived from
+the round scores the checkpoint read (`group_lake`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from coordinator_dagster import group_lake
 from coordinator_dagster.audit import derive
 from coordinator_dagster.checks import RANKING_REPRODUCIBLE, CheckOutcome
 
@@ -33,8 +35,12 @@ def ranking_reproducible(
     )
     problem = derive.first_difference("snapshots", snapshots.sort(derive.SNAPSHOT_KEY), again, derive.SNAPSHOT_KEY)
     ranked = derive.ranks_snapshots(contract)
-    if problem is None and ranked:
-        rederived = derive.derive_entries(contract, again, lake.read("models"))
+    if problem is None:
+        models = lake.read("models")
+        if ranked:
+            rederived = derive.derive_entries(contract, again, models)
+        else:
+            rederived = derive.derive_group_entries(contract, group_lake.checkpoint_rounds(lake, contract, end), models, end)
         if json.dumps(rederived, sort_keys=True) != json.dumps(entries, sort_keys=True):
             stored = [(e.get("model_id"), e.get("rank")) for e in entries]
             problem = f"ranking: stored {stored}, re-derived {[(e.get('model_id'), e.get('rank')) for e in rederived]}"
@@ -42,6 +48,6 @@ def ranking_reproducible(
         RANKING_REPRODUCIBLE,
         problem is None,
         "the period's snapshots re-derive from its predictions and scores"
-        + (", and the ranking from those snapshots" if ranked else " (the rule ranks group leaderboards, not snapshots)"),
+        + (", and the ranking from those snapshots" if ranked else ", and the group ranking from the lake's round scores"),
         {"snapshots_rederived": again.height, "first_difference": problem or "none"},
     )

@@ -224,6 +224,7 @@ DENSITY_ROUND_SCORES = pl.Schema(
         "failed_reason": pl.String,
         "density_count": pl.Int64,  # densities that entered the CRPS total
         "crps": pl.Float64,  # Σ CRPS / asset half-width (lower is better); the round's worst if not SCORED
+        "vol_crps": pl.Float64,  # the 1 h volatility term included in crps (its units); null where none
         "score": pl.Float64,  # normalised in the round: best 1, worst 5 % and missing 0
         "asset_weight": pl.Float64,
     }

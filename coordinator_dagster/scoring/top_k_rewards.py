@@ -20,6 +20,18 @@ exp(α / p) / Σ_{j=1..K} exp(α / j) of the group's part, whether or not it is 
 nobody fills is retained (stays in the pool) and reported with its reason; nothing is
 redistributed. A participant paid in several groups receives the sum.
 
+Synth's production parameters (`SYNTH_PRODUCTION`): K = 4 per horizon (at most 8 participants
+paid), α = 1, groups the two horizons with the pool split equally between them, ranked on the
+7-day anchor score, the benchmark tracker excluded from payouts with no cutoff (the others are not
+required to beat it). Sources: the Synth payout rules in crunchdao/docs
+(real-time-competitions/competitions/synth.md, "Payouts": top 4 of each horizon, at most 8 players,
+a participant on both horizons gets the sum) and the rewards configuration of a real checkpoint
+published with crunch-synth (docs/rewards_function/example_data/config.json, checkpoint
+CKP_20260608_120000: alpha 1.0, top_k_participants 4, use_benchmark_cutoff false, pool 392.79 USD).
+The pool itself changes every week (mining rewards less fees); it is the checkpoint's to set.
+Earlier Synth rules (January to June 2026: top 10, only models beating the benchmark paid) are
+what `benchmark_cutoff=True` reproduces.
+
 Exact arithmetic and rounding. exp(α / p) is computed with Python's `decimal` at 50 significant
 digits (correctly rounded, so identical on every machine; α is taken as the decimal its `str()`
 shows). The exact shares of all G × K slots add up to the whole; they are turned into integer
@@ -124,6 +136,10 @@ class Payouts:
     retained_pct: int
     retained_prize: int | None
     prizes: dict[int, int] = field(default_factory=dict)  # cruncher_index → prize
+
+
+# Synth's production parameters (see the module docstring for the sources).
+SYNTH_PRODUCTION: dict[str, Any] = {"top_k": 4, "alpha": 1.0, "group_by": "horizon", "score_key": "anchor", "benchmark_cutoff": False}
 
 
 class TopKPerGroup(BaseModel):

@@ -5,7 +5,9 @@ asset-weighted overall score (the Synth rules).
   each price the closest recorded one (a tie goes to the earlier); a density whose two closest
   prices are the same record is left out, as the participant package does.
 - Round CRPS of one model: Σ over its steps and densities of the CRPS on the step's grid, divided
-  by the asset's half-width (comparable across assets). Lower is better.
+  by the asset's half-width (comparable across assets), plus, for 1 h rounds of the volatility
+  assets, the volatility term (`volatility`; `vol_crps`, null where the round has none). Lower is
+  better. An answer whose densities cannot be simulated into price paths for that term is FAILED.
 - Normalisation within a round (one asset, one horizon, one round time): the best CRPS of the
   round scores 1, the 95th percentile of the round's CRPS values (linear interpolation) and worse
   score 0, linear in between; with no spread every valid answer scores 1. The percentile is taken
@@ -17,6 +19,7 @@ asset-weighted overall score (the Synth rules).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +30,7 @@ import polars as pl
 
 from coordinator_dagster.lake import schemas
 from coordinator_dagster.scoring.density import crps as crps_grid
+from coordinator_dagster.scoring.density import volatility
 from coordinator_dagster.statuses import PredictionStatus
 
 # crunch-synth 0.15.0's asset weights for the overall score (BTC = 1).
@@ -63,6 +67,8 @@ class CrpsConfig:
     base_step_seconds: int = crps_grid.BASE_STEP_SECONDS
     num_points: int = crps_grid.NUM_POINTS
     asset_weights: Mapping[str, float] = field(default_factory=lambda: dict(SYNTH_ASSET_WEIGHTS))
+    # The 1 h volatility term (crunch-synth ≥ 0.15, live since 22 September 2026); None: price CRPS only.
+    volatility: volatility.VolatilityConfig | None = field(default_factory=volatility.VolatilityConfig)
 
 
 def _closest(ts: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -78,6 +84,45 @@ def _epoch(value: dt.datetime) -> int:
     return int(value.timestamp())
 
 
+def _price_series(prices: pl.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """subject → (epoch seconds, prices), in time order."""
+    return {
+        subject: (part["ts_event"].dt.epoch("s").to_numpy(), part["price"].to_numpy())
+        for (subject,), part in prices.sort("ts_event").group_by("subject")
+    }
+
+
+def realised_path(series: tuple[np.ndarray, np.ndarray], start: int, points: int, increment: int) -> np.ndarray:
+    """Prices at start, start + increment, …: the closest record if within increment / 2, else NaN."""
+    ts, price = series
+    grid = start + increment * np.arange(points, dtype=np.int64)
+    if not len(ts):
+        return np.full(points, np.nan)
+    nearest = _closest(ts, grid)
+    return np.where(np.abs(ts[nearest] - grid) <= increment / 2, price[nearest], np.nan)
+
+
+def volatility_terms(answers: list[DensityAnswer], series: Mapping[str, tuple[np.ndarray, np.ndarray]], config: volatility.VolatilityConfig) -> tuple[list[DensityAnswer], list[float | None]]:
+    """Each answer's volatility term (None where its round has none), and the answers with those
+    whose densities cannot be simulated turned FAILED with the reason."""
+    checked, terms = [], []
+    for answer in answers:
+        term = None
+        if answer.status == PredictionStatus.PENDING and answer.subject in series and config.applies(answer.subject, answer.densities or {}):
+            increment = min(answer.densities)
+            start = _epoch(answer.performed_at)
+            path = realised_path(series[answer.subject], start, answer.horizon_seconds // increment + 1, increment)
+            try:
+                found = volatility.volatility_term(answer.subject, answer.densities, path, start + answer.horizon_seconds, config)
+            except volatility.VolatilityError as error:
+                answer = dataclasses.replace(answer, status=PredictionStatus.FAILED, failed_reason=f"volatility term: {error}")
+            else:
+                term = found.vol_score if found else None
+        checked.append(answer)
+        terms.append(term)
+    return checked, terms
+
+
 def density_step_scores(answers: Iterable[DensityAnswer], prices: pl.DataFrame, config: CrpsConfig | None = None) -> pl.DataFrame:
     """One row per scored density: the realised increment it is judged against and its CRPS.
 
@@ -85,10 +130,7 @@ def density_step_scores(answers: Iterable[DensityAnswer], prices: pl.DataFrame, 
     Only valid answers (status PENDING) with densities are scored.
     """
     config = config or CrpsConfig()
-    series = {
-        subject: (part["ts_event"].dt.epoch("s").to_numpy(), part["price"].to_numpy())
-        for (subject,), part in prices.sort("ts_event").group_by("subject")
-    }
+    series = _price_series(prices)
     columns: dict[str, list] = {k: [] for k in ("model_id", "subject", "horizon_seconds", "performed_at", "step_seconds", "index")}
     starts, ends, widths, densities = [], [], [], []
     for answer in answers:
@@ -132,6 +174,9 @@ def round_scores(answers: Iterable[DensityAnswer], prices: pl.DataFrame, config:
     """One row per model per round (DENSITY_ROUND_SCORES): CRPS totals and normalised scores."""
     config = config or CrpsConfig()
     answers = list(answers)
+    terms: list[float | None] = [None] * len(answers)
+    if config.volatility is not None:
+        answers, terms = volatility_terms(answers, _price_series(prices), config.volatility)
     steps = density_step_scores(answers, prices, config)
     totals = (
         steps.filter(pl.col("crps").is_not_null())
@@ -147,12 +192,13 @@ def round_scores(answers: Iterable[DensityAnswer], prices: pl.DataFrame, config:
             "performed_at": [a.performed_at for a in answers],
             "answer_status": [str(a.status) for a in answers],
             "failed_reason": [a.failed_reason for a in answers],
+            "vol_crps": terms,
         },
-        schema={"model_id": pl.String, "subject": pl.String, "profile": pl.String, "horizon_seconds": pl.Int64, "performed_at": schemas.UTC_TS, "answer_status": pl.String, "failed_reason": pl.String},
+        schema={"model_id": pl.String, "subject": pl.String, "profile": pl.String, "horizon_seconds": pl.Int64, "performed_at": schemas.UTC_TS, "answer_status": pl.String, "failed_reason": pl.String, "vol_crps": pl.Float64},
     )
     half = pl.col("subject").replace_strict({k: float(v) for k, v in config.half_widths.items()}, default=None, return_dtype=pl.Float64)
     frame = base.join(totals, on=["model_id", *ROUND_KEY], how="left").with_columns(
-        (pl.col("crps_sum") / half).alias("raw_crps"),
+        (pl.col("crps_sum") / half + pl.col("vol_crps").fill_null(0.0)).alias("raw_crps"),
         pl.col("density_count").fill_null(0),
     )
     valid = (pl.col("answer_status") == PredictionStatus.PENDING) & pl.col("raw_crps").is_not_null()
@@ -162,6 +208,7 @@ def round_scores(answers: Iterable[DensityAnswer], prices: pl.DataFrame, config:
         pl.when(valid | (pl.col("answer_status") != PredictionStatus.PENDING)).then(pl.col("failed_reason"))
         .otherwise(pl.lit("no density could be scored: no realised increments for its steps")).alias("failed_reason"),
         pl.when(valid).then(pl.col("raw_crps")).alias("raw_crps"),
+        pl.when(valid).then(pl.col("vol_crps")).alias("vol_crps"),
     )
     frame = normalise(frame, "raw_crps")
     weights = pl.col("subject").replace_strict({k: float(v) for k, v in config.asset_weights.items()}, default=1.0, return_dtype=pl.Float64)

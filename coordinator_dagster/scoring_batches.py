@@ -174,10 +174,13 @@ def checkpoint_standing(
     """The default rule's checkpoint over one period's snapshots (`ranking.checkpoint_entries`,
     the contract's `build_emission`, `build_checkpoint_tree`; pass `merkle_root` when the
     caller has it from hashed cycles it kept)."""
-    entries = ranking.checkpoint_entries(contract, period, models)
-    emission = contract.build_emission(entries, contract.crunch_pubkey, contract.compute_provider, contract.data_provider)
     root = merkle_root if merkle_root is not None else build_checkpoint_tree(period.to_dicts()).checkpoint_root
-    return Standing(entries, emission.model_dump(mode="json"), root)
+    return _standing(contract, ranking.checkpoint_entries(contract, period, models), root)
+
+
+def _standing(contract: "CrunchContract", entries: list[dict[str, Any]], merkle_root: str | None) -> Standing:
+    emission = contract.build_emission(entries, contract.crunch_pubkey, contract.compute_provider, contract.data_provider)
+    return Standing(entries, emission.model_dump(mode="json"), merkle_root)
 
 
 @dataclass(frozen=True)
@@ -193,13 +196,18 @@ class CycleResult:
 class ScoringCycle:
     """The steady scoring loop of a long-lived process: each `run` scores the hours holding newly
     due predictions, rewrites their snapshots, the leaderboard and the current checkpoint
-    period's standing, reading back only the snapshot hours that changed since the last run."""
+    period's standing, reading back only the snapshot hours that changed since the last run.
+
+    The standing is kept per hour of the period (each hour's checkpoint rows and Merkle cycles,
+    made again only when its snapshot file changed) and rebuilt only when the run touched the
+    period; the ranking and emission over the kept rows are those of a full rebuild."""
 
     def __init__(self, lake: "Lake", contract: "CrunchContract", truth_step_seconds: int, period: tuple[dt.datetime, dt.datetime] | None = None):
         self.lake, self.contract, self.step = lake, contract, truth_step_seconds
         self.period = period
         self._board_files = batches.SnapshotFiles(lake)
         self._period_files = batches.SnapshotFiles(lake)
+        self._standing: tuple[Any, Standing] | None = None  # (the period files' version, standing)
 
     def run(self, now: dt.datetime, start: dt.datetime, end: dt.datetime) -> CycleResult:
         seconds = {}
@@ -213,10 +221,26 @@ class ScoringCycle:
         # The production rule's standing is per group over round scores, not snapshots.
         if self.period is not None and not isinstance(self.contract.build_emission, TopKPerGroup):
             t = time.perf_counter()
-            period = self._period_files.read_window(*self.period, column="period_start")
-            # Each hour's cycle hashed once per version of its file; the chain is re-linked each run.
-            hashed = self._period_files.derived(*self.period, "period_start", "merkle", hash_cycles)
-            tree = chain_cycles(c for cycles in hashed for c in cycles)
-            standing = checkpoint_standing(self.contract, period, self.lake.read("models"), tree.checkpoint_root)
+            standing = self._period_standing(*self.period)
             seconds["checkpoint"] = time.perf_counter() - t
         return CycleResult(scored.keys, scored.scores, snaps, board, standing, seconds)
+
+    def _period_standing(self, start: dt.datetime, end: dt.datetime) -> Standing:
+        """`checkpoint_standing` over the period's snapshots, from what is kept per hour file;
+        the last standing again when none of the period's files changed."""
+        files = self._period_files
+        # The models table names and orders crunchers: a changed registry changes the standing too.
+        models_path = self.lake.partition_path("models")
+        self.lake.storage.sync_files([models_path])
+        version = (files.version(start, end), batches.file_identity(models_path))
+        if self._standing is not None and self._standing[0] == version:
+            return self._standing[1]
+        contract = self.contract
+        rows = files.derived(start, end, "period_start", "checkpoint_rows", lambda f: ranking.checkpoint_rows(contract, f))
+        # Each hour's cycle hashed once per version of its file; the chain is re-linked each run.
+        hashed = files.derived(start, end, "period_start", "merkle", hash_cycles)
+        tree = chain_cycles(c for cycles in hashed for c in cycles)
+        entries = ranking.rank_checkpoint_rows(contract, pl.concat(rows, how="vertical_relaxed"), self.lake.read("models")) if rows else []
+        standing = _standing(contract, entries, tree.checkpoint_root)
+        self._standing = (version, standing)
+        return standing

@@ -201,3 +201,23 @@ def test_hashing_cycles_then_chaining_them_is_the_checkpoint_tree(lake):
     assert tree == merkle.build_checkpoint_tree(rows.to_dicts())
     with pytest.raises(ValueError, match="two cycles"):
         merkle.chain_cycles(per_hour[0] + per_hour[0])
+
+
+def test_the_standing_is_rebuilt_only_when_a_period_file_or_the_models_change(lake):
+    contract = default_contract()
+    now = START + 6 * HOUR
+    cycle = ScoringCycle(lake, contract, 60, PERIOD)
+    first = cycle.run(now, START, now).standing
+    # Nothing in the period changed: the kept standing itself, no file decoded again.
+    reads = cycle._period_files.reads
+    assert cycle._period_standing(*PERIOD) is first and cycle._period_files.reads == reads
+    # A new registry (model-b's cruncher renamed) changes the entries without any snapshot file.
+    models = lake.read("models").with_columns(pl.when(pl.col("model_id") == "model-b").then(pl.lit("bob")).otherwise(pl.col("cruncher")).alias("cruncher"))
+    lake.write("models", models)
+    again = cycle._period_standing(*PERIOD)
+    assert again is not first and again == full_rebuild(lake, now)[1]
+    assert {e["cruncher"] for e in again.entries} == {"model-a", "bob", "model-c", "model-d"}
+    # Hours after the period: the period's standing is kept as it was, and still equals a rebuild.
+    later = PERIOD[1] + 2 * HOUR
+    assert cycle.run(later, PERIOD[1], later).standing is again
+    assert again == full_rebuild(lake, later)[1]

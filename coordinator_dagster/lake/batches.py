@@ -159,11 +159,13 @@ def _in_file_order(frame: pl.DataFrame, column: str) -> pl.DataFrame:
     zero-copy slice already in its file's order, instead of a gather and a sort per hour."""
     hour = pl.col(column).dt.truncate("1h")
     keyed = frame.with_columns(hour.alias("__hour"))
+    if keyed.is_empty():
+        return keyed
     if not all(c in frame.columns for c in SORT_COLUMNS):
         return keyed.sort("__hour", maintain_order=True)
     models = frame["model_id"].unique().sort()
     hours = keyed["__hour"]
-    span = 0 if hours.is_empty() or hours.null_count() else (hours.max() - hours.min()) // HOUR + 1
+    span = 0 if hours.null_count() else (hours.max() - hours.min()) // HOUR + 1
     if column != "round_ts" or frame.select(pl.col(SORT_COLUMNS).null_count()).sum_horizontal()[0] or span * models.len() * HOUR_US >= 2**63:
         return keyed.sort(["__hour", *SORT_COLUMNS], maintain_order=True)
     # (hour, model, round) as one unsigned integer in the same order: a stable sort on one
@@ -174,7 +176,7 @@ def _in_file_order(frame: pl.DataFrame, column: str) -> pl.DataFrame:
     return keyed.sort((hour_index * models.len() + model) * HOUR_US + within, maintain_order=True)
 
 
-def _identity(path: Path) -> tuple[int, int, int] | None:
+def file_identity(path: Path) -> tuple[int, int, int] | None:
     try:
         stat = os.stat(path)
     except FileNotFoundError:
@@ -211,7 +213,7 @@ class SnapshotFiles:
         paths = [self._path(key) for key in window_keys_between(start, end)]
         self.lake.storage.sync_files(paths)  # object storage: another host may have written them
         for path in paths:
-            identity = _identity(path)
+            identity = file_identity(path)
             if identity is None:
                 continue
             kept = self._files.get(path)
@@ -237,6 +239,11 @@ class SnapshotFiles:
         if column is not None:
             frame = frame.filter((pl.col(column) >= start) & (pl.col(column) < end))
         return frame
+
+    def version(self, start: dt.datetime, end: dt.datetime) -> tuple[tuple[str, tuple[int, int, int]], ...]:
+        """Which file of each hour of the window is there now (name and identity): equal
+        versions mean nothing in the window changed."""
+        return tuple((str(path), self._files[path][0]) for path, _, _ in self._current(start, end))
 
     def derived(self, start: dt.datetime, end: dt.datetime, column: str, label: str, fn: Callable[[pl.DataFrame], Any]) -> list[Any]:
         """`fn` of each hour file's rows with `start <= column < end`, oldest hour first; kept per

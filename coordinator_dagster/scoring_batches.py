@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,13 +57,26 @@ class ScoredWindow:
     predictions: pl.DataFrame
     scores: pl.DataFrame  # real models' and ensembles' scores, as written
     ensemble_predictions: pl.DataFrame | None  # None without ensembles in the contract
+    writes: tuple[Future, ...] = ()  # partition writes still under way (with a `writer`)
+
+    def wait_written(self) -> None:
+        """Return once every partition of this window is in place (raising a write's error)."""
+        for write in self.writes:
+            write.result()
 
 
 def score_window(
-    lake: "Lake", contract: "CrunchContract", start: dt.datetime, end: dt.datetime, now: dt.datetime, step_seconds: int
+    lake: "Lake",
+    contract: "CrunchContract",
+    start: dt.datetime,
+    end: dt.datetime,
+    now: dt.datetime,
+    step_seconds: int,
+    writer: ThreadPoolExecutor | None = None,
 ) -> ScoredWindow:
     """Score every hour of [start, end) in one pass and write each hour's scores partition (and,
-    with ensembles, their predictions): the `scores` asset's work for a range."""
+    with ensembles, their predictions): the `scores` asset's work for a range. With `writer`
+    the scores are written in its thread while the caller goes on (`wait_written`)."""
     keys = window_keys_between(start, end)
     reach = truth_reach(contract, step_seconds)
     preds = batches.read_window_files(lake, "predictions", start, end)
@@ -80,8 +94,10 @@ def score_window(
         ensemble = build_ensembles(contract, preds, history, [window_start(k) for k in keys])
         batches.write_window_frames(lake, "ensemble_predictions", ensemble, "round_ts", keys)
         out = pl.concat([out, score_predictions(contract, ensemble, inputs, truth_feed, now)])
-    batches.write_window_frames(lake, "scores", out, "round_ts", keys)
-    return ScoredWindow(keys, preds, out, ensemble)
+    if writer is None:
+        batches.write_window_frames(lake, "scores", out, "round_ts", keys)
+        return ScoredWindow(keys, preds, out, ensemble)
+    return ScoredWindow(keys, preds, out, ensemble, (writer.submit(batches.write_window_frames, lake, "scores", out, "round_ts", keys),))
 
 
 def _score_late_hours(
@@ -109,6 +125,8 @@ def snapshot_window(
     else:
         preds, scores, ensemble = scored.predictions, scored.scores, scored.ensemble_predictions
     out = build_snapshots(contract, preds, scores, start, end, ensemble)
+    if scored is not None:
+        scored.wait_written()  # an hour's snapshots are never in place before its scores
     batches.write_window_frames(lake, "snapshots", out, "period_start", keys)
     return out
 
@@ -117,9 +135,11 @@ def score_hours(
     lake: "Lake", contract: "CrunchContract", start: dt.datetime, end: dt.datetime, now: dt.datetime, truth_step_seconds: int
 ) -> tuple[ScoredWindow, pl.DataFrame]:
     """Scores and snapshots of every hour of [start, end), read once and written per hour: what a
-    micro-batch of a long-lived engine (or a re-score of a range) calls."""
-    scored = score_window(lake, contract, start, end, now, truth_step_seconds)
-    return scored, snapshot_window(lake, contract, start, end, scored)
+    micro-batch of a long-lived engine (or a re-score of a range) calls. The scores are written
+    while the snapshots are built (flushing files is mostly waiting on the disk)."""
+    with ThreadPoolExecutor(1) as writer:
+        scored = score_window(lake, contract, start, end, now, truth_step_seconds, writer)
+        return scored, snapshot_window(lake, contract, start, end, scored)
 
 
 def leaderboard_window(lake: "Lake", contract: "CrunchContract") -> tuple[dt.datetime, dt.datetime] | None:
@@ -152,10 +172,15 @@ def build_leaderboard(
 
 def write_leaderboard(lake: "Lake", board: pl.DataFrame) -> None:
     """`board` as the current leaderboard and as its hour's `leaderboard_history`."""
-    lake.write("leaderboard", board)
-    if board.height:
+    if not board.height:
+        lake.write("leaderboard", board)
+        return
+    # The two files are flushed side by side (a flush is mostly waiting on the disk).
+    with ThreadPoolExecutor(1) as writer:
         # An as_of on the hour closes the previous hour's ranking; keep it in that hour.
-        lake.write("leaderboard_history", board, window_key(board["as_of"][0] - dt.timedelta(microseconds=1)))
+        history = writer.submit(lake.write, "leaderboard_history", board, window_key(board["as_of"][0] - dt.timedelta(microseconds=1)))
+        lake.write("leaderboard", board)
+        history.result()
 
 
 @dataclass(frozen=True)

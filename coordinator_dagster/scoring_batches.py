@@ -233,6 +233,7 @@ class ScoringCycle:
         self._board_files = batches.SnapshotFiles(lake)
         self._period_files = batches.SnapshotFiles(lake)
         self._standing: tuple[Any, Standing] | None = None  # (the period files' version, standing)
+        self._models: tuple[Any, pl.DataFrame | None] = (None, None)  # (the models file's identity, its rows)
 
     def run(self, now: dt.datetime, start: dt.datetime, end: dt.datetime) -> CycleResult:
         seconds = {}
@@ -253,19 +254,24 @@ class ScoringCycle:
     def _period_standing(self, start: dt.datetime, end: dt.datetime) -> Standing:
         """`checkpoint_standing` over the period's snapshots, from what is kept per hour file;
         the last standing again when none of the period's files changed."""
-        files = self._period_files
-        # The models table names and orders crunchers: a changed registry changes the standing too.
+        contract = self.contract
         models_path = self.lake.partition_path("models")
         self.lake.storage.sync_files([models_path])
-        version = (files.version(start, end), batches.file_identity(models_path))
+        # Per hour file, made again only when it changed: its checkpoint rows and its cycle's
+        # Merkle hashes (the chain over them is re-linked only when some hour changed).
+        files, derived = self._period_files.derived_many(
+            start, end, "period_start", {"rows": lambda f: ranking.checkpoint_rows(contract, f), "merkle": hash_cycles}
+        )
+        # The models table names and orders crunchers: a changed registry changes the standing too.
+        version = (files, batches.file_identity(models_path))
         if self._standing is not None and self._standing[0] == version:
             return self._standing[1]
-        contract = self.contract
-        rows = files.derived(start, end, "period_start", "checkpoint_rows", lambda f: ranking.checkpoint_rows(contract, f))
-        # Each hour's cycle hashed once per version of its file; the chain is re-linked each run.
-        hashed = files.derived(start, end, "period_start", "merkle", hash_cycles)
-        tree = chain_cycles(c for cycles in hashed for c in cycles)
-        entries = ranking.rank_checkpoint_rows(contract, pl.concat(rows, how="vertical_relaxed"), self.lake.read("models")) if rows else []
+        rows = derived["rows"]
+        tree = chain_cycles(c for cycles in derived["merkle"] for c in cycles)
+        if version[1] != self._models[0]:
+            self._models = (version[1], self.lake.read("models"))
+        # Every hour's rows are conformed to one schema: a plain (eager) concat stacks them.
+        entries = ranking.rank_checkpoint_rows(contract, pl.concat(rows, how="vertical").rechunk(), self._models[1]) if rows else []
         standing = _standing(contract, entries, tree.checkpoint_root)
         self._standing = (version, standing)
         return standing

@@ -243,15 +243,26 @@ class SnapshotFiles:
     def version(self, start: dt.datetime, end: dt.datetime) -> tuple[tuple[str, tuple[int, int, int]], ...]:
         """Which file of each hour of the window is there now (name and identity): equal
         versions mean nothing in the window changed."""
-        return tuple((str(path), self._files[path][0]) for path, _, _ in self._current(start, end))
+        return self.derived_many(start, end, "", {})[0]
 
     def derived(self, start: dt.datetime, end: dt.datetime, column: str, label: str, fn: Callable[[pl.DataFrame], Any]) -> list[Any]:
         """`fn` of each hour file's rows with `start <= column < end`, oldest hour first; kept per
         file under `label` until the file changes."""
-        out = []
-        for _, frame, memo in self._current(start, end):
-            if label not in memo:
-                rows = schemas.conform(frame, self.schema, self.name).filter((pl.col(column) >= start) & (pl.col(column) < end))
-                memo[label] = fn(rows)
-            out.append(memo[label])
-        return out
+        return self.derived_many(start, end, column, {label: fn})[1][label]
+
+    def derived_many(
+        self, start: dt.datetime, end: dt.datetime, column: str, fns: dict[str, Callable[[pl.DataFrame], Any]]
+    ) -> tuple[tuple[tuple[str, tuple[int, int, int]], ...], dict[str, list[Any]]]:
+        """`version` and `derived` for several labels, with one look at the files."""
+        out: dict[str, list[Any]] = {label: [] for label in fns}
+        version = []
+        for path, frame, memo in self._current(start, end):
+            version.append((str(path), self._files[path][0]))
+            rows = None
+            for label, fn in fns.items():
+                if label not in memo:
+                    if rows is None:
+                        rows = schemas.conform(frame, self.schema, self.name).filter((pl.col(column) >= start) & (pl.col(column) < end))
+                    memo[label] = fn(rows)
+                out[label].append(memo[label])
+        return tuple(version), out

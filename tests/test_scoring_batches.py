@@ -2,6 +2,7 @@
 what per-partition reads and writes and full rebuilds give."""
 
 import datetime as dt
+import threading
 
 import numpy as np
 import polars as pl
@@ -221,3 +222,33 @@ def test_the_standing_is_rebuilt_only_when_a_period_file_or_the_models_change(la
     later = PERIOD[1] + 2 * HOUR
     assert cycle.run(later, PERIOD[1], later).standing is again
     assert again == full_rebuild(lake, later)[1]
+
+
+def test_batched_reads_see_each_hour_whole_while_it_is_rewritten(lake):
+    # A writer keeps replacing every hour of predictions with one of two versions (all values 1.0
+    # with every model, or all 2.0 without model-d); each batched read must give every hour
+    # entirely as one version: never an error, never rows of both.
+    end = START + 6 * HOUR
+    base = lake.read_window("predictions", START, end)
+    versions = {1.0: base.with_columns(pl.lit(1.0).alias("value")), 2.0: base.filter(pl.col("model_id") != "model-d").with_columns(pl.lit(2.0).alias("value"))}
+    rows_of = {1.0: 240, 2.0: 180}
+    batches.write_window_frames(lake, "predictions", versions[1.0], "round_ts", keys(0, 6))
+    stop = threading.Event()
+
+    def rewrite() -> None:
+        while not stop.is_set():
+            for frame in versions.values():
+                batches.write_window_frames(lake, "predictions", frame, "round_ts", keys(0, 6))
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+        for _ in range(40):
+            read = batches.read_window_files(lake, "predictions", START, end, ["round_ts", "value"])
+            per_hour = read.group_by(pl.col("round_ts").dt.truncate("1h")).agg(pl.col("value").unique(), pl.len())
+            assert per_hour.height == 6
+            for values, count in zip(per_hour["value"].to_list(), per_hour["len"].to_list(), strict=True):
+                assert len(values) == 1 and count == rows_of[values[0]]
+    finally:
+        stop.set()
+        writer.join()

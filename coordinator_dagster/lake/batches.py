@@ -4,8 +4,9 @@ far below theirs.
 
 Reads open every file first and decode them all in one call through the names Linux gives
 open files (so a partition renamed into place mid-read gives the old or the new file, never a
-mix), reading only the columns asked for. Writes put every partition's temporary file down in a few threads, each flushed
-and renamed into place as `LakeWrites.write` does, so a crash leaves every partition old or new.
+mix), reading only the columns asked for. Writes sort a range once into its files' row order and
+put every partition's temporary file down in a few threads, each flushed and renamed into place
+as `LakeWrites.write` does, so a crash leaves every partition old or new.
 `SnapshotFiles` keeps the frames of files it has read and re-reads a file only once its identity
 (inode, size, modification time) changed: the leaderboard and checkpoint of a long-lived scoring
 loop then read only the hours that changed.

@@ -103,7 +103,7 @@ def test_batched_reads_upgrade_files_written_before_a_column_was_added(lake):
     assert batches.read_window_files(lake, "inputs", START, end, ["input_id", "model_input"])["model_input"].null_count() == 180
 
 
-def test_batched_writes_give_what_partition_writes_give(lake, tmp_path):
+def test_batched_writes_give_what_partition_writes_give(lake, tmp_path, monkeypatch):
     frame = lake.read_window("predictions", START, START + 6 * HOUR)
     other = Lake(tmp_path / "other")
     written = keys(0, 8)  # the two hours without rows are written empty, as write_windows does
@@ -116,6 +116,7 @@ def test_batched_writes_give_what_partition_writes_give(lake, tmp_path):
     # batch sorts the whole range once; `write_windows` sorts each file), and whichever column
     # splits the hours (round_ts takes the one-integer sort, another column the general one).
     shuffled = frame.sample(fraction=1.0, shuffle=True, seed=3)
+    monkeypatch.setattr(batches, "HOURS_PER_SORT", 3)  # sorted and written three hours at a time
     for lake_a, lake_b, column in ((tmp_path / "a", tmp_path / "b", "round_ts"), (tmp_path / "c", tmp_path / "d", "predicted_at")):
         Lake(lake_a).write_windows("predictions", shuffled, column, written)
         batches.write_window_frames(Lake(lake_b), "predictions", shuffled, column, written)

@@ -27,7 +27,7 @@ import polars as pl
 from coordinator_dagster.lake import schemas
 from coordinator_dagster.lake.segments import segment_names
 from coordinator_dagster.lake.writes import SORT_COLUMNS
-from coordinator_dagster.windows import WINDOW_KEY_FORMAT, window_keys_between
+from coordinator_dagster.windows import WINDOW_KEY_FORMAT, window_keys_between, window_start
 
 if TYPE_CHECKING:
     from coordinator_dagster.lake.store import Lake
@@ -39,6 +39,8 @@ WRITE_THREADS = 8
 # Files open at once while a range is decoded (well under the usual limit of 1,024 descriptors).
 FILES_PER_DECODE = 256
 _PROC_FD = Path("/proc/self/fd")
+# Hours sorted into file order at once by a batched write (a week).
+HOURS_PER_SORT = 168
 HOUR = dt.timedelta(hours=1)
 HOUR_US = 3_600_000_000
 
@@ -126,48 +128,59 @@ def write_window_frames(lake: "Lake", name: str, frame: pl.DataFrame, column: st
     """`LakeWrites.write_windows` (every key written, empty ones too; rows outside `keys`
     refused) with the partitions written in a few threads."""
     table = lake.table(name)
-    frame = schemas.conform(frame, table.schema, name)
-    keyed = _in_file_order(frame, column)
-    runs = keyed["__hour"].rle()
-    frame = keyed.drop("__hour")
-    parts, offset = {}, 0
-    hours = runs.struct.field("value").dt.strftime(WINDOW_KEY_FORMAT).to_list()
-    for key, length in zip(hours, runs.struct.field("len").to_list(), strict=True):
-        parts[key] = frame.slice(offset, length)
-        offset += length
+    keyed = schemas.conform(frame, table.schema, name).with_columns(pl.col(column).dt.truncate("1h").alias("__hour"))
     keys = list(keys)
-    stray = sorted(set(parts) - set(keys))
+    present = keyed.select(pl.col("__hour").unique().dt.strftime(WINDOW_KEY_FORMAT)).to_series().to_list()
+    stray = sorted(set(present) - set(keys), key=str)
     if stray:
         raise ValueError(f"{name}: rows outside the partitions being written: {stray[:3]}")
-    empty = frame.clear()
+    empty = keyed.drop("__hour").clear()
+    parts: dict[str, pl.DataFrame] = {}
 
     def put(key: str) -> None:
         # The one writer of a partition: same file layout, and committed through the lake's
         # storage (a rename on disk, a versioned object plus pointer on object storage).
         lake._write_stored_order(lake.partition_path(name, key), parts.get(key, empty))
 
-    if len(keys) == 1:
-        put(keys[0])
-    else:
-        with ThreadPoolExecutor(min(WRITE_THREADS, len(keys))) as pool:
-            list(pool.map(put, keys))
+    with ThreadPoolExecutor(max(1, min(WRITE_THREADS, len(keys)))) as pool:
+        # A chunk of hours at a time: the sorted copy of a long range (a year of scores) would
+        # otherwise double the range's memory.
+        for first in range(0, len(keys), HOURS_PER_SORT):
+            chunk = keys[first : first + HOURS_PER_SORT]
+            rows = keyed if len(chunk) == len(keys) else keyed.filter(pl.col("__hour").is_in([window_start(k) for k in chunk]))
+            parts = _in_file_order(rows, column)
+            if len(chunk) == 1:
+                put(chunk[0])
+            else:
+                list(pool.map(put, chunk))
     return len(keys)
 
 
-def _in_file_order(frame: pl.DataFrame, column: str) -> pl.DataFrame:
-    """`frame` with its hour (of `column`) as `__hour`, sorted stably by hour and then as
-    `_write_atomic` stores a file's rows (by SORT_COLUMNS, stably): each hour is then one
-    zero-copy slice already in its file's order, instead of a gather and a sort per hour."""
-    hour = pl.col(column).dt.truncate("1h")
-    keyed = frame.with_columns(hour.alias("__hour"))
+def _in_file_order(keyed: pl.DataFrame, column: str) -> dict[str, pl.DataFrame]:
+    """Each hour's rows of `keyed` (hours in `__hour`) as its file stores them (sorted stably by
+    SORT_COLUMNS, as `_write_atomic` sorts): one stable sort of the whole frame by hour and those
+    columns, then one zero-copy slice per hour, instead of a gather and a sort per hour."""
     if keyed.is_empty():
-        return keyed
-    if not all(c in frame.columns for c in SORT_COLUMNS):
-        return keyed.sort("__hour", maintain_order=True)
-    models = frame["model_id"].unique().sort()
+        return {}
+    if not all(c in keyed.columns for c in SORT_COLUMNS):
+        ordered = keyed.sort("__hour", maintain_order=True)
+    else:
+        ordered = _sort_by_hour_model_round(keyed, column)
+    runs = ordered["__hour"].rle()
+    frame = ordered.drop("__hour")
+    parts, offset = {}, 0
+    hours = runs.struct.field("value").dt.strftime(WINDOW_KEY_FORMAT).to_list()
+    for key, length in zip(hours, runs.struct.field("len").to_list(), strict=True):
+        parts[key] = frame.slice(offset, length)
+        offset += length
+    return parts
+
+
+def _sort_by_hour_model_round(keyed: pl.DataFrame, column: str) -> pl.DataFrame:
+    models = keyed["model_id"].unique().sort()
     hours = keyed["__hour"]
     span = 0 if hours.null_count() else (hours.max() - hours.min()) // HOUR + 1
-    if column != "round_ts" or frame.select(pl.col(SORT_COLUMNS).null_count()).sum_horizontal()[0] or span * models.len() * HOUR_US >= 2**63:
+    if column != "round_ts" or keyed.select(pl.col(SORT_COLUMNS).null_count()).sum_horizontal()[0] or span * models.len() * HOUR_US >= 2**63:
         return keyed.sort(["__hour", *SORT_COLUMNS], maintain_order=True)
     # (hour, model, round) as one unsigned integer in the same order: a stable sort on one
     # numeric column costs half of one on three columns of which one is a string.

@@ -12,11 +12,17 @@ Builds a week of one-minute rounds for BTC and ETH (synthetic feed) with 50 mode
     predictions (whole hours), reported as a rate. Neither loop makes database round trips,
     which the reference engine does per row, so both flatter the loop.
 Prints predictions per second for both, the speed-up, and the process's peak memory.
+
+`--reference-shape --lake-modes assets,batch --steady --cycles 10` prints, in one command, the
+issue's figures: a million predictions over 1,667 hour partitions scored through the assets and
+through `score_hours` (wall, CPU, peak RSS of a fresh process each) and the steady cycle's stage
+medians (wall, plus the cycle's CPU), each with the machine's load average beside it.
 """
 
 import argparse
 import bisect
 import datetime as dt
+import os
 import platform
 import resource
 import sys
@@ -228,7 +234,12 @@ def child_main(mode: str, home: str, first: str, last: str, now: str) -> None:
         started, cpu = time.perf_counter(), time.process_time()
         score_hours(lake, contract, window_start(first), window_start(last) + HOUR, dt.datetime.fromisoformat(now), truth_step_seconds=60)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "load": load()}))
+
+
+def load() -> str:
+    """The machine's 1-minute load average now (other processes share its cores)."""
+    return f"{os.getloadavg()[0]:.1f}"
 
 
 def reference_shape(args) -> None:
@@ -259,11 +270,12 @@ def reference_shape(args) -> None:
                 print(f"  lake written in {time.perf_counter() - t:.1f} s at {home}")
             first = REFERENCE_START.strftime("%Y-%m-%d-%H:%M")
             last = (predictions["round_ts"].max()).strftime("%Y-%m-%d-%H:00")
+            before = load()
             found = _child(mode, str(home), first, last, now)
             label = {"assets": "through the assets (scores + snapshots, one single-run backfill)",
                      "batch": "through scoring_batches.score_hours (plain function, no Dagster)"}[mode]
-            print(f"{label}: {found['seconds']:.2f} s ({found['cpu']:.2f} s CPU), peak RSS {found['peak_mb']:,.0f} MB "
-                  f"→ {predictions.height / found['seconds']:,.0f} predictions/s")
+            print(f"{label}: {found['seconds']:.2f} s wall ({found['cpu']:.2f} s CPU), peak RSS {found['peak_mb']:,.0f} MB "
+                  f"→ {predictions.height / found['seconds']:,.0f} predictions/s; load average {before} before, {found['load']} after")
 
 
 def steady_cycle(args) -> None:
@@ -279,19 +291,24 @@ def steady_cycle(args) -> None:
 
     scored_hours, new_rounds = 165, 100
     contract = default_contract()
-    feed, inputs, predictions = build_dataset(10, 0, ("BTC",), scored_hours + 1 + (args.cycles * new_rounds) // 60)
+    # The data starts two days before a weekly checkpoint period (START is a Sunday), so every
+    # cycle's new rounds fall inside the current period, as in a node's steady state.
+    data_start = START - dt.timedelta(days=2)
+    feed, inputs, predictions = build_dataset(10, 0, ("BTC",), scored_hours + 1 + (args.cycles * new_rounds) // 60, data_start)
     rounds = predictions["round_ts"].unique().sort()
-    first_new = START + scored_hours * HOUR
-    period = (START, START + dt.timedelta(days=7))  # START is a Sunday: the weekly checkpoint period's start
+    first_new = data_start + scored_hours * HOUR
+    period = (START, START + dt.timedelta(days=7))
+    assert first_new + args.cycles * new_rounds * MINUTE <= period[1], "the cycles' rounds must stay inside the period"
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         timings: dict[str, dict[str, list[float]]] = {}
+        loads: dict[str, list[float]] = {}
         boards = {}
         for mode in ("full", "incremental"):
             home = Path(tmp) / mode
             old = pl.col("round_ts") < first_new
             write_lake(home, feed, inputs.filter(old), predictions.filter(old))
             lake = Lake.for_contract(home, contract)
-            score_hours(lake, contract, START, first_new, first_new + HOUR, 60)
+            score_hours(lake, contract, data_start, first_new, first_new + HOUR, 60)
             cycle = ScoringCycle(lake, contract, 60, period)
             cycle.run(first_new, first_new - HOUR, first_new)  # warm: the engine has run before
             timings[mode] = {}
@@ -308,7 +325,7 @@ def steady_cycle(args) -> None:
                 now = batch.max() + MINUTE
                 start, end = min(hours[0], done.replace(minute=0)), hours[-1] + HOUR
                 done = now
-                t = time.perf_counter()
+                t, cpu = time.perf_counter(), time.process_time()
                 if mode == "incremental":
                     result = cycle.run(now, start, end)
                     stages = result.seconds
@@ -325,12 +342,16 @@ def steady_cycle(args) -> None:
                     checkpoint_standing(contract, lake.read_window("snapshots", *period, column="period_start"), lake.read("models"))
                     stages["checkpoint"] = time.perf_counter() - s
                 stages["cycle"] = time.perf_counter() - t
+                stages["cycle CPU"] = time.process_time() - cpu
+                loads.setdefault(mode, []).append(os.getloadavg()[0])
                 for stage, seconds in stages.items():
                     timings[mode].setdefault(stage, []).append(seconds)
         assert boards["full"].equals(boards["incremental"]), "the incremental leaderboard differs from the full rebuild"
     for mode, stages in timings.items():
         parts = ", ".join(f"{stage} {np.median(v) * 1000:.0f} ms" for stage, v in stages.items())
-        print(f"steady cycle, {mode} ({args.cycles} cycles of 1,000 new on ≥ 99,000 scored), median: {parts}")
+        print(f"steady cycle, {mode} ({args.cycles} cycles of 1,000 new on ≥ 99,000 scored), median: {parts}; "
+              f"load average {min(loads[mode]):.1f}–{max(loads[mode]):.1f}")
+    print(f"steady cycle: peak RSS of the benchmark process (datasets included) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
 
 
 def main() -> None:

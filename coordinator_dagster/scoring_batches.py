@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,13 +57,26 @@ class ScoredWindow:
     predictions: pl.DataFrame
     scores: pl.DataFrame  # real models' and ensembles' scores, as written
     ensemble_predictions: pl.DataFrame | None  # None without ensembles in the contract
+    writes: tuple[Future, ...] = ()  # partition writes still under way (with a `writer`)
+
+    def wait_written(self) -> None:
+        """Return once every partition of this window is in place (raising a write's error)."""
+        for write in self.writes:
+            write.result()
 
 
 def score_window(
-    lake: "Lake", contract: "CrunchContract", start: dt.datetime, end: dt.datetime, now: dt.datetime, step_seconds: int
+    lake: "Lake",
+    contract: "CrunchContract",
+    start: dt.datetime,
+    end: dt.datetime,
+    now: dt.datetime,
+    step_seconds: int,
+    writer: ThreadPoolExecutor | None = None,
 ) -> ScoredWindow:
     """Score every hour of [start, end) in one pass and write each hour's scores partition (and,
-    with ensembles, their predictions): the `scores` asset's work for a range."""
+    with ensembles, their predictions): the `scores` asset's work for a range. With `writer`
+    the scores are written in its thread while the caller goes on (`wait_written`)."""
     keys = window_keys_between(start, end)
     reach = truth_reach(contract, step_seconds)
     preds = batches.read_window_files(lake, "predictions", start, end)
@@ -80,8 +94,10 @@ def score_window(
         ensemble = build_ensembles(contract, preds, history, [window_start(k) for k in keys])
         batches.write_window_frames(lake, "ensemble_predictions", ensemble, "round_ts", keys)
         out = pl.concat([out, score_predictions(contract, ensemble, inputs, truth_feed, now)])
-    batches.write_window_frames(lake, "scores", out, "round_ts", keys)
-    return ScoredWindow(keys, preds, out, ensemble)
+    if writer is None:
+        batches.write_window_frames(lake, "scores", out, "round_ts", keys)
+        return ScoredWindow(keys, preds, out, ensemble)
+    return ScoredWindow(keys, preds, out, ensemble, (writer.submit(batches.write_window_frames, lake, "scores", out, "round_ts", keys),))
 
 
 def _score_late_hours(
@@ -109,6 +125,8 @@ def snapshot_window(
     else:
         preds, scores, ensemble = scored.predictions, scored.scores, scored.ensemble_predictions
     out = build_snapshots(contract, preds, scores, start, end, ensemble)
+    if scored is not None:
+        scored.wait_written()  # an hour's snapshots are never in place before its scores
     batches.write_window_frames(lake, "snapshots", out, "period_start", keys)
     return out
 
@@ -117,9 +135,11 @@ def score_hours(
     lake: "Lake", contract: "CrunchContract", start: dt.datetime, end: dt.datetime, now: dt.datetime, truth_step_seconds: int
 ) -> tuple[ScoredWindow, pl.DataFrame]:
     """Scores and snapshots of every hour of [start, end), read once and written per hour: what a
-    micro-batch of a long-lived engine (or a re-score of a range) calls."""
-    scored = score_window(lake, contract, start, end, now, truth_step_seconds)
-    return scored, snapshot_window(lake, contract, start, end, scored)
+    micro-batch of a long-lived engine (or a re-score of a range) calls. The scores are written
+    while the snapshots are built (flushing files is mostly waiting on the disk)."""
+    with ThreadPoolExecutor(1) as writer:
+        scored = score_window(lake, contract, start, end, now, truth_step_seconds, writer)
+        return scored, snapshot_window(lake, contract, start, end, scored)
 
 
 def leaderboard_window(lake: "Lake", contract: "CrunchContract") -> tuple[dt.datetime, dt.datetime] | None:
@@ -152,10 +172,15 @@ def build_leaderboard(
 
 def write_leaderboard(lake: "Lake", board: pl.DataFrame) -> None:
     """`board` as the current leaderboard and as its hour's `leaderboard_history`."""
-    lake.write("leaderboard", board)
-    if board.height:
+    if not board.height:
+        lake.write("leaderboard", board)
+        return
+    # The two files are flushed side by side (a flush is mostly waiting on the disk).
+    with ThreadPoolExecutor(1) as writer:
         # An as_of on the hour closes the previous hour's ranking; keep it in that hour.
-        lake.write("leaderboard_history", board, window_key(board["as_of"][0] - dt.timedelta(microseconds=1)))
+        history = writer.submit(lake.write, "leaderboard_history", board, window_key(board["as_of"][0] - dt.timedelta(microseconds=1)))
+        lake.write("leaderboard", board)
+        history.result()
 
 
 @dataclass(frozen=True)
@@ -174,10 +199,13 @@ def checkpoint_standing(
     """The default rule's checkpoint over one period's snapshots (`ranking.checkpoint_entries`,
     the contract's `build_emission`, `build_checkpoint_tree`; pass `merkle_root` when the
     caller has it from hashed cycles it kept)."""
-    entries = ranking.checkpoint_entries(contract, period, models)
-    emission = contract.build_emission(entries, contract.crunch_pubkey, contract.compute_provider, contract.data_provider)
     root = merkle_root if merkle_root is not None else build_checkpoint_tree(period.to_dicts()).checkpoint_root
-    return Standing(entries, emission.model_dump(mode="json"), root)
+    return _standing(contract, ranking.checkpoint_entries(contract, period, models), root)
+
+
+def _standing(contract: "CrunchContract", entries: list[dict[str, Any]], merkle_root: str | None) -> Standing:
+    emission = contract.build_emission(entries, contract.crunch_pubkey, contract.compute_provider, contract.data_provider)
+    return Standing(entries, emission.model_dump(mode="json"), merkle_root)
 
 
 @dataclass(frozen=True)
@@ -193,13 +221,19 @@ class CycleResult:
 class ScoringCycle:
     """The steady scoring loop of a long-lived process: each `run` scores the hours holding newly
     due predictions, rewrites their snapshots, the leaderboard and the current checkpoint
-    period's standing, reading back only the snapshot hours that changed since the last run."""
+    period's standing, reading back only the snapshot hours that changed since the last run.
+
+    The standing is kept per hour of the period (each hour's checkpoint rows and Merkle cycles,
+    made again only when its snapshot file changed) and rebuilt only when the run touched the
+    period; the ranking and emission over the kept rows are those of a full rebuild."""
 
     def __init__(self, lake: "Lake", contract: "CrunchContract", truth_step_seconds: int, period: tuple[dt.datetime, dt.datetime] | None = None):
         self.lake, self.contract, self.step = lake, contract, truth_step_seconds
         self.period = period
         self._board_files = batches.SnapshotFiles(lake)
         self._period_files = batches.SnapshotFiles(lake)
+        self._standing: tuple[Any, Standing] | None = None  # (the period files' version, standing)
+        self._models: tuple[Any, pl.DataFrame | None] = (None, None)  # (the models file's identity, its rows)
 
     def run(self, now: dt.datetime, start: dt.datetime, end: dt.datetime) -> CycleResult:
         seconds = {}
@@ -213,10 +247,31 @@ class ScoringCycle:
         # The production rule's standing is per group over round scores, not snapshots.
         if self.period is not None and not isinstance(self.contract.build_emission, TopKPerGroup):
             t = time.perf_counter()
-            period = self._period_files.read_window(*self.period, column="period_start")
-            # Each hour's cycle hashed once per version of its file; the chain is re-linked each run.
-            hashed = self._period_files.derived(*self.period, "period_start", "merkle", hash_cycles)
-            tree = chain_cycles(c for cycles in hashed for c in cycles)
-            standing = checkpoint_standing(self.contract, period, self.lake.read("models"), tree.checkpoint_root)
+            standing = self._period_standing(*self.period)
             seconds["checkpoint"] = time.perf_counter() - t
         return CycleResult(scored.keys, scored.scores, snaps, board, standing, seconds)
+
+    def _period_standing(self, start: dt.datetime, end: dt.datetime) -> Standing:
+        """`checkpoint_standing` over the period's snapshots, from what is kept per hour file;
+        the last standing again when none of the period's files changed."""
+        contract = self.contract
+        models_path = self.lake.partition_path("models")
+        self.lake.storage.sync_files([models_path])
+        # Per hour file, made again only when it changed: its checkpoint rows and its cycle's
+        # Merkle hashes (the chain over them is re-linked only when some hour changed).
+        files, derived = self._period_files.derived_many(
+            start, end, "period_start", {"rows": lambda f: ranking.checkpoint_rows(contract, f), "merkle": hash_cycles}
+        )
+        # The models table names and orders crunchers: a changed registry changes the standing too.
+        version = (files, batches.file_identity(models_path))
+        if self._standing is not None and self._standing[0] == version:
+            return self._standing[1]
+        rows = derived["rows"]
+        tree = chain_cycles(c for cycles in derived["merkle"] for c in cycles)
+        if version[1] != self._models[0]:
+            self._models = (version[1], self.lake.read("models"))
+        # Every hour's rows are conformed to one schema: a plain (eager) concat stacks them.
+        entries = ranking.rank_checkpoint_rows(contract, pl.concat(rows, how="vertical").rechunk(), self._models[1]) if rows else []
+        standing = _standing(contract, entries, tree.checkpoint_root)
+        self._standing = (version, standing)
+        return standing

@@ -162,3 +162,25 @@ def test_register_metric_decorator_and_unknown_names(monkeypatch):
     assert "always_one" in metrics.METRICS
     with pytest.raises(KeyError, match="unknown metrics"):
         compute_metrics_frame(["nope"], random_window(6, models=1), pl.DataFrame({"model_id": ["m0"]}))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rank_correlation_means_are_each_rows_nanmean_to_the_bit(seed):
+    # Every row's mean over the other models' correlations is formed for all rows at once; it
+    # must equal `np.nanmean` of the row alone bit for bit (snapshots are hashed into the
+    # checkpoint's Merkle root), constant columns (NaN rows) and all-NaN rows included.
+    rng = np.random.default_rng(seed)
+    models = int(rng.integers(2, 40))
+    ranks = rng.normal(size=(int(rng.integers(3, 80)), models)).argsort(axis=0).astype(float) + 1.0
+    ranks[:, rng.integers(0, models)] = 2.0  # a model answering the same every time
+    if seed % 2:
+        ranks[:, :] = 1.0 if seed == 3 else ranks  # seed 3: every model constant
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.corrcoef(ranks, rowvar=False)
+    constant = ranks.std(axis=0) == 0
+    corr[:, constant] = np.nan
+    corr[constant, :] = np.nan
+    np.fill_diagonal(corr, np.nan)
+    expected = [None if np.all(np.isnan(row)) else float(np.nanmean(row)) for row in corr]
+    assert metrics._rank_correlation_means(ranks) == expected
+    assert expected.count(None) >= 1

@@ -2,6 +2,7 @@
 what per-partition reads and writes and full rebuilds give."""
 
 import datetime as dt
+import threading
 
 import numpy as np
 import polars as pl
@@ -102,7 +103,7 @@ def test_batched_reads_upgrade_files_written_before_a_column_was_added(lake):
     assert batches.read_window_files(lake, "inputs", START, end, ["input_id", "model_input"])["model_input"].null_count() == 180
 
 
-def test_batched_writes_give_what_partition_writes_give(lake, tmp_path):
+def test_batched_writes_give_what_partition_writes_give(lake, tmp_path, monkeypatch):
     frame = lake.read_window("predictions", START, START + 6 * HOUR)
     other = Lake(tmp_path / "other")
     written = keys(0, 8)  # the two hours without rows are written empty, as write_windows does
@@ -111,6 +112,16 @@ def test_batched_writes_give_what_partition_writes_give(lake, tmp_path):
         assert other.read("predictions", key).equals(lake.read("predictions", key)) or other.read("predictions", key).is_empty()
         assert other.exists("predictions", key)
     assert other.read("predictions", written[-1]).is_empty()
+    # Byte for byte the files `write_windows` puts down, whatever order the rows come in (the
+    # batch sorts the whole range once; `write_windows` sorts each file), and whichever column
+    # splits the hours (round_ts takes the one-integer sort, another column the general one).
+    shuffled = frame.sample(fraction=1.0, shuffle=True, seed=3)
+    monkeypatch.setattr(batches, "HOURS_PER_SORT", 3)  # sorted and written three hours at a time
+    for lake_a, lake_b, column in ((tmp_path / "a", tmp_path / "b", "round_ts"), (tmp_path / "c", tmp_path / "d", "predicted_at")):
+        Lake(lake_a).write_windows("predictions", shuffled, column, written)
+        batches.write_window_frames(Lake(lake_b), "predictions", shuffled, column, written)
+        for key in written:
+            assert Lake(lake_b).partition_path("predictions", key).read_bytes() == Lake(lake_a).partition_path("predictions", key).read_bytes()
     with pytest.raises(ValueError, match="outside the partitions"):
         batches.write_window_frames(other, "predictions", frame, "round_ts", keys(0, 2))
 
@@ -192,3 +203,53 @@ def test_hashing_cycles_then_chaining_them_is_the_checkpoint_tree(lake):
     assert tree == merkle.build_checkpoint_tree(rows.to_dicts())
     with pytest.raises(ValueError, match="two cycles"):
         merkle.chain_cycles(per_hour[0] + per_hour[0])
+
+
+def test_the_standing_is_rebuilt_only_when_a_period_file_or_the_models_change(lake):
+    contract = default_contract()
+    now = START + 6 * HOUR
+    cycle = ScoringCycle(lake, contract, 60, PERIOD)
+    first = cycle.run(now, START, now).standing
+    # Nothing in the period changed: the kept standing itself, no file decoded again.
+    reads = cycle._period_files.reads
+    assert cycle._period_standing(*PERIOD) is first and cycle._period_files.reads == reads
+    # A new registry (model-b's cruncher renamed) changes the entries without any snapshot file.
+    models = lake.read("models").with_columns(pl.when(pl.col("model_id") == "model-b").then(pl.lit("bob")).otherwise(pl.col("cruncher")).alias("cruncher"))
+    lake.write("models", models)
+    again = cycle._period_standing(*PERIOD)
+    assert again is not first and again == full_rebuild(lake, now)[1]
+    assert {e["cruncher"] for e in again.entries} == {"model-a", "bob", "model-c", "model-d"}
+    # Hours after the period: the period's standing is kept as it was, and still equals a rebuild.
+    later = PERIOD[1] + 2 * HOUR
+    assert cycle.run(later, PERIOD[1], later).standing is again
+    assert again == full_rebuild(lake, later)[1]
+
+
+def test_batched_reads_see_each_hour_whole_while_it_is_rewritten(lake):
+    # A writer keeps replacing every hour of predictions with one of two versions (all values 1.0
+    # with every model, or all 2.0 without model-d); each batched read must give every hour
+    # entirely as one version: never an error, never rows of both.
+    end = START + 6 * HOUR
+    base = lake.read_window("predictions", START, end)
+    versions = {1.0: base.with_columns(pl.lit(1.0).alias("value")), 2.0: base.filter(pl.col("model_id") != "model-d").with_columns(pl.lit(2.0).alias("value"))}
+    rows_of = {1.0: 240, 2.0: 180}
+    batches.write_window_frames(lake, "predictions", versions[1.0], "round_ts", keys(0, 6))
+    stop = threading.Event()
+
+    def rewrite() -> None:
+        while not stop.is_set():
+            for frame in versions.values():
+                batches.write_window_frames(lake, "predictions", frame, "round_ts", keys(0, 6))
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+        for _ in range(40):
+            read = batches.read_window_files(lake, "predictions", START, end, ["round_ts", "value"])
+            per_hour = read.group_by(pl.col("round_ts").dt.truncate("1h")).agg(pl.col("value").unique(), pl.len())
+            assert per_hour.height == 6
+            for values, count in zip(per_hour["value"].to_list(), per_hour["len"].to_list(), strict=True):
+                assert len(values) == 1 and count == rows_of[values[0]]
+    finally:
+        stop.set()
+        writer.join()

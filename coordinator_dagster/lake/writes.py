@@ -34,12 +34,16 @@ class LakeWrites(LakeLayout):
     """The writing half of `Lake`."""
 
     def _write_atomic(self, path: Path, frame: pl.DataFrame) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # The temporary name starts with a dot and does not end in .parquet: no glob sees it.
-        tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
         if all(c in frame.columns for c in SORT_COLUMNS):
             # Stable: rows equal on the sort columns keep the order they were given in.
             frame = frame.sort(SORT_COLUMNS, maintain_order=True)
+        self._write_stored_order(path, frame)
+
+    def _write_stored_order(self, path: Path, frame: pl.DataFrame) -> None:
+        """`_write_atomic` for a frame already in the order its file stores (lake/batches.py)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The temporary name starts with a dot and does not end in .parquet: no glob sees it.
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
         try:
             frame.write_parquet(tmp, compression="zstd", statistics=True, row_group_size=ROW_GROUP_ROWS)
             self.storage.commit(tmp, path)

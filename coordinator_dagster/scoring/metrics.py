@@ -250,7 +250,13 @@ def _rank_correlation_means(ranks: np.ndarray) -> list[float | None]:
     corr[:, constant] = np.nan
     corr[constant, :] = np.nan
     np.fill_diagonal(corr, np.nan)
-    return [None if np.all(np.isnan(row)) else float(np.nanmean(row)) for row in corr]
+    # Each row's nanmean, all rows at once: the sum over a row's non-NaN entries and their count,
+    # as `np.nanmean` forms them (a row reduced over the contiguous last axis adds in the same
+    # order as that row alone, so the values are the same to the bit); None for an all-NaN row.
+    missing = np.isnan(corr)
+    counts = (~missing).sum(axis=1)
+    sums = np.where(missing, 0.0, corr).sum(axis=1)
+    return [None if n == 0 else float(total / n) for total, n in zip(sums.tolist(), counts.tolist(), strict=True)]
 
 
 def _correlation_means(group: pl.DataFrame) -> pl.DataFrame:
@@ -287,7 +293,7 @@ def _frame_model_correlation(rows: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     out: dict[str, list] = {"model_id": [], "model_correlation": [], **{k: [] for k in periods}}
     for key, lo, n in zip(bounds.select(periods).iter_rows(), bounds["lo"], bounds["n"], strict=True):
         have = present[lo : lo + n]
-        columns = [i for i in range(len(models)) if have[:, i].any()]
+        columns = np.flatnonzero(have.any(axis=0)).tolist()
         if len(columns) >= 2 and n >= 3 and have[:, columns].all():
             names, means = [models[i] for i in columns], _rank_correlation_means(ranked[lo : lo + n][:, columns])
         else:

@@ -110,18 +110,35 @@ def checkpoint_entries(
     leaderboard window name, which has no meaning inside one period) the value field itself.
     Models without a single scored prediction in the period take no part.
     """
+    return rank_checkpoint_rows(contract, checkpoint_rows(contract, snapshots), models)
+
+
+def checkpoint_rows(contract: "CrunchContract", snapshots: pl.DataFrame) -> pl.DataFrame:
+    """The snapshots a checkpoint ranks, with their metrics as columns: row by row, so the rows
+    of a period are those of its hours put together (a long-lived scorer keeps them per hour)."""
     agg = contract.aggregation
     key = agg.ranking_key if agg.ranking_key not in agg.windows else agg.value_field
-    if snapshots.is_empty():
-        return []
     # Ensembles are virtual: they have no cruncher and take no reward.
     frame = snapshots.filter((pl.col("scored_count") > 0) & ~is_ensemble(pl.col("model_id")))
     if key != agg.value_field:
         frame = frame.with_columns(_metric_column(key).alias("ranking_metric"))
     else:
         frame = frame.with_columns(pl.col("value").alias("ranking_metric"))
-    metric_names = [m for m in contract.metrics if m not in ("value", "ranking_metric")]
-    frame = frame.with_columns(*[_metric_column(m) for m in metric_names]).sort("period_start", "model_id")
+    return frame.with_columns(*[_metric_column(m) for m in _checkpoint_metrics(contract)])
+
+
+def _checkpoint_metrics(contract: "CrunchContract") -> list[str]:
+    return [m for m in contract.metrics if m not in ("value", "ranking_metric")]
+
+
+def rank_checkpoint_rows(contract: "CrunchContract", rows: pl.DataFrame, models: pl.DataFrame) -> list[dict[str, Any]]:
+    """`checkpoint_entries` from the period's `checkpoint_rows` (in any order of hours)."""
+    agg = contract.aggregation
+    key = agg.ranking_key if agg.ranking_key not in agg.windows else agg.value_field
+    if rows.is_empty():
+        return []
+    metric_names = _checkpoint_metrics(contract)
+    frame = rows.sort("period_start", "model_id")
 
     def weighted(column: str) -> pl.Expr:
         weight = pl.col("scored_count").filter(pl.col(column).is_not_null())

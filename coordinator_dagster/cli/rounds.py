@@ -59,7 +59,8 @@ def build_engine(settings: Settings, instance: Any = None) -> RoundEngine:
         from coordinator_dagster.partitions import DEFAULT_START
 
         first = settings.partitions_start or DEFAULT_START
-        engine.scorer = MicroScorer(lake, contract, feed.step_seconds, reporter, feed.check_settings(), first)
+        queued = engine.reports.wrap(reporter) if reporter is not None else None  # one writer of the instance at a time
+        engine.scorer = MicroScorer(lake, contract, feed.step_seconds, queued, feed.check_settings(), first)
     return engine
 
 

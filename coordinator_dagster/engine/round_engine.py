@@ -30,6 +30,7 @@ import polars as pl
 from coordinator_dagster.contracts import CrunchContract
 from coordinator_dagster.domain_types import ScheduledPrediction
 from coordinator_dagster.engine.outbox import Entry, Outbox
+from coordinator_dagster.engine.report_queue import ReportQueue
 from coordinator_dagster.engine.timing import append_timing, stage_metadata
 from coordinator_dagster.lake.layout import window_start_of_file
 from coordinator_dagster.lake.segments import SEGMENT_PREFIX, append_segment, clean_staging, compact
@@ -118,6 +119,7 @@ class RoundEngine:
         self._feed_seen: dict[str, tuple[tuple[int, int], pl.DataFrame, int]] = {}
         self._wake = threading.Event()
         self.rounds_recorded = 0
+        self.reports = ReportQueue()
         self.scorer: Any = None  # a MicroScorer with ROUND_ENGINE_SCORING (set by the CLI)
         # (table, hour) -> (identity of the hour's files when read, input ids recorded there):
         # appending a round then reads nothing; anyone else's write changes the identity.
@@ -177,7 +179,10 @@ class RoundEngine:
 
     def serve(self, stop: threading.Event, poll_seconds: float = 0.02) -> None:
         self.start()
-        beat = scored = 0.0
+        # Reports and scoring run beside the loop: neither may hold up the next round.
+        self.reports.start()
+        scoring = None
+        beat = 0.0
         try:
             while not stop.is_set():
                 if time.monotonic() - beat >= 1.0:
@@ -185,16 +190,29 @@ class RoundEngine:
                     beat = time.monotonic()
                 try:
                     self.step()
-                    if self.scorer is not None and time.monotonic() - scored >= self.scorer.every_seconds:
-                        scored = time.monotonic()
-                        self.scorer.step(self.clock())
                 except Exception:  # noqa: BLE001 - one bad pass must not end live predictions
                     log.exception("round engine pass failed; retrying")
                     stop.wait(RUNNER_RETRY_SECONDS)
+                if scoring is None and self.scorer is not None:  # once the first pass caught up
+                    scoring = threading.Thread(target=self._score_loop, args=(stop,), name="round-engine-scorer", daemon=True)
+                    scoring.start()
                 self._wake.wait(poll_seconds)
                 self._wake.clear()
         finally:
+            if scoring is not None:
+                scoring.join(60)
+            self.reports.stop()
             self.close()
+
+    def _score_loop(self, stop: threading.Event) -> None:
+        """The micro-batch scorer, every `every_seconds` from the start of one pass to the next."""
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.scorer.step(self.clock())
+            except Exception:  # noqa: BLE001 - a failed pass is retried at the next one
+                log.exception("micro-batch scoring pass failed; retrying")
+            stop.wait(max(0.0, self.scorer.every_seconds - (time.monotonic() - started)))
 
     def _beat(self) -> None:
         path = self.dir / HEARTBEAT_FILE
@@ -308,11 +326,16 @@ class RoundEngine:
             timing["models_us"] = _wall_us()
             self._append("predictions", key, fresh.sort(*SEGMENTED["predictions"]))
         timing["persisted_us"] = _wall_us()
-        self._report(Entry(stamp, key, entry.input_ids, timing), {"inputs": built.height, "predictions": fresh.height}, statuses=fresh)
-        timing["reported_us"] = _wall_us()
-        self.outbox.drop(stamp)
         timing.update(subjects=len(scopes), predictions=fresh.height)
-        append_timing(self.dir, timing)
+        rows = {"inputs": built.height, "predictions": fresh.height}
+
+        def finish() -> None:  # on the report thread while serving: the next round need not wait
+            self._report(Entry(stamp, key, entry.input_ids, timing), rows, statuses=fresh)
+            timing["reported_us"] = _wall_us()
+            self.outbox.drop(stamp)
+            append_timing(self.dir, timing)
+
+        self.reports.submit(finish)
         self._mark_done(round_ts, scopes)
         self.rounds_recorded += 1
         return True

@@ -314,3 +314,34 @@ def test_the_next_round_is_recorded_while_the_previous_one_is_still_being_report
     assert sorted(r.metadata[ROUND_KEY].value for r in reports(instance, "predictions")) == ["2026-11-20T10:20:00Z", "2026-11-20T10:21:00Z"]
     assert Outbox(home / "engine").entries() == []
     assert [r["round"] for r in recent_timings(home / "engine")] == ["2026-11-20T10:20:00Z", "2026-11-20T10:21:00Z"]
+
+
+def test_a_changed_models_manifest_opens_the_runner_again(home, tmp_path):
+    import json
+
+    def manifest(*names):
+        entries = [
+            {"model_id": name, "name": name, "cruncher": f"c-{name}", "cruncher_index": i, "entrypoint": "coordinator_dagster.models.examples:MomentumTracker"}
+            for i, name in enumerate(names)
+        ]
+        path.write_text(json.dumps(entries))
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + len(names)))  # a new version even within one clock tick
+
+    path = tmp_path / "models.json"
+    manifest("alpha")
+    contract = default_contract()
+    runner = InProcessModelRunner(timeout_seconds=5.0, manifest=str(path))
+    now = ROUND + dt.timedelta(seconds=2)
+    ingest(home, now)
+    running = RoundEngine(Lake.for_contract(home, contract), contract, 60, lambda: runner.open(contract.output_type), clock=lambda: now, manifest=path)
+    running.start()
+    assert running.step() == [ROUND]
+    manifest("alpha", "beta")  # a model joins while the engine runs
+    later = now + dt.timedelta(minutes=1)
+    ingest(home, later)
+    running.clock = lambda: later
+    assert running.step() == [ROUND + dt.timedelta(minutes=1)]
+    rows = predictions(home)
+    assert sorted(rows.filter(pl.col("round_ts") == ROUND)["model_id"].unique()) == ["alpha"]
+    assert sorted(rows.filter(pl.col("round_ts") == ROUND + dt.timedelta(minutes=1))["model_id"].unique()) == ["alpha", "beta"]
+    assert sorted(Lake.for_contract(home, contract).read("models")["model_id"]) == ["alpha", "beta"]  # registered

@@ -53,7 +53,9 @@ def build_engine(settings: Settings, instance: Any = None) -> RoundEngine:
     runner = model_runner_resource(settings).process_config_and_initialize()
     lake = Lake.for_contract(settings.home, contract)
     reporter = DagsterReporter(instance) if instance is not None else None
-    engine = RoundEngine(lake, contract, feed.step_seconds, lambda: runner.open(contract.output_type, replay=False), reporter)
+    engine = RoundEngine(
+        lake, contract, feed.step_seconds, lambda: runner.open(contract.output_type, replay=False), reporter, manifest=settings.models_manifest or None
+    )
     if settings.round_engine_scoring:
         from coordinator_dagster.engine.micro_scorer import MicroScorer
         from coordinator_dagster.partitions import DEFAULT_START

@@ -105,8 +105,12 @@ class RoundEngine:
         open_runner: Callable[[], RoundRunner],
         reporter: Reporter | None = None,
         clock: Callable[[], dt.datetime] = _utc_now,
+        manifest: str | os.PathLike[str] | None = None,
     ):
         self.lake, self.contract, self.step_seconds = lake, contract, step_seconds
+        # MODELS_MANIFEST: the runner is opened again when it changes (models added or removed).
+        self.manifest = Path(manifest) if manifest else None
+        self._manifest_stamp: tuple[int, int] | None = None
         self.open_runner, self.reporter, self.clock = open_runner, reporter, clock
         self.dir = engine_dir(lake.home)
         self.outbox = Outbox(self.dir)
@@ -270,7 +274,24 @@ class RoundEngine:
         present = frame.filter((pl.col("subject") == subject) & (pl.col("ts_event") == closing)).height
         return cached[2] if present else None
 
+    def _manifest_changed(self) -> bool:
+        """Whether MODELS_MANIFEST changed since the runner was opened (notes the new version)."""
+        if self.manifest is None:
+            return False
+        try:
+            stat = self.manifest.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            stamp = None
+        changed, self._manifest_stamp = stamp != self._manifest_stamp, stamp
+        return changed
+
     def _runner_or_none(self) -> RoundRunner | None:
+        if self._manifest_changed() and self._runner is not None:
+            # A runner registers its models when opened: open it again for the new manifest (the
+            # model runner service syncs its workers with the manifest at its next round).
+            log.info("models manifest %s changed: opening the model runner again", self.manifest)
+            self.close()
         if self._runner is None and time.monotonic() >= self._runner_retry_at:
             try:
                 self._runner = self.open_runner()

@@ -150,13 +150,14 @@ class ProcessSampler:
     def rss(self, start: float, end: float, span: float = 60.0) -> list[tuple[str, int, float, float, float]]:
         """Per process alive through [start, end]: (kind, pid, MB first minute, MB last minute, MB max)."""
         window = [s for s in self.samples if start <= s[0] <= end]
-        alive = set(window[0][1]).intersection(*(set(p) for _, p in window))
+        seen = lambda samples: set().union(*(set(p) for _, p in samples))  # noqa: E731
+        alive = seen([s for s in window if s[0] <= start + span]) & seen([s for s in window if s[0] >= end - span])
         out = []
         for pid in alive:
-            head = [p[pid][2] for t, p in window if t <= start + span]
-            tail = [p[pid][2] for t, p in window if t >= end - span]
-            peak = max(p[pid][2] for _, p in window)
-            out.append((window[0][1][pid][0], pid, statistics.fmean(head) / 2**20, statistics.fmean(tail) / 2**20, peak / 2**20))
+            head = [p[pid][2] for t, p in window if t <= start + span and pid in p]
+            tail = [p[pid][2] for t, p in window if t >= end - span and pid in p]
+            peak = max(p[pid][2] for _, p in window if pid in p)
+            out.append((next(p[pid][0] for _, p in window if pid in p), pid, statistics.fmean(head) / 2**20, statistics.fmean(tail) / 2**20, peak / 2**20))
         return sorted(out)
 
 

@@ -118,7 +118,7 @@ class RoundEngine:
         self._unstarted: set[str] = set()  # scopes whose first round, on an empty home, is not recorded yet
         self._runner: RoundRunner | None = None
         self._runner_retry_at = 0.0
-        self._feed_seen: dict[str, tuple[tuple[int, int], pl.DataFrame, int]] = {}
+        self._feed_seen: dict[str, tuple[tuple[int, int], set[tuple[str, dt.datetime]], int]] = {}
         self._wake = threading.Event()
         self.rounds_recorded = 0
         self.reports = ReportQueue()
@@ -264,15 +264,15 @@ class RoundEngine:
         identity = (stat.st_mtime_ns, stat.st_size)
         cached = self._feed_seen.get(key)
         if cached is None or cached[0] != identity:
+            # Kept as a set: this is asked for every due scope at every pass (every 20 ms), and a
+            # frame filter per ask cost more than the rest of the idle loop.
             frame = self.lake.read("feed_records", key).select("subject", "ts_event")
-            cached = (identity, frame, stat.st_mtime_ns // 1000)
+            cached = (identity, set(frame.iter_rows()), stat.st_mtime_ns // 1000)
             self._feed_seen.pop(key, None)
             self._feed_seen[key] = cached
             while len(self._feed_seen) > 4:  # the newest hours are the ones rounds close in
                 self._feed_seen.pop(next(iter(self._feed_seen)))
-        frame = cached[1]
-        present = frame.filter((pl.col("subject") == subject) & (pl.col("ts_event") == closing)).height
-        return cached[2] if present else None
+        return cached[2] if (subject, closing) in cached[1] else None
 
     def _manifest_changed(self) -> bool:
         """Whether MODELS_MANIFEST changed since the runner was opened (notes the new version)."""

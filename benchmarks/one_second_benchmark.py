@@ -337,6 +337,8 @@ def run(args: argparse.Namespace, write_manifest, free_port, stop_group) -> int:
     if workers:
         head, tail = sum(r[2] for r in workers), sum(r[3] for r in workers)
         print(f"    {len(workers)} model workers{'':<12}      {head:7.1f} -> {tail:7.1f}  ({tail - head:+6.1f})  (sum)")
+    by_minute = [statistics.fmean(sum(p[2] for p in procs.values()) for t, procs in sampler.samples if m <= t < m + 60) / 2**20 for m in range(int(start), int(end), 60)]
+    print("    node RSS by minute (MB): " + " ".join(f"{v:.0f}" for v in by_minute))
     in_window = lambda pairs: [v for t, v in pairs if start <= t <= end]  # noqa: E731
     print(_line("scoring lag (now - newest scored 1 s round)", [v * 1e3 for v in in_window(lag)]))
     print(_line("leaderboard age (now - created_at)", [v * 1e3 for v in in_window(poller.board_age)]))

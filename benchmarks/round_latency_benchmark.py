@@ -50,6 +50,13 @@ models, per worker start, memory per worker; benchmarks/sandbox_cost.py), agains
 service alone, with and without the sandbox:
 
     .venv/bin/python benchmarks/round_latency_benchmark.py --sandbox-cost --models 10 --rounds 50
+
+`--one-second` runs one-second rounds instead (tick feed at 1 s, a prediction every second and one
+every 5 s per subject, micro-batch scoring in the engine) for `--minutes` minutes and prints
+missed rounds, stage latencies, the node's CPU and memory, scoring lag and the API's reads
+(benchmarks/one_second_benchmark.py):
+
+    .venv/bin/python benchmarks/round_latency_benchmark.py --one-second --minutes 10
 """
 
 from __future__ import annotations
@@ -273,7 +280,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--storage", choices=("sqlite", "postgres", "both"), default="sqlite", help="the Dagster instance's storage: SQLite files (as make run), a local PostgreSQL server, or both in turn"
     )
+    parser.add_argument("--one-second", action="store_true", help="one-second rounds for --minutes minutes (benchmarks/one_second_benchmark.py)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="with --one-second: minutes measured (default 10)")
+    parser.add_argument("--warmup", type=float, default=30.0, help="with --one-second: seconds after the first round before measuring (default 30)")
     args = parser.parse_args(argv)
+    if args.one_second:
+        from benchmarks.one_second_benchmark import run as one_second
+
+        signal.signal(signal.SIGTERM, _interrupt)
+        return one_second(args, write_manifest, free_port, stop_group)
     if args.sandbox_cost:
         from benchmarks.sandbox_cost import run as sandbox_cost
 

@@ -247,7 +247,15 @@ def due_score_rounds(
         newest = newest_close(lake, scheduled.scope.subject, resolvable, step_seconds)
         if newest is None or newest[0] < resolvable:
             waiting.append(f"{scheduled.scope_key}: round {round_stamp(due)} waits for truth data at {round_stamp(resolvable)}")
-            continue
+            # The rounds before it whose truth has landed need not wait with it: when the
+            # horizon is one feed step (one-second rounds on one-second ticks), the newest due
+            # round's truth is always still to land, and waiting for it would score nothing.
+            earlier = _round_floor(newest[0] - horizon, scheduled.prediction_interval_seconds) if newest else None
+            if earlier is None or cursor.get(scheduled.scope_key, "") >= round_stamp(earlier):
+                continue
+            if _left_to_engine(scheduled.scope_key, earlier, engine_cursor, engine_live, new_cursor, waiting):
+                continue
+            due, resolvable = earlier, earlier + horizon
         # A score run scores the whole window, every subject: any subject's failure holds it.
         # The checks cover the records up to the one holding the truth (open times before T + H
         # for candles, up to T + H for ticks).

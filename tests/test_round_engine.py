@@ -256,3 +256,92 @@ def test_a_first_round_whose_record_never_lands_does_not_hold_up_the_next(home):
     running.clock = lambda: ROUND + dt.timedelta(seconds=2)
     assert running.step() == [ROUND]
     assert set(predictions(home)["round_ts"]) == {ROUND}
+
+
+def test_an_open_hour_is_compacted_every_few_rounds_and_its_rounds_stay_recorded_once(home, monkeypatch):
+    from coordinator_dagster.engine import hour_appends
+
+    monkeypatch.setattr(hour_appends, "COMPACT_SEGMENTS", 2)
+    store = Lake.for_contract(home, default_contract())
+    folder = store.partition_path("predictions", HOUR_KEY).parent
+    running = None
+    for minute in range(3):
+        now = ROUND + dt.timedelta(minutes=minute, seconds=2)
+        ingest(home, now)
+        if running is None:
+            running = engine(home, now)
+        running.clock = lambda now=now: now
+        assert running.step() == [ROUND + dt.timedelta(minutes=minute)]
+        if minute == 1:  # two rounds appended: the hour, still open, is one file
+            assert [p.name for p in folder.iterdir()] == ["data.parquet"]
+            assert [p.name for p in store.partition_path("inputs", HOUR_KEY).parent.iterdir()] == ["data.parquet"]
+    # The third round went on as segments (the compacted file kept as the first of them).
+    assert sorted(p.name.startswith("seg-") for p in folder.iterdir()) == [True, True]
+    rows = predictions(home)
+    assert rows.height == 3 * 6 and set(rows.group_by("round_ts", "model_id", "scope_key").len()["len"]) == {1}
+    assert running.step() == []  # nothing asked again: the ids it held survived the compaction
+    restarted = engine(home, now)
+    assert restarted.step() == [] and predictions(home).height == 3 * 6
+
+
+def test_the_next_round_is_recorded_while_the_previous_one_is_still_being_reported(home, instance):
+    import threading
+
+    class SlowReporter(DagsterReporter):
+        """Holds every report until released (a busy instance)."""
+
+        release = threading.Event()
+
+        def report(self, table, partition, description, metadata):
+            assert self.release.wait(60)
+            super().report(table, partition, description, metadata)
+
+    now = ROUND + dt.timedelta(seconds=2)
+    ingest(home, now)
+    running = engine(home, now, SlowReporter(instance))
+    running.reports.start()  # as `serve` does
+    try:
+        assert running.step() == [ROUND]
+        later = now + dt.timedelta(minutes=1)
+        ingest(home, later)
+        running.clock = lambda: later
+        assert running.step() == [ROUND + dt.timedelta(minutes=1)]  # not held by round 10:20's report
+        assert predictions(home).height == 12 and reports(instance, "predictions") == []
+        assert len(Outbox(home / "engine").entries()) == 2  # both still to report: a crash now repairs both
+    finally:
+        SlowReporter.release.set()
+        running.reports.stop()
+    assert sorted(r.metadata[ROUND_KEY].value for r in reports(instance, "predictions")) == ["2026-11-20T10:20:00Z", "2026-11-20T10:21:00Z"]
+    assert Outbox(home / "engine").entries() == []
+    assert [r["round"] for r in recent_timings(home / "engine")] == ["2026-11-20T10:20:00Z", "2026-11-20T10:21:00Z"]
+
+
+def test_a_changed_models_manifest_opens_the_runner_again(home, tmp_path):
+    import json
+
+    def manifest(*names):
+        entries = [
+            {"model_id": name, "name": name, "cruncher": f"c-{name}", "cruncher_index": i, "entrypoint": "coordinator_dagster.models.examples:MomentumTracker"}
+            for i, name in enumerate(names)
+        ]
+        path.write_text(json.dumps(entries))
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + len(names)))  # a new version even within one clock tick
+
+    path = tmp_path / "models.json"
+    manifest("alpha")
+    contract = default_contract()
+    runner = InProcessModelRunner(timeout_seconds=5.0, manifest=str(path))
+    now = ROUND + dt.timedelta(seconds=2)
+    ingest(home, now)
+    running = RoundEngine(Lake.for_contract(home, contract), contract, 60, lambda: runner.open(contract.output_type), clock=lambda: now, manifest=path)
+    running.start()
+    assert running.step() == [ROUND]
+    manifest("alpha", "beta")  # a model joins while the engine runs
+    later = now + dt.timedelta(minutes=1)
+    ingest(home, later)
+    running.clock = lambda: later
+    assert running.step() == [ROUND + dt.timedelta(minutes=1)]
+    rows = predictions(home)
+    assert sorted(rows.filter(pl.col("round_ts") == ROUND)["model_id"].unique()) == ["alpha"]
+    assert sorted(rows.filter(pl.col("round_ts") == ROUND + dt.timedelta(minutes=1))["model_id"].unique()) == ["alpha", "beta"]
+    assert sorted(Lake.for_contract(home, contract).read("models")["model_id"]) == ["alpha", "beta"]  # registered

@@ -80,12 +80,46 @@ def test_a_round_is_scored_once_the_candle_closing_at_its_resolvable_time_lands(
     that opened at 10:10; the candle opening at 10:11 is not needed."""
     land(lake, HOUR - dt.timedelta(hours=1), HOUR + dt.timedelta(minutes=10))  # up to the 10:09 candle
     now = HOUR + dt.timedelta(minutes=11, seconds=1)
-    waiting = plan_score_runs(CONTRACT, lake, STEP, now, None)
+    scored = json.dumps({"btc-60s": "2026-11-20T10:09:00Z", "eth-60s": "2026-11-20T10:09:00Z"})
+    waiting = plan_score_runs(CONTRACT, lake, STEP, now, scored)
     assert [r.run_key for r in waiting.runs if r.run_key.startswith("score:")] == []
     assert "btc-60s: round 2026-11-20T10:10:00Z waits for truth data at 2026-11-20T10:11:00Z" in waiting.waiting
+    # Round 10:09 not scored yet: its truth (the 10:09 candle, closing at 10:10) has landed, so it
+    # does not wait with 10:10.
+    earlier = plan_score_runs(CONTRACT, lake, STEP, now, None)
+    assert [r.run_key for r in earlier.runs if r.run_key.startswith("score:")] == ["score:2026-11-20T10:09:00Z"]
     land(lake, HOUR - dt.timedelta(hours=1), HOUR + dt.timedelta(minutes=11))  # the 10:10 candle lands
-    plan = plan_score_runs(CONTRACT, lake, STEP, now, None)
+    plan = plan_score_runs(CONTRACT, lake, STEP, now, scored)
     assert [r.run_key for r in plan.runs if r.run_key.startswith("score:")] == ["score:2026-11-20T10:10:00Z"]
+
+
+def test_one_second_rounds_are_scored_up_to_the_newest_tick_landed(lake):
+    """One-second rounds with a one-second horizon on one-second ticks: the tick at T + 1 s lands
+    as second T + 1 closes, so the newest due round (now - 1 s) always still waits for its truth;
+    the rounds before it whose truth has landed are scored rather than held with it."""
+    from coordinator_dagster.contracts import CrunchContract
+    from coordinator_dagster.domain_types import PredictionScope, ScheduledPrediction
+    from coordinator_dagster.round_schedule import CLOSED_KEY, due_score_rounds
+
+    contract = CrunchContract(
+        scheduled_predictions=[
+            ScheduledPrediction(
+                scope_key="btc-1s", scope=PredictionScope(subject="BTC", step_seconds=1, horizon_seconds=1),
+                prediction_interval_seconds=1, resolve_horizon_seconds=1,
+            )
+        ]
+    )
+    newest = HOUR + dt.timedelta(minutes=10, seconds=29)
+    ticks = generate_records(seed=7, subject="BTC", kind="tick", granularity="1s", start=HOUR - dt.timedelta(minutes=1), end=newest + dt.timedelta(seconds=1))
+    lake.write_windows("feed_records", ticks, "ts_event", window_keys_between(HOUR - dt.timedelta(hours=1), newest))
+    now = newest + dt.timedelta(seconds=1, milliseconds=100)  # the 10:10:29 tick landed as 10:10:30 began
+    requests, cursor, waiting = due_score_rounds(contract, lake, 1, now, {"btc-1s": "2026-11-20T10:10:20Z", CLOSED_KEY: "2026-11-20T08:00:00Z"})
+    # Round 10:10:28 resolves at 10:10:29, the newest tick: it and the rounds before it since the
+    # cursor are scored by this pass (the newest due round, 10:10:29, waits for 10:10:30).
+    assert list(requests) == [HOUR + dt.timedelta(minutes=10, seconds=28)] and cursor["btc-1s"] == "2026-11-20T10:10:28Z"
+    assert "btc-1s: round 2026-11-20T10:10:29Z waits for truth data at 2026-11-20T10:10:30Z" in waiting
+    # Scored up to 10:10:28 already: nothing more until the next tick lands.
+    assert due_score_rounds(contract, lake, 1, now, cursor)[0] == {}
 
 
 def test_a_feed_that_cannot_serve_the_rounds_stops_the_start(tmp_path, monkeypatch, capsys):

@@ -53,13 +53,16 @@ def build_engine(settings: Settings, instance: Any = None) -> RoundEngine:
     runner = model_runner_resource(settings).process_config_and_initialize()
     lake = Lake.for_contract(settings.home, contract)
     reporter = DagsterReporter(instance) if instance is not None else None
-    engine = RoundEngine(lake, contract, feed.step_seconds, lambda: runner.open(contract.output_type, replay=False), reporter)
+    engine = RoundEngine(
+        lake, contract, feed.step_seconds, lambda: runner.open(contract.output_type, replay=False), reporter, manifest=settings.models_manifest or None
+    )
     if settings.round_engine_scoring:
         from coordinator_dagster.engine.micro_scorer import MicroScorer
         from coordinator_dagster.partitions import DEFAULT_START
 
         first = settings.partitions_start or DEFAULT_START
-        engine.scorer = MicroScorer(lake, contract, feed.step_seconds, reporter, feed.check_settings(), first)
+        queued = engine.reports.wrap(reporter) if reporter is not None else None  # one writer of the instance at a time
+        engine.scorer = MicroScorer(lake, contract, feed.step_seconds, queued, feed.check_settings(), first)
     return engine
 
 

@@ -120,4 +120,4 @@ class MicroScorer:
             for key in result.keys:
                 self.reporter.report(table, key, f"micro-batch scoring by the round engine ({rounds})", {**common, "rows": counts.get(key, 0)})
         self.reporter.report("leaderboard", None, f"micro-batch scoring by the round engine ({rounds})", {**common, "rows": result.leaderboard.height})
-        log.info("scored rounds %s (%s)", rounds, ", ".join(result.keys))
+        log.info("scored rounds %s (%s) in %s", rounds, ", ".join(result.keys), ", ".join(f"{k} {v:.3f} s" for k, v in result.seconds.items()))

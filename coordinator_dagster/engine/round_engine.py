@@ -4,7 +4,10 @@ Each pass (`step`) finds, per active scheduled prediction, the rounds due since 
 recorded, and for each round whose closing record is in the lake: builds its inputs with the
 inputs asset's code (`span_inputs`), merges them into the hour's `inputs` partition, asks the
 runner and appends the answers to the hour's `predictions` partition, then reports both as
-materializations through the `Reporter` (the CLI binds it to the Dagster instance).
+materializations through the `Reporter` (the CLI binds it to the Dagster instance). While it
+serves, reports go through a `ReportQueue` thread and the micro-batch scorer runs on a thread of
+its own, so neither holds up the next round; the hours' segment files and their compaction are
+`HourAppends`'.
 
 Exactly once: the predictions are written under the partition lock the `predictions` asset
 takes, and only for inputs the partition does not hold, so a round recorded by anyone (this
@@ -30,15 +33,16 @@ import polars as pl
 from coordinator_dagster.contracts import CrunchContract
 from coordinator_dagster.domain_types import ScheduledPrediction
 from coordinator_dagster.engine.outbox import Entry, Outbox
+from coordinator_dagster.engine.report_queue import ReportQueue
 from coordinator_dagster.engine.timing import append_timing, stage_metadata
-from coordinator_dagster.lake.layout import window_start_of_file
-from coordinator_dagster.lake.segments import SEGMENT_PREFIX, append_segment, clean_staging, compact
+from coordinator_dagster.engine.hour_appends import SEGMENTED, HourAppends
+from coordinator_dagster.lake.segments import clean_staging
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.models.prediction_rows import late_track, predict_rows, registry
 from coordinator_dagster.models.round_inputs import span_inputs
 from coordinator_dagster.models.rounds import round_stamp
 from coordinator_dagster.models.runner import RoundRunner
-from coordinator_dagster.windows import window_key, window_start
+from coordinator_dagster.windows import window_key
 
 log = logging.getLogger("coordinator.rounds")
 
@@ -50,11 +54,6 @@ ALIVE_SECONDS = 10.0
 BACKLOG = dt.timedelta(hours=1)
 RUNNER_RETRY_SECONDS = 1.0
 ROUND_KEY = "engine_round"  # metadata key naming the round a report is for
-# The tables the engine appends to, one segment per round, and the order their compacted hour
-# keeps (the predictions asset's order).
-SEGMENTED = {"inputs": ("round_ts", "scope_key"), "predictions": ("round_ts", "scope_key", "model_id")}
-# An hour is compacted once its last round's data can no longer be late: this long after it ends.
-COMPACT_AFTER = dt.timedelta(minutes=2)
 
 
 class Reporter(Protocol):
@@ -106,8 +105,12 @@ class RoundEngine:
         open_runner: Callable[[], RoundRunner],
         reporter: Reporter | None = None,
         clock: Callable[[], dt.datetime] = _utc_now,
+        manifest: str | os.PathLike[str] | None = None,
     ):
         self.lake, self.contract, self.step_seconds = lake, contract, step_seconds
+        # MODELS_MANIFEST: the runner is opened again when it changes (models added or removed).
+        self.manifest = Path(manifest) if manifest else None
+        self._manifest_stamp: tuple[int, int] | None = None
         self.open_runner, self.reporter, self.clock = open_runner, reporter, clock
         self.dir = engine_dir(lake.home)
         self.outbox = Outbox(self.dir)
@@ -115,13 +118,12 @@ class RoundEngine:
         self._unstarted: set[str] = set()  # scopes whose first round, on an empty home, is not recorded yet
         self._runner: RoundRunner | None = None
         self._runner_retry_at = 0.0
-        self._feed_seen: dict[str, tuple[tuple[int, int], pl.DataFrame, int]] = {}
+        self._feed_seen: dict[str, tuple[tuple[int, int], set[tuple[str, dt.datetime]], int]] = {}
         self._wake = threading.Event()
         self.rounds_recorded = 0
+        self.reports = ReportQueue()
         self.scorer: Any = None  # a MicroScorer with ROUND_ENGINE_SCORING (set by the CLI)
-        # (table, hour) -> (identity of the hour's files when read, input ids recorded there):
-        # appending a round then reads nothing; anyone else's write changes the identity.
-        self._recorded: dict[tuple[str, str], tuple[tuple | None, set[str]]] = {}
+        self.hours = HourAppends(lake)  # the hours this engine appends rounds to
 
     # ---- start and stop ------------------------------------------------------------------------
 
@@ -131,11 +133,7 @@ class RoundEngine:
         self.repair()
         clean_staging(self.lake.root)
         now = self.clock()
-        for table in SEGMENTED:  # hours left open by a stop (or a crash) are compacted now
-            hours = {window_key(window_start_of_file(path)) for path in self.lake.files(table) if path.name.startswith(SEGMENT_PREFIX)}
-            for key in sorted(hours):
-                if window_start(key) + dt.timedelta(hours=1) + COMPACT_AFTER <= now:
-                    self._compact(table, key)
+        self.hours.compact_left_open(now)
         for scheduled in self._schedule():
             self.done[scheduled.scope_key] = self._newest_recorded(scheduled, now)
 
@@ -177,7 +175,10 @@ class RoundEngine:
 
     def serve(self, stop: threading.Event, poll_seconds: float = 0.02) -> None:
         self.start()
-        beat = scored = 0.0
+        # Reports and scoring run beside the loop: neither may hold up the next round.
+        self.reports.start()
+        scoring = None
+        beat = 0.0
         try:
             while not stop.is_set():
                 if time.monotonic() - beat >= 1.0:
@@ -185,16 +186,29 @@ class RoundEngine:
                     beat = time.monotonic()
                 try:
                     self.step()
-                    if self.scorer is not None and time.monotonic() - scored >= self.scorer.every_seconds:
-                        scored = time.monotonic()
-                        self.scorer.step(self.clock())
                 except Exception:  # noqa: BLE001 - one bad pass must not end live predictions
                     log.exception("round engine pass failed; retrying")
                     stop.wait(RUNNER_RETRY_SECONDS)
+                if scoring is None and self.scorer is not None:  # once the first pass caught up
+                    scoring = threading.Thread(target=self._score_loop, args=(stop,), name="round-engine-scorer", daemon=True)
+                    scoring.start()
                 self._wake.wait(poll_seconds)
                 self._wake.clear()
         finally:
+            if scoring is not None:
+                scoring.join(60)
+            self.reports.stop()
             self.close()
+
+    def _score_loop(self, stop: threading.Event) -> None:
+        """The micro-batch scorer, every `every_seconds` from the start of one pass to the next."""
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.scorer.step(self.clock())
+            except Exception:  # noqa: BLE001 - a failed pass is retried at the next one
+                log.exception("micro-batch scoring pass failed; retrying")
+            stop.wait(max(0.0, self.scorer.every_seconds - (time.monotonic() - started)))
 
     def _beat(self) -> None:
         path = self.dir / HEARTBEAT_FILE
@@ -216,7 +230,8 @@ class RoundEngine:
         for round_ts in sorted(ready):
             if self._record(round_ts, ready[round_ts], now):
                 recorded.append(round_ts)
-        self.compact_closed_hours(now)
+        self.hours.compact_closed(now)
+        self.hours.compact_crowded()
         return recorded
 
     def _due(self, scheduled: ScheduledPrediction, now: dt.datetime) -> list[dt.datetime]:
@@ -249,17 +264,34 @@ class RoundEngine:
         identity = (stat.st_mtime_ns, stat.st_size)
         cached = self._feed_seen.get(key)
         if cached is None or cached[0] != identity:
+            # Kept as a set: this is asked for every due scope at every pass (every 20 ms), and a
+            # frame filter per ask cost more than the rest of the idle loop.
             frame = self.lake.read("feed_records", key).select("subject", "ts_event")
-            cached = (identity, frame, stat.st_mtime_ns // 1000)
+            cached = (identity, set(frame.iter_rows()), stat.st_mtime_ns // 1000)
             self._feed_seen.pop(key, None)
             self._feed_seen[key] = cached
             while len(self._feed_seen) > 4:  # the newest hours are the ones rounds close in
                 self._feed_seen.pop(next(iter(self._feed_seen)))
-        frame = cached[1]
-        present = frame.filter((pl.col("subject") == subject) & (pl.col("ts_event") == closing)).height
-        return cached[2] if present else None
+        return cached[2] if (subject, closing) in cached[1] else None
+
+    def _manifest_changed(self) -> bool:
+        """Whether MODELS_MANIFEST changed since the runner was opened (notes the new version)."""
+        if self.manifest is None:
+            return False
+        try:
+            stat = self.manifest.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            stamp = None
+        changed, self._manifest_stamp = stamp != self._manifest_stamp, stamp
+        return changed
 
     def _runner_or_none(self) -> RoundRunner | None:
+        if self._manifest_changed() and self._runner is not None:
+            # A runner registers its models when opened: open it again for the new manifest (the
+            # model runner service syncs its workers with the manifest at its next round).
+            log.info("models manifest %s changed: opening the model runner again", self.manifest)
+            self.close()
         if self._runner is None and time.monotonic() >= self._runner_retry_at:
             try:
                 self._runner = self.open_runner()
@@ -285,14 +317,14 @@ class RoundEngine:
         key = window_key(round_ts)
         built = span_inputs(self.lake, self.contract, self.step_seconds, round_ts, round_ts + dt.timedelta(microseconds=1), now, scopes)
         with self.lake.partition_lock("inputs", key):
-            fresh_inputs = built.filter(~pl.col("input_id").is_in(list(self._recorded_ids("inputs", key))))
+            fresh_inputs = built.filter(~pl.col("input_id").is_in(list(self.hours.recorded_ids("inputs", key))))
             if not fresh_inputs.is_empty():
-                self._append("inputs", key, fresh_inputs)
+                self.hours.append("inputs", key, fresh_inputs)
         timing["inputs_us"] = _wall_us()
         entry = Entry(stamp, key, built["input_id"].to_list(), timing)
         self.outbox.put(entry)
         with self.lake.partition_lock("predictions", key):
-            todo = built.filter(~pl.col("input_id").is_in(list(self._recorded_ids("predictions", key))))
+            todo = built.filter(~pl.col("input_id").is_in(list(self.hours.recorded_ids("predictions", key))))
             if todo.is_empty():
                 self.outbox.drop(stamp)  # recorded already (before a restart, or by a catch-up run)
                 self._mark_done(round_ts, scopes)
@@ -306,65 +338,21 @@ class RoundEngine:
                 self.outbox.drop(stamp)
                 raise
             timing["models_us"] = _wall_us()
-            self._append("predictions", key, fresh.sort(*SEGMENTED["predictions"]))
+            self.hours.append("predictions", key, fresh.sort(*SEGMENTED["predictions"]))
         timing["persisted_us"] = _wall_us()
-        self._report(Entry(stamp, key, entry.input_ids, timing), {"inputs": built.height, "predictions": fresh.height}, statuses=fresh)
-        timing["reported_us"] = _wall_us()
-        self.outbox.drop(stamp)
         timing.update(subjects=len(scopes), predictions=fresh.height)
-        append_timing(self.dir, timing)
+        rows = {"inputs": built.height, "predictions": fresh.height}
+
+        def finish() -> None:  # on the report thread while serving: the next round need not wait
+            self._report(Entry(stamp, key, entry.input_ids, timing), rows, statuses=fresh)
+            timing["reported_us"] = _wall_us()
+            self.outbox.drop(stamp)
+            append_timing(self.dir, timing)
+
+        self.reports.submit(finish)
         self._mark_done(round_ts, scopes)
         self.rounds_recorded += 1
         return True
-
-    # ---- the lake: one segment per round, compacted when the hour is over -------------------------
-
-    def _identity(self, table: str, key: str) -> tuple | None:
-        """Changes when anyone but this engine's appends rewrites the hour (a whole-hour write
-        swaps the folder or replaces `data.parquet`)."""
-        path = self.lake.partition_path(table, key)
-        try:
-            folder = os.stat(path.parent).st_ino
-        except FileNotFoundError:
-            return None
-        try:
-            stat = os.stat(path)
-            return (folder, stat.st_ino, stat.st_mtime_ns)
-        except FileNotFoundError:
-            return (folder, None)
-
-    def _recorded_ids(self, table: str, key: str) -> set[str]:
-        """Input ids the hour holds (call under the partition lock)."""
-        identity = self._identity(table, key)
-        cached = self._recorded.get((table, key))
-        if cached is None or cached[0] != identity:
-            cached = (identity, set(self.lake.read(table, key)["input_id"].to_list()))
-            self._recorded[(table, key)] = cached
-        return cached[1]
-
-    def _append(self, table: str, key: str, frame: pl.DataFrame) -> None:
-        """Append one round's rows as a segment (call under the partition lock)."""
-        ids = self._recorded_ids(table, key)
-        if self.lake.storage.segments:
-            append_segment(self.lake.partition_path(table, key), frame, self.lake.table(table).schema, table)
-        else:
-            # Object storage has no segments: the hour is rewritten whole, one commit per round
-            # (cost grows with the hour; docs/deployment.md says so).
-            self.lake.write(table, pl.concat([self.lake.read(table, key), frame], how="vertical_relaxed"), key)
-        self._recorded[(table, key)] = (self._identity(table, key), ids | set(frame["input_id"].to_list()))
-
-    def _compact(self, table: str, key: str) -> None:
-        with self.lake.partition_lock(table, key):
-            compact(self.lake.root, self.lake.partition_path(table, key), self.lake.table(table).schema, table, SEGMENTED[table])
-        self._recorded.pop((table, key), None)
-
-    def compact_closed_hours(self, now: dt.datetime) -> list[str]:
-        """Compact the hours this engine appended to that are over (plus COMPACT_AFTER)."""
-        closed = sorted({key for (_, key) in self._recorded if window_start(key) + dt.timedelta(hours=1) + COMPACT_AFTER <= now})
-        for key in closed:
-            for table in SEGMENTED:
-                self._compact(table, key)
-        return closed
 
     def _cutoff(self, scheduled: ScheduledPrediction) -> float:
         return float(self.contract.late_cutoff_seconds or scheduled.prediction_interval_seconds)

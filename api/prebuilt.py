@@ -78,11 +78,20 @@ class Prebuilt:
         self._lock = threading.Lock()
 
     def current(self, answer: Answer) -> Any | None:
-        """The stored answer if the files and the tables' copies are unchanged, else None."""
+        """The stored answer if the files and the tables' copies are unchanged, else None. While
+        another request is bringing tables or answers up to their files, the stored answer is
+        the previous version's: it is served meanwhile, so a rewrite costs one load and one
+        build, not a queue of requests each waiting for them."""
         found = self._built.get(answer.name)
-        if found is None or not self.reader.is_current() or found[0] != self.reader.versions(answer.tables):
+        if found is None:
             return None
-        return found[1]
+        if not answer.tables:
+            return found[1]  # from the contract alone, fixed for the app's life
+        if found[0] == self.reader.versions(answer.tables) and self.reader.is_current():
+            return found[1]
+        if self._lock.locked() or self.reader.loading():
+            return found[1]
+        return None
 
     def build(self, answer: Answer) -> Any:
         """Bring the tables up to their files and build the answer (once, however many requests
@@ -101,11 +110,16 @@ class Prebuilt:
             return value
 
 
-async def prebuilt(request: Request, answer: Answer) -> Any:
-    """`answer` for the current files: stored, or built in a worker thread (the event loop keeps
-    serving meanwhile)."""
-    store: Prebuilt = request.app.state.prebuilt
+async def answer_of(state: Any, answer: Answer) -> Any:
+    """`answer` for the current files, from an app's `state`: stored, or built in a worker thread
+    (the event loop keeps serving meanwhile)."""
+    store: Prebuilt = state.prebuilt
     found = store.current(answer)
     if found is None:
         found = await run_in_threadpool(store.build, answer)
     return found
+
+
+async def prebuilt(request: Request, answer: Answer) -> Any:
+    """`answer_of` for the request's app."""
+    return await answer_of(request.app.state, answer)

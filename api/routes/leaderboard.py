@@ -17,7 +17,8 @@ from api import sql
 from api.dashboard import shapes
 from api.dashboard.schemas import DashboardLeaderboardEntry
 from api.dashboard.trading_widgets import trading_figures
-from api.prebuilt import Answer, encoder, prebuilt, render
+from api.fast_lane import fast
+from api.prebuilt import Answer, answer_of, encoder, render
 from api.schemas import LeaderboardEntry
 from coordinator_dagster.contracts import CrunchContract
 from coordinator_dagster.scoring.trading.hourly import FIGURES
@@ -69,9 +70,14 @@ LEADERBOARD = {
 }
 
 
+async def _leaderboard(state, include_ensembles: bool = False) -> bytes:
+    return await answer_of(state, LEADERBOARD[include_ensembles])
+
+
 @router.get("", response_model=list[DashboardLeaderboardEntry], summary="Models ranked by the contract's ranking key")
+@fast(lambda state, _: _leaderboard(state))
 async def get_leaderboard(
     request: Request,
     include_ensembles: Annotated[bool, Query(description="also list the virtual ensemble models (unranked)")] = False,
 ) -> Response:
-    return Response(await prebuilt(request, LEADERBOARD[include_ensembles]), media_type="application/json")
+    return Response(await _leaderboard(request.app.state, include_ensembles), media_type="application/json")

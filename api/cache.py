@@ -41,7 +41,7 @@ from coordinator_dagster.lake.store import Lake
 # leaderboard carries metric means over the snapshots and the models' names.
 _CHECKPOINTS = ("checkpoints", "checkpoint_events", "models")
 CACHED: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
-    (re.compile(r"^/reports/leaderboard$"), ("leaderboard", "models", "snapshots")),
+    (re.compile(r"^/reports/leaderboard$"), ("leaderboard", "models", "snapshots", "late_scores")),
     (re.compile(r"^/reports/models$"), ("models",)),
     (re.compile(r"^/reports/models/global$"), ("snapshots", "leaderboard", "models")),
     (re.compile(r"^/reports/models/params$"), ()),

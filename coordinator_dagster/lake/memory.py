@@ -36,7 +36,9 @@ from coordinator_dagster.lake.watch import TableWatch
 if TYPE_CHECKING:
     from coordinator_dagster.lake.views import LakeViews
 
-SMALL_TABLES = ("leaderboard", "models", "checkpoints", "checkpoint_events", "snapshots")
+# late_scores: one row per answer given after its round's cutoff, an exception (the leaderboard
+# shows their count and mean beside the ranking).
+SMALL_TABLES = ("leaderboard", "models", "checkpoints", "checkpoint_events", "snapshots", "late_scores")
 LOAD_ATTEMPTS = 5
 # Listing an hourly table's folders costs about a millisecond per thousand hours, more than the
 # rest of a small request: an hourly table's files are looked at again at most this often, so its

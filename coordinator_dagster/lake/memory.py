@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from coordinator_dagster.lake.layout import scan_event_files, scan_period_files, scan_window_files
+from coordinator_dagster.lake.layout import DATA_FILE, scan_event_files, scan_period_files, scan_window_files
 from coordinator_dagster.lake.watch import TableWatch
 
 if TYPE_CHECKING:
@@ -105,6 +105,8 @@ class Identities:
         )
         self._watched = frozenset(n for n in names if self._watch is not None and self._watch.watches(n))
         self._dirty: set[str] = set()  # events since the identity was taken
+        # An hourly table's folders with events since (None: any folder; list it all again).
+        self._touched: dict[str, set[str] | None] = {}
         self._unlooked: set[str] = set(self._watched)  # events since `look()` last asked
         self._epoch: dict[str, int] = {}
         self._local = threading.local()
@@ -131,8 +133,15 @@ class Identities:
     def _absorb(self) -> None:
         if getattr(self._local, "active", False):
             return  # drained when the batch began
-        changed = self._watch.drain()
-        changed = self._watched if changed is None else changed & self._watched
+        drained = self._watch.drain()
+        if drained is None:
+            changed = set(self._watched)
+            self._touched = dict.fromkeys(changed)
+        else:
+            changed = drained.keys() & self._watched
+            for name in changed:
+                folders = self._touched.get(name, set())
+                self._touched[name] = None if folders is None or name not in self._taken else folders | drained[name]
         self._dirty |= changed
         self._unlooked |= changed
         if changed:
@@ -173,12 +182,32 @@ class Identities:
                 return taken[1]
             # Cleared before the files are looked at: an event meanwhile marks it again.
             self._dirty.discard(name)
+            touched = self._touched.pop(name, None) if taken is not None and now - taken[0] < WATCHED_RECHECK_SECONDS else None
+            self._touched.pop(name, None)
             epoch = self._epoch[name] = self._epoch.get(name, 0) + 1
-        identity = table_identity(self.lake, name)
+        identity = None if touched is None else self._hours_updated(name, taken[1], touched)
+        if identity is None:
+            identity = table_identity(self.lake, name)
         with self._lock:
             if self._epoch[name] == epoch:  # no later look has stored a newer identity
                 self._taken[name] = (now, identity)
         return identity
+
+    def _hours_updated(self, name: str, before: tuple, folders: set[str]) -> tuple | None:
+        """An hourly table's identity with only the hour folders that had events looked at again
+        (a rewritten hour costs one `stat`, not a listing of every hour); None when an event was
+        elsewhere (an hour or day folder added, removed or swapped): list it all."""
+        if self.lake.table(name).layout != "window":
+            return None
+        base = os.fspath(self.lake.table_dir(name))
+        files = dict(before)
+        for folder in folders:
+            hour, day = os.path.basename(folder), os.path.dirname(folder)
+            if not hour.startswith("hour=") or os.path.dirname(day) != base or not os.path.isdir(folder):
+                return None
+            path = os.path.join(folder, DATA_FILE)
+            files[path] = stat_identity(path)
+        return tuple(sorted(files.items()))
 
     def look(self, name: str) -> bool:
         """Whether `name` may have changed since the last `look` at it (always, unless watched).
@@ -254,9 +283,13 @@ class MemoryTables:
 
     def load(self, name: str) -> None:
         """Bring the in-memory copy of `name` up to its files and point `raw_<name>` at it."""
-        identity = table_identity(self.lake, name)  # taken first: a change mid-load reloads next time
-        # A listing taken before this one may be older than the copy about to be loaded.
-        self.identities.forget(name)
+        if self.identities.watches(name):
+            # Current by the file events (a rewritten hour is one `stat`, not a listing).
+            identity = self.identities(name)
+        else:
+            identity = table_identity(self.lake, name)  # taken first: a change mid-load reloads next time
+            # A listing taken before this one may be older than the copy about to be loaded.
+            self.identities.forget(name)
         previous = self._loaded.get(name)
         if previous is not None and previous[0] == identity:
             return

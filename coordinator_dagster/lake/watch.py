@@ -130,10 +130,11 @@ class TableWatch:
         if os.path.isdir(path):
             self._add(folder, path)
 
-    def drain(self) -> set[str] | None:
-        """Tables with an event since the last drain; None: unknown (the queue overflowed), every
-        table must be looked at again."""
-        changed: set[str] = set()
+    def drain(self) -> dict[str, set[str]] | None:
+        """Tables with an event since the last drain, each with the folders the events were in
+        (its top folder for the table's folder itself appearing or going); None: unknown (the
+        queue overflowed), every table must be looked at again."""
+        changed: dict[str, set[str]] = {}
         overflow = False
         with self._lock:
             while True:
@@ -159,11 +160,13 @@ class TableWatch:
                     if folder == _ROOT:
                         entry = os.fsdecode(name)
                         if entry in self._by_folder:
-                            changed.update(self._by_folder[entry])
+                            for table in self._by_folder[entry]:
+                                changed.setdefault(table, set()).add(child)
                             if mask & (IN_CREATE | IN_MOVED_TO):
                                 self._add_tree(entry, child)
                         continue
-                    changed.update(self._by_folder[folder])
+                    for table in self._by_folder[folder]:
+                        changed.setdefault(table, set()).add(path)
                     if mask & IN_ISDIR and mask & (IN_CREATE | IN_MOVED_TO):
                         # Watched before its files are looked at: what lands in it later is seen.
                         self._add(folder, child)

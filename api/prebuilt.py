@@ -87,7 +87,8 @@ class Prebuilt:
             return None
         if not answer.tables:
             return found[1]  # from the contract alone, fixed for the app's life
-        if found[0] == self.reader.versions(answer.tables) and self.reader.is_current():
+        # Only its own tables: a rewrite of another table leaves this answer as it is.
+        if found[0] == self.reader.versions(answer.tables) and self.reader.is_current(answer.tables):
             return found[1]
         if self._lock.locked() or self.reader.loading():
             return found[1]

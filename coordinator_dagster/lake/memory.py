@@ -270,12 +270,13 @@ class MemoryTables:
         # prebuilt answers) compare these to know they are out of date.
         self.versions: dict[str, int] = dict.fromkeys(self.names, 0)
 
-    def stale(self) -> list[str]:
+    def stale(self, names: tuple[str, ...] | None = None) -> list[str]:
+        """The copies (of `names`, or of every table) older than their files."""
         # An hourly table's files are listed at most every `window_recheck` seconds (`Identities`);
         # a table found out of date stays so until it is loaded, however often it is asked about.
         found = []
         with self.identities.batch():
-            for name in self.names:
+            for name in self.names if names is None else (n for n in names if n in self.names):
                 loaded = self._loaded.get(name)
                 if loaded is None or loaded[0] != self.identities(name):
                     found.append(name)

@@ -127,9 +127,14 @@ class LakeReader:
         finally:
             self._lock.release()
 
-    def is_current(self) -> bool:
-        """Whether the in-memory tables and the views match the files (one read of the file
-        events, or a few `stat`s; no load): cheap enough for an event loop; `refresh()` loads."""
+    def is_current(self, names: tuple[str, ...] | None = None) -> bool:
+        """Whether the in-memory tables (`names` of them, given) and the views match the files
+        (one read of the file events, or a few `stat`s; no load): cheap enough for an event loop;
+        `refresh()` loads. With `names`, a change to any other table does not count."""
+        if names is not None:
+            if self._quiet is not None and self._memory.identities.quiet(self._quiet):
+                return True
+            return not self._memory.stale(names)
         stale, gained = self._check()
         return not stale and not gained
 

@@ -24,7 +24,7 @@ from api.auth import AdminCaller, IsAdmin, public_caller
 from api.checkpoint_gate import confirm_gate
 from api.deps import DbDep, LakeDep, NoExtraQuery, get_db_cursor
 from api.fast_lane import fast
-from api.prebuilt import Answer, answer_of, encoder, prebuilt, render
+from api.prebuilt import Answer, answer_of, encoder, render
 from api.schemas import (
     CheckpointDetail,
     CheckpointEvent,

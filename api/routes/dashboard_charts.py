@@ -30,7 +30,7 @@ from api.dashboard.trading_widgets import trading_report_schema
 from api.dashboard.schemas import ChartPrediction, FeedRecord, MetricsRow, ParamsRow, SummaryRow
 from api.deps import DbDep, TimeRange, TimeRangeDep
 from api.fast_lane import fast
-from api.prebuilt import Answer, answer_of, prebuilt, render
+from api.prebuilt import Answer, answer_of, render
 from coordinator_dagster.lake.layout import scan_window_folders
 
 schema_router = APIRouter(prefix="/reports/schema", tags=["dashboard"])

@@ -410,8 +410,9 @@ def main() -> None:
                 print(f"{name:36s} not served by this build: skipped")
                 continue
             answer.raise_for_status()
-            for _ in range(2):
-                httpx.get(base + path, params=params, timeout=60).raise_for_status()
+            for port in ports:  # every replica builds its answers before it is measured
+                for _ in range(2):
+                    httpx.get(f"http://127.0.0.1:{port}{path}", params=params, timeout=60).raise_for_status()
             served.append((name, path, params))
         clients = f"wrk, 2 threads" if args.client == "wrk" else f"{args.client_processes} processes of threads"
         workers = "one uvicorn worker" if args.replicas == 1 else f"{args.replicas} API replicas of one worker"

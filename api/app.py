@@ -22,6 +22,7 @@ from api.auth import WRITE_METHODS, Tiers, needs_key
 from api.cache import ResponseCache
 from api.docs import add_offline_docs
 from api.extensions import load_custom_routers
+from api.fast_lane import FastLane
 from api.middleware import Authenticate, BodyLimit, redact_access_log
 from api.prebuilt import Prebuilt, render
 from api.routes import ROUTES, audit_bundle
@@ -103,6 +104,8 @@ def create_app(settings: ApiSettings | None = None, *, cache_clock: Callable[[],
     # One listing of the lake's files for the cache and the reader, unless a test drives the
     # cache's clock by hand.
     identities = app.state.reader.identities if cache_clock is time.monotonic else None
+    # Innermost: prebuilt default answers without FastAPI's per-request work (api.fast_lane).
+    app.add_middleware(FastLane, routes=routes)
     app.add_middleware(ResponseCache, lake=app.state.lake, routes=routes, clock=cache_clock, identities=identities)
     app.add_middleware(Authenticate, settings=settings, tiers=tiers)
     if settings.cors_origins:

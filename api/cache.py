@@ -41,7 +41,7 @@ from coordinator_dagster.lake.store import Lake
 # leaderboard carries metric means over the snapshots and the models' names.
 _CHECKPOINTS = ("checkpoints", "checkpoint_events", "models")
 CACHED: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
-    (re.compile(r"^/reports/leaderboard$"), ("leaderboard", "models", "snapshots")),
+    (re.compile(r"^/reports/leaderboard$"), ("leaderboard", "models", "snapshots", "late_scores")),
     (re.compile(r"^/reports/models$"), ("models",)),
     (re.compile(r"^/reports/models/global$"), ("snapshots", "leaderboard", "models")),
     (re.compile(r"^/reports/models/params$"), ()),
@@ -114,6 +114,12 @@ class ResponseCache:
         self._memo[name] = (now, identity)
         return identity
 
+    def _identities_of(self, tables: tuple[str, ...]) -> tuple:
+        if self.identities is not None and hasattr(self.identities, "batch"):
+            with self.identities.batch():  # one read of the lake's file events for all of them
+                return tuple(self._identity(name) for name in tables)
+        return tuple(self._identity(name) for name in tables)
+
     def _query_key(self, path: str, query_string: bytes) -> tuple | bytes:
         """The query parameters the matching route reads, in a canonical order; the raw query
         string when no route is known (nothing is left out that could change the answer)."""
@@ -154,7 +160,7 @@ class ResponseCache:
         # again: while a run rewrites the tables, a key is computed by one request at a time
         # instead of by every request that arrived between two rewrites.
         for waits in range(MAX_WAITS + 1):
-            identity = tuple(self._identity(name) for name in tables)
+            identity = self._identities_of(tables)
             with self._lock:
                 hit = None if fresh else self._entries.get(key)
                 if hit is not None and hit[0] == identity:

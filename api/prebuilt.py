@@ -74,38 +74,64 @@ class Prebuilt:
     def __init__(self, reader: LakeReader, contract: CrunchContract):
         self.reader = reader
         self.contract = contract
-        self._built: dict[str, tuple[tuple[int, ...], Any]] = {}
+        # name -> (table versions, answer, which build (`_starts`) stored it)
+        self._built: dict[str, tuple[tuple[int, ...], Any, int]] = {}
         self._lock = threading.Lock()
+        self._starts = 0  # builds begun, in order
 
     def current(self, answer: Answer) -> Any | None:
-        """The stored answer if the files and the tables' copies are unchanged, else None."""
+        """The stored answer if the files and the tables' copies are unchanged, else None. While
+        another request is bringing tables or answers up to their files, the stored answer is
+        the previous version's: it is served meanwhile, so a rewrite costs one load and one
+        build, not a queue of requests each waiting for them."""
         found = self._built.get(answer.name)
-        if found is None or not self.reader.is_current() or found[0] != self.reader.versions(answer.tables):
+        if found is None:
             return None
-        return found[1]
+        if not answer.tables:
+            return found[1]  # from the contract alone, fixed for the app's life
+        # Only its own tables: a rewrite of another table leaves this answer as it is.
+        if found[0] == self.reader.versions(answer.tables) and self.reader.is_current(answer.tables):
+            return found[1]
+        if self._lock.locked() or self.reader.loading():
+            return found[1]
+        return None
 
     def build(self, answer: Answer) -> Any:
         """Bring the tables up to their files and build the answer (once, however many requests
         missed it at the same time)."""
+        waiting_since = self._starts
         with self._lock:
+            found = self._built.get(answer.name)
+            if found is not None and found[2] > waiting_since:
+                # Built by another request that began after this one started waiting: it read
+                # the files as they were after this request arrived. Building again would queue
+                # every waiter behind one build per rewrite while a run keeps rewriting.
+                return found[1]
+            self._starts += 1
+            started = self._starts
             self.reader.refresh()
             # Taken before the queries: a change meanwhile makes the next request build again.
             versions = self.reader.versions(answer.tables)
-            found = self._built.get(answer.name)
             if found is not None and found[0] == versions:
+                self._built[answer.name] = (versions, found[1], started)
                 return found[1]
             with self.reader.cursor() as con:
                 value = answer.build(con, self.contract)
             if -1 not in versions:  # a table read from files has no version: never stored
-                self._built[answer.name] = (versions, value)
+                self._built[answer.name] = (versions, value, started)
             return value
 
 
-async def prebuilt(request: Request, answer: Answer) -> Any:
-    """`answer` for the current files: stored, or built in a worker thread (the event loop keeps
-    serving meanwhile)."""
-    store: Prebuilt = request.app.state.prebuilt
+async def answer_of(state: Any, answer: Answer) -> Any:
+    """`answer` for the current files, from an app's `state`: stored, or built in a worker thread
+    (the event loop keeps serving meanwhile)."""
+    store: Prebuilt = state.prebuilt
     found = store.current(answer)
     if found is None:
         found = await run_in_threadpool(store.build, answer)
     return found
+
+
+async def prebuilt(request: Request, answer: Answer) -> Any:
+    """`answer_of` for the request's app."""
+    return await answer_of(request.app.state, answer)

@@ -12,8 +12,8 @@ route (the uncached path: in-memory tables, DuckDB, validation, JSON). `ROUTES` 
 does not serve (404 on the warm-up call) is reported and skipped, so routes can be listed before
 they exist. `--client wrk` drives the load with wrk (`apt-get install wrk`), which costs the two
 shared cores far less than Python clients; the server's RSS and the load average are printed.
-`--replicas N` starts N API processes over the same lake and spreads the Python clients'
-connections over them (wrk drives one address, so it takes one replica).
+`--replicas N` starts N API processes over the same lake and spreads the clients' connections
+over them (with wrk: one wrk per replica, its p50/p99 the slowest replica's).
 
 Seeds the lake through `Lake.write_windows` (50 models × 2 scopes × one-minute rounds, scores
 for every hour but the newest, a leaderboard and two checkpoints), starts
@@ -174,7 +174,7 @@ def seed(home: Path, rows: int, models: int) -> tuple[Lake, list[str]]:
 
 
 def rewrite_loop(home: str, keys: list[str], models: int, stop, counter, pause: float) -> None:
-    """Rewrite prediction and score partitions (the six newest hours, in turn) and the leaderboard,
+    """Rewrite prediction, score and snapshot partitions (the six newest hours, in turn) and the leaderboard,
     `pause` seconds apart (0: as fast as the disk allows, a worst case for the API's caches)."""
     lake = Lake(home, window_names=WINDOWS)
     frames = {key: hour_frames(dt.datetime.strptime(key, WINDOW_KEY_FORMAT).replace(tzinfo=UTC), models) for key in keys[-6:]}
@@ -185,6 +185,8 @@ def rewrite_loop(home: str, keys: list[str], models: int, stop, counter, pause: 
         lake.write("predictions", preds, key)
         if key != keys[-1]:
             lake.write("scores", scores, key)
+            # A re-scored hour's snapshots too: the API's in-memory copy follows them file by file.
+            lake.write("snapshots", snapshot_frame(dt.datetime.strptime(key, WINDOW_KEY_FORMAT).replace(tzinfo=UTC), models), key)
         lake.write("leaderboard", leaderboard(models, i + 1))
         i += 1
         counter.value = i
@@ -240,7 +242,25 @@ def hammer(
 ) -> dict:
     target = path + ("?" + urllib.parse.urlencode(params) if params else "")
     if client == "wrk":
-        return hammer_wrk(ports[0], target, clients, seconds, miss, no_cache)
+        if len(ports) == 1:
+            return hammer_wrk(ports[0], target, clients, seconds, miss, no_cache)
+        # One wrk per replica, the connections split between them, all at once.
+        shares = [clients // len(ports) + (i < clients % len(ports)) for i in range(len(ports))]
+        found: list[dict] = [{}] * len(ports)
+
+        def one(i: int) -> None:
+            found[i] = hammer_wrk(ports[i], target, shares[i], seconds, miss, no_cache)
+
+        runs = [threading.Thread(target=one, args=(i,)) for i in range(len(ports))]
+        for run in runs:
+            run.start()
+        for run in runs:
+            run.join()
+        # wrk reports percentiles, not samples: the slowest replica's p50/p99 stand for all.
+        return {
+            "n": sum(r["n"] for r in found), "rps": sum(r["rps"] for r in found), "p50": max(r["p50"] for r in found),
+            "p99": max(r["p99"] for r in found), "max": max(r["max"] for r in found), "errors": sum(r["errors"] for r in found),
+        }
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     shares = [clients // processes + (i < clients % processes) for i in range(processes)]
@@ -326,6 +346,7 @@ def reset_signals() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=Path(tempfile.gettempdir()) / "coordinator-api-load")
+    parser.add_argument("--reuse-lake", action="store_true", help="keep the lake already seeded under --home (same --rows and --models)")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--models", type=int, default=50)
     parser.add_argument("--clients", type=int, default=50)
@@ -340,12 +361,15 @@ def main() -> None:
     parser.add_argument("--no-rewrites", action="store_true", help="skip the phase with a concurrent rewrite loop")
     parser.add_argument("--replicas", type=int, default=1, help="API processes over the same lake, the clients' connections spread over them")
     args = parser.parse_args()
-    if args.replicas > 1 and args.client == "wrk":
-        parser.error("--replicas needs --client python (wrk drives one address)")
 
-    shutil.rmtree(args.home, ignore_errors=True)
     began = time.perf_counter()
-    lake, keys = seed(args.home, args.rows, args.models)
+    if args.reuse_lake and (args.home / "lake" / "leaderboard").is_dir():
+        lake = Lake(args.home, window_names=WINDOWS)
+        per_hour = args.models * len(SCOPES) * 60
+        keys = window_keys_between(START, START + dt.timedelta(hours=-(-args.rows // per_hour)))
+    else:
+        shutil.rmtree(args.home, ignore_errors=True)
+        lake, keys = seed(args.home, args.rows, args.models)
     total = lake.query("SELECT count(*) AS n FROM raw_predictions")["n"][0]
     print(f"lake {args.home}: {total:,} predictions in {len(keys)} hourly partitions, seeded in {time.perf_counter() - began:.1f} s")
 
@@ -386,8 +410,9 @@ def main() -> None:
                 print(f"{name:36s} not served by this build: skipped")
                 continue
             answer.raise_for_status()
-            for _ in range(2):
-                httpx.get(base + path, params=params, timeout=60).raise_for_status()
+            for port in ports:  # every replica builds its answers before it is measured
+                for _ in range(2):
+                    httpx.get(f"http://127.0.0.1:{port}{path}", params=params, timeout=60).raise_for_status()
             served.append((name, path, params))
         clients = f"wrk, 2 threads" if args.client == "wrk" else f"{args.client_processes} processes of threads"
         workers = "one uvicorn worker" if args.replicas == 1 else f"{args.replicas} API replicas of one worker"

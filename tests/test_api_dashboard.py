@@ -74,7 +74,7 @@ def test_schema_has_a_column_per_window_and_metric_and_widgets_on_this_api(http)
     columns = http.get("/reports/schema/leaderboard-columns").json()
     widgets = http.get("/reports/schema/metrics-widgets").json()
     assert columns == schema["leaderboard_columns"] and widgets == schema["metrics_widgets"]
-    assert [c["property"] for c in columns] == ["username", "model_id", *WINDOWS, *METRICS]
+    assert [c["property"] for c in columns] == ["username", "model_id", *WINDOWS, *METRICS, "late_count", "late_score_mean"]
     assert {c["type"] for c in columns} == {"USERNAME", "PROJECT", "VALUE"}  # the webapp's column types
     assert columns[1]["nativeConfiguration"] == {"type": "model", "statusProperty": "status"}
     assert len({c["id"] for c in columns}) == len(columns)

@@ -84,10 +84,11 @@ def test_a_table_that_gains_its_first_files_is_loaded(tmp_path) -> None:
 
 
 def test_hourly_tables_are_listed_at_most_once_per_recheck_interval(tmp_path) -> None:
+    """Without file events (`watch=False`: another OS, object storage), an hourly table is polled."""
     seeded = seed_lake(tmp_path / "home")
     seed_extras(seeded.lake)
     now = [0.0]
-    reader = LakeReader(seeded.lake, window_recheck=0.02)
+    reader = LakeReader(seeded.lake, window_recheck=0.02, watch=False)
     reader._memory.clock = lambda: now[0]
     try:
         count = lambda: reader.cursor().execute("SELECT count(*) FROM snapshots").fetchone()[0]  # noqa: E731

@@ -52,6 +52,15 @@ def leaderboard_columns(contract: CrunchContract) -> list[dict[str, Any]]:
              "displayName": label(name), "tooltip": f"{label(name)}: mean over the snapshots of the last {_hours(first)}",
              "nativeConfiguration": None, "order": 100 + j * 10}
         )
+    # The late track, after every ranked column: shown, never ranked or rewarded.
+    late = 3 + len(agg.windows) + len(contract.metrics)
+    columns += [
+        {"id": late, "type": "VALUE", "property": "late_count", "format": None, "displayName": "Late answers",
+         "tooltip": "Answers to rounds asked after their cutoff, scored on the late track (not ranked, never rewarded)",
+         "nativeConfiguration": None, "order": 1000},
+        {"id": late + 1, "type": "VALUE", "property": "late_score_mean", "format": "decimal-6", "displayName": "Late track score",
+         "tooltip": "Mean score of the late answers (not ranked, never rewarded)", "nativeConfiguration": None, "order": 1010},
+    ]
     return columns
 
 

@@ -36,6 +36,12 @@ class DashboardLeaderboardEntry(LeaderboardEntry):
     created_at: dt.datetime | None = Field(description="when the ranking was computed (= as_of)")
     score_metrics: dict[str, float | None] = Field(description="every window and metric, by name")
     score_ranking: ScoreRanking
+    # The late track (coordinator_dagster.scoring.late_track): shown beside the ranking, never
+    # part of it, of `rank` or of any reward.
+    late_count: int = Field(0, description="late-track answers (asked after their round's cutoff) scored so far; never ranked or rewarded")
+    late_score_mean: float | None = Field(
+        None, description="mean of those answers' successful late scores (null before any); apart from the ranking and rewards"
+    )
 
 
 class DashboardModel(ApiModel):

@@ -23,7 +23,8 @@ from api import sql
 from api.auth import AdminCaller, IsAdmin, public_caller
 from api.checkpoint_gate import confirm_gate
 from api.deps import DbDep, LakeDep, NoExtraQuery, get_db_cursor
-from api.prebuilt import Answer, encoder, prebuilt, render
+from api.fast_lane import fast
+from api.prebuilt import Answer, answer_of, encoder, render
 from api.schemas import (
     CheckpointDetail,
     CheckpointEvent,
@@ -180,9 +181,19 @@ def _build_emissions(db: duckdb.DuckDBPyConnection, _: object) -> tuple[dict[str
 EMISSIONS = Answer("emissions", ("checkpoints", "checkpoint_events"), _build_emissions)
 
 
+async def _stored_emission(state: Any, path: dict[str, str]) -> bytes | None:
+    """A built checkpoint's emission (None for an id with none: FastAPI validates and answers)."""
+    return (await answer_of(state, EMISSIONS))[0].get(path["checkpoint_id"])
+
+
+async def _latest_emission(state: Any, _: dict[str, str]) -> bytes | None:
+    return (await answer_of(state, EMISSIONS))[1]
+
+
 @router.get("/{checkpoint_id}/emission", response_model=Emission, summary="A checkpoint's reward split", responses=_404)
+@fast(_stored_emission)
 async def get_emission(request: Request, checkpoint_id: CheckpointId) -> Response:
-    found = (await prebuilt(request, EMISSIONS))[0].get(checkpoint_id)
+    found = await _stored_emission(request.app.state, {"checkpoint_id": checkpoint_id})
     if found is None:
         raise _not_found(checkpoint_id)
     return Response(found, media_type="application/json")
@@ -212,8 +223,9 @@ def get_emission_cli_format(db: DbDep, checkpoint_id: CheckpointId) -> EmissionC
 
 
 @emissions_router.get("/latest", response_model=Emission, summary="The newest checkpoint's reward split", responses={404: {"description": "no checkpoint yet"}})
+@fast(_latest_emission)
 async def get_latest_emission(request: Request) -> Response:
-    found = (await prebuilt(request, EMISSIONS))[1]
+    found = await _latest_emission(request.app.state, {})
     if found is None:
         raise HTTPException(status_code=404, detail="no checkpoint has been built yet")
     return Response(found, media_type="application/json")

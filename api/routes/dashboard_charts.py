@@ -29,7 +29,8 @@ from api.dashboard.report_schema import report_schema
 from api.dashboard.trading_widgets import trading_report_schema
 from api.dashboard.schemas import ChartPrediction, FeedRecord, MetricsRow, ParamsRow, SummaryRow
 from api.deps import DbDep, TimeRange, TimeRangeDep
-from api.prebuilt import Answer, prebuilt, render
+from api.fast_lane import fast
+from api.prebuilt import Answer, answer_of, render
 from coordinator_dagster.lake.layout import scan_window_folders
 
 schema_router = APIRouter(prefix="/reports/schema", tags=["dashboard"])
@@ -80,21 +81,28 @@ def _schema_answers(_: duckdb.DuckDBPyConnection, contract: Any) -> dict[str, by
 SCHEMA = Answer("schema", (), _schema_answers)
 
 
+async def _schema_part(state: Any, part: str) -> bytes:
+    return (await answer_of(state, SCHEMA))[part]
+
+
 async def _schema(request: Request, part: str) -> Response:
-    return Response((await prebuilt(request, SCHEMA))[part], media_type="application/json")
+    return Response(await _schema_part(request.app.state, part), media_type="application/json")
 
 
 @schema_router.get("", response_model=dict[str, Any], summary="The dashboard's leaderboard columns and metric widgets, from the contract")
+@fast(lambda state, _: _schema_part(state, ""))
 async def get_schema(request: Request) -> Response:
     return await _schema(request, "")
 
 
 @schema_router.get("/leaderboard-columns", response_model=list[dict[str, Any]], summary="The dashboard's leaderboard columns")
+@fast(lambda state, _: _schema_part(state, "columns"))
 async def get_columns(request: Request) -> Response:
     return await _schema(request, "columns")
 
 
 @schema_router.get("/metrics-widgets", response_model=list[dict[str, Any]], summary="The dashboard's metric widgets")
+@fast(lambda state, _: _schema_part(state, "widgets"))
 async def get_widgets(request: Request) -> Response:
     return await _schema(request, "widgets")
 

@@ -31,7 +31,8 @@ from api.dashboard.schemas import (
 )
 from api.checkpoint_gate import payable_gate
 from api.deps import DbDep
-from api.prebuilt import Answer, encoder, prebuilt, render
+from api.fast_lane import fast
+from api.prebuilt import Answer, answer_of, encoder, render
 from api.routes.checkpoints import CheckpointId
 from api.schemas import CheckpointStatus, CheckpointSummary
 
@@ -92,14 +93,22 @@ def _build_list(db: duckdb.DuckDBPyConnection, _: object) -> list[tuple[str, byt
 CHECKPOINT_LIST = Answer("dashboard checkpoints", ("checkpoints", "checkpoint_events", "models"), _build_list)
 
 
+DEFAULT_LIMIT = 100
+
+
+async def _checkpoints(state: Any, status: CheckpointStatus | None = None, limit: int = DEFAULT_LIMIT) -> bytes:
+    found = [body for found_status, body in await answer_of(state, CHECKPOINT_LIST) if status is None or found_status == status.value]
+    return b"[" + b",".join(found[:limit]) + b"]"
+
+
 @router.get("", response_model=list[DashboardCheckpoint], summary="Checkpoints, newest period first, with emission and ranking")
+@fast(lambda state, _: _checkpoints(state))
 async def list_checkpoints(
     request: Request,
     status: Annotated[CheckpointStatus | None, Query(description="only checkpoints in this status")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=1000)] = DEFAULT_LIMIT,
 ) -> Response:
-    found = [body for state, body in await prebuilt(request, CHECKPOINT_LIST) if status is None or state == status.value]
-    return Response(b"[" + b",".join(found[:limit]) + b"]", media_type="application/json")
+    return Response(await _checkpoints(request.app.state, status, limit), media_type="application/json")
 
 
 def _one(db: duckdb.DuckDBPyConnection, checkpoint_id: str | None) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from api import sql
 from api.dashboard import shapes
 from api.dashboard.schemas import DashboardLeaderboardEntry
 from api.dashboard.trading_widgets import trading_figures
-from api.prebuilt import Answer, encoder, prebuilt, render
+from api.fast_lane import fast
+from api.prebuilt import Answer, answer_of, encoder, render
 from api.schemas import LeaderboardEntry
 from coordinator_dagster.contracts import CrunchContract
 from coordinator_dagster.scoring.trading.hourly import FIGURES
@@ -46,14 +47,30 @@ def leaderboard_rows(db: duckdb.DuckDBPyConnection, contract: CrunchContract, in
         since = as_of - dt.timedelta(hours=next(iter(contract.aggregation.windows.values())))
         snapshots = db.execute("SELECT model_id, result_summary FROM snapshots WHERE period_end > ? AND period_end <= ?", [since, as_of]).pl()
         metrics = {row.pop("model_id"): row for row in shapes.metric_means(snapshots, contract.metrics).iter_rows(named=True)}
+    late = late_track_fields(db)
     empty = dict.fromkeys(contract.metrics)
     if contract.trading is not None and as_of is not None:
         # A trading row carries its newest snapshot's figures (net PnL, fees, drawdown, …).
         metrics, empty = trading_figures(db, as_of), dict.fromkeys(FIGURES)
     return [
-        shapes.leaderboard_row(row, windows, metrics.get(row["model_id"], empty), models.get(row["model_id"], {}), contract.aggregation.ranking_direction)
+        {
+            **shapes.leaderboard_row(row, windows, metrics.get(row["model_id"], empty), models.get(row["model_id"], {}), contract.aggregation.ranking_direction),
+            **late.get(row["model_id"], NO_LATE),
+        }
         for row in found
     ]
+
+
+NO_LATE = {"late_count": 0, "late_score_mean": None}
+
+
+def late_track_fields(db: duckdb.DuckDBPyConnection) -> dict[str, dict]:
+    """Per model, its late-track answers scored so far and their mean successful score: figures
+    shown beside the ranking, read from `late_scores`, which nothing ranked or paid reads."""
+    found = sql.rows(
+        db, "SELECT model_id, count(*) AS late_count, avg(value) FILTER (WHERE success) AS late_score_mean FROM late_scores GROUP BY model_id"
+    )
+    return {row.pop("model_id"): {**row, "late_score_mean": shapes.finite(row["late_score_mean"])} for row in found}
 
 
 _encode = encoder(list[DashboardLeaderboardEntry])
@@ -65,13 +82,18 @@ def _builder(include_ensembles: bool):
 
 # One answer per value of `include_ensembles`, each built only when asked for.
 LEADERBOARD = {
-    flag: Answer(f"leaderboard (ensembles {flag})", ("leaderboard", "models", "snapshots"), _builder(flag)) for flag in (True, False)
+    flag: Answer(f"leaderboard (ensembles {flag})", ("leaderboard", "models", "snapshots", "late_scores"), _builder(flag)) for flag in (True, False)
 }
 
 
+async def _leaderboard(state, include_ensembles: bool = False) -> bytes:
+    return await answer_of(state, LEADERBOARD[include_ensembles])
+
+
 @router.get("", response_model=list[DashboardLeaderboardEntry], summary="Models ranked by the contract's ranking key")
+@fast(lambda state, _: _leaderboard(state))
 async def get_leaderboard(
     request: Request,
     include_ensembles: Annotated[bool, Query(description="also list the virtual ensemble models (unranked)")] = False,
 ) -> Response:
-    return Response(await prebuilt(request, LEADERBOARD[include_ensembles]), media_type="application/json")
+    return Response(await _leaderboard(request.app.state, include_ensembles), media_type="application/json")

@@ -18,7 +18,8 @@ from api import sql
 from api.dashboard import shapes, snapshot_totals
 from api.dashboard.schemas import DashboardDiversity, DashboardModel, DashboardModelGlobal
 from api.deps import DbDep, TimeRangeDep
-from api.prebuilt import Answer, encoder, prebuilt, render
+from api.fast_lane import fast
+from api.prebuilt import Answer, answer_of, encoder, prebuilt, render
 from api.routes.dashboard_charts import ProjectIdsDep
 from api.schemas import ScopeParams
 
@@ -57,12 +58,17 @@ def _build(db: duckdb.DuckDBPyConnection, _: object) -> dict[bool | None, bytes]
 MODELS = Answer("models", ("models",), _build)
 
 
+async def _model_list(state, active: bool | None = None) -> bytes:
+    return (await answer_of(state, MODELS))[active]
+
+
 @router.get("", response_model=list[DashboardModel], summary="Registered models")
+@fast(lambda state, _: _model_list(state))
 async def list_models(
     request: Request,
     active: Annotated[bool | None, Query(description="only active (true) or retired (false) models")] = None,
 ) -> Response:
-    return Response((await prebuilt(request, MODELS))[active], media_type="application/json")
+    return Response(await _model_list(request.app.state, active), media_type="application/json")
 
 
 def _board_and_names(db: duckdb.DuckDBPyConnection, _: object) -> tuple[dict[str, dict], dict[str, dict]]:

@@ -21,25 +21,33 @@ files: they are millions of rows, and their pages read only the hours they need.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import duckdb
 
-from coordinator_dagster.lake.layout import scan_event_files, scan_period_files, scan_window_files
+from coordinator_dagster.lake.layout import DATA_FILE, scan_event_files, scan_period_files, scan_window_files
+from coordinator_dagster.lake.watch import TableWatch
 
 if TYPE_CHECKING:
     from coordinator_dagster.lake.views import LakeViews
 
-SMALL_TABLES = ("leaderboard", "models", "checkpoints", "checkpoint_events", "snapshots")
+# late_scores: one row per answer given after its round's cutoff, an exception (the leaderboard
+# shows their count and mean beside the ranking).
+SMALL_TABLES = ("leaderboard", "models", "checkpoints", "checkpoint_events", "snapshots", "late_scores")
 LOAD_ATTEMPTS = 5
 # Listing an hourly table's folders costs about a millisecond per thousand hours, more than the
 # rest of a small request: an hourly table's files are looked at again at most this often, so its
 # copy may lag a rewrite by that long (as the API's response cache does). The others (a handful
 # of files, and the checkpoint events the API itself writes) are checked on every use.
 WINDOW_RECHECK_SECONDS = 0.02
+# A watched table's files are compared at least this often whatever its events say (a network
+# file system does not report other hosts' writes).
+WATCHED_RECHECK_SECONDS = 1.0
 
 
 def stat_identity(path: str) -> tuple | None:
@@ -70,15 +78,91 @@ class Identities:
     """`table_identity` for one lake, an hourly table's re-taken at most every `recheck` seconds
     (the others on every call). One listing serves every reader of it: the in-memory tables and
     the API's response cache ask the same instance, so an hourly table is listed once per
-    `recheck` in all, not once per asker."""
+    `recheck` in all, not once per asker.
 
-    def __init__(self, lake: LakeViews, recheck: float = WINDOW_RECHECK_SECONDS, clock: Callable[[], float] = time.monotonic):
+    With `watched` tables on local disk, their file events (`lake.watch.TableWatch`) say when to
+    look: such a table's identity is re-taken only after an event in its folders (exact, as the
+    kernel queues the event before a writer's rename returns) or `WATCHED_RECHECK_SECONDS` after
+    it was last taken (a network file system reports only this host's writes). A request then
+    costs one `read` of the event queue instead of a `stat` per file."""
+
+    def __init__(
+        self,
+        lake: LakeViews,
+        recheck: float = WINDOW_RECHECK_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        watched: Iterable[str] = (),
+    ):
         self.lake = lake
         self.recheck = recheck
         self.clock = clock
         self._taken: dict[str, tuple[float, tuple]] = {}
+        self._lock = threading.Lock()
+        names = [n for n in watched if n in lake.tables]
+        # Only where the files under the root are the lake itself (not a synced copy).
+        self._watch = (
+            TableWatch.create(lake.root, {n: lake.table(n).name for n in names}) if names and getattr(lake.storage, "segments", False) else None
+        )
+        self._watched = frozenset(n for n in names if self._watch is not None and self._watch.watches(n))
+        self._dirty: set[str] = set()  # events since the identity was taken
+        # An hourly table's folders with events since (None: any folder; list it all again).
+        self._touched: dict[str, set[str] | None] = {}
+        self._unlooked: set[str] = set(self._watched)  # events since `look()` last asked
+        self._epoch: dict[str, int] = {}
+        self._local = threading.local()
+        self._changes = 0  # drains that found an event (or an overflow)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Within it, this thread's asks share one read of the event queue (taken on entry): a
+        request asking about several tables costs one system call, not one per table."""
+        if getattr(self._local, "active", False) or self._watch is None:
+            yield
+            return
+        with self._lock:
+            self._absorb()
+        self._local.active = True
+        try:
+            yield
+        finally:
+            self._local.active = False
+
+    def watches(self, name: str) -> bool:
+        return name in self._watched
+
+    def _absorb(self) -> None:
+        if getattr(self._local, "active", False):
+            return  # drained when the batch began
+        drained = self._watch.drain()
+        if drained is None:
+            changed = set(self._watched)
+            self._touched = dict.fromkeys(changed)
+        else:
+            changed = drained.keys() & self._watched
+            for name in changed:
+                folders = self._touched.get(name, set())
+                self._touched[name] = None if folders is None or name not in self._taken else folders | drained[name]
+        self._dirty |= changed
+        self._unlooked |= changed
+        if changed:
+            self._changes += 1
+
+    def token(self) -> tuple[int, float]:
+        """Where the event queue stands (call it inside `batch()`, before looking at the files)."""
+        return self._changes, self.clock()
+
+    def quiet(self, token: tuple[int, float]) -> bool:
+        """Whether no watched table had a file event since `token` was taken (and it is younger
+        than `WATCHED_RECHECK_SECONDS`): then nothing looked at since has changed."""
+        if self._watch is None or self.clock() - token[1] >= WATCHED_RECHECK_SECONDS:
+            return False
+        with self._lock:
+            self._absorb()
+            return self._changes == token[0]
 
     def __call__(self, name: str) -> tuple:
+        if name in self._watched:
+            return self._by_events(name)
         if self.lake.table(name).layout != "window":
             return table_identity(self.lake, name)
         now = self.clock()
@@ -89,12 +173,68 @@ class Identities:
         self._taken[name] = (now, identity)
         return identity
 
+    def _by_events(self, name: str) -> tuple:
+        now = self.clock()
+        with self._lock:
+            self._absorb()
+            taken = self._taken.get(name)
+            if taken is not None and name not in self._dirty and now - taken[0] < WATCHED_RECHECK_SECONDS:
+                return taken[1]
+            # Cleared before the files are looked at: an event meanwhile marks it again.
+            self._dirty.discard(name)
+            touched = self._touched.pop(name, None) if taken is not None and now - taken[0] < WATCHED_RECHECK_SECONDS else None
+            self._touched.pop(name, None)
+            epoch = self._epoch[name] = self._epoch.get(name, 0) + 1
+        identity = None if touched is None else self._hours_updated(name, taken[1], touched)
+        if identity is None:
+            identity = table_identity(self.lake, name)
+        with self._lock:
+            if self._epoch[name] == epoch:  # no later look has stored a newer identity
+                self._taken[name] = (now, identity)
+        return identity
+
+    def _hours_updated(self, name: str, before: tuple, folders: set[str]) -> tuple | None:
+        """An hourly table's identity with only the hour folders that had events looked at again
+        (a rewritten hour costs one `stat`, not a listing of every hour); None when an event was
+        elsewhere (an hour or day folder added, removed or swapped): list it all."""
+        if self.lake.table(name).layout != "window":
+            return None
+        base = os.fspath(self.lake.table_dir(name))
+        files = dict(before)
+        for folder in folders:
+            hour, day = os.path.basename(folder), os.path.dirname(folder)
+            if not hour.startswith("hour=") or os.path.dirname(day) != base or not os.path.isdir(folder):
+                return None
+            path = os.path.join(folder, DATA_FILE)
+            files[path] = stat_identity(path)
+        return tuple(sorted(files.items()))
+
+    def look(self, name: str) -> bool:
+        """Whether `name` may have changed since the last `look` at it (always, unless watched).
+        A caller that finds a change it does not act on at once calls `mark(name)`."""
+        if name not in self._watched:
+            return True
+        with self._lock:
+            self._absorb()
+            if name in self._unlooked:
+                self._unlooked.discard(name)
+                return True
+            return False
+
+    def mark(self, name: str) -> None:
+        with self._lock:
+            self._unlooked.add(name)
+
     def forget(self, name: str | None = None) -> None:
         """List `name` (every table, without one) afresh at its next ask."""
-        if name is None:
-            self._taken.clear()
-        else:
-            self._taken.pop(name, None)
+        with self._lock:
+            if name is None:
+                self._taken.clear()
+                self._dirty |= self._watched
+            else:
+                self._taken.pop(name, None)
+                self._dirty.add(name)
+                self._epoch[name] = self._epoch.get(name, 0) + 1
 
 
 def _read_files(paths: list[str]) -> str:
@@ -115,6 +255,7 @@ class MemoryTables:
         names: tuple[str, ...] = SMALL_TABLES,
         window_recheck: float = WINDOW_RECHECK_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        watched: Iterable[str] = (),
     ):
         self.lake = lake
         self.con = con
@@ -122,28 +263,34 @@ class MemoryTables:
         self.window_recheck = window_recheck
         self.clock = clock
         # Through `self.clock` (which a test may replace): one clock for both.
-        self.identities = Identities(lake, window_recheck, lambda: self.clock())
+        self.identities = Identities(lake, window_recheck, lambda: self.clock(), watched)
         self._loaded: dict[str, tuple[tuple, str]] = {}  # name -> (identity, table holding it)
         self._generation = 0
         # name -> how many times its copy changed: answers built from the copies (the API's
         # prebuilt answers) compare these to know they are out of date.
         self.versions: dict[str, int] = dict.fromkeys(self.names, 0)
 
-    def stale(self) -> list[str]:
+    def stale(self, names: tuple[str, ...] | None = None) -> list[str]:
+        """The copies (of `names`, or of every table) older than their files."""
         # An hourly table's files are listed at most every `window_recheck` seconds (`Identities`);
         # a table found out of date stays so until it is loaded, however often it is asked about.
         found = []
-        for name in self.names:
-            loaded = self._loaded.get(name)
-            if loaded is None or loaded[0] != self.identities(name):
-                found.append(name)
+        with self.identities.batch():
+            for name in self.names if names is None else (n for n in names if n in self.names):
+                loaded = self._loaded.get(name)
+                if loaded is None or loaded[0] != self.identities(name):
+                    found.append(name)
         return found
 
     def load(self, name: str) -> None:
         """Bring the in-memory copy of `name` up to its files and point `raw_<name>` at it."""
-        identity = table_identity(self.lake, name)  # taken first: a change mid-load reloads next time
-        # A listing taken before this one may be older than the copy about to be loaded.
-        self.identities.forget(name)
+        if self.identities.watches(name):
+            # Current by the file events (a rewritten hour is one `stat`, not a listing).
+            identity = self.identities(name)
+        else:
+            identity = table_identity(self.lake, name)  # taken first: a change mid-load reloads next time
+            # A listing taken before this one may be older than the copy about to be loaded.
+            self.identities.forget(name)
         previous = self._loaded.get(name)
         if previous is not None and previous[0] == identity:
             return

@@ -54,7 +54,9 @@ class LakeReader:
     Nothing here locks the lake: writers never wait for readers.
     """
 
-    def __init__(self, lake: LakeViews, in_memory: tuple[str, ...] = SMALL_TABLES, window_recheck: float = WINDOW_RECHECK_SECONDS):
+    def __init__(
+        self, lake: LakeViews, in_memory: tuple[str, ...] = SMALL_TABLES, window_recheck: float = WINDOW_RECHECK_SECONDS, watch: bool = True
+    ):
         self.lake = lake
         self._lock = threading.Lock()
         self._con = duckdb.connect(":memory:")
@@ -65,8 +67,13 @@ class LakeReader:
         # cached block or footer could belong to a file that was replaced: keep them off.
         self._con.execute("SET enable_external_file_cache = false")
         self._con.execute("SET parquet_metadata_cache = false")
-        self._memory = MemoryTables(lake, self._con, in_memory, window_recheck)
+        # File events say when to look at the small tables, the tables without files yet and
+        # every other table but the large hourly ones (`memory.Identities`).
+        watched = [n for n in lake.tables if n in in_memory or lake.table(n).layout != "window" or not lake.has_files(n)] if watch else []
+        self._memory = MemoryTables(lake, self._con, in_memory, window_recheck, watched=watched)
         self._empty: dict[str, str] = {}  # tables without files -> their folder
+        self._all_watched = False  # every table `_check` looks at is watched for file events
+        self._quiet: tuple | None = None  # `Identities.token()` when all was last found current
         self._rebuild()
         for name in self._memory.names:
             self._memory.load(name)
@@ -77,25 +84,63 @@ class LakeReader:
             self._con.execute(statement)
         self._memory.repoint()
         self._empty = {name: str(self.lake.table_dir(name)) for name in empty}
+        identities = self._memory.identities
+        self._all_watched = all(identities.watches(n) for n in (*self._memory.names, *empty))
+        self._quiet = None
 
     def _gained_files(self) -> bool:
-        # A table without a folder has no files: one cheap check before the glob.
-        return any(os.path.isdir(folder) and self.lake.has_files(name) for name, folder in self._empty.items())
+        identities = self._memory.identities
+        for name, folder in self._empty.items():
+            # A table without a folder has no files: one cheap check before the glob; a watched
+            # table is looked at only after an event in its folders.
+            if identities.look(name) and os.path.isdir(folder) and self.lake.has_files(name):
+                identities.mark(name)  # the rebuild that follows looks again
+                return True
+        return False
 
-    def refresh(self) -> None:
-        """Bring the views and the in-memory tables up to the files."""
-        stale = self._memory.stale()
-        if stale or self._gained_files():
-            with self._lock:
-                if self._gained_files():
-                    self._rebuild()
-                for name in stale:
-                    self._memory.load(name)
+    def _check(self) -> tuple[list[str], bool]:
+        """(in-memory tables out of date, whether a table without files gained some)."""
+        identities = self._memory.identities
+        if self._quiet is not None and identities.quiet(self._quiet):
+            return [], False  # no file event since everything was last found current
+        with identities.batch():
+            token = identities.token() if self._all_watched else None
+            stale, gained = self._memory.stale(), self._gained_files()
+        self._quiet = token if not stale and not gained else None
+        return stale, gained
 
-    def is_current(self) -> bool:
-        """Whether the in-memory tables and the views match the files (a few `stat`s, no load):
-        cheap enough for an event loop; `refresh()` does the loading."""
-        return not self._memory.stale() and not self._gained_files()
+    def refresh(self, wait: bool = True) -> None:
+        """Bring the views and the in-memory tables up to the files. With `wait=False`, while
+        another thread is loading a copy, return at once: the caller reads the previous copy
+        (views and tables are swapped whole, so it sees one version) instead of queueing behind
+        the load; during a run rewriting partitions, one thread loads each change, once."""
+        stale, gained = self._check()
+        if not stale and not gained:
+            return
+        if not self._lock.acquire(blocking=wait):
+            return
+        try:
+            if self._gained_files():
+                self._rebuild()
+            for name in stale:
+                self._memory.load(name)
+        finally:
+            self._lock.release()
+
+    def is_current(self, names: tuple[str, ...] | None = None) -> bool:
+        """Whether the in-memory tables (`names` of them, given) and the views match the files
+        (one read of the file events, or a few `stat`s; no load): cheap enough for an event loop;
+        `refresh()` loads. With `names`, a change to any other table does not count."""
+        if names is not None:
+            if self._quiet is not None and self._memory.identities.quiet(self._quiet):
+                return True
+            return not self._memory.stale(names)
+        stale, gained = self._check()
+        return not stale and not gained
+
+    def loading(self) -> bool:
+        """Whether a thread is loading changed files into memory right now."""
+        return self._lock.locked()
 
     @property
     def identities(self) -> Identities:
@@ -106,8 +151,10 @@ class LakeReader:
         """How many times each in-memory table's copy changed; -1 for a table read from files."""
         return tuple(self._memory.versions.get(name, -1) for name in names)
 
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        self.refresh()
+    def cursor(self, wait: bool = True) -> duckdb.DuckDBPyConnection:
+        """A cursor over the files as they are now (`wait=False`: or over the copy being
+        replaced, while another thread loads the change; see `refresh`)."""
+        self.refresh(wait)
         return self._con.cursor()
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ The status and reason rules are the lake's `predictions` view's
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -22,7 +22,7 @@ import duckdb
 from api.deps import TimeRange
 from api import sql
 from api.dashboard.chart_hours import ChartHours, DecodedHour
-from coordinator_dagster.lake.layout import WindowFolder, scan_window_folders
+from coordinator_dagster.lake.layout import WindowFolder, iter_window_folders
 from coordinator_dagster.lake.reader import fetch_with_retry
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.lake.views import PREDICTION_FAILED_REASON, PREDICTION_STATUS, SCORE_JOIN, fills_join
@@ -51,24 +51,23 @@ def _files(paths: Sequence[str]) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
-def hours(lake: Lake, period: TimeRange) -> list[WindowFolder]:
-    """The predictions hour folders overlapping `period`, oldest first (one folder listing per
-    day; no file is looked at: only the hours a page reads are, by `existing`)."""
-    return scan_window_folders(lake.table_dir("predictions"), period.start, period.end)
+def hours(lake: Lake, period: TimeRange) -> Iterator[WindowFolder]:
+    """The predictions hour folders overlapping `period`, oldest first, listed one day at a time
+    as they are asked for (a page of a week's range lists a day or two, not seven; no file is
+    looked at: only the hours a page reads are, by `existing`)."""
+    return iter_window_folders(lake.table_dir("predictions"), period.start, period.end)
 
 
-def existing(lake: Lake, folders: Sequence[WindowFolder]) -> list[Hour]:
+def existing(lake: Lake, folders: Iterable[WindowFolder]) -> Iterator[Hour]:
     """Of these hour folders, those that still hold a predictions file, each with its scores
-    and trading fills files."""
+    and trading fills files; looked at one by one as they are asked for."""
     scores_base = str(lake.table_dir("scores"))
     fills_base = str(lake.table_dir("trading_fills"))
-    found = []
     for folder in folders:
         if os.path.exists(folder.path):
             scores = os.path.join(scores_base, folder.relative)
             fills = os.path.join(fills_base, folder.relative)
-            found.append(Hour(folder.path, scores if os.path.exists(scores) else None, fills if os.path.exists(fills) else None))
-    return found
+            yield Hour(folder.path, scores if os.path.exists(scores) else None, fills if os.path.exists(fills) else None)
 
 
 def _filters(ids: list[str] | None, period: TimeRange, alias: str) -> tuple[str, list]:
@@ -113,13 +112,7 @@ def _pages(
     """(hour, row numbers) holding the page's rows after skipping `offset`, oldest first: at most
     `limit + 1` rows in all (one more than the page says whether another page exists)."""
     skip, wanted = offset, limit + 1
-    for folder in hours(lake, period):
-        if wanted <= 0:
-            return
-        found_hour = existing(lake, [folder])
-        if not found_hour:
-            continue
-        hour = found_hour[0]
+    for hour in existing(lake, hours(lake, period)):
         decoded = held.hour(hour.predictions, hour.scores, lambda hour=hour: hour_rows(con, hour), hour.fills)
         numbers = decoded.numbers(ids, period.start, period.end)
         if len(numbers) <= skip:  # whole hours before the offset are counted, not kept
@@ -128,6 +121,8 @@ def _pages(
         numbers = numbers[skip : skip + wanted]
         skip, wanted = 0, wanted - len(numbers)
         yield decoded, numbers
+        if wanted <= 0:  # before the next hour is looked at
+            return
 
 
 def chart_rows(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -219,12 +219,13 @@ def chart_predictions(
         query = [(k, v) for k, v in request.query_params.multi_items() if k != "offset"] + [("offset", str(offset + limit))]
         headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
 
-    def body() -> Iterator[bytes]:
-        # Joined a batch at a time: the answer's bytes never sit in memory whole.
-        yield b"["
-        for start in range(0, len(texts), BATCH):
-            yield (("," if start else "") + ",".join(texts[start : start + BATCH])).encode()
-        yield b"]"
+    async def body() -> AsyncIterator[bytes]:
+        # Joined a batch at a time: the answer's bytes never sit in memory whole. The brackets
+        # ride with the first and last batch, and the generator is async (joining a batch is
+        # quick): each chunk is one ASGI message, with no hop to the thread pool to make it.
+        last = max(len(texts) - BATCH, 0)
+        for start in range(0, max(len(texts), 1), BATCH):
+            yield (("[" if start == 0 else ",") + ",".join(texts[start : start + BATCH]) + ("]" if start >= last else "")).encode()
 
     return StreamingResponse(body(), media_type="application/json", headers=headers)
 

@@ -45,6 +45,22 @@ def test_the_lake_writes_where_the_layout_says_and_reads_the_newest_hour_back(la
     assert layout.scan_window_files(lake.table_dir("scores")) == []
 
 
+def test_hour_folders_are_listed_a_day_at_a_time_as_they_are_asked_for(lake, monkeypatch):
+    for hours in (0, 1, 30):
+        key = (HOUR + dt.timedelta(hours=hours)).strftime("%Y-%m-%d-%H:%M")
+        lake.write("predictions", lake.read("predictions", key), key)
+    base = lake.table_dir("predictions")
+    (base / "date=2026-11-22").write_text("")  # a stray file named as a day: left out
+    listed = []
+    scandir = layout.os.scandir
+    monkeypatch.setattr(layout.os, "scandir", lambda path: listed.append(str(path)) or scandir(path))
+    hours = layout.iter_window_folders(base)
+    assert next(hours).key == "2026-11-20-10:00"
+    assert listed == [str(base), str(base / "date=2026-11-20")]  # the next day is not listed yet
+    assert [f.key for f in hours] == ["2026-11-20-11:00", "2026-11-21-16:00"]
+    assert [f.key for f in layout.scan_window_folders(base)] == ["2026-11-20-10:00", "2026-11-20-11:00", "2026-11-21-16:00"]
+
+
 def event(checkpoint_id: str, at: dt.datetime, status: CheckpointStatus, tx_hash: str | None) -> pl.DataFrame:
     return pl.DataFrame({"checkpoint_id": [checkpoint_id], "event_at": [at], "status": [status.value], "tx_hash": [tx_hash], "caller": ["test"]})
 

@@ -99,10 +99,14 @@ class ChartHours:
         self._lock = threading.Lock()
         self._hours: OrderedDict[tuple[str, str | None, str | None], tuple[tuple, DecodedHour]] = OrderedDict()
 
-    def hour(self, predictions: str, scores: str | None, read: Callable[[], list[tuple]], fills: str | None = None) -> DecodedHour:
-        """The hour's decoded rows, read with `read` when not held or out of date."""
+    def hour(
+        self, predictions: str, scores: str | None, read: Callable[[], list[tuple]], fills: str | None = None, identity: tuple | None = None
+    ) -> DecodedHour:
+        """The hour's decoded rows, read with `read` when not held or out of date (`identity`:
+        the files' identities as the caller just took them, else they are taken here)."""
         key = (predictions, scores, fills)
-        identity = (stat_identity(predictions), stat_identity(scores) if scores else None, stat_identity(fills) if fills else None)
+        if identity is None:
+            identity = (stat_identity(predictions), stat_identity(scores) if scores else None, stat_identity(fills) if fills else None)
         with self._lock:
             held = self._hours.get(key)
             if held is not None and held[0] == identity:

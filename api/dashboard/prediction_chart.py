@@ -23,6 +23,7 @@ from api.deps import TimeRange
 from api import sql
 from api.dashboard.chart_hours import ChartHours, DecodedHour
 from coordinator_dagster.lake.layout import WindowFolder, iter_window_folders
+from coordinator_dagster.lake.memory import stat_identity
 from coordinator_dagster.lake.reader import fetch_with_retry
 from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.lake.views import PREDICTION_FAILED_REASON, PREDICTION_STATUS, SCORE_JOIN, fills_join
@@ -45,6 +46,8 @@ class Hour:
     predictions: str
     scores: str | None
     fills: str | None = None
+    # (predictions, scores, fills) file identities when looked at, None for a missing file.
+    identity: tuple | None = None
 
 
 def _files(paths: Sequence[str]) -> str:
@@ -64,10 +67,17 @@ def existing(lake: Lake, folders: Iterable[WindowFolder]) -> Iterator[Hour]:
     scores_base = str(lake.table_dir("scores"))
     fills_base = str(lake.table_dir("trading_fills"))
     for folder in folders:
-        if os.path.exists(folder.path):
+        found = stat_identity(folder.path)
+        if found is not None:
             scores = os.path.join(scores_base, folder.relative)
             fills = os.path.join(fills_base, folder.relative)
-            yield Hour(folder.path, scores if os.path.exists(scores) else None, fills if os.path.exists(fills) else None)
+            scores_found, fills_found = stat_identity(scores), stat_identity(fills)
+            # The identities ride along: one `stat` per file says both that it exists and which
+            # version the held hour must match (`ChartHours.hour`).
+            yield Hour(
+                folder.path, scores if scores_found else None, fills if fills_found else None,
+                identity=(found, scores_found, fills_found),
+            )
 
 
 def _filters(ids: list[str] | None, period: TimeRange, alias: str) -> tuple[str, list]:
@@ -113,7 +123,7 @@ def _pages(
     `limit + 1` rows in all (one more than the page says whether another page exists)."""
     skip, wanted = offset, limit + 1
     for hour in existing(lake, hours(lake, period)):
-        decoded = held.hour(hour.predictions, hour.scores, lambda hour=hour: hour_rows(con, hour), hour.fills)
+        decoded = held.hour(hour.predictions, hour.scores, lambda hour=hour: hour_rows(con, hour), hour.fills, hour.identity)
         numbers = decoded.numbers(ids, period.start, period.end)
         if len(numbers) <= skip:  # whole hours before the offset are counted, not kept
             skip -= len(numbers)

@@ -131,7 +131,7 @@ def iter_window_folders(base: str | os.PathLike[str], start: dt.datetime | None 
     one or two days, not the whole range (about a millisecond a week of hours)."""
     base = os.fspath(base)
     try:
-        days = [d for d in os.scandir(base) if d.name.startswith("date=") and d.is_dir()]
+        days = [d for d in os.scandir(base) if d.name.startswith("date=")]
     except FileNotFoundError:
         return
     dated = []
@@ -144,8 +144,8 @@ def iter_window_folders(base: str | os.PathLike[str], start: dt.datetime | None 
     for _, name, path in sorted(dated):
         try:
             entries = list(os.scandir(path))
-        except FileNotFoundError:
-            continue  # the day was removed since it was listed
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # not a folder (found by listing it: only the days read are), or removed since
         found = []
         for entry in entries:
             hour = window_start_of_folders(name, entry.name)

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from api.dashboard.chart_hours import ChartHours
-from api.dashboard.prediction_chart import chart_rows, chart_texts
+from api.dashboard.prediction_chart import LazyCursor, chart_rows, chart_texts
 from api.deps import TimeRange
 from tests.api_fixtures import SEED_START, seed_lake
 
@@ -88,3 +88,20 @@ def test_texts_are_the_rows_rendered_each_once_per_hour_held(lake):
             assert chart_texts(con, lake, ["m-beta"], period, 30, 7, "k", render, held) == ([f"<{r[1]}>" for r in rows], more)
     # Each row of the page (and the one after it, read to know of more) rendered once for both asks.
     assert more and len(calls) == len(set(calls)) == len(rows) + 1 and set(calls) >= {r[1] for r in rows}
+
+
+def test_a_page_whose_hours_are_all_held_opens_no_cursor(lake):
+    period = TimeRange(SEED_START, SEED_START + dt.timedelta(hours=3))
+    held, opened = ChartHours(), []
+    reader = lake.reader()
+
+    def open_cursor():
+        opened.append(1)
+        return reader.cursor()
+
+    with LazyCursor(open_cursor) as con:
+        first = chart_rows(con, lake, ["m-beta"], period, 50, 0, held)
+    assert opened == [1]  # the hours were read
+    with LazyCursor(open_cursor) as con:
+        again = chart_rows(con, lake, ["m-beta"], period, 50, 0, held)
+    assert opened == [1] and again == first and first[0]  # answered from the held hours

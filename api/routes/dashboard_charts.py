@@ -24,7 +24,7 @@ from fastapi.responses import StreamingResponse
 
 from api import sql
 from api.dashboard import shapes
-from api.dashboard.prediction_chart import chart_texts
+from api.dashboard.prediction_chart import LazyCursor, chart_texts
 from api.dashboard.report_schema import report_schema
 from api.dashboard.trading_widgets import trading_report_schema
 from api.dashboard.schemas import ChartPrediction, FeedRecord, MetricsRow, ParamsRow, SummaryRow
@@ -212,7 +212,7 @@ def chart_predictions(
 
     # Rows are rendered once per hour held (`api.dashboard.chart_hours`), per set of scopes.
     key = json.dumps(scopes, sort_keys=True, default=str)
-    with request.app.state.reader.cursor() as con:
+    with LazyCursor(request.app.state.reader.cursor) as con:
         texts, more = chart_texts(con, request.app.state.lake, ids, period, limit, offset, key, render)
     headers = {"X-Result-Limit": str(limit), "X-Result-Truncated": "true" if more else "false"}
     if more:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from coordinator_dagster.contracts import default_contract
+from coordinator_dagster.lake import memory
 from coordinator_dagster.lake.store import Lake
 from resources import ClockResource, InProcessModelRunner, LakeResource, SyntheticFeed
 
@@ -112,3 +113,17 @@ def pytest_runtest_setup(item: pytest.Item):
 def pytest_runtest_call(item: pytest.Item):
     with _processes_only_if_marked(item):
         return (yield)
+
+
+@pytest.fixture
+def looked_at(monkeypatch) -> list[str]:
+    """Names of the tables whose files the lake's readers looked at (`memory.table_identity` calls), in order."""
+    seen: list[str] = []
+    real = memory.table_identity
+
+    def counting(lake, name):
+        seen.append(name)
+        return real(lake, name)
+
+    monkeypatch.setattr(memory, "table_identity", counting)
+    return seen

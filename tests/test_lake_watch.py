@@ -22,20 +22,6 @@ from tests.test_lake_memory import same_as_files
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
 
 
-@pytest.fixture
-def looked_at(monkeypatch) -> list[str]:
-    """Names of the tables whose files the reader looked at (their identities taken)."""
-    seen: list[str] = []
-    real = memory.table_identity
-
-    def counting(lake, name):
-        seen.append(name)
-        return real(lake, name)
-
-    monkeypatch.setattr(memory, "table_identity", counting)
-    return seen
-
-
 def test_nothing_is_looked_at_until_a_file_changes_and_then_only_that_table(tmp_path, looked_at) -> None:
     seeded = seed_lake(tmp_path / "home")
     seed_extras(seeded.lake)

@@ -17,7 +17,7 @@ from coordinator_dagster.lake.store import Lake
 from coordinator_dagster.round_schedule import plan_score_runs
 from coordinator_dagster.scoring_batches import build_leaderboard, score_window, snapshot_window
 from coordinator_dagster.windows import window_keys_between
-from tests.test_scoring_batches import MODELS, START, land
+from tests.test_scoring_batches import START, land, register_models
 
 HOUR = dt.timedelta(hours=1)
 NOW = START + 2 * HOUR + dt.timedelta(seconds=30)  # rounds up to 01:59 have their truth
@@ -39,10 +39,7 @@ def make_lake(home) -> Lake:
         existing = lake.read_window("feed_records", START - HOUR, START + 4 * HOUR)
         lake.write_windows("feed_records", pl.concat([existing, feed], how="vertical_relaxed"), "ts_event", window_keys_between(START - HOUR, START + 4 * HOUR))
     land(lake, range(0, 2))
-    lake.write("models", pl.DataFrame({
-        "model_id": MODELS, "name": MODELS, "cruncher": MODELS, "cruncher_index": [3, 1, 0, 2], "entrypoint": "m:M",
-        "joined_at": [START] * 4, "active": True, "status": "healthy",
-    }))
+    register_models(lake)
     return lake
 
 

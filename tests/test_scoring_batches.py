@@ -64,6 +64,14 @@ def keys(first: int, stop: int) -> list[str]:
     return window_keys_between(START + first * HOUR, START + stop * HOUR)
 
 
+def register_models(lake: Lake) -> None:
+    """Registers the four models, healthy since START."""
+    lake.write("models", pl.DataFrame({
+        "model_id": MODELS, "name": MODELS, "cruncher": MODELS, "cruncher_index": [3, 1, 0, 2], "entrypoint": "m:M",
+        "joined_at": [START] * 4, "active": True, "status": "healthy",
+    }))
+
+
 def land(lake: Lake, hours: range) -> None:
     """The rounds of `hours` written as the predict path writes them."""
     inputs, preds = rounds_of(hours)
@@ -78,10 +86,7 @@ def lake(tmp_path) -> Lake:
     feed = generate_records(seed=7, subject="BTC", kind="candle", granularity="1m", start=START - HOUR, end=START + 30 * HOUR)
     lake.write_windows("feed_records", feed, "ts_event", window_keys_between(START - HOUR, START + 30 * HOUR))
     land(lake, range(0, 6))
-    lake.write("models", pl.DataFrame({
-        "model_id": MODELS, "name": MODELS, "cruncher": MODELS, "cruncher_index": [3, 1, 0, 2], "entrypoint": "m:M",
-        "joined_at": [START] * 4, "active": True, "status": "healthy",
-    }))
+    register_models(lake)
     return lake
 
 
